@@ -1,0 +1,381 @@
+//! The controller API: wadm's subjects and JSON shapes (as `wadm-types` 0.8 defines them), plus
+//! trellis's extensions on subjects of their own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Manifest;
+
+/// Subjects of the controller API for one lattice.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    lattice: String,
+}
+
+impl Subjects {
+    pub fn new(lattice: &str) -> Self {
+        Self {
+            lattice: lattice.into(),
+        }
+    }
+    /// `wadm.api.{lattice}.model.>`: everything the API server listens to.
+    pub fn model_wildcard(&self) -> String {
+        format!("wadm.api.{}.model.>", self.lattice)
+    }
+    pub fn model_prefix(&self) -> String {
+        format!("wadm.api.{}.model", self.lattice)
+    }
+    pub fn put(&self) -> String {
+        format!("{}.put", self.model_prefix())
+    }
+    pub fn list(&self) -> String {
+        format!("{}.list", self.model_prefix())
+    }
+    pub fn get(&self, name: &str) -> String {
+        format!("{}.get.{name}", self.model_prefix())
+    }
+    pub fn versions(&self, name: &str) -> String {
+        format!("{}.versions.{name}", self.model_prefix())
+    }
+    pub fn del(&self, name: &str) -> String {
+        format!("{}.del.{name}", self.model_prefix())
+    }
+    pub fn deploy(&self, name: &str) -> String {
+        format!("{}.deploy.{name}", self.model_prefix())
+    }
+    pub fn undeploy(&self, name: &str) -> String {
+        format!("{}.undeploy.{name}", self.model_prefix())
+    }
+    pub fn status(&self, name: &str) -> String {
+        format!("{}.status.{name}", self.model_prefix())
+    }
+    pub fn history(&self, name: &str) -> String {
+        format!("{}.history.{name}", self.model_prefix())
+    }
+    /// Where the status of an app is published on every change.
+    pub fn status_updates(&self, name: &str) -> String {
+        format!("wadm.status.{}.{name}", self.lattice)
+    }
+}
+
+/// The API operation a subject names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    Put,
+    List,
+    Get(String),
+    Versions(String),
+    Del(String),
+    Deploy(String),
+    Undeploy(String),
+    Status(String),
+    History(String),
+}
+
+impl Operation {
+    /// Parses the tail of a subject after `wadm.api.{lattice}.model.`.
+    pub fn parse(tail: &str) -> Option<Self> {
+        let (op, name) = match tail.split_once('.') {
+            Some((op, name)) => (op, Some(name.to_string())),
+            None => (tail, None),
+        };
+        Some(match (op, name) {
+            ("put", None) => Self::Put,
+            ("list", None) => Self::List,
+            ("get", Some(n)) => Self::Get(n),
+            ("versions", Some(n)) => Self::Versions(n),
+            ("del", Some(n)) => Self::Del(n),
+            ("deploy", Some(n)) => Self::Deploy(n),
+            ("undeploy", Some(n)) => Self::Undeploy(n),
+            ("status", Some(n)) => Self::Status(n),
+            ("history", Some(n)) => Self::History(n),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetModelRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetModelResponse {
+    pub result: GetResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GetResult {
+    Error,
+    Success,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutModelResponse {
+    pub result: PutResult,
+    #[serde(default)]
+    pub total_versions: usize,
+    #[serde(default)]
+    pub current_version: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PutResult {
+    Error,
+    Created,
+    NewVersion,
+}
+
+/// One app in the answer to `model.list` (a bare JSON array of these, as wadm-client reads it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub deployed_version: Option<String>,
+    #[serde(default)]
+    pub detailed_status: Status,
+    /// Kept for older clients, which require it.
+    pub status: StatusType,
+    pub status_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionResponse {
+    pub result: GetResult,
+    #[serde(default)]
+    pub message: String,
+    pub versions: Vec<VersionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub deployed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteModelRequest {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteModelResponse {
+    pub result: DeleteResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub undeploy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteResult {
+    Deleted,
+    Error,
+    Noop,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployModelRequest {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployModelResponse {
+    pub result: DeployResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployResult {
+    Error,
+    Acknowledged,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub result: StatusResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusResult {
+    Error,
+    Ok,
+    NotFound,
+}
+
+/// The status of an app: the aggregate and one entry per scaler.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(rename = "status")]
+    pub info: StatusInfo,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scalers: Vec<ScalerStatus>,
+    /// Kept empty for older clients, which read it.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub components: Vec<serde_json::Value>,
+}
+
+impl Status {
+    pub fn new(info: StatusInfo, scalers: Vec<ScalerStatus>) -> Self {
+        Self {
+            info,
+            scalers,
+            version: String::new(),
+            components: Vec::new(),
+        }
+    }
+
+    /// The app's status from its scalers', the way wadm aggregates them.
+    pub fn aggregate(scalers: Vec<ScalerStatus>) -> Self {
+        let status_type = scalers.iter().map(|s| s.info.status_type).sum();
+        let message = scalers
+            .iter()
+            .filter(|s| s.info.status_type != StatusType::Deployed && !s.info.message.is_empty())
+            .map(|s| format!("{}: {}", s.name, s.info.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new(
+            StatusInfo {
+                status_type,
+                message,
+            },
+            scalers,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalerStatus {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "status")]
+    pub info: StatusInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    #[serde(rename = "type")]
+    pub status_type: StatusType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl StatusInfo {
+    pub fn new(status_type: StatusType, message: impl Into<String>) -> Self {
+        Self {
+            status_type,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusType {
+    Waiting,
+    #[default]
+    Undeployed,
+    #[serde(alias = "compensating")]
+    Reconciling,
+    #[serde(alias = "ready")]
+    Deployed,
+    Failed,
+    Unhealthy,
+}
+
+impl std::ops::Add for StatusType {
+    type Output = Self;
+
+    /// Failed beats undeployed beats waiting beats reconciling beats unhealthy beats deployed.
+    fn add(self, rhs: Self) -> Self {
+        use StatusType::*;
+        if self == rhs {
+            return self;
+        }
+        for dominant in [Failed, Undeployed, Waiting, Reconciling, Unhealthy] {
+            if self == dominant || rhs == dominant {
+                return dominant;
+            }
+        }
+        Deployed
+    }
+}
+
+impl std::iter::Sum for StatusType {
+    fn sum<I: Iterator<Item = Self>>(mut iter: I) -> Self {
+        let first = iter.next().unwrap_or_default();
+        iter.fold(first, |a, b| a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_parse_from_subject_tails() {
+        assert_eq!(Operation::parse("put"), Some(Operation::Put));
+        assert_eq!(
+            Operation::parse("deploy.echo"),
+            Some(Operation::Deploy("echo".into()))
+        );
+        assert_eq!(Operation::parse("deploy"), None);
+        assert_eq!(Operation::parse("bogus.x"), None);
+    }
+
+    #[test]
+    fn aggregate_follows_wadm_precedence() {
+        use StatusType::*;
+        assert_eq!([Deployed, Deployed].into_iter().sum::<StatusType>(), Deployed);
+        assert_eq!([Deployed, Reconciling].into_iter().sum::<StatusType>(), Reconciling);
+        assert_eq!([Reconciling, Failed].into_iter().sum::<StatusType>(), Failed);
+        assert_eq!([Waiting, Reconciling].into_iter().sum::<StatusType>(), Waiting);
+        assert_eq!(std::iter::empty().sum::<StatusType>(), Undeployed);
+    }
+
+    #[test]
+    fn status_serialises_like_wadm() {
+        let s = Status::aggregate(vec![ScalerStatus {
+            id: "x".into(),
+            kind: "spreadscaler".into(),
+            name: "echo".into(),
+            info: StatusInfo::new(StatusType::Failed, "no plugin"),
+        }]);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["status"]["type"], "failed");
+        assert_eq!(v["scalers"][0]["status"]["message"], "no plugin");
+    }
+}

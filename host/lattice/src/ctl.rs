@@ -1,0 +1,322 @@
+//! The wasmCloud control interface v1: subjects, commands, queries and replies.
+//!
+//! Field names follow `wasmcloud-control-interface` 2.x exactly, so its client can drive a
+//! trellis node and the trellis controller can drive any host that speaks it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Subjects of the control interface for one lattice.
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub fn new(lattice: &str) -> Self {
+        Self {
+            prefix: format!("wasmbus.ctl.v1.{lattice}"),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn host_ping(&self) -> String {
+        format!("{}.host.ping", self.prefix)
+    }
+    pub fn host_get(&self, host: &str) -> String {
+        format!("{}.host.get.{host}", self.prefix)
+    }
+    pub fn host_stop(&self, host: &str) -> String {
+        format!("{}.host.stop.{host}", self.prefix)
+    }
+    pub fn component_scale(&self, host: &str) -> String {
+        format!("{}.component.scale.{host}", self.prefix)
+    }
+    pub fn component_update(&self, host: &str) -> String {
+        format!("{}.component.update.{host}", self.prefix)
+    }
+    pub fn provider_start(&self, host: &str) -> String {
+        format!("{}.provider.start.{host}", self.prefix)
+    }
+    pub fn provider_stop(&self, host: &str) -> String {
+        format!("{}.provider.stop.{host}", self.prefix)
+    }
+    pub fn link_put(&self) -> String {
+        format!("{}.link.put", self.prefix)
+    }
+    pub fn link_del(&self) -> String {
+        format!("{}.link.del", self.prefix)
+    }
+    pub fn link_get(&self) -> String {
+        format!("{}.link.get", self.prefix)
+    }
+    pub fn config_put(&self, name: &str) -> String {
+        format!("{}.config.put.{name}", self.prefix)
+    }
+    pub fn config_get(&self, name: &str) -> String {
+        format!("{}.config.get.{name}", self.prefix)
+    }
+    pub fn config_del(&self, name: &str) -> String {
+        format!("{}.config.del.{name}", self.prefix)
+    }
+    pub fn label_put(&self, host: &str) -> String {
+        format!("{}.label.put.{host}", self.prefix)
+    }
+    pub fn label_del(&self, host: &str) -> String {
+        format!("{}.label.del.{host}", self.prefix)
+    }
+}
+
+/// JetStream KV bucket holding named configs (the same bucket name wasmCloud hosts use).
+pub fn config_bucket(lattice: &str) -> String {
+    format!("CONFIGDATA_{lattice}")
+}
+
+/// JetStream KV bucket holding links (the same bucket name wasmCloud hosts use).
+pub fn link_bucket(lattice: &str) -> String {
+    format!("LATTICEDATA_{lattice}")
+}
+
+/// The reply to every control-interface request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CtlResponse<T> {
+    pub success: bool,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<T>,
+}
+
+impl<T> CtlResponse<T> {
+    pub fn ok(response: T) -> Self {
+        Self {
+            success: true,
+            message: String::new(),
+            response: Some(response),
+        }
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+impl CtlResponse<()> {
+    pub fn success(message: impl Into<String>) -> Self {
+        Self {
+            success: true,
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleComponentCommand {
+    #[serde(default)]
+    pub component_ref: String,
+    pub component_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, alias = "count", rename = "count")]
+    pub max_instances: u32,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub config: Vec<String>,
+    #[serde(default)]
+    pub allow_update: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartProviderCommand {
+    pub provider_id: String,
+    #[serde(default)]
+    pub provider_ref: String,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub config: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopProviderCommand {
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default, alias = "provider_ref")]
+    pub provider_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopHostCommand {
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+fn default_link_name() -> String {
+    "default".to_string()
+}
+
+/// A link definition, as stored and as sent with `link.put`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Link {
+    pub source_id: String,
+    pub target: String,
+    #[serde(default = "default_link_name")]
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub source_config: Vec<String>,
+    #[serde(default)]
+    pub target_config: Vec<String>,
+}
+
+impl Link {
+    /// The key a link is stored under: one link per source, name and WIT package.
+    pub fn key(&self) -> String {
+        link_key(
+            &self.source_id,
+            &self.name,
+            &self.wit_namespace,
+            &self.wit_package,
+        )
+    }
+}
+
+pub fn link_key(source_id: &str, name: &str, namespace: &str, package: &str) -> String {
+    format!("{source_id}.{name}.{namespace}.{package}")
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLinkRequest {
+    pub source_id: String,
+    #[serde(default = "default_link_name")]
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+}
+
+/// Answer to `host.ping`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctl_host: Option<String>,
+    #[serde(default)]
+    pub friendly_name: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub js_domain: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub lattice: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_human: Option<String>,
+    #[serde(default)]
+    pub uptime_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Answer to `host.get.{host}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInventory {
+    #[serde(alias = "actors")]
+    pub components: Vec<ComponentDescription>,
+    pub providers: Vec<ProviderDescription>,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub friendly_name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub uptime_human: String,
+    #[serde(default)]
+    pub uptime_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentDescription {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub image_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub revision: i32,
+    #[serde(default)]
+    pub max_instances: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderDescription {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub revision: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLabel {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLabelIdentifier {
+    pub key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_command_uses_count_on_the_wire() {
+        let cmd = ScaleComponentCommand {
+            component_id: "c".into(),
+            max_instances: 3,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(json["count"], 3);
+        assert!(json.get("max_instances").is_none());
+    }
+
+    #[test]
+    fn link_name_defaults_to_default() {
+        let link: Link = serde_json::from_str(
+            r#"{"source_id":"a","target":"b","wit_namespace":"wasi","wit_package":"http","interfaces":["incoming-handler"]}"#,
+        )
+        .unwrap();
+        assert_eq!(link.name, "default");
+        assert_eq!(link.key(), "a.default.wasi.http");
+    }
+}
