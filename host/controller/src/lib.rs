@@ -1,1 +1,129 @@
-//! placeholder
+//! The trellis controller: keeps what runs on a lattice matching the deployed manifests.
+//!
+//! It owns the manifest store (JetStream KV), answers the wadm-compatible API, builds lattice
+//! state from events, and runs the reconcile loop ([`reconciler`]) that asks scaler plugins
+//! (through `trellis-runtime`) what to do and sends their commands over the wasmCloud control
+//! interface. It never runs application code and never decides placement itself.
+
+pub mod api;
+pub mod executor;
+pub mod kv;
+pub mod reconciler;
+pub mod state;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use trellis_lattice::ctl;
+use trellis_runtime::{Runtime, RuntimeConfig};
+
+pub use reconciler::LoopSettings;
+
+/// How a controller is set up.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub nats_url: String,
+    /// The lattices this controller manages.
+    pub lattices: Vec<String>,
+    pub plugin_dir: PathBuf,
+    pub runtime: RuntimeConfig,
+    pub settings: LoopSettings,
+    /// How often the plugin folder is checked for changes.
+    pub plugin_poll: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            lattices: vec!["default".into()],
+            plugin_dir: PathBuf::from("plugins"),
+            runtime: RuntimeConfig::default(),
+            settings: LoopSettings::default(),
+            plugin_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A running controller.
+pub struct Controller {
+    runtime: Arc<Runtime>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Controller {
+    pub async fn start(config: ControllerConfig) -> anyhow::Result<Self> {
+        let mut runtime_config = config.runtime.clone();
+        runtime_config.plugin_dir = config.plugin_dir.clone();
+        let runtime = Arc::new(Runtime::new(runtime_config).context("starting the plugin runtime")?);
+        // Compiling plugins takes a while; do it off the async workers.
+        let loading = Arc::clone(&runtime);
+        tokio::task::spawn_blocking(move || loading.reload())
+            .await
+            .context("loading plugins")?;
+        let plugins = runtime.plugins();
+        if plugins.by_file.is_empty() {
+            tracing::warn!(dir = %config.plugin_dir.display(), "no plugins loaded: every trait will report that no plugin handles it");
+        }
+        runtime.watch(config.plugin_poll);
+
+        let client = async_nats::connect(&config.nats_url)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {}: is nats-server running?", config.nats_url))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let mut tasks = Vec::new();
+        for lattice in &config.lattices {
+            let store = store::ManifestStore::open(&js, lattice)
+                .await
+                .with_context(|| format!("opening the manifest store of lattice {lattice}"))?;
+            let links = kv::open_bucket(&js, &ctl::link_bucket(lattice), 1).await?;
+            let configs = kv::open_bucket(&js, &ctl::config_bucket(lattice), 1).await?;
+            let statuses = reconciler::Statuses::default();
+            let api = api::ApiServer {
+                lattice: lattice.clone(),
+                client: client.clone(),
+                store: store.clone(),
+                statuses: Arc::clone(&statuses),
+                runtime: Arc::clone(&runtime),
+            };
+            let name = lattice.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = api.run().await {
+                    tracing::error!(lattice = %name, "API server stopped: {e:#}");
+                }
+            }));
+            let reconciler = reconciler::Reconciler::new(
+                lattice,
+                client.clone(),
+                Arc::clone(&runtime),
+                config.settings.clone(),
+                statuses,
+            );
+            let manifests = store.kv().clone();
+            let name = lattice.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = reconciler.run(manifests, links, configs).await {
+                    tracing::error!(lattice = %name, "reconcile loop stopped: {e:#}");
+                }
+            }));
+            tracing::info!(lattice = %lattice, nats = %config.nats_url, plugins = %config.plugin_dir.display(), "controller serving lattice");
+        }
+        Ok(Self { runtime, tasks })
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The controller API on NATS: wadm's `wadm.api.{lattice}.model.*` subjects and JSON shapes,
+//! so `wadm-client` and `wash app` work against trellis unchanged.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+use trellis_lattice::api::*;
+use trellis_lattice::manifest::{APPLICATION_KIND, OAM_VERSION};
+use trellis_lattice::Manifest;
+use trellis_runtime::Runtime;
+
+use crate::reconciler::Statuses;
+use crate::store::{ManifestStore, StoreError};
+
+pub struct ApiServer {
+    pub lattice: String,
+    pub client: async_nats::Client,
+    pub store: ManifestStore,
+    pub statuses: Statuses,
+    pub runtime: Arc<Runtime>,
+}
+
+/// The answer to `model.history.{name}` (a trellis extension).
+#[derive(Debug, Serialize)]
+struct HistoryResponse {
+    result: GetResult,
+    message: String,
+    history: Vec<crate::store::HistoryEntry>,
+}
+
+impl ApiServer {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let subjects = Subjects::new(&self.lattice);
+        let prefix = format!("{}.", subjects.model_prefix());
+        // A queue group: with several controllers, each request is answered once.
+        let mut requests = self
+            .client
+            .queue_subscribe(subjects.model_wildcard(), "trellis-api".into())
+            .await?;
+        while let Some(msg) = requests.next().await {
+            let Some(reply) = msg.reply.clone() else {
+                continue;
+            };
+            let tail = msg.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
+            let body = match Operation::parse(tail) {
+                Some(op) => {
+                    tracing::debug!(lattice = %self.lattice, ?op, "api request");
+                    self.handle(op, &msg.payload).await
+                }
+                None => serde_json::json!({
+                    "result": "error",
+                    "message": format!("unknown API operation `{tail}`"),
+                }),
+            };
+            let payload = serde_json::to_vec(&body).unwrap_or_default();
+            if let Err(e) = self.client.publish(reply, payload.into()).await {
+                tracing::warn!(lattice = %self.lattice, "cannot answer API request: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, op: Operation, payload: &[u8]) -> serde_json::Value {
+        let value = match op {
+            Operation::Put => to_value(self.put(payload).await),
+            Operation::List => to_value(self.list().await),
+            Operation::Get(name) => to_value(self.get(&name, payload).await),
+            Operation::Versions(name) => to_value(self.versions(&name).await),
+            Operation::Del(name) => to_value(self.delete(&name, payload).await),
+            Operation::Deploy(name) => to_value(self.deploy(&name, payload).await),
+            Operation::Undeploy(name) => to_value(self.undeploy(&name).await),
+            Operation::Status(name) => to_value(self.status(&name).await),
+            Operation::History(name) => to_value(self.history(&name).await),
+        };
+        value
+    }
+
+    /// Checks a manifest before it is stored: the format, and that every trait type has a
+    /// plugin (with the closest known one as a hint).
+    fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        if manifest.api_version != OAM_VERSION {
+            return Err(format!(
+                "apiVersion is `{}`; trellis reads `{OAM_VERSION}`",
+                manifest.api_version
+            ));
+        }
+        if manifest.kind != APPLICATION_KIND {
+            return Err(format!(
+                "kind is `{}`; trellis reads `{APPLICATION_KIND}`",
+                manifest.kind
+            ));
+        }
+        let name = manifest.name();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "metadata.name `{name}` may only hold letters, digits, `-` and `_`"
+            ));
+        }
+        if manifest.version() == "latest" {
+            return Err("metadata.annotations.version may not be `latest`: name a version such as v0.1.0".into());
+        }
+        let known = self.runtime.plugins().trait_types();
+        for (ci, component) in manifest.spec.components.iter().enumerate() {
+            for (ti, t) in component.traits.iter().flatten().enumerate() {
+                if !known.contains(&t.trait_type) {
+                    let hint = match closest(&t.trait_type, &known) {
+                        Some(c) => format!(" Did you mean `{c}`?"),
+                        None => String::new(),
+                    };
+                    return Err(format!(
+                        "spec.components[{ci}].traits[{ti}]: unknown trait type `{}`; the loaded plugins handle: {}.{hint} To use a custom trait, put its plugin in the controller's plugin folder first.",
+                        t.trait_type,
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put(&self, payload: &[u8]) -> PutModelResponse {
+        let error = |message: String| PutModelResponse {
+            result: PutResult::Error,
+            total_versions: 0,
+            current_version: String::new(),
+            message,
+            name: String::new(),
+        };
+        let text = match std::str::from_utf8(payload) {
+            Ok(t) => t,
+            Err(_) => return error("manifest is not UTF-8 text".into()),
+        };
+        let mut manifest = match Manifest::parse(text) {
+            Ok(m) => m,
+            Err(e) => return error(e.to_string()),
+        };
+        if manifest.version().is_empty() {
+            // As wadm does: a manifest without a version gets a unique one.
+            let version = chrono::Utc::now().format("v%Y%m%d%H%M%S%3f").to_string();
+            manifest
+                .metadata
+                .annotations
+                .insert(trellis_lattice::manifest::VERSION_ANNOTATION.into(), version);
+        }
+        if let Err(message) = self.check(&manifest) {
+            return error(message);
+        }
+        let name = manifest.name().to_string();
+        let version = manifest.version().to_string();
+        match self.store.put(manifest).await {
+            Ok(outcome) => PutModelResponse {
+                result: if outcome.created {
+                    PutResult::Created
+                } else {
+                    PutResult::NewVersion
+                },
+                total_versions: outcome.total_versions,
+                current_version: version.clone(),
+                message: format!("put app {name} version {version}"),
+                name,
+            },
+            Err(e) => PutModelResponse {
+                name,
+                ..error(e.to_string())
+            },
+        }
+    }
+
+    async fn list(&self) -> Vec<ModelSummary> {
+        let apps = match self.store.list().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::error!(lattice = %self.lattice, "cannot list apps: {e}");
+                return Vec::new();
+            }
+        };
+        apps.into_iter()
+            .filter_map(|(name, app)| {
+                let latest = app.latest()?;
+                let status = self.current_status(&name, app.deployed.is_some());
+                Some(ModelSummary {
+                    name,
+                    version: latest.version.clone(),
+                    description: latest.manifest.description().map(String::from),
+                    deployed_version: app.deployed.clone(),
+                    status: status.info.status_type,
+                    status_message: Some(status.info.message.clone()),
+                    detailed_status: status,
+                })
+            })
+            .collect()
+    }
+
+    fn current_status(&self, name: &str, deployed: bool) -> Status {
+        if !deployed {
+            return Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new());
+        }
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        statuses.get(name).cloned().unwrap_or_else(|| {
+            Status::new(
+                StatusInfo::new(StatusType::Reconciling, "waiting for the first reconcile pass"),
+                Vec::new(),
+            )
+        })
+    }
+
+    async fn get(&self, name: &str, payload: &[u8]) -> GetModelResponse {
+        let request: GetModelRequest = parse_or_default(payload);
+        match self.store.get(name).await {
+            Ok(Some((app, _))) => {
+                let found = match &request.version {
+                    Some(v) => app.version(v),
+                    None => app.latest(),
+                };
+                match found {
+                    Some(v) => GetModelResponse {
+                        result: GetResult::Success,
+                        message: String::new(),
+                        manifest: Some(v.manifest.clone()),
+                    },
+                    None => GetModelResponse {
+                        result: GetResult::NotFound,
+                        message: format!(
+                            "app {name} has no version {}",
+                            request.version.unwrap_or_default()
+                        ),
+                        manifest: None,
+                    },
+                }
+            }
+            Ok(None) => GetModelResponse {
+                result: GetResult::NotFound,
+                message: format!("app {name} not found"),
+                manifest: None,
+            },
+            Err(e) => GetModelResponse {
+                result: GetResult::Error,
+                message: e.to_string(),
+                manifest: None,
+            },
+        }
+    }
+
+    async fn versions(&self, name: &str) -> VersionResponse {
+        match self.store.get(name).await {
+            Ok(Some((app, _))) => VersionResponse {
+                result: GetResult::Success,
+                message: String::new(),
+                versions: app
+                    .versions
+                    .iter()
+                    .map(|v| VersionInfo {
+                        version: v.version.clone(),
+                        deployed: app.deployed.as_deref() == Some(v.version.as_str()),
+                    })
+                    .collect(),
+            },
+            Ok(None) => VersionResponse {
+                result: GetResult::NotFound,
+                message: format!("app {name} not found"),
+                versions: Vec::new(),
+            },
+            Err(e) => VersionResponse {
+                result: GetResult::Error,
+                message: e.to_string(),
+                versions: Vec::new(),
+            },
+        }
+    }
+
+    async fn delete(&self, name: &str, payload: &[u8]) -> DeleteModelResponse {
+        let request: DeleteModelRequest = parse_or_default(payload);
+        match self.store.delete(name, request.version.as_deref()).await {
+            Ok(undeploy) => DeleteModelResponse {
+                result: DeleteResult::Deleted,
+                message: match &request.version {
+                    Some(v) => format!("deleted version {v} of app {name}"),
+                    None => format!("deleted app {name}"),
+                },
+                undeploy,
+            },
+            Err(StoreError::NotFound(_)) | Err(StoreError::VersionNotFound { .. }) => {
+                DeleteModelResponse {
+                    result: DeleteResult::Noop,
+                    message: format!("app {name} has nothing to delete"),
+                    undeploy: false,
+                }
+            }
+            Err(e) => DeleteModelResponse {
+                result: DeleteResult::Error,
+                message: e.to_string(),
+                undeploy: false,
+            },
+        }
+    }
+
+    async fn deploy(&self, name: &str, payload: &[u8]) -> DeployModelResponse {
+        let request: DeployModelRequest = parse_or_default(payload);
+        match self.store.deploy(name, request.version.as_deref()).await {
+            Ok(version) => DeployModelResponse {
+                result: DeployResult::Acknowledged,
+                message: format!("deploying app {name} version {version}"),
+                name: name.into(),
+                version: Some(version),
+            },
+            Err(e @ (StoreError::NotFound(_) | StoreError::VersionNotFound { .. })) => {
+                DeployModelResponse {
+                    result: DeployResult::NotFound,
+                    message: e.to_string(),
+                    name: name.into(),
+                    version: request.version,
+                }
+            }
+            Err(e) => DeployModelResponse {
+                result: DeployResult::Error,
+                message: e.to_string(),
+                name: name.into(),
+                version: request.version,
+            },
+        }
+    }
+
+    async fn undeploy(&self, name: &str) -> DeployModelResponse {
+        match self.store.undeploy(name).await {
+            Ok(()) => DeployModelResponse {
+                result: DeployResult::Acknowledged,
+                message: format!("undeploying app {name}"),
+                name: name.into(),
+                version: None,
+            },
+            Err(e @ StoreError::NotFound(_)) => DeployModelResponse {
+                result: DeployResult::NotFound,
+                message: e.to_string(),
+                name: name.into(),
+                version: None,
+            },
+            Err(e) => DeployModelResponse {
+                result: DeployResult::Error,
+                message: e.to_string(),
+                name: name.into(),
+                version: None,
+            },
+        }
+    }
+
+    async fn status(&self, name: &str) -> StatusResponse {
+        match self.store.get(name).await {
+            Ok(Some((app, _))) => StatusResponse {
+                result: StatusResult::Ok,
+                message: String::new(),
+                status: Some(self.current_status(name, app.deployed.is_some())),
+            },
+            Ok(None) => StatusResponse {
+                result: StatusResult::NotFound,
+                message: format!("app {name} not found"),
+                status: None,
+            },
+            Err(e) => StatusResponse {
+                result: StatusResult::Error,
+                message: e.to_string(),
+                status: None,
+            },
+        }
+    }
+
+    async fn history(&self, name: &str) -> HistoryResponse {
+        match self.store.get(name).await {
+            Ok(Some((app, _))) => HistoryResponse {
+                result: GetResult::Success,
+                message: String::new(),
+                history: app.history,
+            },
+            Ok(None) => HistoryResponse {
+                result: GetResult::NotFound,
+                message: format!("app {name} not found"),
+                history: Vec::new(),
+            },
+            Err(e) => HistoryResponse {
+                result: GetResult::Error,
+                message: e.to_string(),
+                history: Vec::new(),
+            },
+        }
+    }
+}
+
+fn to_value(v: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+fn parse_or_default<T: serde::de::DeserializeOwned + Default>(payload: &[u8]) -> T {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return T::default();
+    }
+    serde_json::from_slice(payload).unwrap_or_default()
+}
+
+/// The known name closest to `name` by edit distance, if it is close enough to be a typo.
+pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_trait_type_is_suggested() {
+        let known = vec!["link".to_string(), "spreadscaler".to_string()];
+        assert_eq!(closest("spreadscalar", &known), Some("spreadscaler"));
+        assert_eq!(closest("daemonscaler", &known), None);
+    }
+}

@@ -1,0 +1,384 @@
+//! The command executor: turns plugin commands into control-interface requests, and makes sure
+//! a command is never issued twice while it is in flight.
+//!
+//! A command is *in flight* from the moment it is sent until the lattice state shows its effect,
+//! a failure arrives (a `false` reply or a `*_failed` event), or it times out. A failed command
+//! backs off exponentially (with jitter, capped) before it may be issued again, and the failure
+//! is reported in the scaler's status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use trellis_lattice::annotations;
+use trellis_lattice::ctl::{
+    self, CtlResponse, DeleteLinkRequest, ScaleComponentCommand, StartProviderCommand,
+    StopProviderCommand,
+};
+use trellis_lattice::event::Event;
+use trellis_runtime::bindings::Command;
+
+use crate::state::{from_wit_link, LatticeState};
+
+/// First retry delay after a failure; doubles per failure up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// Who asked for a command.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    pub app: String,
+    pub scaler: String,
+}
+
+/// The answer to a request, sent back to the reconcile loop.
+#[derive(Debug)]
+pub struct Outcome {
+    pub key: String,
+    pub result: Result<(), String>,
+}
+
+struct InFlight {
+    command: Command,
+    sent: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub origin: Origin,
+    pub reason: String,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+pub struct Executor {
+    client: async_nats::Client,
+    subjects: ctl::Subjects,
+    timeout: Duration,
+    in_flight: HashMap<String, InFlight>,
+    failures: HashMap<String, Failure>,
+    origins: HashMap<String, Origin>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Every command sent, for tests and `plan`-style accounting.
+    pub sent_total: u64,
+}
+
+/// The key of the thing a command changes: two commands with one key must not overlap.
+pub fn command_key(command: &Command) -> String {
+    match command {
+        Command::ScaleComponent(c) => format!("component/{}/{}", c.host_id, c.component_id),
+        Command::StartProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
+        Command::StopProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
+        Command::PutLink(l) => format!(
+            "link/{}",
+            ctl::link_key(&l.source_id, &l.name, &l.wit_namespace, &l.wit_package)
+        ),
+        Command::DeleteLink(l) => format!(
+            "link/{}",
+            ctl::link_key(&l.source_id, &l.name, &l.wit_namespace, &l.wit_package)
+        ),
+        Command::PutConfig(c) => format!("config/{}", c.name),
+        Command::DeleteConfig(name) => format!("config/{name}"),
+    }
+}
+
+/// Whether the lattice state already shows what the command asks for.
+fn satisfied(command: &Command, state: &LatticeState) -> bool {
+    match command {
+        Command::ScaleComponent(c) => {
+            let count = state
+                .hosts
+                .get(&c.host_id)
+                .and_then(|h| h.components.get(&c.component_id))
+                .map(|s| s.count)
+                .unwrap_or(0);
+            count == c.count
+        }
+        Command::StartProvider(c) => state
+            .hosts
+            .get(&c.host_id)
+            .is_some_and(|h| h.providers.contains_key(&c.provider_id)),
+        Command::StopProvider(c) => !state
+            .hosts
+            .get(&c.host_id)
+            .is_some_and(|h| h.providers.contains_key(&c.provider_id)),
+        Command::PutLink(l) => {
+            let link = from_wit_link(l);
+            state.links.get(&link.key()) == Some(&link)
+        }
+        Command::DeleteLink(l) => !state.links.contains_key(&ctl::link_key(
+            &l.source_id,
+            &l.name,
+            &l.wit_namespace,
+            &l.wit_package,
+        )),
+        Command::PutConfig(c) => {
+            let want: BTreeMap<String, String> = c
+                .entries
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect();
+            state.configs.get(&c.name) == Some(&want)
+        }
+        Command::DeleteConfig(name) => !state.configs.contains_key(name),
+    }
+}
+
+/// Command target host, when the command concerns one host.
+fn command_host(command: &Command) -> Option<&str> {
+    match command {
+        Command::ScaleComponent(c) => Some(&c.host_id),
+        Command::StartProvider(c) => Some(&c.host_id),
+        Command::StopProvider(c) => Some(&c.host_id),
+        _ => None,
+    }
+}
+
+impl Executor {
+    pub fn new(
+        client: async_nats::Client,
+        lattice: &str,
+        timeout: Duration,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+    ) -> Self {
+        Self {
+            client,
+            subjects: ctl::Subjects::new(lattice),
+            timeout,
+            in_flight: HashMap::new(),
+            failures: HashMap::new(),
+            origins: HashMap::new(),
+            outcomes,
+            sent_total: 0,
+        }
+    }
+
+    /// Settles in-flight commands against the state: done when their effect shows, failed when
+    /// they time out or their host is gone.
+    pub fn settle(&mut self, state: &LatticeState, now: Instant) {
+        let mut timed_out = Vec::new();
+        self.in_flight.retain(|key, f| {
+            if satisfied(&f.command, state) {
+                return false;
+            }
+            if command_host(&f.command).is_some_and(|h| !state.hosts.contains_key(h)) {
+                return false;
+            }
+            if now.duration_since(f.sent) > self.timeout {
+                timed_out.push(key.clone());
+                return false;
+            }
+            true
+        });
+        for key in timed_out {
+            let reason = format!(
+                "no confirmation within {:?} for {key}",
+                self.timeout
+            );
+            self.fail(&key, reason, now);
+        }
+    }
+
+    /// Reads failure events: they end the matching in-flight command as failed.
+    pub fn on_event(&mut self, event: &Event, now: Instant) {
+        let (key, reason) = match event {
+            Event::ComponentScaleFailed(e) => (
+                format!("component/{}/{}", e.host_id, e.component_id),
+                format!(
+                    "host {} could not scale {} ({}): {}",
+                    e.host_id, e.component_id, e.image_ref, e.error
+                ),
+            ),
+            Event::ProviderStartFailed(e) => (
+                format!("provider/{}/{}", e.host_id, e.provider_id),
+                format!(
+                    "host {} could not start provider {} ({}): {}",
+                    e.host_id, e.provider_id, e.provider_ref, e.error
+                ),
+            ),
+            _ => return,
+        };
+        if self.in_flight.remove(&key).is_some() {
+            self.fail(&key, reason, now);
+        }
+    }
+
+    pub fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
+        if let Err(reason) = outcome.result {
+            if self.in_flight.remove(&outcome.key).is_some() {
+                self.fail(&outcome.key, reason, now);
+            }
+        }
+    }
+
+    fn fail(&mut self, key: &str, reason: String, now: Instant) {
+        let Some(origin) = self.origins.get(key).cloned() else {
+            return;
+        };
+        let attempts = self.failures.get(key).map(|f| f.attempts + 1).unwrap_or(1);
+        let delay = backoff(key, attempts);
+        tracing::warn!(
+            app = %origin.app,
+            scaler = %origin.scaler,
+            key,
+            attempts,
+            retry_in = ?delay,
+            "command failed: {reason}"
+        );
+        self.failures.insert(
+            key.to_string(),
+            Failure {
+                origin,
+                reason,
+                attempts,
+                retry_at: now + delay,
+            },
+        );
+    }
+
+    /// The latest failure of any command of this scaler that is still backing off or unresolved.
+    pub fn failure_of(&self, origin: &Origin) -> Option<&Failure> {
+        self.failures.values().find(|f| &f.origin == origin)
+    }
+
+    /// Forgets failures of commands no scaler asks for any more, and of ones now satisfied.
+    pub fn forget_failures(&mut self, wanted: &HashMap<String, Command>, state: &LatticeState) {
+        self.failures.retain(|key, _| {
+            wanted
+                .get(key)
+                .is_some_and(|command| !satisfied(command, state))
+        });
+    }
+
+    /// Sends the commands that are neither in flight nor backing off. Returns how many were sent.
+    pub fn issue(&mut self, origin: &Origin, commands: Vec<Command>, now: Instant) -> usize {
+        let mut sent = 0;
+        for command in commands {
+            let key = command_key(&command);
+            if self.in_flight.contains_key(&key) {
+                continue;
+            }
+            if self.failures.get(&key).is_some_and(|f| f.retry_at > now) {
+                continue;
+            }
+            self.origins.insert(key.clone(), origin.clone());
+            self.send(&key, &command, origin);
+            self.in_flight.insert(key, InFlight { command, sent: now });
+            sent += 1;
+        }
+        self.sent_total += sent as u64;
+        sent
+    }
+
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn send(&self, key: &str, command: &Command, origin: &Origin) {
+        let annotations: BTreeMap<String, String> = [
+            (annotations::MANAGED_BY, annotations::MANAGED_BY_VALUE),
+            (annotations::APP, origin.app.as_str()),
+            (annotations::SCALER, origin.scaler.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (subject, body) = match command {
+            Command::ScaleComponent(c) => (
+                self.subjects.component_scale(&c.host_id),
+                serde_json::to_vec(&ScaleComponentCommand {
+                    component_ref: c.image.clone(),
+                    component_id: c.component_id.clone(),
+                    annotations: Some(annotations),
+                    max_instances: c.count,
+                    host_id: c.host_id.clone(),
+                    config: c.config.clone(),
+                    allow_update: true,
+                }),
+            ),
+            Command::StartProvider(c) => (
+                self.subjects.provider_start(&c.host_id),
+                serde_json::to_vec(&StartProviderCommand {
+                    provider_id: c.provider_id.clone(),
+                    provider_ref: c.image.clone(),
+                    host_id: c.host_id.clone(),
+                    config: c.config.clone(),
+                    annotations: Some(annotations),
+                }),
+            ),
+            Command::StopProvider(c) => (
+                self.subjects.provider_stop(&c.host_id),
+                serde_json::to_vec(&StopProviderCommand {
+                    host_id: c.host_id.clone(),
+                    provider_id: c.provider_id.clone(),
+                }),
+            ),
+            Command::PutLink(l) => (self.subjects.link_put(), serde_json::to_vec(&from_wit_link(l))),
+            Command::DeleteLink(l) => (
+                self.subjects.link_del(),
+                serde_json::to_vec(&DeleteLinkRequest {
+                    source_id: l.source_id.clone(),
+                    name: l.name.clone(),
+                    wit_namespace: l.wit_namespace.clone(),
+                    wit_package: l.wit_package.clone(),
+                }),
+            ),
+            Command::PutConfig(c) => (
+                self.subjects.config_put(&c.name),
+                serde_json::to_vec(
+                    &c.entries
+                        .iter()
+                        .map(|p| (p.key.clone(), p.value.clone()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+            ),
+            Command::DeleteConfig(name) => (self.subjects.config_del(name), Ok(b"{}".to_vec())),
+        };
+        let body = body.unwrap_or_default();
+        tracing::info!(app = %origin.app, scaler = %origin.scaler, %subject, "issuing command");
+        let client = self.client.clone();
+        let outcomes = self.outcomes.clone();
+        let key = key.to_string();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let reply = tokio::time::timeout(timeout, client.request(subject.clone(), body.into())).await;
+            let result = match reply {
+                Err(_) => Err(format!("no reply to {subject} within {timeout:?}")),
+                Ok(Err(e)) => Err(format!("request {subject} failed: {e}")),
+                Ok(Ok(msg)) => match serde_json::from_slice::<CtlResponse<serde_json::Value>>(&msg.payload) {
+                    Ok(r) if r.success => Ok(()),
+                    Ok(r) => Err(r.message),
+                    Err(e) => Err(format!("unreadable reply to {subject}: {e}")),
+                },
+            };
+            let _ = outcomes.send(Outcome { key, result });
+        });
+    }
+}
+
+/// Exponential backoff with ±20% jitter derived from the key, so that many commands failing at
+/// once do not retry in lock step.
+fn backoff(key: &str, attempts: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+    let base = exp.min(BACKOFF_CAP);
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in key.bytes().chain(attempts.to_le_bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    let jitter = (hash % 41) as f64 / 100.0 - 0.2; // -0.20 ..= +0.20
+    base.mul_f64(1.0 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff("k", 1);
+        let third = backoff("k", 3);
+        assert!(first >= Duration::from_millis(400) && first <= Duration::from_millis(600));
+        assert!(third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400));
+        assert!(backoff("k", 30) <= BACKOFF_CAP.mul_f64(1.2));
+    }
+}

@@ -1,0 +1,344 @@
+//! What the controller knows of a lattice: hosts and what runs on them (from events and
+//! inventory), links and configs (from the lattice's KV buckets). It turns that into the
+//! immutable [`LatticeSnapshot`] plugins read.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use trellis_lattice::ctl::{HostInventory, Link};
+use trellis_lattice::event::Event;
+use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
+use trellis_runtime::LatticeSnapshot;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentState {
+    pub image: String,
+    pub count: u32,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderState {
+    pub image: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostState {
+    pub friendly_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub uptime_seconds: u64,
+    pub last_seen: Instant,
+    pub components: BTreeMap<String, ComponentState>,
+    pub providers: BTreeMap<String, ProviderState>,
+}
+
+impl HostState {
+    fn new(now: Instant) -> Self {
+        Self {
+            friendly_name: String::new(),
+            labels: BTreeMap::new(),
+            uptime_seconds: 0,
+            last_seen: now,
+            components: BTreeMap::new(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LatticeState {
+    pub hosts: BTreeMap<String, HostState>,
+    /// By [`Link::key`].
+    pub links: BTreeMap<String, Link>,
+    pub configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl LatticeState {
+    fn host_mut(&mut self, id: &str, now: Instant) -> &mut HostState {
+        let host = self
+            .hosts
+            .entry(id.to_string())
+            .or_insert_with(|| HostState::new(now));
+        host.last_seen = now;
+        host
+    }
+
+    /// Applies an event from `source` (the host that sent it). Returns whether anything changed
+    /// that a scaler could care about.
+    pub fn apply(&mut self, source: &str, event: &Event, now: Instant) -> bool {
+        match event {
+            Event::HostStarted(e) => {
+                let host = self.host_mut(source, now);
+                host.labels = e.labels.clone();
+                host.friendly_name = e.friendly_name.clone();
+                true
+            }
+            Event::HostStopped(_) => self.hosts.remove(source).is_some(),
+            Event::HostHeartbeat(hb) => {
+                let host = self.host_mut(source, now);
+                let components: BTreeMap<_, _> = hb
+                    .components
+                    .iter()
+                    .filter(|c| c.max_instances > 0)
+                    .map(|c| {
+                        (
+                            c.id.clone(),
+                            ComponentState {
+                                image: c.image_ref.clone(),
+                                count: c.max_instances,
+                                annotations: c.annotations.clone().unwrap_or_default(),
+                            },
+                        )
+                    })
+                    .collect();
+                let providers: BTreeMap<_, _> = hb
+                    .providers
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.id.clone(),
+                            ProviderState {
+                                image: p.image_ref.clone().unwrap_or_default(),
+                                annotations: p.annotations.clone().unwrap_or_default(),
+                            },
+                        )
+                    })
+                    .collect();
+                let changed = host.components != components
+                    || host.providers != providers
+                    || host.labels != hb.labels;
+                host.components = components;
+                host.providers = providers;
+                host.labels = hb.labels.clone();
+                host.friendly_name = hb.friendly_name.clone();
+                host.uptime_seconds = hb.uptime_seconds;
+                changed
+            }
+            Event::ComponentScaled(e) => {
+                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                let host = self.host_mut(host_id, now);
+                if e.max_instances == 0 {
+                    host.components.remove(&e.component_id).is_some()
+                } else {
+                    let new = ComponentState {
+                        image: e.image_ref.clone(),
+                        count: e.max_instances,
+                        annotations: e.annotations.clone(),
+                    };
+                    host.components.insert(e.component_id.clone(), new.clone()) != Some(new)
+                }
+            }
+            Event::ProviderStarted(e) => {
+                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                let host = self.host_mut(host_id, now);
+                let new = ProviderState {
+                    image: e.image_ref.clone(),
+                    annotations: e.annotations.clone(),
+                };
+                host.providers.insert(e.provider_id.clone(), new.clone()) != Some(new)
+            }
+            Event::ProviderStopped(e) => {
+                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                self.host_mut(host_id, now)
+                    .providers
+                    .remove(&e.provider_id)
+                    .is_some()
+            }
+            // Failures change nothing that runs; the executor reads them.
+            Event::ComponentScaleFailed(_) | Event::ProviderStartFailed(_) => true,
+            // Links and configs come from their KV buckets, which hold the values.
+            _ => false,
+        }
+    }
+
+    /// Takes a host's inventory (answer to `host.get`) as the truth about it.
+    pub fn apply_inventory(&mut self, inv: &HostInventory, now: Instant) {
+        let host = self.host_mut(&inv.host_id, now);
+        host.friendly_name = inv.friendly_name.clone();
+        host.labels = inv.labels.clone();
+        host.uptime_seconds = inv.uptime_seconds;
+        host.components = inv
+            .components
+            .iter()
+            .filter(|c| c.max_instances > 0)
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    ComponentState {
+                        image: c.image_ref.clone(),
+                        count: c.max_instances,
+                        annotations: c.annotations.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        host.providers = inv
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    ProviderState {
+                        image: p.image_ref.clone().unwrap_or_default(),
+                        annotations: p.annotations.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// Forgets hosts not heard from within `timeout`; returns their ids.
+    pub fn expire_hosts(&mut self, timeout: Duration, now: Instant) -> Vec<String> {
+        let dead: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| now.duration_since(h.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &dead {
+            self.hosts.remove(id);
+        }
+        dead
+    }
+
+    pub fn snapshot(&self, now_ms: u64) -> LatticeSnapshot {
+        let mut snapshot = LatticeSnapshot {
+            now_ms,
+            ..Default::default()
+        };
+        for (id, host) in &self.hosts {
+            snapshot.hosts.insert(
+                id.clone(),
+                HostInfo {
+                    id: id.clone(),
+                    friendly_name: host.friendly_name.clone(),
+                    labels: pairs(&host.labels),
+                    uptime_seconds: host.uptime_seconds,
+                },
+            );
+            for (cid, c) in &host.components {
+                snapshot
+                    .components
+                    .entry(cid.clone())
+                    .or_default()
+                    .push(ComponentInstance {
+                        host_id: id.clone(),
+                        component_id: cid.clone(),
+                        image: c.image.clone(),
+                        count: c.count,
+                        annotations: pairs(&c.annotations),
+                    });
+            }
+            for (pid, p) in &host.providers {
+                snapshot
+                    .providers
+                    .entry(pid.clone())
+                    .or_default()
+                    .push(ProviderInstance {
+                        host_id: id.clone(),
+                        provider_id: pid.clone(),
+                        image: p.image.clone(),
+                        annotations: pairs(&p.annotations),
+                    });
+            }
+        }
+        for link in self.links.values() {
+            snapshot
+                .links
+                .entry(link.source_id.clone())
+                .or_default()
+                .push(to_wit_link(link));
+        }
+        for (name, entries) in &self.configs {
+            snapshot.configs.insert(name.clone(), pairs(entries));
+        }
+        snapshot
+    }
+}
+
+pub fn pairs(map: &BTreeMap<String, String>) -> Vec<Pair> {
+    map.iter()
+        .map(|(k, v)| Pair {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+pub fn to_wit_link(link: &Link) -> trellis_runtime::bindings::Link {
+    trellis_runtime::bindings::Link {
+        source_id: link.source_id.clone(),
+        target: link.target.clone(),
+        name: link.name.clone(),
+        wit_namespace: link.wit_namespace.clone(),
+        wit_package: link.wit_package.clone(),
+        interfaces: link.interfaces.clone(),
+        source_config: link.source_config.clone(),
+        target_config: link.target_config.clone(),
+    }
+}
+
+pub fn from_wit_link(link: &trellis_runtime::bindings::Link) -> Link {
+    Link {
+        source_id: link.source_id.clone(),
+        target: link.target.clone(),
+        name: link.name.clone(),
+        wit_namespace: link.wit_namespace.clone(),
+        wit_package: link.wit_package.clone(),
+        interfaces: link.interfaces.clone(),
+        source_config: link.source_config.clone(),
+        target_config: link.target_config.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_lattice::ctl::ComponentDescription;
+    use trellis_lattice::event::{ComponentScaled, HostHeartbeat};
+
+    #[test]
+    fn heartbeat_and_scale_events_build_the_snapshot() {
+        let now = Instant::now();
+        let mut state = LatticeState::default();
+        let hb = HostHeartbeat {
+            labels: [("region".to_string(), "east".to_string())].into(),
+            components: vec![ComponentDescription {
+                id: "app-a".into(),
+                image_ref: "file:///a.wasm".into(),
+                max_instances: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(state.apply("H1", &Event::HostHeartbeat(hb.clone()), now));
+        assert!(!state.apply("H1", &Event::HostHeartbeat(hb), now));
+        let scaled = ComponentScaled {
+            host_id: "H1".into(),
+            component_id: "app-a".into(),
+            max_instances: 0,
+            ..Default::default()
+        };
+        assert!(state.apply("H1", &Event::ComponentScaled(scaled), now));
+        let snap = state.snapshot(7);
+        assert_eq!(snap.hosts["H1"].labels[0].value, "east");
+        assert!(snap.component_instances("app-a").is_empty());
+        assert_eq!(snap.now_ms, 7);
+    }
+
+    #[test]
+    fn silent_hosts_expire() {
+        let start = Instant::now();
+        let mut state = LatticeState::default();
+        state.apply(
+            "H1",
+            &Event::HostHeartbeat(HostHeartbeat::default()),
+            start,
+        );
+        let later = start + Duration::from_secs(10);
+        assert!(state.expire_hosts(Duration::from_secs(30), later).is_empty());
+        assert_eq!(state.expire_hosts(Duration::from_secs(5), later), ["H1"]);
+        assert!(state.hosts.is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! The manifest store: one JetStream KV entry per app holding every version, the deployed
+//! version and the deployment history. Every write is a compare-and-swap on the entry's
+//! revision, so a put racing a delete ends with one winner and one conflict error, never with
+//! a half-written app.
+
+use async_nats::jetstream::{self, kv};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use trellis_lattice::Manifest;
+
+/// The KV bucket of a lattice's manifests.
+pub fn bucket(lattice: &str) -> String {
+    format!("TRELLIS_MANIFESTS_{lattice}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("app `{0}` not found")]
+    NotFound(String),
+    #[error("app `{app}` has no version `{version}`")]
+    VersionNotFound { app: String, version: String },
+    #[error("app `{app}` already has a version `{version}`; change `metadata.annotations.version` to put a new one")]
+    VersionExists { app: String, version: String },
+    #[error("app `{0}` was changed by someone else at the same time; try again")]
+    Conflict(String),
+    #[error("manifest store: {0}")]
+    Nats(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredVersion {
+    pub version: String,
+    pub manifest: Manifest,
+    pub put_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The version deployed from this moment on; `None` after an undeploy.
+    pub version: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredApp {
+    pub versions: Vec<StoredVersion>,
+    #[serde(default)]
+    pub deployed: Option<String>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+impl StoredApp {
+    pub fn latest(&self) -> Option<&StoredVersion> {
+        self.versions.last()
+    }
+
+    pub fn version(&self, version: &str) -> Option<&StoredVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+
+    pub fn deployed_manifest(&self) -> Option<&Manifest> {
+        let v = self.deployed.as_deref()?;
+        self.version(v).map(|v| &v.manifest)
+    }
+}
+
+/// What a put did.
+pub struct PutOutcome {
+    pub created: bool,
+    pub total_versions: usize,
+}
+
+#[derive(Clone)]
+pub struct ManifestStore {
+    kv: kv::Store,
+}
+
+fn nats_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Nats(e.to_string())
+}
+
+impl ManifestStore {
+    pub async fn open(js: &jetstream::Context, lattice: &str) -> anyhow::Result<Self> {
+        let kv = crate::kv::open_bucket(js, &bucket(lattice), 1).await?;
+        Ok(Self { kv })
+    }
+
+    pub fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<(StoredApp, u64)>, StoreError> {
+        match self.kv.entry(name).await.map_err(nats_err)? {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let app = serde_json::from_slice(&entry.value).map_err(nats_err)?;
+                Ok(Some((app, entry.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn write(
+        &self,
+        name: &str,
+        app: &StoredApp,
+        revision: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(app).map_err(nats_err)?.into();
+        let result = match revision {
+            Some(rev) => self.kv.update(name, value, rev).await.map(|_| ()),
+            None => {
+                return self.kv.create(name, value).await.map(|_| ()).map_err(|e| {
+                    if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                        StoreError::Conflict(name.into())
+                    } else {
+                        nats_err(e)
+                    }
+                })
+            }
+        };
+        result.map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                StoreError::Conflict(name.into())
+            } else {
+                nats_err(e)
+            }
+        })
+    }
+
+    pub async fn put(&self, manifest: Manifest) -> Result<PutOutcome, StoreError> {
+        let name = manifest.name().to_string();
+        let version = manifest.version().to_string();
+        let (mut app, revision) = match self.get(&name).await? {
+            Some((app, rev)) => (app, Some(rev)),
+            None => (StoredApp::default(), None),
+        };
+        if app.version(&version).is_some() {
+            return Err(StoreError::VersionExists { app: name, version });
+        }
+        let created = app.versions.is_empty();
+        app.versions.push(StoredVersion {
+            version,
+            manifest,
+            put_at: Utc::now(),
+        });
+        self.write(&name, &app, revision).await?;
+        Ok(PutOutcome {
+            created,
+            total_versions: app.versions.len(),
+        })
+    }
+
+    /// Marks a version (the latest when `None`) as deployed; returns it.
+    pub async fn deploy(&self, name: &str, version: Option<&str>) -> Result<String, StoreError> {
+        let (mut app, revision) = self
+            .get(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.into()))?;
+        let version = match version {
+            Some(v) => app
+                .version(v)
+                .ok_or_else(|| StoreError::VersionNotFound {
+                    app: name.into(),
+                    version: v.into(),
+                })?
+                .version
+                .clone(),
+            None => app
+                .latest()
+                .ok_or_else(|| StoreError::NotFound(name.into()))?
+                .version
+                .clone(),
+        };
+        app.deployed = Some(version.clone());
+        app.history.push(HistoryEntry {
+            version: Some(version.clone()),
+            at: Utc::now(),
+        });
+        self.write(name, &app, Some(revision)).await?;
+        Ok(version)
+    }
+
+    pub async fn undeploy(&self, name: &str) -> Result<(), StoreError> {
+        let (mut app, revision) = self
+            .get(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.into()))?;
+        app.deployed = None;
+        app.history.push(HistoryEntry {
+            version: None,
+            at: Utc::now(),
+        });
+        self.write(name, &app, Some(revision)).await
+    }
+
+    /// Deletes one version, or the whole app when `version` is `None`. Returns whether the
+    /// deployed version went with it.
+    pub async fn delete(&self, name: &str, version: Option<&str>) -> Result<bool, StoreError> {
+        let (mut app, revision) = self
+            .get(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.into()))?;
+        let was_deployed = app.deployed.is_some();
+        match version {
+            None => {
+                self.kv
+                    .delete_expect_revision(name, Some(revision))
+                    .await
+                    .map_err(|e| {
+                        if e.kind() == kv::DeleteErrorKind::WrongLastRevision {
+                            StoreError::Conflict(name.into())
+                        } else {
+                            nats_err(e)
+                        }
+                    })?;
+                Ok(was_deployed)
+            }
+            Some(v) => {
+                if app.version(v).is_none() {
+                    return Err(StoreError::VersionNotFound {
+                        app: name.into(),
+                        version: v.into(),
+                    });
+                }
+                app.versions.retain(|x| x.version != v);
+                let undeployed = app.deployed.as_deref() == Some(v);
+                if undeployed {
+                    app.deployed = None;
+                }
+                if app.versions.is_empty() {
+                    self.kv
+                        .delete_expect_revision(name, Some(revision))
+                        .await
+                        .map_err(nats_err)?;
+                } else {
+                    self.write(name, &app, Some(revision)).await?;
+                }
+                Ok(undeployed)
+            }
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<(String, StoredApp)>, StoreError> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = match self.kv.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(nats_err)?,
+            Err(e) => return Err(nats_err(e)),
+        };
+        let mut apps = Vec::new();
+        for key in keys {
+            if let Some((app, _)) = self.get(&key).await? {
+                apps.push((key, app));
+            }
+        }
+        apps.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(apps)
+    }
+}

@@ -1,0 +1,72 @@
+//! The one wasmtime engine of a process, with every default in one place and the reason beside it.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. Deadlines are counted in ticks, so this is their resolution;
+/// a millisecond costs one wake-up of one thread per millisecond and nothing on the call path.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Default per-call deadline. Plugin calls take microseconds; tens of milliseconds is far beyond
+/// any honest call and short enough that a looping plugin cannot stall a reconcile pass.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+
+/// Default per-call memory cap. Scalers copy only the part of the lattice they query, so a
+/// few MiB is typical; 64 MiB leaves room for large lattices and stops a runaway allocation.
+pub const DEFAULT_MEMORY: usize = 64 << 20;
+
+/// The largest memory cap a plugin may be configured with; the pool reserves address space
+/// (not RAM) for it.
+pub const MAX_MEMORY: usize = 1 << 30;
+
+/// How many plugin instances may be alive at once across all calls. Each call instantiates
+/// afresh, and a scaler call may nest placement calls, so this bounds concurrent calls.
+const POOL_INSTANCES: u32 = 256;
+
+/// Builds the engine and starts its epoch ticker.
+pub fn new_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    // Epoch interruption is the cheap way to bound a call's time: a load and compare at
+    // loop heads, versus fuel's counter updates on every block.
+    config.epoch_interruption(true);
+    // A fresh instance per call is only affordable with the pooling allocator (slots are
+    // reused, nothing is mmap'd per call) and copy-on-write memory images (a data segment
+    // costs a page mapping, not a copy).
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_memory_size(MAX_MEMORY)
+        // Rust components have one core module per adapter shim plus the main one.
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.memory_init_cow(true);
+    // Plugin output is small and calls are short: we never need async support in the guest.
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config)?;
+    start_ticker(engine.weak());
+    Ok(engine)
+}
+
+/// Advances the epoch until the engine is dropped.
+fn start_ticker(engine: wasmtime::EngineWeak) {
+    std::thread::Builder::new()
+        .name("trellis-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}
+
+/// Deadline in epoch ticks, at least one.
+pub fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+}

@@ -1,0 +1,435 @@
+//! One loaded plugin: its compiled component, what it said about itself, its limits and its
+//! call statistics. Calling it always instantiates afresh, so no state survives a call.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+use crate::bindings::placement::exports::trellis::plugin::placement_api::{HostScore, Verdict};
+use crate::bindings::placement::PlacementPre;
+use crate::bindings::scaler::ScalerPre;
+use crate::bindings::validator::ValidatorPre;
+use crate::bindings::{
+    Command, Diagnostic, HostInfo, PlacementRequest, PluginInfo, ReconcileResult, ScalerContext,
+};
+use crate::error::{CallError, Fault, LoadError};
+use crate::sandbox::{self, Limits, State};
+use crate::snapshot::LatticeSnapshot;
+
+/// The contract version this runtime implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// How many recent call latencies are kept for percentiles.
+const LATENCY_WINDOW: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Scaler,
+    Placement,
+    Validator,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Scaler => "scaler",
+            PluginKind::Placement => "placement",
+            PluginKind::Validator => "validator",
+        })
+    }
+}
+
+enum Pre {
+    Scaler(ScalerPre<State>),
+    Placement(PlacementPre<State>),
+    Validator(ValidatorPre<State>),
+}
+
+/// Calls, failures and latencies of one plugin.
+#[derive(Debug, Default)]
+struct Stats {
+    calls: u64,
+    failures: BTreeMap<&'static str, u64>,
+    latencies_us: VecDeque<u64>,
+}
+
+/// A summary of a plugin for `trellis plugin list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginSummary {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub trait_types: Vec<String>,
+    pub description: String,
+    pub calls: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
+pub struct Plugin {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub kind: PluginKind,
+    pub info: PluginInfo,
+    pub limits: Limits,
+    name: Arc<str>,
+    engine: Engine,
+    pre: Pre,
+    stats: Mutex<Stats>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("file", &self.file)
+            .field("kind", &self.kind)
+            .field("name", &self.info.name)
+            .finish()
+    }
+}
+
+pub(crate) struct Linkers {
+    pub scaler: Linker<State>,
+    pub placement: Linker<State>,
+    pub validator: Linker<State>,
+}
+
+/// Which world a component exports, from its export names; refuses other contract versions.
+fn detect_kind(file: &Path, component: &Component, engine: &Engine) -> Result<PluginKind, LoadError> {
+    let supported = semver::Version::parse(CONTRACT_VERSION).expect("valid contract version");
+    let mut names = Vec::new();
+    for (name, _) in component.component_type().exports(engine) {
+        names.push(name.to_string());
+        let Some(rest) = name.strip_prefix("trellis:plugin/") else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, "unversioned"));
+        let kind = match interface {
+            "scaler-api" => PluginKind::Scaler,
+            "placement-api" => PluginKind::Placement,
+            "validator-api" => PluginKind::Validator,
+            _ => continue,
+        };
+        let compatible = semver::Version::parse(version)
+            .map(|v| {
+                v.major == supported.major && (v.major > 0 || v.minor == supported.minor)
+            })
+            .unwrap_or(false);
+        if !compatible {
+            return Err(LoadError::IncompatibleVersion {
+                file: file.to_path_buf(),
+                found: version.to_string(),
+                supported: CONTRACT_VERSION.to_string(),
+            });
+        }
+        return Ok(kind);
+    }
+    Err(LoadError::NoKnownWorld {
+        file: file.to_path_buf(),
+        exports: if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        },
+        supported: CONTRACT_VERSION.into(),
+    })
+}
+
+impl Plugin {
+    /// Compiles, checks and describes a plugin. Slow (compilation): keep off the reconcile path.
+    pub(crate) fn load(
+        engine: &Engine,
+        linkers: &Linkers,
+        file: &Path,
+        bytes: &[u8],
+        sha256: String,
+        limits_for: impl Fn(&str) -> Limits,
+    ) -> Result<Self, LoadError> {
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
+            file: file.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+        let kind = detect_kind(file, &component, engine)?;
+        let instantiate_err = |e: wasmtime::Error| LoadError::Instantiate {
+            file: file.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let pre = match kind {
+            PluginKind::Scaler => Pre::Scaler(
+                ScalerPre::new(linkers.scaler.instantiate_pre(&component).map_err(instantiate_err)?)
+                    .map_err(instantiate_err)?,
+            ),
+            PluginKind::Placement => Pre::Placement(
+                PlacementPre::new(
+                    linkers.placement.instantiate_pre(&component).map_err(instantiate_err)?,
+                )
+                .map_err(instantiate_err)?,
+            ),
+            PluginKind::Validator => Pre::Validator(
+                ValidatorPre::new(
+                    linkers.validator.instantiate_pre(&component).map_err(instantiate_err)?,
+                )
+                .map_err(instantiate_err)?,
+            ),
+        };
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut plugin = Plugin {
+            file: file.to_path_buf(),
+            sha256,
+            kind,
+            info: PluginInfo {
+                name: stem.clone(),
+                version: String::new(),
+                trait_types: Vec::new(),
+                description: String::new(),
+            },
+            limits: limits_for(&stem),
+            name: Arc::from(stem.as_str()),
+            engine: engine.clone(),
+            pre,
+            stats: Mutex::default(),
+        };
+        let info = plugin.describe().map_err(|e| LoadError::Describe {
+            file: file.to_path_buf(),
+            fault: e.fault,
+        })?;
+        plugin.limits = limits_for(&info.name);
+        plugin.name = Arc::from(info.name.as_str());
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    fn store(
+        &self,
+        placements: Arc<[Arc<Plugin>]>,
+        snapshot: Option<Arc<LatticeSnapshot>>,
+    ) -> Store<State> {
+        sandbox::new_store(
+            &self.engine,
+            Arc::clone(&self.name),
+            self.limits,
+            placements,
+            snapshot,
+        )
+    }
+
+    /// Runs `f` in a fresh store, timing it and turning failures into faults.
+    fn call<R>(
+        &self,
+        placements: Arc<[Arc<Plugin>]>,
+        snapshot: Option<Arc<LatticeSnapshot>>,
+        f: impl FnOnce(&Pre, &mut Store<State>) -> Result<R, CallFailure>,
+    ) -> Result<R, CallError> {
+        let started = Instant::now();
+        let mut store = self.store(placements, snapshot);
+        let result = f(&self.pre, &mut store).map_err(|failure| match failure {
+            CallFailure::Wasm(e) => sandbox::classify(e, &store, self.limits),
+            CallFailure::Fault(fault) => fault,
+        });
+        let elapsed = started.elapsed().as_micros() as u64;
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.calls += 1;
+        if stats.latencies_us.len() == LATENCY_WINDOW {
+            stats.latencies_us.pop_front();
+        }
+        stats.latencies_us.push_back(elapsed);
+        if let Err(fault) = &result {
+            *stats.failures.entry(fault.kind()).or_default() += 1;
+            tracing::warn!(plugin = %self.name, file = %self.file.display(), "plugin call failed: {fault}");
+        }
+        result.map_err(|fault| CallError {
+            plugin: self.info.name.clone(),
+            fault,
+        })
+    }
+
+    pub fn describe(&self) -> Result<PluginInfo, CallError> {
+        self.call(Arc::from([]), None, |pre, store| match pre {
+            Pre::Scaler(pre) => {
+                let i = pre.instantiate(&mut *store)?;
+                Ok(i.trellis_plugin_scaler_api().call_describe(&mut *store)?)
+            }
+            Pre::Placement(pre) => {
+                let i = pre.instantiate(&mut *store)?;
+                Ok(i.trellis_plugin_placement_api().call_describe(&mut *store)?)
+            }
+            Pre::Validator(pre) => {
+                let i = pre.instantiate(&mut *store)?;
+                Ok(i.trellis_plugin_validator_api().call_describe(&mut *store)?)
+            }
+        })
+    }
+
+    /// Asks a scaler for its commands and status. Commands naming hosts that are not in the
+    /// snapshot are refused as invalid output.
+    pub fn reconcile(
+        &self,
+        ctx: &ScalerContext,
+        snapshot: &Arc<LatticeSnapshot>,
+        placements: Arc<[Arc<Plugin>]>,
+    ) -> Result<ReconcileResult, CallError> {
+        self.call(placements, Some(Arc::clone(snapshot)), |pre, store| {
+            let Pre::Scaler(pre) = pre else {
+                return Err(not_a(PluginKind::Scaler));
+            };
+            let view = sandbox::lattice_resource(store, snapshot)?;
+            let i = pre.instantiate(&mut *store)?;
+            let result = i
+                .trellis_plugin_scaler_api()
+                .call_reconcile(&mut *store, ctx, view)?;
+            check_commands(&result.commands, snapshot)?;
+            Ok(result)
+        })
+    }
+
+    /// Asks a scaler for the commands that remove what it made.
+    pub fn cleanup(
+        &self,
+        ctx: &ScalerContext,
+        snapshot: &Arc<LatticeSnapshot>,
+    ) -> Result<Vec<Command>, CallError> {
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
+            let Pre::Scaler(pre) = pre else {
+                return Err(not_a(PluginKind::Scaler));
+            };
+            let view = sandbox::lattice_resource(store, snapshot)?;
+            let i = pre.instantiate(&mut *store)?;
+            let commands = i
+                .trellis_plugin_scaler_api()
+                .call_cleanup(&mut *store, ctx, view)?;
+            check_commands(&commands, snapshot)?;
+            Ok(commands)
+        })
+    }
+
+    pub fn filter(
+        &self,
+        request: &PlacementRequest,
+        candidates: &[HostInfo],
+        snapshot: &Arc<LatticeSnapshot>,
+    ) -> Result<Vec<Verdict>, CallError> {
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
+            let Pre::Placement(pre) = pre else {
+                return Err(not_a(PluginKind::Placement));
+            };
+            let view = sandbox::lattice_resource(store, snapshot)?;
+            let i = pre.instantiate(&mut *store)?;
+            Ok(i.trellis_plugin_placement_api()
+                .call_filter(&mut *store, request, candidates, view)?)
+        })
+    }
+
+    pub fn score(
+        &self,
+        request: &PlacementRequest,
+        candidates: &[HostInfo],
+        snapshot: &Arc<LatticeSnapshot>,
+    ) -> Result<Vec<HostScore>, CallError> {
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
+            let Pre::Placement(pre) = pre else {
+                return Err(not_a(PluginKind::Placement));
+            };
+            let view = sandbox::lattice_resource(store, snapshot)?;
+            let i = pre.instantiate(&mut *store)?;
+            Ok(i.trellis_plugin_placement_api()
+                .call_score(&mut *store, request, candidates, view)?)
+        })
+    }
+
+    pub fn validate(&self, manifest_json: &str) -> Result<Vec<Diagnostic>, CallError> {
+        self.call(Arc::from([]), None, |pre, store| {
+            let Pre::Validator(pre) = pre else {
+                return Err(not_a(PluginKind::Validator));
+            };
+            let i = pre.instantiate(&mut *store)?;
+            Ok(i.trellis_plugin_validator_api()
+                .call_validate(&mut *store, manifest_json)?)
+        })
+    }
+
+    pub fn summary(&self) -> PluginSummary {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sorted: Vec<u64> = stats.latencies_us.iter().copied().collect();
+        sorted.sort_unstable();
+        let percentile = |p: f64| {
+            (!sorted.is_empty()).then(|| {
+                let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+                sorted[i]
+            })
+        };
+        PluginSummary {
+            name: self.info.name.clone(),
+            version: self.info.version.clone(),
+            kind: self.kind,
+            file: self.file.clone(),
+            sha256: self.sha256.clone(),
+            trait_types: self.info.trait_types.clone(),
+            description: self.info.description.clone(),
+            calls: stats.calls,
+            failures: stats
+                .failures
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            p50_us: percentile(0.5),
+            p99_us: percentile(0.99),
+        }
+    }
+}
+
+/// Why a call failed before classification.
+enum CallFailure {
+    Wasm(wasmtime::Error),
+    Fault(Fault),
+}
+
+impl From<wasmtime::Error> for CallFailure {
+    fn from(e: wasmtime::Error) -> Self {
+        CallFailure::Wasm(e)
+    }
+}
+
+impl From<Fault> for CallFailure {
+    fn from(f: Fault) -> Self {
+        CallFailure::Fault(f)
+    }
+}
+
+fn not_a(kind: PluginKind) -> CallFailure {
+    CallFailure::Fault(Fault::Instantiate(format!("the plugin is not a {kind}")))
+}
+
+/// Refuses commands that name hosts the lattice does not have.
+fn check_commands(commands: &[Command], snapshot: &LatticeSnapshot) -> Result<(), Fault> {
+    for (i, command) in commands.iter().enumerate() {
+        let host = match command {
+            Command::ScaleComponent(c) => Some(&c.host_id),
+            Command::StartProvider(c) => Some(&c.host_id),
+            Command::StopProvider(c) => Some(&c.host_id),
+            _ => None,
+        };
+        if let Some(host) = host {
+            if !snapshot.hosts.contains_key(host) {
+                return Err(Fault::InvalidOutput(format!(
+                    "command {i} names host '{host}', which is not in the lattice"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! The sandbox one plugin call runs in: a fresh store whose only imports are the lattice view,
+//! placement ranking and logging. WASI is linked (Rust's std imports it) but grants nothing:
+//! no files, no sockets, no environment, a clock stuck at zero and a fixed random stream, so a
+//! plugin's decision depends on its input alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
+use crate::bindings::{ComponentInstance, HostInfo, Link, Pair, PlacementRequest, ProviderInstance};
+use crate::error::Fault;
+use crate::plugin::Plugin;
+use crate::snapshot::LatticeSnapshot;
+
+/// How much of a plugin's stderr (panic messages) is kept to explain a trap.
+const STDERR_CAPACITY: usize = 16 << 10;
+
+/// Per-call limits of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: crate::engine::DEFAULT_DEADLINE,
+            memory: crate::engine::DEFAULT_MEMORY,
+        }
+    }
+}
+
+/// Caps linear memory and remembers that the cap was hit, to tell a memory fault from a trap.
+pub(crate) struct MemoryCap {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one call's store.
+pub(crate) struct State {
+    pub plugin: Arc<str>,
+    table: ResourceTable,
+    wasi: WasiCtx,
+    stderr: MemoryOutputPipe,
+    memory: MemoryCap,
+    /// What `rank-hosts` consults; empty for placement and validator calls.
+    placements: Arc<[Arc<Plugin>]>,
+    snapshot: Option<Arc<LatticeSnapshot>>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A store for one call, with its limits armed.
+pub(crate) fn new_store(
+    engine: &Engine,
+    plugin: Arc<str>,
+    limits: Limits,
+    placements: Arc<[Arc<Plugin>]>,
+    snapshot: Option<Arc<LatticeSnapshot>>,
+) -> Store<State> {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+    let wasi = WasiCtx::builder()
+        .stderr(stderr.clone())
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
+        .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5]))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = State {
+        plugin,
+        table: ResourceTable::new(),
+        wasi,
+        stderr,
+        memory: MemoryCap {
+            limit: limits.memory,
+            hit: false,
+        },
+        placements,
+        snapshot,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.memory);
+    store.set_epoch_deadline(crate::engine::deadline_ticks(limits.deadline));
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Puts the snapshot into the store's table as the `lattice-view` the plugin receives.
+pub(crate) fn lattice_resource(
+    store: &mut Store<State>,
+    snapshot: &Arc<LatticeSnapshot>,
+) -> Result<Resource<Arc<LatticeSnapshot>>, Fault> {
+    store
+        .data_mut()
+        .table
+        .push(Arc::clone(snapshot))
+        .map_err(|e| Fault::Instantiate(e.to_string()))
+}
+
+/// Turns a wasmtime error into the fault an operator should read.
+pub(crate) fn classify(err: wasmtime::Error, store: &Store<State>, limits: Limits) -> Fault {
+    let state = store.data();
+    if state.memory.hit {
+        return Fault::MemoryLimit(limits.memory);
+    }
+    if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
+        return Fault::Timeout(limits.deadline);
+    }
+    let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
+    let trap = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    if stderr.is_empty() {
+        Fault::Trap(trap)
+    } else {
+        // A Rust panic prints its message on stderr before the `unreachable` trap.
+        let last = stderr.lines().rev().take(3).collect::<Vec<_>>();
+        let said = last.into_iter().rev().collect::<Vec<_>>().join(" | ");
+        Fault::Trap(format!("{trap} ({said})"))
+    }
+}
+
+/// The linker of each world: the world's imports plus a WASI that grants nothing.
+pub(crate) fn scaler_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    crate::bindings::scaler::Scaler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+pub(crate) fn placement_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    crate::bindings::placement::Placement::add_to_linker::<State, HasSelf<State>>(
+        &mut linker,
+        |s| s,
+    )?;
+    Ok(linker)
+}
+
+pub(crate) fn validator_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    crate::bindings::validator::Validator::add_to_linker::<State, HasSelf<State>>(
+        &mut linker,
+        |s| s,
+    )?;
+    Ok(linker)
+}
+
+impl types::Host for State {}
+impl lattice::Host for State {}
+
+impl State {
+    fn view(&self, res: &Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<&LatticeSnapshot> {
+        Ok(self.table.get(res)?.as_ref())
+    }
+}
+
+impl lattice::HostLatticeView for State {
+    fn hosts(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<Vec<HostInfo>> {
+        Ok(self.view(&this)?.hosts.values().cloned().collect())
+    }
+
+    fn host(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        id: String,
+    ) -> wasmtime::Result<Option<HostInfo>> {
+        Ok(self.view(&this)?.hosts.get(&id).cloned())
+    }
+
+    fn hosts_matching(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        requirements: Vec<Pair>,
+    ) -> wasmtime::Result<Vec<HostInfo>> {
+        Ok(self.view(&this)?.hosts_matching(&requirements))
+    }
+
+    fn host_count(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u32> {
+        Ok(self.view(&this)?.hosts.len() as u32)
+    }
+
+    fn component_instances(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        component_id: String,
+    ) -> wasmtime::Result<Vec<ComponentInstance>> {
+        Ok(self.view(&this)?.component_instances(&component_id))
+    }
+
+    fn provider_instances(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        provider_id: String,
+    ) -> wasmtime::Result<Vec<ProviderInstance>> {
+        Ok(self.view(&this)?.provider_instances(&provider_id))
+    }
+
+    fn links_from(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        source_id: String,
+    ) -> wasmtime::Result<Vec<Link>> {
+        Ok(self.view(&this)?.links_from(&source_id))
+    }
+
+    fn config(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        name: String,
+    ) -> wasmtime::Result<Option<Vec<Pair>>> {
+        Ok(self.view(&this)?.configs.get(&name).cloned())
+    }
+
+    fn now_ms(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u64> {
+        Ok(self.view(&this)?.now_ms)
+    }
+
+    fn drop(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl placement_ranking::Host for State {
+    fn rank_hosts(&mut self, request: PlacementRequest) -> wasmtime::Result<Vec<String>> {
+        let Some(snapshot) = self.snapshot.clone() else {
+            return Ok(Vec::new());
+        };
+        // A failing placement plugin fails the scaler call that asked, with its own reason.
+        crate::placement::rank(&self.placements, &snapshot, &request)
+            .map_err(|e| wasmtime::Error::msg(e.to_string()))
+    }
+}
+
+impl log::Host for State {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+}
