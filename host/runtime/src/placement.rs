@@ -90,7 +90,8 @@ mod tests {
     fn default_ranking_prefers_fewest_instances_then_id() {
         let mut snap = LatticeSnapshot::default();
         for (id, region) in [("a", "east"), ("b", "east"), ("c", "west")] {
-            snap.hosts.insert(id.into(), host(id, &[("region", region)]));
+            snap.hosts
+                .insert(id.into(), host(id, &[("region", region)]));
         }
         snap.components.insert(
             "app-echo".into(),

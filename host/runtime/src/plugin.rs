@@ -103,7 +103,11 @@ pub(crate) struct Linkers {
 }
 
 /// Which world a component exports, from its export names; refuses other contract versions.
-fn detect_kind(file: &Path, component: &Component, engine: &Engine) -> Result<PluginKind, LoadError> {
+fn detect_kind(
+    file: &Path,
+    component: &Component,
+    engine: &Engine,
+) -> Result<PluginKind, LoadError> {
     let supported = semver::Version::parse(CONTRACT_VERSION).expect("valid contract version");
     let mut names = Vec::new();
     for (name, _) in component.component_type().exports(engine) {
@@ -119,9 +123,7 @@ fn detect_kind(file: &Path, component: &Component, engine: &Engine) -> Result<Pl
             _ => continue,
         };
         let compatible = semver::Version::parse(version)
-            .map(|v| {
-                v.major == supported.major && (v.major > 0 || v.minor == supported.minor)
-            })
+            .map(|v| v.major == supported.major && (v.major > 0 || v.minor == supported.minor))
             .unwrap_or(false);
         if !compatible {
             return Err(LoadError::IncompatibleVersion {
@@ -164,18 +166,29 @@ impl Plugin {
         };
         let pre = match kind {
             PluginKind::Scaler => Pre::Scaler(
-                ScalerPre::new(linkers.scaler.instantiate_pre(&component).map_err(instantiate_err)?)
-                    .map_err(instantiate_err)?,
+                ScalerPre::new(
+                    linkers
+                        .scaler
+                        .instantiate_pre(&component)
+                        .map_err(instantiate_err)?,
+                )
+                .map_err(instantiate_err)?,
             ),
             PluginKind::Placement => Pre::Placement(
                 PlacementPre::new(
-                    linkers.placement.instantiate_pre(&component).map_err(instantiate_err)?,
+                    linkers
+                        .placement
+                        .instantiate_pre(&component)
+                        .map_err(instantiate_err)?,
                 )
                 .map_err(instantiate_err)?,
             ),
             PluginKind::Validator => Pre::Validator(
                 ValidatorPre::new(
-                    linkers.validator.instantiate_pre(&component).map_err(instantiate_err)?,
+                    linkers
+                        .validator
+                        .instantiate_pre(&component)
+                        .map_err(instantiate_err)?,
                 )
                 .map_err(instantiate_err)?,
             ),
@@ -266,11 +279,13 @@ impl Plugin {
             }
             Pre::Placement(pre) => {
                 let i = pre.instantiate(&mut *store)?;
-                Ok(i.trellis_plugin_placement_api().call_describe(&mut *store)?)
+                Ok(i.trellis_plugin_placement_api()
+                    .call_describe(&mut *store)?)
             }
             Pre::Validator(pre) => {
                 let i = pre.instantiate(&mut *store)?;
-                Ok(i.trellis_plugin_validator_api().call_describe(&mut *store)?)
+                Ok(i.trellis_plugin_validator_api()
+                    .call_describe(&mut *store)?)
             }
         })
     }
@@ -329,8 +344,12 @@ impl Plugin {
             };
             let view = sandbox::lattice_resource(store, snapshot)?;
             let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_placement_api()
-                .call_filter(&mut *store, request, candidates, view)?)
+            Ok(i.trellis_plugin_placement_api().call_filter(
+                &mut *store,
+                request,
+                candidates,
+                view,
+            )?)
         })
     }
 
@@ -346,8 +365,12 @@ impl Plugin {
             };
             let view = sandbox::lattice_resource(store, snapshot)?;
             let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_placement_api()
-                .call_score(&mut *store, request, candidates, view)?)
+            Ok(i.trellis_plugin_placement_api().call_score(
+                &mut *store,
+                request,
+                candidates,
+                view,
+            )?)
         })
     }
 

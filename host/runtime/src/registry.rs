@@ -164,11 +164,11 @@ impl Runtime {
         for plugin in loaded {
             match plugin.kind {
                 PluginKind::Scaler => {
-                    let clash = plugin
-                        .info
-                        .trait_types
-                        .iter()
-                        .find_map(|t| set.scalers.get(t).map(|other| (t.clone(), other.file.clone())));
+                    let clash = plugin.info.trait_types.iter().find_map(|t| {
+                        set.scalers
+                            .get(t)
+                            .map(|other| (t.clone(), other.file.clone()))
+                    });
                     if let Some((trait_type, other)) = clash {
                         let error = LoadError::DuplicateTraitType {
                             file: plugin.file.clone(),
@@ -191,7 +191,11 @@ impl Runtime {
         placements.sort_by(|a, b| a.file.cmp(&b.file));
         set.placements = placements.into();
         for plugin in set.by_file.values() {
-            if !old.by_file.get(&plugin.file).is_some_and(|o| Arc::ptr_eq(o, plugin)) {
+            if !old
+                .by_file
+                .get(&plugin.file)
+                .is_some_and(|o| Arc::ptr_eq(o, plugin))
+            {
                 tracing::info!(
                     plugin = plugin.name(),
                     kind = %plugin.kind,

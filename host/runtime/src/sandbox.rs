@@ -12,7 +12,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
-use crate::bindings::{ComponentInstance, HostInfo, Link, Pair, PlacementRequest, ProviderInstance};
+use crate::bindings::{
+    ComponentInstance, HostInfo, Link, Pair, PlacementRequest, ProviderInstance,
+};
 use crate::error::Fault;
 use crate::plugin::Plugin;
 use crate::snapshot::LatticeSnapshot;
@@ -166,7 +168,9 @@ pub(crate) fn classify(err: wasmtime::Error, store: &Store<State>, limits: Limit
     if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
         return Fault::Timeout(limits.deadline);
     }
-    let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_string();
+    let stderr = String::from_utf8_lossy(&state.stderr.contents())
+        .trim()
+        .to_string();
     let trap = match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
