@@ -1,1 +1,191 @@
-//! End-to-end tests live in tests/tests/.
+//! Shared pieces of the end-to-end tests: where the built artifacts are, a lattice started for
+//! one test (a real nats-server, a controller and a node), and a tiny HTTP client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use trellis_cli::client::ApiClient;
+use trellis_cli::nats_server::NatsServer;
+use trellis_controller::{Controller, ControllerConfig, LoopSettings};
+use trellis_node::{Node, NodeConfig};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// A built plugin (`build/plugins/{name}.wasm`), or a clear failure saying how to build it.
+pub fn built_plugin(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("build/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A built example component (`build/examples/{name}.wasm`).
+pub fn built_example(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("build/examples")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Settings that make a test lattice converge quickly.
+pub fn fast_settings() -> LoopSettings {
+    LoopSettings {
+        resync_interval: Duration::from_millis(500),
+        host_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(10),
+        debounce: Duration::from_millis(10),
+    }
+}
+
+/// A lattice for one test: nats-server, one controller, nodes; all stopped on drop.
+pub struct TestLattice {
+    pub dir: tempfile::TempDir,
+    pub nats: NatsServer,
+    pub controller: Option<Controller>,
+    pub nodes: Vec<Node>,
+    pub lattice: String,
+}
+
+impl TestLattice {
+    /// Starts nats-server and a controller whose plugin folder holds the named built plugins.
+    pub async fn start(plugins: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let nats = NatsServer::start(0, &dir.path().join("nats"))?;
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir)?;
+        for name in plugins {
+            std::fs::copy(built_plugin(name), plugin_dir.join(format!("{name}.wasm")))?;
+        }
+        let lattice = "test".to_string();
+        let controller = Controller::start(ControllerConfig {
+            nats_url: nats.url(),
+            lattices: vec![lattice.clone()],
+            plugin_dir,
+            settings: fast_settings(),
+            ..ControllerConfig::default()
+        })
+        .await?;
+        Ok(Self {
+            dir,
+            nats,
+            controller: Some(controller),
+            nodes: Vec::new(),
+            lattice,
+        })
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub async fn add_node(&mut self, labels: &[(&str, &str)]) -> anyhow::Result<&Node> {
+        let node = Node::start(NodeConfig {
+            nats_url: self.nats.url(),
+            lattice: self.lattice.clone(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            heartbeat_interval: Duration::from_secs(1),
+            friendly_name: None,
+        })
+        .await?;
+        self.nodes.push(node);
+        Ok(self.nodes.last().expect("just pushed"))
+    }
+
+    pub async fn api(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::connect(&self.nats.url(), &self.lattice).await
+    }
+
+    /// Waits until the controller's runtime has reloaded its folder after a change.
+    pub async fn wait_plugin_reload(&self, since_generation: u64) -> anyhow::Result<()> {
+        let runtime = self
+            .controller
+            .as_ref()
+            .expect("controller running")
+            .runtime();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runtime.generation() == since_generation {
+            if Instant::now() > deadline {
+                bail!("the plugin folder was not reloaded within 5s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Sends `GET path` to `address` and returns (status code, body). Retries connection refusals
+/// for up to `patience` (a listener may still be starting).
+pub fn http_get(address: &str, path: &str, patience: Duration) -> anyhow::Result<(u16, String)> {
+    let deadline = Instant::now() + patience;
+    let mut stream = loop {
+        match TcpStream::connect(address) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e).with_context(|| format!("connecting to {address}")),
+        }
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("no HTTP header end in the response")?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

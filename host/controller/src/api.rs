@@ -42,7 +42,11 @@ impl ApiServer {
             let Some(reply) = msg.reply.clone() else {
                 continue;
             };
-            let tail = msg.subject.as_str().strip_prefix(&prefix).unwrap_or_default();
+            let tail = msg
+                .subject
+                .as_str()
+                .strip_prefix(&prefix)
+                .unwrap_or_default();
             let body = match Operation::parse(tail) {
                 Some(op) => {
                     tracing::debug!(lattice = %self.lattice, ?op, "api request");
@@ -102,7 +106,10 @@ impl ApiServer {
             ));
         }
         if manifest.version() == "latest" {
-            return Err("metadata.annotations.version may not be `latest`: name a version such as v0.1.0".into());
+            return Err(
+                "metadata.annotations.version may not be `latest`: name a version such as v0.1.0"
+                    .into(),
+            );
         }
         let known = self.runtime.plugins().trait_types();
         for (ci, component) in manifest.spec.components.iter().enumerate() {
@@ -142,10 +149,10 @@ impl ApiServer {
         if manifest.version().is_empty() {
             // As wadm does: a manifest without a version gets a unique one.
             let version = chrono::Utc::now().format("v%Y%m%d%H%M%S%3f").to_string();
-            manifest
-                .metadata
-                .annotations
-                .insert(trellis_lattice::manifest::VERSION_ANNOTATION.into(), version);
+            manifest.metadata.annotations.insert(
+                trellis_lattice::manifest::VERSION_ANNOTATION.into(),
+                version,
+            );
         }
         if let Err(message) = self.check(&manifest) {
             return error(message);
@@ -203,7 +210,10 @@ impl ApiServer {
         let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
         statuses.get(name).cloned().unwrap_or_else(|| {
             Status::new(
-                StatusInfo::new(StatusType::Reconciling, "waiting for the first reconcile pass"),
+                StatusInfo::new(
+                    StatusType::Reconciling,
+                    "waiting for the first reconcile pass",
+                ),
                 Vec::new(),
             )
         })

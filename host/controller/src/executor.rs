@@ -171,10 +171,7 @@ impl Executor {
             true
         });
         for key in timed_out {
-            let reason = format!(
-                "no confirmation within {:?} for {key}",
-                self.timeout
-            );
+            let reason = format!("no confirmation within {:?} for {key}", self.timeout);
             self.fail(&key, reason, now);
         }
     }
@@ -313,7 +310,10 @@ impl Executor {
                     provider_id: c.provider_id.clone(),
                 }),
             ),
-            Command::PutLink(l) => (self.subjects.link_put(), serde_json::to_vec(&from_wit_link(l))),
+            Command::PutLink(l) => (
+                self.subjects.link_put(),
+                serde_json::to_vec(&from_wit_link(l)),
+            ),
             Command::DeleteLink(l) => (
                 self.subjects.link_del(),
                 serde_json::to_vec(&DeleteLinkRequest {
@@ -341,15 +341,18 @@ impl Executor {
         let key = key.to_string();
         let timeout = self.timeout;
         tokio::spawn(async move {
-            let reply = tokio::time::timeout(timeout, client.request(subject.clone(), body.into())).await;
+            let reply =
+                tokio::time::timeout(timeout, client.request(subject.clone(), body.into())).await;
             let result = match reply {
                 Err(_) => Err(format!("no reply to {subject} within {timeout:?}")),
                 Ok(Err(e)) => Err(format!("request {subject} failed: {e}")),
-                Ok(Ok(msg)) => match serde_json::from_slice::<CtlResponse<serde_json::Value>>(&msg.payload) {
-                    Ok(r) if r.success => Ok(()),
-                    Ok(r) => Err(r.message),
-                    Err(e) => Err(format!("unreadable reply to {subject}: {e}")),
-                },
+                Ok(Ok(msg)) => {
+                    match serde_json::from_slice::<CtlResponse<serde_json::Value>>(&msg.payload) {
+                        Ok(r) if r.success => Ok(()),
+                        Ok(r) => Err(r.message),
+                        Err(e) => Err(format!("unreadable reply to {subject}: {e}")),
+                    }
+                }
             };
             let _ = outcomes.send(Outcome { key, result });
         });

@@ -58,7 +58,8 @@ impl Controller {
     pub async fn start(config: ControllerConfig) -> anyhow::Result<Self> {
         let mut runtime_config = config.runtime.clone();
         runtime_config.plugin_dir = config.plugin_dir.clone();
-        let runtime = Arc::new(Runtime::new(runtime_config).context("starting the plugin runtime")?);
+        let runtime =
+            Arc::new(Runtime::new(runtime_config).context("starting the plugin runtime")?);
         // Compiling plugins takes a while; do it off the async workers.
         let loading = Arc::clone(&runtime);
         tokio::task::spawn_blocking(move || loading.reload())
@@ -72,7 +73,12 @@ impl Controller {
 
         let client = async_nats::connect(&config.nats_url)
             .await
-            .with_context(|| format!("cannot connect to NATS at {}: is nats-server running?", config.nats_url))?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to NATS at {}: is nats-server running?",
+                    config.nats_url
+                )
+            })?;
         let js = async_nats::jetstream::new(client.clone());
         let mut tasks = Vec::new();
         for lattice in &config.lattices {

@@ -126,7 +126,8 @@ impl Reconciler {
         let mut config_watch = configs.watch_all().await?;
         self.discover_hosts().await;
 
-        let mut tick = tokio::time::interval(self.settings.resync_interval.min(Duration::from_secs(1)));
+        let mut tick =
+            tokio::time::interval(self.settings.resync_interval.min(Duration::from_secs(1)));
         let mut last_pass = Instant::now() - self.settings.resync_interval;
         let mut dirty_since: Option<Instant> = Some(Instant::now());
         loop {
@@ -235,7 +236,10 @@ impl Reconciler {
     /// When a new version drops a component or trait, what its scaler made must go.
     fn clean_removed_scalers(&mut self, app: &str, previous: Manifest) {
         let current = &self.deployed[app];
-        let now_ids: Vec<String> = scaler_slots(current).into_iter().map(|s| s.status_id).collect();
+        let now_ids: Vec<String> = scaler_slots(current)
+            .into_iter()
+            .map(|s| s.status_id)
+            .collect();
         let mut leftover = previous.clone();
         let previous_slots = scaler_slots(&previous);
         let gone: Vec<String> = previous_slots
@@ -252,7 +256,8 @@ impl Reconciler {
                 .iter()
                 .any(|s| s.component == c.name && gone.contains(&s.status_id))
         });
-        self.to_clean.insert(format!("{app}\u{0}previous"), leftover);
+        self.to_clean
+            .insert(format!("{app}\u{0}previous"), leftover);
     }
 
     fn on_link(&mut self, entry: kv::Entry) {
@@ -285,7 +290,13 @@ impl Reconciler {
     /// instead of after the next heartbeats.
     async fn discover_hosts(&mut self) {
         let subjects = ctl::Subjects::new(&self.lattice);
-        let hosts = match gather(&self.client, subjects.host_ping(), Duration::from_millis(500)).await {
+        let hosts = match gather(
+            &self.client,
+            subjects.host_ping(),
+            Duration::from_millis(500),
+        )
+        .await
+        {
             Ok(replies) => replies,
             Err(e) => {
                 tracing::warn!(lattice = %self.lattice, "host discovery failed: {e}");
@@ -318,13 +329,17 @@ impl Reconciler {
     async fn pass(&mut self) {
         let now = Instant::now();
         self.executor.settle(&self.state, now);
-        let snapshot = Arc::new(self.state.snapshot(now.duration_since(self.started).as_millis() as u64));
+        let snapshot = Arc::new(
+            self.state
+                .snapshot(now.duration_since(self.started).as_millis() as u64),
+        );
         let apps: Vec<(String, Manifest)> = self
             .deployed
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let to_clean: Vec<(String, Manifest)> = std::mem::take(&mut self.to_clean).into_iter().collect();
+        let to_clean: Vec<(String, Manifest)> =
+            std::mem::take(&mut self.to_clean).into_iter().collect();
         let runtime = Arc::clone(&self.runtime);
         let snap = Arc::clone(&snapshot);
         let lattice = self.lattice.clone();
@@ -378,7 +393,8 @@ impl Reconciler {
                     info,
                 });
             }
-            self.publish_status(&app, Status::aggregate(scaler_statuses)).await;
+            self.publish_status(&app, Status::aggregate(scaler_statuses))
+                .await;
         }
         self.executor.forget_failures(&wanted, &self.state);
     }
@@ -417,9 +433,7 @@ pub async fn gather(
 ) -> anyhow::Result<Vec<bytes::Bytes>> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await?;
-    client
-        .publish_with_reply(subject, inbox, "".into())
-        .await?;
+    client.publish_with_reply(subject, inbox, "".into()).await?;
     client.flush().await?;
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + window;
@@ -485,7 +499,11 @@ fn scaler_slots(manifest: &Manifest) -> Vec<ScalerSlot> {
     slots
 }
 
-fn plan_app(runtime: &Runtime, manifest: &Manifest, snapshot: &Arc<LatticeSnapshot>) -> Vec<Planned> {
+fn plan_app(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    snapshot: &Arc<LatticeSnapshot>,
+) -> Vec<Planned> {
     let plugins = runtime.plugins();
     scaler_slots(manifest)
         .into_iter()

@@ -116,7 +116,11 @@ impl LatticeState {
                 changed
             }
             Event::ComponentScaled(e) => {
-                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                let host_id = if e.host_id.is_empty() {
+                    source
+                } else {
+                    &e.host_id
+                };
                 let host = self.host_mut(host_id, now);
                 if e.max_instances == 0 {
                     host.components.remove(&e.component_id).is_some()
@@ -130,7 +134,11 @@ impl LatticeState {
                 }
             }
             Event::ProviderStarted(e) => {
-                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                let host_id = if e.host_id.is_empty() {
+                    source
+                } else {
+                    &e.host_id
+                };
                 let host = self.host_mut(host_id, now);
                 let new = ProviderState {
                     image: e.image_ref.clone(),
@@ -139,7 +147,11 @@ impl LatticeState {
                 host.providers.insert(e.provider_id.clone(), new.clone()) != Some(new)
             }
             Event::ProviderStopped(e) => {
-                let host_id = if e.host_id.is_empty() { source } else { &e.host_id };
+                let host_id = if e.host_id.is_empty() {
+                    source
+                } else {
+                    &e.host_id
+                };
                 self.host_mut(host_id, now)
                     .providers
                     .remove(&e.provider_id)
@@ -331,13 +343,11 @@ mod tests {
     fn silent_hosts_expire() {
         let start = Instant::now();
         let mut state = LatticeState::default();
-        state.apply(
-            "H1",
-            &Event::HostHeartbeat(HostHeartbeat::default()),
-            start,
-        );
+        state.apply("H1", &Event::HostHeartbeat(HostHeartbeat::default()), start);
         let later = start + Duration::from_secs(10);
-        assert!(state.expire_hosts(Duration::from_secs(30), later).is_empty());
+        assert!(state
+            .expire_hosts(Duration::from_secs(30), later)
+            .is_empty());
         assert_eq!(state.expire_hosts(Duration::from_secs(5), later), ["H1"]);
         assert!(state.hosts.is_empty());
     }

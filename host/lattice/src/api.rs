@@ -359,10 +359,22 @@ mod tests {
     #[test]
     fn aggregate_follows_wadm_precedence() {
         use StatusType::*;
-        assert_eq!([Deployed, Deployed].into_iter().sum::<StatusType>(), Deployed);
-        assert_eq!([Deployed, Reconciling].into_iter().sum::<StatusType>(), Reconciling);
-        assert_eq!([Reconciling, Failed].into_iter().sum::<StatusType>(), Failed);
-        assert_eq!([Waiting, Reconciling].into_iter().sum::<StatusType>(), Waiting);
+        assert_eq!(
+            [Deployed, Deployed].into_iter().sum::<StatusType>(),
+            Deployed
+        );
+        assert_eq!(
+            [Deployed, Reconciling].into_iter().sum::<StatusType>(),
+            Reconciling
+        );
+        assert_eq!(
+            [Reconciling, Failed].into_iter().sum::<StatusType>(),
+            Failed
+        );
+        assert_eq!(
+            [Waiting, Reconciling].into_iter().sum::<StatusType>(),
+            Waiting
+        );
         assert_eq!(std::iter::empty().sum::<StatusType>(), Undeployed);
     }
 

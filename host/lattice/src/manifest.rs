@@ -21,7 +21,9 @@ pub enum ManifestError {
         line: Option<usize>,
         column: Option<usize>,
     },
-    #[error("manifest has no version: set `metadata.annotations.version` (e.g. `version: v0.1.0`)")]
+    #[error(
+        "manifest has no version: set `metadata.annotations.version` (e.g. `version: v0.1.0`)"
+    )]
     MissingVersion,
 }
 
@@ -248,7 +250,8 @@ spec:
 
     #[test]
     fn yaml_error_names_the_line() {
-        let bad = "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: [unclosed\n";
+        let bad =
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: [unclosed\n";
         let err = Manifest::parse(bad).unwrap_err();
         let ManifestError::Syntax { line, .. } = &err else {
             panic!("wrong error {err}")

@@ -1,0 +1,187 @@
+//! The client side of the controller API (what `trellis app …` sends), usable from tests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use trellis_lattice::api::*;
+use trellis_lattice::Manifest;
+
+/// How long an API request may take before we say the controller is not answering.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ApiClient {
+    client: async_nats::Client,
+    subjects: Subjects,
+    lattice: String,
+}
+
+impl ApiClient {
+    pub fn new(client: async_nats::Client, lattice: &str) -> Self {
+        Self {
+            client,
+            subjects: Subjects::new(lattice),
+            lattice: lattice.to_string(),
+        }
+    }
+
+    pub async fn connect(nats_url: &str, lattice: &str) -> anyhow::Result<Self> {
+        let client = async_nats::connect(nats_url).await.with_context(|| {
+            format!(
+                "cannot connect to NATS at {nats_url}: is `trellis up` (or nats-server) running?"
+            )
+        })?;
+        Ok(Self::new(client, lattice))
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        subject: String,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let reply = tokio::time::timeout(API_TIMEOUT, self.client.request(subject.clone(), body.into()))
+            .await
+            .map_err(|_| anyhow::anyhow!("no controller answered on {subject} within {API_TIMEOUT:?}: is a trellis controller running for lattice `{}`?", self.lattice))?
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => anyhow::anyhow!(
+                    "no controller serves lattice `{}` (nobody listens on {subject}); start one with `trellis up` or `trellis controller`",
+                    self.lattice
+                ),
+                _ => anyhow::anyhow!("request {subject} failed: {e}"),
+            })?;
+        serde_json::from_slice(&reply.payload)
+            .with_context(|| format!("unreadable answer on {subject}"))
+    }
+
+    /// Puts a manifest given as text. The text is sent as it is: the controller checks it.
+    pub async fn put_text(&self, text: &str) -> anyhow::Result<PutModelResponse> {
+        self.request(self.subjects.put(), text.as_bytes().to_vec())
+            .await
+    }
+
+    pub async fn put(&self, manifest: &Manifest) -> anyhow::Result<PutModelResponse> {
+        self.request(self.subjects.put(), serde_json::to_vec(manifest)?)
+            .await
+    }
+
+    pub async fn deploy(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<DeployModelResponse> {
+        let body = serde_json::to_vec(&DeployModelRequest {
+            version: version.map(String::from),
+        })?;
+        self.request(self.subjects.deploy(name), body).await
+    }
+
+    pub async fn undeploy(&self, name: &str) -> anyhow::Result<DeployModelResponse> {
+        self.request(self.subjects.undeploy(name), b"{}".to_vec())
+            .await
+    }
+
+    pub async fn status(&self, name: &str) -> anyhow::Result<StatusResponse> {
+        self.request(self.subjects.status(name), Vec::new()).await
+    }
+
+    pub async fn list(&self) -> anyhow::Result<Vec<ModelSummary>> {
+        self.request(self.subjects.list(), Vec::new()).await
+    }
+
+    /// Polls the status until it is deployed (Ok), failed (Err) or `timeout` passes (Err).
+    /// `progress` sees every new status.
+    pub async fn wait_deployed(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(&Status),
+    ) -> anyhow::Result<Status> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last: Option<Status> = None;
+        loop {
+            let resp = self.status(name).await?;
+            if let Some(status) = resp.status {
+                if last.as_ref() != Some(&status) {
+                    progress(&status);
+                }
+                match status.info.status_type {
+                    StatusType::Deployed => return Ok(status),
+                    StatusType::Failed => bail!("app {name} failed: {}", status.info.message),
+                    _ => {}
+                }
+                last = Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let said = last.map(|s| format!("{:?}: {}", s.info.status_type, s.info.message));
+                bail!(
+                    "app {name} is not deployed after {timeout:?} (last status {})",
+                    said.unwrap_or_else(|| "none".into())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Reads a manifest file, reporting syntax errors with the file, line and column, and makes
+/// relative `file://` images absolute against the manifest's folder (not the working
+/// directory), so `trellis app deploy examples/echo/app.yaml` works from anywhere.
+pub fn load_manifest_file(path: &Path) -> anyhow::Result<Manifest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let mut manifest =
+        Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let folder = std::fs::canonicalize(folder)
+        .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
+    for component in &mut manifest.spec.components {
+        if let Some(image) = &component.properties.image {
+            if let Some(rest) = image.strip_prefix("file://") {
+                if !rest.starts_with('/') {
+                    let absolute = folder.join(rest);
+                    component.properties.image = Some(format!("file://{}", absolute.display()));
+                }
+            }
+        }
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_file_images_resolve_against_the_manifest_folder() {
+        let dir = std::env::temp_dir().join(format!("trellis-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        let path = dir.join("app/app.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: a\n  annotations:\n    version: v1\nspec:\n  components:\n    - name: c\n      type: component\n      properties:\n        image: file://../build/c.wasm\n",
+        )
+        .unwrap();
+        let m = load_manifest_file(&path).unwrap();
+        let image = m.spec.components[0].properties.image.clone().unwrap();
+        let expected = std::fs::canonicalize(dir.join("app"))
+            .unwrap()
+            .join("../build/c.wasm");
+        assert_eq!(image, format!("file://{}", expected.display()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("trellis-cli-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.yaml");
+        std::fs::write(&path, "apiVersion: x\nkind: [oops\n").unwrap();
+        let err = load_manifest_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.yaml") && err.contains("line"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

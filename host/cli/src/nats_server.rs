@@ -1,0 +1,104 @@
+//! A `nats-server` with JetStream, run as a child process with its data in a folder of ours.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A running `nats-server`; it is killed when this is dropped.
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    data_dir: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` on `port` (0 picks a free one) with JetStream data under
+    /// `data_dir`, and waits until it accepts connections.
+    pub fn start(port: u16, data_dir: &Path) -> anyhow::Result<Self> {
+        let port = if port == 0 { free_port()? } else { port };
+        let mut server = Self {
+            child: spawn(port, data_dir)?,
+            port,
+            data_dir: data_dir.to_path_buf(),
+        };
+        server.wait_ready(Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(self.data_dir.join("nats-server.log"))
+                    .unwrap_or_default();
+                bail!(
+                    "nats-server exited at start ({status}); is port {} in use? Its log says:\n{}",
+                    self.port,
+                    log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "nats-server did not accept connections on port {} within {timeout:?}",
+            self.port
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would) and starts it again on the same port and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.data_dir)?;
+        self.wait_ready(Duration::from_secs(10))
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(port: u16, data_dir: &Path) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create NATS data folder {}", data_dir.display()))?;
+    let log = std::fs::File::create(data_dir.join("nats-server.log"))
+        .with_context(|| format!("cannot write the NATS log in {}", data_dir.display()))?;
+    Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(data_dir.join("jetstream"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "nats-server is not installed. Install it with `sudo apt-get install nats-server` (or run scripts/setup.sh), or point trellis at an existing server with --nats URL"
+                )
+            } else {
+                anyhow::anyhow!("cannot start nats-server: {e}")
+            }
+        })
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,136 @@
+//! The walking skeleton, end to end: a manifest goes in through the NATS API, the spreadscaler
+//! plugin decides, a node runs the echo component, and HTTP gets an answer.
+
+use std::time::Duration;
+
+use trellis_cli::client::load_manifest_file;
+use trellis_cli::nats_server::free_port;
+use trellis_lattice::api::{DeployResult, PutResult, StatusType};
+use trellis_lattice::Manifest;
+use trellis_tests::{built_example, http_get, repo_root, TestLattice};
+
+/// The echo example's manifest, with its HTTP address moved to a free port.
+fn echo_manifest() -> (Manifest, String) {
+    built_example("echo");
+    let mut manifest = load_manifest_file(&repo_root().join("examples/echo/app.yaml")).unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let mut replaced = false;
+    for component in &mut manifest.spec.components {
+        for t in component.traits.iter_mut().flatten() {
+            if t.trait_type != "link" {
+                continue;
+            }
+            for config in t.properties["source"]["config"].as_array_mut().unwrap() {
+                if config["properties"].get("address").is_some() {
+                    config["properties"]["address"] = address.clone().into();
+                    replaced = true;
+                }
+            }
+        }
+    }
+    assert!(
+        replaced,
+        "examples/echo/app.yaml has no HTTP address to move"
+    );
+    (manifest, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_deploys_and_answers_http() {
+    let mut lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
+        .await
+        .unwrap();
+    lattice.add_node(&[("zone", "local")]).await.unwrap();
+    let api = lattice.api().await.unwrap();
+    let (manifest, address) = echo_manifest();
+
+    let put = api.put(&manifest).await.unwrap();
+    assert_eq!(put.result, PutResult::Created, "{}", put.message);
+    let deploy = api.deploy("echo", None).await.unwrap();
+    assert_eq!(
+        deploy.result,
+        DeployResult::Acknowledged,
+        "{}",
+        deploy.message
+    );
+
+    let status = api
+        .wait_deployed("echo", Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(status.info.status_type, StatusType::Deployed);
+    assert!(status.scalers.len() >= 3, "{status:?}");
+
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        http_get(&address, "/hello/trellis", Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("GET /hello/trellis"), "{body}");
+
+    let list = api.list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].deployed_version.as_deref(), Some("v0.1.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_scaler_plugin_is_reported_in_status() {
+    let mut lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
+        .await
+        .unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    let api = lattice.api().await.unwrap();
+    let (manifest, _) = echo_manifest();
+    let put = api.put(&manifest).await.unwrap();
+    assert_eq!(put.result, PutResult::Created, "{}", put.message);
+
+    let runtime = lattice.controller.as_ref().unwrap().runtime().clone();
+    let generation = runtime.generation();
+    std::fs::remove_file(lattice.plugin_dir().join("spreadscaler.wasm")).unwrap();
+    lattice.wait_plugin_reload(generation).await.unwrap();
+
+    let deploy = api.deploy("echo", None).await.unwrap();
+    assert_eq!(deploy.result, DeployResult::Acknowledged);
+    let err = api
+        .wait_deployed("echo", Duration::from_secs(20), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no plugin handles trait type `spreadscaler`"),
+        "{err}"
+    );
+    // The controller is still serving: the API answers and the link scaler still ran.
+    let status = api.status("echo").await.unwrap().status.unwrap();
+    assert_eq!(status.info.status_type, StatusType::Failed);
+    assert!(status
+        .scalers
+        .iter()
+        .any(|s| s.kind == "link" && s.info.status_type != StatusType::Failed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_manifest_is_refused_with_its_line() {
+    let lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
+        .await
+        .unwrap();
+    let api = lattice.api().await.unwrap();
+    let bad = "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: broken\n  annotations: [unclosed\n";
+    let put = api.put_text(bad).await.unwrap();
+    assert_eq!(put.result, PutResult::Error);
+    assert!(put.message.contains("line"), "{}", put.message);
+
+    let unknown = std::fs::read_to_string(repo_root().join("examples/echo/app.yaml"))
+        .unwrap()
+        .replace("type: spreadscaler", "type: spreadscalar");
+    let put = api.put_text(&unknown).await.unwrap();
+    assert_eq!(put.result, PutResult::Error);
+    assert!(
+        put.message.contains("Did you mean `spreadscaler`?"),
+        "{}",
+        put.message
+    );
+    assert!(api.list().await.unwrap().is_empty(), "nothing is stored");
+}
