@@ -1,1 +1,262 @@
-//! placeholder
+//! The built-in `spreadscaler`: runs N instances of a component (or N instances of a provider,
+//! one per host) spread over groups of hosts chosen by label requirements, in proportion to
+//! each group's weight.
+//!
+//! Unlike wadm's, it spreads a group's instances over *several* hosts: placement plugins rank
+//! the eligible hosts (`Lattice::rank_hosts`) and missing instances go round robin over that
+//! ranking. What already runs on a host that still qualifies stays there, so a reconcile pass
+//! moves only what it must.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use trellis_sdk::spread::{distribute, split_by_weight};
+use trellis_sdk::{
+    diff, labels, Command, ComponentKind, ComponentSpec, Labels, Lattice, PlacementRequest,
+    PluginInfo, Reconciled, Scaler, ScalerContext, Status,
+};
+
+/// The weight of a spread that names none (as in wadm).
+pub const DEFAULT_WEIGHT: usize = 100;
+
+/// The trait's properties, as wadm's `SpreadScalerProperty`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpreadProperties {
+    #[serde(alias = "replicas")]
+    pub instances: usize,
+    #[serde(default)]
+    pub spread: Vec<Spread>,
+}
+
+/// One group of hosts and its share of the instances.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spread {
+    pub name: String,
+    /// Labels a host must carry to belong to this spread.
+    #[serde(default)]
+    pub requirements: Labels,
+    /// Relative share of the instances ([`DEFAULT_WEIGHT`] when absent).
+    #[serde(default)]
+    pub weight: Option<usize>,
+}
+
+impl SpreadProperties {
+    /// The spreads to honour: the manifest's, or one spread over every host.
+    fn spreads(&self) -> Vec<Spread> {
+        if self.spread.is_empty() {
+            vec![Spread {
+                name: "default".into(),
+                requirements: Labels::new(),
+                weight: None,
+            }]
+        } else {
+            self.spread.clone()
+        }
+    }
+}
+
+pub struct SpreadScaler;
+
+impl Scaler for SpreadScaler {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "spreadscaler".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            trait_types: vec!["spreadscaler".into()],
+            description: "Spreads instances over groups of hosts by weight, and over several \
+                          hosts within a group"
+                .into(),
+        }
+    }
+
+    fn reconcile(ctx: &ScalerContext, lattice: &dyn Lattice) -> Reconciled {
+        let properties = match ctx.properties::<SpreadProperties>() {
+            Ok(p) => p,
+            Err(e) => return Reconciled::failed(e.to_string()),
+        };
+        let spec = &ctx.component;
+        let actual = running(spec, lattice);
+        let plan = plan(spec, &properties, &actual, lattice);
+
+        // Hosts that vanished from the lattice cannot be told anything: leave them out.
+        let actual: BTreeMap<String, usize> = actual
+            .into_iter()
+            .filter(|(host, _)| plan.known_hosts.contains(host) || lattice.host(host).is_some())
+            .collect();
+        let commands = commands(spec, &plan.desired, &actual);
+
+        let wanted: usize = plan.desired.values().sum();
+        let in_place: usize = plan
+            .desired
+            .iter()
+            .map(|(host, &n)| n.min(actual.get(host).copied().unwrap_or(0)))
+            .sum();
+        let status = if !plan.failures.is_empty() {
+            Status::Failed(plan.failures.join("; "))
+        } else if !commands.is_empty() {
+            Status::Reconciling(format!(
+                "{in_place} of {wanted} instances of '{}' in place",
+                spec.name
+            ))
+        } else if !plan.shortfalls.is_empty() {
+            Status::Waiting(plan.shortfalls.join("; "))
+        } else {
+            Status::Deployed
+        };
+        Reconciled { commands, status }
+    }
+
+    fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {
+        let spec = &ctx.component;
+        commands(spec, &BTreeMap::new(), &running(spec, lattice))
+    }
+}
+
+trellis_sdk::export_scaler!(SpreadScaler);
+
+/// Where the component or provider should run, and what keeps it from running so.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Host → instances wanted there.
+    desired: BTreeMap<String, usize>,
+    /// Hosts seen in this pass (known to exist).
+    known_hosts: BTreeSet<String>,
+    /// Spreads no host matches: the trait cannot be met as written.
+    failures: Vec<String>,
+    /// Spreads that got fewer instances than their share (not enough room).
+    shortfalls: Vec<String>,
+}
+
+/// Host → instances of the component (its count) or provider (1) running there now.
+fn running(spec: &ComponentSpec, lattice: &dyn Lattice) -> BTreeMap<String, usize> {
+    match spec.kind {
+        ComponentKind::Component => diff::component_counts(&lattice.component_instances(&spec.id))
+            .into_iter()
+            .map(|(host, n)| (host, n as usize))
+            .collect(),
+        ComponentKind::Provider => diff::provider_hosts(&lattice.provider_instances(&spec.id))
+            .into_iter()
+            .map(|host| (host, 1))
+            .collect(),
+    }
+}
+
+fn plan(
+    spec: &ComponentSpec,
+    properties: &SpreadProperties,
+    actual: &BTreeMap<String, usize>,
+    lattice: &dyn Lattice,
+) -> Plan {
+    let spreads = properties.spreads();
+    let weights: Vec<usize> = spreads
+        .iter()
+        .map(|s| s.weight.unwrap_or(DEFAULT_WEIGHT))
+        .collect();
+    let shares = split_by_weight(properties.instances, &weights);
+    // A provider runs at most once per host, across all spreads.
+    let cap = match spec.kind {
+        ComponentKind::Component => None,
+        ComponentKind::Provider => Some(1),
+    };
+
+    // The most specific spreads claim hosts (and the instances on them) first, so that a
+    // catch-all spread does not take over the hosts a narrower one needs.
+    let mut order: Vec<usize> = (0..spreads.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(spreads[i].requirements.len()));
+
+    let mut plan = Plan::default();
+    // Running instances not yet claimed by a spread.
+    let mut unclaimed = actual.clone();
+    for i in order {
+        let (spread, share) = (&spreads[i], shares[i]);
+        if share == 0 {
+            continue;
+        }
+        let matching: BTreeSet<String> = lattice
+            .hosts_matching(&spread.requirements)
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        if matching.is_empty() {
+            plan.failures.push(format!(
+                "no host matches spread '{}' (requirements {})",
+                spread.name,
+                labels::describe(&spread.requirements)
+            ));
+            continue;
+        }
+        let full = |host: &str| cap.is_some() && plan.desired.contains_key(host);
+        let current: BTreeMap<String, usize> = matching
+            .iter()
+            .filter(|host| !full(host))
+            .filter_map(|host| match unclaimed.get(host) {
+                Some(&n) if n > 0 => Some((host.clone(), n)),
+                _ => None,
+            })
+            .collect();
+        // Ask placement only when instances must be added or removed: a settled spread costs
+        // no placement call.
+        let ranking: Vec<String> = if current.values().sum::<usize>() == share {
+            Vec::new()
+        } else {
+            lattice
+                .rank_hosts(&PlacementRequest {
+                    component_id: spec.id.clone(),
+                    requirements: spread.requirements.clone(),
+                })
+                .into_iter()
+                .filter(|host| matching.contains(host) && !full(host))
+                .collect()
+        };
+        let placed = distribute(share, &ranking, &current, cap);
+        let total: usize = placed.values().sum();
+        if total < share {
+            plan.shortfalls.push(format!(
+                "spread '{}' has {total} of {share} instances: no more room on the {} hosts \
+                 matching requirements {}",
+                spread.name,
+                matching.len(),
+                labels::describe(&spread.requirements)
+            ));
+        }
+        for (host, n) in placed {
+            if let Some(left) = unclaimed.get_mut(&host) {
+                *left = left.saturating_sub(n);
+            }
+            *plan.desired.entry(host).or_insert(0) += n;
+        }
+        plan.known_hosts.extend(matching);
+    }
+    plan
+}
+
+fn commands(
+    spec: &ComponentSpec,
+    desired: &BTreeMap<String, usize>,
+    actual: &BTreeMap<String, usize>,
+) -> Vec<Command> {
+    match spec.kind {
+        ComponentKind::Component => {
+            let to_u32 = |m: &BTreeMap<String, usize>| -> BTreeMap<String, u32> {
+                m.iter()
+                    .map(|(h, &n)| (h.clone(), u32::try_from(n).unwrap_or(u32::MAX)))
+                    .collect()
+            };
+            diff::scale_commands(spec, &to_u32(desired), &to_u32(actual))
+        }
+        ComponentKind::Provider => {
+            let hosts = |m: &BTreeMap<String, usize>| -> BTreeSet<String> {
+                m.iter()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(h, _)| h.clone())
+                    .collect()
+            };
+            diff::provider_commands(spec, &hosts(desired), &hosts(actual))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! Desired versus actual: the commands that turn what runs into what should run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::types::{Command, ComponentInstance, ComponentSpec, ProviderInstance};
+
+/// Instances of a component per host (summing entries that share a host).
+pub fn component_counts(instances: &[ComponentInstance]) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for i in instances {
+        *counts.entry(i.host_id.clone()).or_insert(0u32) += i.count;
+    }
+    counts.retain(|_, n| *n > 0);
+    counts
+}
+
+/// Hosts a provider runs on.
+pub fn provider_hosts(instances: &[ProviderInstance]) -> BTreeSet<String> {
+    instances.iter().map(|i| i.host_id.clone()).collect()
+}
+
+/// `ScaleComponent` commands that take a component from `actual` to `desired` instances per
+/// host: the host's total count, 0 to stop it. Scale-ups come first (by host id), then
+/// scale-downs, so that new instances start before old ones stop.
+pub fn scale_commands(
+    spec: &ComponentSpec,
+    desired: &BTreeMap<String, u32>,
+    actual: &BTreeMap<String, u32>,
+) -> Vec<Command> {
+    let scale = |host: &str, count: u32| Command::ScaleComponent {
+        host_id: host.to_string(),
+        component_id: spec.id.clone(),
+        image: spec.image.clone(),
+        count,
+        config: spec.config.clone(),
+    };
+    let mut ups = Vec::new();
+    let mut downs = Vec::new();
+    let hosts: BTreeSet<&String> = desired.keys().chain(actual.keys()).collect();
+    for host in hosts {
+        let want = desired.get(host).copied().unwrap_or(0);
+        let have = actual.get(host).copied().unwrap_or(0);
+        if want > have {
+            ups.push(scale(host, want));
+        } else if want < have {
+            downs.push(scale(host, want));
+        }
+    }
+    ups.extend(downs);
+    ups
+}
+
+/// `StartProvider` on the desired hosts that lack the provider, then `StopProvider` on the
+/// hosts that run it but should not, each by host id.
+pub fn provider_commands(
+    spec: &ComponentSpec,
+    desired: &BTreeSet<String>,
+    actual: &BTreeSet<String>,
+) -> Vec<Command> {
+    let starts = desired
+        .difference(actual)
+        .map(|host| Command::StartProvider {
+            host_id: host.clone(),
+            provider_id: spec.id.clone(),
+            image: spec.image.clone(),
+            config: spec.config.clone(),
+        });
+    let stops = actual
+        .difference(desired)
+        .map(|host| Command::StopProvider {
+            host_id: host.clone(),
+            provider_id: spec.id.clone(),
+        });
+    starts.chain(stops).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ComponentKind;
+
+    fn spec() -> ComponentSpec {
+        ComponentSpec {
+            name: "echo".into(),
+            kind: ComponentKind::Component,
+            image: "file://echo.wasm".into(),
+            id: "app-echo".into(),
+            config: vec!["c".into()],
+        }
+    }
+
+    fn map(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        pairs.iter().map(|(h, n)| (h.to_string(), *n)).collect()
+    }
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn scale(host: &str, count: u32) -> Command {
+        Command::ScaleComponent {
+            host_id: host.into(),
+            component_id: "app-echo".into(),
+            image: "file://echo.wasm".into(),
+            count,
+            config: vec!["c".into()],
+        }
+    }
+
+    #[test]
+    fn counts_sum_per_host() {
+        let inst = |host: &str, count| ComponentInstance {
+            host_id: host.into(),
+            component_id: "app-echo".into(),
+            count,
+            ..Default::default()
+        };
+        assert_eq!(
+            component_counts(&[inst("a", 1), inst("b", 0), inst("a", 2)]),
+            map(&[("a", 3)])
+        );
+    }
+
+    #[test]
+    fn scale_ups_before_downs_and_nothing_when_equal() {
+        let desired = map(&[("a", 2), ("b", 1), ("c", 1)]);
+        let actual = map(&[("a", 1), ("b", 1), ("d", 3)]);
+        assert_eq!(
+            scale_commands(&spec(), &desired, &actual),
+            [scale("a", 2), scale("c", 1), scale("d", 0)]
+        );
+        assert!(scale_commands(&spec(), &desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn provider_starts_then_stops() {
+        let cmds = provider_commands(&spec(), &set(&["a", "b"]), &set(&["b", "c"]));
+        assert_eq!(
+            cmds,
+            [
+                Command::StartProvider {
+                    host_id: "a".into(),
+                    provider_id: "app-echo".into(),
+                    image: "file://echo.wasm".into(),
+                    config: vec!["c".into()],
+                },
+                Command::StopProvider {
+                    host_id: "c".into(),
+                    provider_id: "app-echo".into(),
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! The wasm side of the SDK: bindings generated from `wit/` and the glue that turns a
+//! [`Scaler`] impl into the `scaler-api` export. Only compiled for `wasm32`.
+
+use std::marker::PhantomData;
+
+use crate::bindings::scaler::exports::trellis::plugin::scaler_api as api;
+use crate::bindings::scaler::trellis::plugin::{
+    lattice as wit_lattice, placement_ranking, types as wit,
+};
+use crate::lattice::Lattice;
+use crate::scaler::{Reconciled, Scaler};
+use crate::types::{
+    Command, ComponentInstance, ComponentKind, ComponentSpec, Host, Labels, Link, PlacementRequest,
+    PluginInfo, ProviderInstance, ScalerContext, Status,
+};
+
+/// The type [`export_scaler!`](crate::export_scaler) exports: implements the generated `Guest`
+/// for any [`Scaler`].
+pub struct ScalerExport<T>(PhantomData<T>);
+
+impl<T: Scaler> api::Guest for ScalerExport<T> {
+    fn describe() -> wit::PluginInfo {
+        T::describe().into()
+    }
+
+    fn reconcile(
+        ctx: api::ScalerContext,
+        lattice: &wit_lattice::LatticeView,
+    ) -> api::ReconcileResult {
+        let Reconciled { commands, status } = T::reconcile(&ctx.into(), &View(lattice));
+        api::ReconcileResult {
+            commands: commands.into_iter().map(Into::into).collect(),
+            status: status.into(),
+        }
+    }
+
+    fn cleanup(ctx: api::ScalerContext, lattice: &wit_lattice::LatticeView) -> Vec<wit::Command> {
+        T::cleanup(&ctx.into(), &View(lattice))
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+}
+
+/// The host's `lattice-view`, borrowed for one call, plus the `placement-ranking` import.
+struct View<'a>(&'a wit_lattice::LatticeView);
+
+impl Lattice for View<'_> {
+    fn hosts(&self) -> Vec<Host> {
+        self.0.hosts().into_iter().map(Into::into).collect()
+    }
+
+    fn host(&self, id: &str) -> Option<Host> {
+        self.0.host(id).map(Into::into)
+    }
+
+    fn hosts_matching(&self, requirements: &Labels) -> Vec<Host> {
+        self.0
+            .hosts_matching(&to_pairs(requirements))
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    fn host_count(&self) -> u32 {
+        self.0.host_count()
+    }
+
+    fn component_instances(&self, component_id: &str) -> Vec<ComponentInstance> {
+        self.0
+            .component_instances(component_id)
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    fn provider_instances(&self, provider_id: &str) -> Vec<ProviderInstance> {
+        self.0
+            .provider_instances(provider_id)
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    fn links_from(&self, source_id: &str) -> Vec<Link> {
+        self.0
+            .links_from(source_id)
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
+    fn config(&self, name: &str) -> Option<Labels> {
+        self.0.config(name).map(from_pairs)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+
+    fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
+        placement_ranking::rank_hosts(&request.clone().into())
+    }
+}
+
+fn to_pairs(labels: &Labels) -> Vec<wit::Pair> {
+    labels
+        .iter()
+        .map(|(key, value)| wit::Pair {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn from_pairs(pairs: Vec<wit::Pair>) -> Labels {
+    pairs.into_iter().map(|p| (p.key, p.value)).collect()
+}
+
+impl From<wit::HostInfo> for Host {
+    fn from(h: wit::HostInfo) -> Self {
+        Self {
+            id: h.id,
+            friendly_name: h.friendly_name,
+            labels: from_pairs(h.labels),
+            uptime_seconds: h.uptime_seconds,
+        }
+    }
+}
+
+impl From<wit::ComponentInstance> for ComponentInstance {
+    fn from(i: wit::ComponentInstance) -> Self {
+        Self {
+            host_id: i.host_id,
+            component_id: i.component_id,
+            image: i.image,
+            count: i.count,
+            annotations: from_pairs(i.annotations),
+        }
+    }
+}
+
+impl From<wit::ProviderInstance> for ProviderInstance {
+    fn from(i: wit::ProviderInstance) -> Self {
+        Self {
+            host_id: i.host_id,
+            provider_id: i.provider_id,
+            image: i.image,
+            annotations: from_pairs(i.annotations),
+        }
+    }
+}
+
+impl From<wit::Link> for Link {
+    fn from(l: wit::Link) -> Self {
+        Self {
+            source_id: l.source_id,
+            target: l.target,
+            name: l.name,
+            wit_namespace: l.wit_namespace,
+            wit_package: l.wit_package,
+            interfaces: l.interfaces,
+            source_config: l.source_config,
+            target_config: l.target_config,
+        }
+    }
+}
+
+impl From<Link> for wit::Link {
+    fn from(l: Link) -> Self {
+        Self {
+            source_id: l.source_id,
+            target: l.target,
+            name: l.name,
+            wit_namespace: l.wit_namespace,
+            wit_package: l.wit_package,
+            interfaces: l.interfaces,
+            source_config: l.source_config,
+            target_config: l.target_config,
+        }
+    }
+}
+
+impl From<Command> for wit::Command {
+    fn from(c: Command) -> Self {
+        match c {
+            Command::ScaleComponent {
+                host_id,
+                component_id,
+                image,
+                count,
+                config,
+            } => Self::ScaleComponent(wit::ScaleComponent {
+                host_id,
+                component_id,
+                image,
+                count,
+                config,
+            }),
+            Command::StartProvider {
+                host_id,
+                provider_id,
+                image,
+                config,
+            } => Self::StartProvider(wit::StartProvider {
+                host_id,
+                provider_id,
+                image,
+                config,
+            }),
+            Command::StopProvider {
+                host_id,
+                provider_id,
+            } => Self::StopProvider(wit::StopProvider {
+                host_id,
+                provider_id,
+            }),
+            Command::PutLink(link) => Self::PutLink(link.into()),
+            Command::DeleteLink {
+                source_id,
+                name,
+                wit_namespace,
+                wit_package,
+            } => Self::DeleteLink(wit::DeleteLink {
+                source_id,
+                name,
+                wit_namespace,
+                wit_package,
+            }),
+            Command::PutConfig { name, entries } => Self::PutConfig(wit::PutConfig {
+                name,
+                entries: to_pairs(&entries),
+            }),
+            Command::DeleteConfig(name) => Self::DeleteConfig(name),
+        }
+    }
+}
+
+impl From<Status> for wit::Status {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Deployed => Self::Deployed,
+            Status::Reconciling(why) => Self::Reconciling(why),
+            Status::Failed(why) => Self::Failed(why),
+            Status::Waiting(why) => Self::Waiting(why),
+        }
+    }
+}
+
+impl From<PluginInfo> for wit::PluginInfo {
+    fn from(p: PluginInfo) -> Self {
+        Self {
+            name: p.name,
+            version: p.version,
+            trait_types: p.trait_types,
+            description: p.description,
+        }
+    }
+}
+
+impl From<wit::ComponentKind> for ComponentKind {
+    fn from(k: wit::ComponentKind) -> Self {
+        match k {
+            wit::ComponentKind::Component => Self::Component,
+            wit::ComponentKind::Provider => Self::Provider,
+        }
+    }
+}
+
+impl From<wit::ComponentSpec> for ComponentSpec {
+    fn from(c: wit::ComponentSpec) -> Self {
+        Self {
+            name: c.name,
+            kind: c.kind.into(),
+            image: c.image,
+            id: c.id,
+            config: c.config,
+        }
+    }
+}
+
+impl From<api::ScalerContext> for ScalerContext {
+    fn from(c: api::ScalerContext) -> Self {
+        Self {
+            app: c.app,
+            version: c.version,
+            component: c.component.into(),
+            components: c.components.into_iter().map(Into::into).collect(),
+            trait_type: c.trait_type,
+            properties: c.properties,
+        }
+    }
+}
+
+impl From<PlacementRequest> for wit::PlacementRequest {
+    fn from(r: PlacementRequest) -> Self {
+        Self {
+            component_id: r.component_id,
+            requirements: to_pairs(&r.requirements),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The lattice as a plugin queries it. In a wasm plugin this is the host's `lattice-view`
+//! resource plus the `placement-ranking` import; in a unit test it is
+//! [`TestLattice`](crate::testing::TestLattice).
+
+use crate::types::{ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance};
+
+/// Read-only queries on one snapshot of the lattice. Every answer is ordered (by host id where
+/// it lists hosts), so that a plugin's decision is reproducible.
+pub trait Lattice {
+    /// Every host, ordered by id. On a big lattice prefer the narrower queries.
+    fn hosts(&self) -> Vec<Host>;
+    /// One host by id.
+    fn host(&self, id: &str) -> Option<Host>;
+    /// Hosts carrying every one of the given labels, ordered by id.
+    fn hosts_matching(&self, requirements: &Labels) -> Vec<Host>;
+    /// How many hosts the lattice has.
+    fn host_count(&self) -> u32;
+    /// Where a component runs, ordered by host id.
+    fn component_instances(&self, component_id: &str) -> Vec<ComponentInstance>;
+    /// Where a provider runs, ordered by host id.
+    fn provider_instances(&self, provider_id: &str) -> Vec<ProviderInstance>;
+    /// Links whose source is the given id.
+    fn links_from(&self, source_id: &str) -> Vec<Link>;
+    /// A named config, if it exists.
+    fn config(&self, name: &str) -> Option<Labels>;
+    /// Logical time in milliseconds: the same for every call of one reconcile pass.
+    fn now_ms(&self) -> u64;
+    /// Hosts able to take one more instance, best first, as the loaded placement plugins
+    /// rank them. The ranking is computed on the pass's snapshot: asking twice gives the same
+    /// answer, so a scaler placing several instances spreads them itself.
+    fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String>;
+}

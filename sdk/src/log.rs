@@ -1,0 +1,30 @@
+//! Logging into the controller's log, tagged with the plugin's name. Natively (in unit tests)
+//! the lines go to stderr, where the test harness captures them.
+
+/// How important a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Writes one line to the controller's log.
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::scaler::trellis::plugin::log as wit;
+        let level = match level {
+            Level::Trace => wit::Level::Trace,
+            Level::Debug => wit::Level::Debug,
+            Level::Info => wit::Level::Info,
+            Level::Warn => wit::Level::Warn,
+            Level::Error => wit::Level::Error,
+        };
+        wit::log(level, message);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}

@@ -1,0 +1,364 @@
+//! A lattice snapshot to test plugin logic natively: build one with [`TestLattice`], call the
+//! scaler's `reconcile` with it, and [`TestLattice::apply`] the commands to check convergence.
+
+use std::collections::BTreeMap;
+
+use crate::labels;
+use crate::lattice::Lattice;
+use crate::types::{
+    Command, ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance,
+};
+
+/// An in-memory lattice. Its `rank_hosts` is the controller's default placement: hosts carrying
+/// the requested labels, fewest instances of the same component or provider first, then fewest
+/// instances overall, then by host id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestLattice {
+    hosts: BTreeMap<String, Host>,
+    components: Vec<ComponentInstance>,
+    providers: Vec<ProviderInstance>,
+    links: Vec<Link>,
+    configs: BTreeMap<String, Labels>,
+    now_ms: u64,
+}
+
+impl TestLattice {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a host with these labels.
+    pub fn with_host(self, id: &str, labels: &[(&str, &str)]) -> Self {
+        self.with_host_info(Host {
+            id: id.into(),
+            friendly_name: id.into(),
+            labels: crate::types::label_map(labels),
+            uptime_seconds: 0,
+        })
+    }
+
+    pub fn with_host_info(mut self, host: Host) -> Self {
+        self.hosts.insert(host.id.clone(), host);
+        self
+    }
+
+    /// Adds `count` instances of a component on a host (image left empty).
+    pub fn with_component(self, host_id: &str, component_id: &str, count: u32) -> Self {
+        self.with_component_instance(ComponentInstance {
+            host_id: host_id.into(),
+            component_id: component_id.into(),
+            count,
+            ..Default::default()
+        })
+    }
+
+    pub fn with_component_instance(mut self, instance: ComponentInstance) -> Self {
+        self.components.push(instance);
+        self
+    }
+
+    /// Adds a provider instance on a host (image left empty).
+    pub fn with_provider(self, host_id: &str, provider_id: &str) -> Self {
+        self.with_provider_instance(ProviderInstance {
+            host_id: host_id.into(),
+            provider_id: provider_id.into(),
+            ..Default::default()
+        })
+    }
+
+    pub fn with_provider_instance(mut self, instance: ProviderInstance) -> Self {
+        self.providers.push(instance);
+        self
+    }
+
+    /// Adds (or replaces, by source, namespace, package and name) a link.
+    pub fn with_link(mut self, link: Link) -> Self {
+        self.put_link(link);
+        self
+    }
+
+    pub fn with_config(mut self, name: &str, entries: &[(&str, &str)]) -> Self {
+        self.configs
+            .insert(name.into(), crate::types::label_map(entries));
+        self
+    }
+
+    /// Sets the logical time.
+    pub fn with_now(mut self, ms: u64) -> Self {
+        self.now_ms = ms;
+        self
+    }
+
+    /// Removes a host and everything that ran on it, as when a host is lost.
+    pub fn without_host(mut self, id: &str) -> Self {
+        self.hosts.remove(id);
+        self.components.retain(|i| i.host_id != id);
+        self.providers.retain(|i| i.host_id != id);
+        self
+    }
+
+    /// Replaces a host's labels.
+    pub fn with_labels(mut self, id: &str, labels: &[(&str, &str)]) -> Self {
+        if let Some(host) = self.hosts.get_mut(id) {
+            host.labels = crate::types::label_map(labels);
+        }
+        self
+    }
+
+    /// Carries out commands as a lattice would, so that a test can reconcile again and check
+    /// that the scaler converges.
+    pub fn apply(&mut self, commands: &[Command]) {
+        for command in commands {
+            match command {
+                Command::ScaleComponent {
+                    host_id,
+                    component_id,
+                    image,
+                    count,
+                    ..
+                } => {
+                    self.components
+                        .retain(|i| !(i.host_id == *host_id && i.component_id == *component_id));
+                    if *count > 0 {
+                        self.components.push(ComponentInstance {
+                            host_id: host_id.clone(),
+                            component_id: component_id.clone(),
+                            image: image.clone(),
+                            count: *count,
+                            annotations: Labels::new(),
+                        });
+                    }
+                }
+                Command::StartProvider {
+                    host_id,
+                    provider_id,
+                    image,
+                    ..
+                } => {
+                    if !self
+                        .providers
+                        .iter()
+                        .any(|i| i.host_id == *host_id && i.provider_id == *provider_id)
+                    {
+                        self.providers.push(ProviderInstance {
+                            host_id: host_id.clone(),
+                            provider_id: provider_id.clone(),
+                            image: image.clone(),
+                            annotations: Labels::new(),
+                        });
+                    }
+                }
+                Command::StopProvider {
+                    host_id,
+                    provider_id,
+                } => self
+                    .providers
+                    .retain(|i| !(i.host_id == *host_id && i.provider_id == *provider_id)),
+                Command::PutLink(link) => self.put_link(link.clone()),
+                Command::DeleteLink {
+                    source_id,
+                    name,
+                    wit_namespace,
+                    wit_package,
+                } => self.links.retain(|l| {
+                    !(l.source_id == *source_id
+                        && l.name == *name
+                        && l.wit_namespace == *wit_namespace
+                        && l.wit_package == *wit_package)
+                }),
+                Command::PutConfig { name, entries } => {
+                    self.configs.insert(name.clone(), entries.clone());
+                }
+                Command::DeleteConfig(name) => {
+                    self.configs.remove(name);
+                }
+            }
+        }
+    }
+
+    fn put_link(&mut self, link: Link) {
+        self.links.retain(|l| !l.same_slot(&link));
+        self.links.push(link);
+    }
+
+    /// Instances of `id` (component count or provider instance) on a host.
+    fn instances_on(&self, id: &str, host: &str) -> u64 {
+        let components: u64 = self
+            .components
+            .iter()
+            .filter(|i| i.component_id == id && i.host_id == host)
+            .map(|i| u64::from(i.count))
+            .sum();
+        let providers = self
+            .providers
+            .iter()
+            .filter(|i| i.provider_id == id && i.host_id == host)
+            .count() as u64;
+        components + providers
+    }
+
+    /// Instances of anything on a host.
+    fn load_of(&self, host: &str) -> u64 {
+        let components: u64 = self
+            .components
+            .iter()
+            .filter(|i| i.host_id == host)
+            .map(|i| u64::from(i.count))
+            .sum();
+        let providers = self.providers.iter().filter(|i| i.host_id == host).count() as u64;
+        components + providers
+    }
+}
+
+impl Lattice for TestLattice {
+    fn hosts(&self) -> Vec<Host> {
+        self.hosts.values().cloned().collect()
+    }
+
+    fn host(&self, id: &str) -> Option<Host> {
+        self.hosts.get(id).cloned()
+    }
+
+    fn hosts_matching(&self, requirements: &Labels) -> Vec<Host> {
+        self.hosts
+            .values()
+            .filter(|h| labels::matches(&h.labels, requirements))
+            .cloned()
+            .collect()
+    }
+
+    fn host_count(&self) -> u32 {
+        self.hosts.len() as u32
+    }
+
+    fn component_instances(&self, component_id: &str) -> Vec<ComponentInstance> {
+        let mut found: Vec<ComponentInstance> = self
+            .components
+            .iter()
+            .filter(|i| i.component_id == component_id)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        found
+    }
+
+    fn provider_instances(&self, provider_id: &str) -> Vec<ProviderInstance> {
+        let mut found: Vec<ProviderInstance> = self
+            .providers
+            .iter()
+            .filter(|i| i.provider_id == provider_id)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        found
+    }
+
+    fn links_from(&self, source_id: &str) -> Vec<Link> {
+        self.links
+            .iter()
+            .filter(|l| l.source_id == source_id)
+            .cloned()
+            .collect()
+    }
+
+    fn config(&self, name: &str) -> Option<Labels> {
+        self.configs.get(name).cloned()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
+        let mut ranked: Vec<(u64, u64, &str)> = self
+            .hosts
+            .values()
+            .filter(|h| labels::matches(&h.labels, &request.requirements))
+            .map(|h| {
+                (
+                    self.instances_on(&request.component_id, &h.id),
+                    self.load_of(&h.id),
+                    h.id.as_str(),
+                )
+            })
+            .collect();
+        ranked.sort();
+        ranked
+            .into_iter()
+            .map(|(_, _, id)| id.to_string())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::label_map as pairs;
+
+    #[test]
+    fn ranking_prefers_fewest_same_then_fewest_overall_then_id() {
+        let lattice = TestLattice::new()
+            .with_host("a", &[("region", "east")])
+            .with_host("b", &[("region", "east")])
+            .with_host("c", &[("region", "west")])
+            .with_host("d", &[("region", "east")])
+            .with_component("a", "app-echo", 2)
+            .with_component("b", "other", 3)
+            .with_provider("d", "other-provider");
+        let all = PlacementRequest {
+            component_id: "app-echo".into(),
+            requirements: Labels::new(),
+        };
+        assert_eq!(lattice.rank_hosts(&all), ["c", "d", "b", "a"]);
+        let east = PlacementRequest {
+            requirements: pairs(&[("region", "east")]),
+            ..all
+        };
+        assert_eq!(lattice.rank_hosts(&east), ["d", "b", "a"]);
+    }
+
+    #[test]
+    fn queries_and_apply() {
+        let mut lattice = TestLattice::new()
+            .with_host("b", &[])
+            .with_host("a", &[("zone", "1")])
+            .with_config("c", &[("k", "v")])
+            .with_now(42);
+        assert_eq!(lattice.host_count(), 2);
+        assert_eq!(
+            lattice
+                .hosts()
+                .iter()
+                .map(|h| h.id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(lattice.hosts_matching(&pairs(&[("zone", "1")])).len(), 1);
+        assert_eq!(lattice.config("c"), Some(pairs(&[("k", "v")])));
+        assert_eq!(lattice.now_ms(), 42);
+
+        lattice.apply(&[
+            Command::ScaleComponent {
+                host_id: "b".into(),
+                component_id: "x".into(),
+                image: "img".into(),
+                count: 2,
+                config: vec![],
+            },
+            Command::StartProvider {
+                host_id: "a".into(),
+                provider_id: "p".into(),
+                image: "img".into(),
+                config: vec![],
+            },
+            Command::DeleteConfig("c".into()),
+        ]);
+        assert_eq!(lattice.component_instances("x")[0].count, 2);
+        assert_eq!(lattice.provider_instances("p")[0].host_id, "a");
+        assert_eq!(lattice.config("c"), None);
+
+        let lattice = lattice.without_host("b");
+        assert!(lattice.component_instances("x").is_empty());
+        assert!(lattice.host("b").is_none());
+    }
+}

@@ -1,0 +1,322 @@
+//! Plain Rust mirrors of the WIT records a plugin sees (`trellis:plugin/types` and the scaler
+//! context). Lists of `key=value` pairs become [`Labels`] maps: sorted, one value per key, so that
+//! comparisons and commands are deterministic.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+
+/// `key=value` pairs: host labels, annotations, config entries, placement requirements.
+pub type Labels = BTreeMap<String, String>;
+
+/// A host of the lattice.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Host {
+    pub id: String,
+    pub friendly_name: String,
+    pub labels: Labels,
+    /// Seconds since the host started.
+    pub uptime_seconds: u64,
+}
+
+/// A component running on one host; `count` is the host's maximum concurrent instances.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentInstance {
+    pub host_id: String,
+    pub component_id: String,
+    pub image: String,
+    pub count: u32,
+    pub annotations: Labels,
+}
+
+/// A capability provider running on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderInstance {
+    pub host_id: String,
+    pub provider_id: String,
+    pub image: String,
+    pub annotations: Labels,
+}
+
+/// A link from a source to a target over one WIT package's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Link {
+    pub source_id: String,
+    /// The target's lattice-wide id.
+    pub target: String,
+    pub name: String,
+    pub wit_namespace: String,
+    pub wit_package: String,
+    pub interfaces: Vec<String>,
+    pub source_config: Vec<String>,
+    pub target_config: Vec<String>,
+}
+
+impl Link {
+    /// Whether `other` is the same link slot: a source has at most one link per
+    /// (namespace, package, name), and a put replaces it.
+    pub fn same_slot(&self, other: &Link) -> bool {
+        self.source_id == other.source_id
+            && self.name == other.name
+            && self.wit_namespace == other.wit_namespace
+            && self.wit_package == other.wit_package
+    }
+}
+
+/// A command a scaler asks the controller to issue. The controller adds the app, scaler and
+/// managed-by annotations itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Set the instance count of a component on a host (0 stops it).
+    ScaleComponent {
+        host_id: String,
+        component_id: String,
+        image: String,
+        count: u32,
+        config: Vec<String>,
+    },
+    StartProvider {
+        host_id: String,
+        provider_id: String,
+        image: String,
+        config: Vec<String>,
+    },
+    StopProvider {
+        host_id: String,
+        provider_id: String,
+    },
+    PutLink(Link),
+    DeleteLink {
+        source_id: String,
+        name: String,
+        wit_namespace: String,
+        wit_package: String,
+    },
+    PutConfig {
+        name: String,
+        entries: Labels,
+    },
+    DeleteConfig(String),
+}
+
+/// Where a scaler stands after a reconcile call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Deployed,
+    Reconciling(String),
+    Failed(String),
+    Waiting(String),
+}
+
+/// Whether a manifest component is a component or a capability provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComponentKind {
+    #[default]
+    Component,
+    Provider,
+}
+
+/// A component of the application manifest, as a scaler sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentSpec {
+    /// The name in the manifest (`spec.components[].name`).
+    pub name: String,
+    pub kind: ComponentKind,
+    /// Where the code comes from (`file://…`, an OCI reference, or a built-in provider).
+    pub image: String,
+    /// The lattice-wide id the controller assigned.
+    pub id: String,
+    /// Names of the configs the component is started with.
+    pub config: Vec<String>,
+}
+
+/// What a scaler is asked to reconcile: one trait of one component of one application.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScalerContext {
+    pub app: String,
+    pub version: String,
+    /// The component the trait is attached to.
+    pub component: ComponentSpec,
+    /// Every component of the application (for links: the targets' ids).
+    pub components: Vec<ComponentSpec>,
+    pub trait_type: String,
+    /// The trait's properties as JSON text; read them with [`ScalerContext::properties`].
+    pub properties: String,
+}
+
+/// The trait's properties did not fit the type the scaler expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid properties of trait `{trait_type}` at `{path}`: {message}")]
+pub struct PropertyError {
+    pub trait_type: String,
+    /// Where in the properties the problem is, e.g. `spread[1].weight` (`.` for the whole).
+    pub path: String,
+    pub message: String,
+}
+
+impl ScalerContext {
+    /// The trait's properties, deserialised into `T`. The error names the field path and the
+    /// trait type, so that a status message points at the line of the manifest to fix.
+    pub fn properties<T: DeserializeOwned>(&self) -> Result<T, PropertyError> {
+        let text = if self.properties.trim().is_empty() {
+            "{}"
+        } else {
+            self.properties.as_str()
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| PropertyError {
+            trait_type: self.trait_type.clone(),
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        de.end().map_err(|e| PropertyError {
+            trait_type: self.trait_type.clone(),
+            path: ".".into(),
+            message: e.to_string(),
+        })?;
+        Ok(value)
+    }
+
+    /// The application component with this manifest name.
+    pub fn component_named(&self, name: &str) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.name == name)
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginInfo {
+    /// Unique name, e.g. `spreadscaler`.
+    pub name: String,
+    /// The plugin's own version (semver).
+    pub version: String,
+    /// For scalers: the trait types this plugin handles.
+    pub trait_types: Vec<String>,
+    /// One line for `trellis plugin list`.
+    pub description: String,
+}
+
+/// Severity of a validator diagnostic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// One finding of a validator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Path into the manifest, e.g. `spec.components[1].traits[0].properties.instances`.
+    pub path: String,
+    pub message: String,
+    /// What to do about it; empty when there is nothing to add.
+    pub hint: String,
+}
+
+/// A request to place one more instance of a component or provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlacementRequest {
+    pub component_id: String,
+    /// Labels a host must carry.
+    pub requirements: Labels,
+}
+
+/// Turns `[("k", "v")]` into [`Labels`]; handy in tests and defaults.
+pub fn label_map<K: ToString, V: ToString>(pairs: &[(K, V)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Props {
+        instances: usize,
+        #[serde(default)]
+        spread: Vec<SpreadProps>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct SpreadProps {
+        name: String,
+        weight: Option<usize>,
+    }
+
+    fn ctx(properties: &str) -> ScalerContext {
+        ScalerContext {
+            trait_type: "spreadscaler".into(),
+            properties: properties.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn properties_parse() {
+        let p: Props = ctx(r#"{"instances": 2, "spread": [{"name": "a", "weight": 3}]}"#)
+            .properties()
+            .unwrap();
+        assert_eq!(p.instances, 2);
+        assert_eq!(p.spread[0].weight, Some(3));
+    }
+
+    #[test]
+    fn property_error_names_path_and_trait() {
+        let err =
+            ctx(r#"{"instances": 2, "spread": [{"name": "a"}, {"name": "b", "weight": "x"}]}"#)
+                .properties::<Props>()
+                .unwrap_err();
+        assert_eq!(err.path, "spread[1].weight");
+        assert_eq!(err.trait_type, "spreadscaler");
+        let text = err.to_string();
+        assert!(text.contains("`spreadscaler`"), "{text}");
+        assert!(text.contains("spread[1].weight"), "{text}");
+    }
+
+    #[test]
+    fn property_error_on_missing_and_unknown_fields() {
+        let err = ctx("{}").properties::<Props>().unwrap_err();
+        assert!(err.message.contains("instances"), "{err}");
+        let err = ctx(r#"{"instances": 1, "replicaz": 2}"#)
+            .properties::<Props>()
+            .unwrap_err();
+        assert!(err.message.contains("replicaz"), "{err}");
+    }
+
+    #[test]
+    fn property_error_on_bad_json() {
+        let err = ctx(r#"{"instances": 1} trailing"#)
+            .properties::<Props>()
+            .unwrap_err();
+        assert_eq!(err.path, ".");
+    }
+
+    #[test]
+    fn link_slot_ignores_target_and_interfaces() {
+        let a = Link {
+            source_id: "s".into(),
+            target: "t1".into(),
+            name: "default".into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "http".into(),
+            ..Default::default()
+        };
+        let b = Link {
+            target: "t2".into(),
+            interfaces: vec!["x".into()],
+            ..a.clone()
+        };
+        assert!(a.same_slot(&b));
+        assert!(!a.same_slot(&Link {
+            name: "other".into(),
+            ..b
+        }));
+    }
+}
