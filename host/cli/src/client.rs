@@ -85,6 +85,10 @@ impl ApiClient {
         self.request(self.subjects.status(name), Vec::new()).await
     }
 
+    pub async fn plugins(&self) -> anyhow::Result<PluginListResponse> {
+        self.request(self.subjects.plugin_list(), Vec::new()).await
+    }
+
     pub async fn list(&self) -> anyhow::Result<Vec<ModelSummary>> {
         self.request(self.subjects.list(), Vec::new()).await
     }

@@ -61,6 +61,19 @@ enum Cmd {
     /// Manage applications: put, deploy, status, list.
     #[command(subcommand)]
     App(AppCmd),
+    /// Inspect the controller's plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// The plugins a controller has loaded, their calls, failures and latency, and the files it
+    /// refused (with why).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 #[derive(Args)]
@@ -206,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Controller(args) => controller(args).await,
         Cmd::Node(args) => node(args).await,
         Cmd::App(cmd) => app(cmd).await,
+        Cmd::Plugin(PluginCmd::List { conn }) => plugin_list(conn).await,
     }
 }
 
@@ -412,6 +426,37 @@ async fn put_and_deploy(
         bail!("cannot deploy {name}: {}", deployed.message);
     }
     Ok(name)
+}
+
+async fn plugin_list(conn: Connection) -> anyhow::Result<()> {
+    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let list = client.plugins().await?;
+    if conn.output == Output::Json {
+        return print_json(&list);
+    }
+    println!("plugins in {}", list.plugin_dir);
+    println!(
+        "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
+        "NAME", "VERSION", "KIND", "TRAITS", "CALLS", "FAILED", "P50", "P99"
+    );
+    let micros = |v: Option<u64>| v.map(|v| format!("{v}µs")).unwrap_or_else(|| "-".into());
+    for p in &list.plugins {
+        println!(
+            "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
+            p.name,
+            p.version,
+            p.kind,
+            p.trait_types.join(","),
+            p.calls,
+            p.failures.values().sum::<u64>(),
+            micros(p.p50_us),
+            micros(p.p99_us)
+        );
+    }
+    for problem in &list.problems {
+        println!("refused {}: {}", problem.file, problem.error);
+    }
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

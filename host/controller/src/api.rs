@@ -29,15 +29,67 @@ struct HistoryResponse {
     history: Vec<crate::store::HistoryEntry>,
 }
 
+/// What `trellis plugin list` shows: the plugins in service, their statistics, and the files
+/// that failed to load.
+pub fn plugin_list(runtime: &Runtime) -> PluginListResponse {
+    let set = runtime.plugins();
+    PluginListResponse {
+        plugin_dir: runtime.plugin_dir().display().to_string(),
+        plugins: set
+            .summaries()
+            .into_iter()
+            .map(|p| PluginEntry {
+                name: p.name,
+                version: p.version,
+                kind: p.kind.to_string(),
+                file: p.file.display().to_string(),
+                sha256: p.sha256,
+                trait_types: p.trait_types,
+                description: p.description,
+                calls: p.calls,
+                failures: p.failures,
+                p50_us: p.p50_us,
+                p99_us: p.p99_us,
+            })
+            .collect(),
+        problems: set
+            .problems
+            .iter()
+            .map(|(file, e)| PluginProblem {
+                file: file.display().to_string(),
+                error: e.to_string(),
+            })
+            .collect(),
+    }
+}
+
 impl ApiServer {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Answers `trellis.api.{lattice}.plugin.list`.
+    pub async fn serve_plugins(
+        client: async_nats::Client,
+        mut requests: async_nats::Subscriber,
+        runtime: Arc<Runtime>,
+    ) -> anyhow::Result<()> {
+        while let Some(msg) = requests.next().await {
+            let Some(reply) = msg.reply else { continue };
+            let body = serde_json::to_vec(&plugin_list(&runtime)).unwrap_or_default();
+            let _ = client.publish(reply, body.into()).await;
+        }
+        Ok(())
+    }
+
+    /// Listens on the API subjects. A queue group: with several controllers, each request is
+    /// answered once.
+    pub async fn subscribe(&self) -> anyhow::Result<async_nats::Subscriber> {
         let subjects = Subjects::new(&self.lattice);
-        let prefix = format!("{}.", subjects.model_prefix());
-        // A queue group: with several controllers, each request is answered once.
-        let mut requests = self
+        Ok(self
             .client
             .queue_subscribe(subjects.model_wildcard(), "trellis-api".into())
-            .await?;
+            .await?)
+    }
+
+    pub async fn run(self, mut requests: async_nats::Subscriber) -> anyhow::Result<()> {
+        let prefix = format!("{}.", Subjects::new(&self.lattice).model_prefix());
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply.clone() else {
                 continue;

@@ -7,7 +7,6 @@
 
 pub mod api;
 pub mod executor;
-pub mod kv;
 pub mod reconciler;
 pub mod state;
 pub mod store;
@@ -85,8 +84,8 @@ impl Controller {
             let store = store::ManifestStore::open(&js, lattice)
                 .await
                 .with_context(|| format!("opening the manifest store of lattice {lattice}"))?;
-            let links = kv::open_bucket(&js, &ctl::link_bucket(lattice), 1).await?;
-            let configs = kv::open_bucket(&js, &ctl::config_bucket(lattice), 1).await?;
+            let links = trellis_bus::open_bucket(&js, &ctl::link_bucket(lattice), 1).await?;
+            let configs = trellis_bus::open_bucket(&js, &ctl::config_bucket(lattice), 1).await?;
             let statuses = reconciler::Statuses::default();
             let api = api::ApiServer {
                 lattice: lattice.clone(),
@@ -95,10 +94,25 @@ impl Controller {
                 statuses: Arc::clone(&statuses),
                 runtime: Arc::clone(&runtime),
             };
+            // Subscribe here, not in the tasks, so that everything is listening when `start`
+            // returns (see the `sync` below).
+            let requests = api.subscribe().await?;
             let name = lattice.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = api.run().await {
+                if let Err(e) = api.run(requests).await {
                     tracing::error!(lattice = %name, "API server stopped: {e:#}");
+                }
+            }));
+            let plugin_requests = client
+                .subscribe(trellis_lattice::api::Subjects::new(lattice).plugin_list())
+                .await?;
+            let (plugin_client, plugin_runtime) = (client.clone(), Arc::clone(&runtime));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) =
+                    api::ApiServer::serve_plugins(plugin_client, plugin_requests, plugin_runtime)
+                        .await
+                {
+                    tracing::error!("plugin API stopped: {e:#}");
                 }
             }));
             let reconciler = reconciler::Reconciler::new(
@@ -108,15 +122,17 @@ impl Controller {
                 config.settings.clone(),
                 statuses,
             );
-            let manifests = store.kv().clone();
+            let inputs =
+                reconciler::Inputs::open(&client, lattice, store.kv(), &links, &configs).await?;
             let name = lattice.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = reconciler.run(manifests, links, configs).await {
+                if let Err(e) = reconciler.run(inputs).await {
                     tracing::error!(lattice = %name, "reconcile loop stopped: {e:#}");
                 }
             }));
             tracing::info!(lattice = %lattice, nats = %config.nats_url, plugins = %config.plugin_dir.display(), "controller serving lattice");
         }
+        trellis_bus::sync(&client).await?;
         Ok(Self { runtime, tasks })
     }
 

@@ -56,6 +56,32 @@ impl Default for LoopSettings {
     }
 }
 
+/// Everything the loop listens to, opened before the loop starts so nothing sent after
+/// `Controller::start` returns is missed.
+pub struct Inputs {
+    events: async_nats::Subscriber,
+    manifests: kv::Watch,
+    links: kv::Watch,
+    configs: kv::Watch,
+}
+
+impl Inputs {
+    pub async fn open(
+        client: &async_nats::Client,
+        lattice: &str,
+        manifests: &kv::Store,
+        links: &kv::Store,
+        configs: &kv::Store,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            events: client.subscribe(event::all_subjects(lattice)).await?,
+            manifests: manifests.watch_with_history(">").await?,
+            links: links.watch_with_history(">").await?,
+            configs: configs.watch_with_history(">").await?,
+        })
+    }
+}
+
 /// Statuses of the apps of a lattice, shared with the API server.
 pub type Statuses = Arc<Mutex<HashMap<String, Status>>>;
 
@@ -111,19 +137,13 @@ impl Reconciler {
     }
 
     /// Runs until the NATS connection's subscriptions end.
-    pub async fn run(
-        mut self,
-        manifests: kv::Store,
-        links: kv::Store,
-        configs: kv::Store,
-    ) -> anyhow::Result<()> {
-        let mut events = self
-            .client
-            .subscribe(event::all_subjects(&self.lattice))
-            .await?;
-        let mut manifest_watch = manifests.watch_all().await?;
-        let mut link_watch = links.watch_all().await?;
-        let mut config_watch = configs.watch_all().await?;
+    pub async fn run(mut self, inputs: Inputs) -> anyhow::Result<()> {
+        let Inputs {
+            mut events,
+            manifests: mut manifest_watch,
+            links: mut link_watch,
+            configs: mut config_watch,
+        } = inputs;
         self.discover_hosts().await;
 
         let mut tick =

@@ -82,7 +82,7 @@ fn nats_err(e: impl std::fmt::Display) -> StoreError {
 
 impl ManifestStore {
     pub async fn open(js: &jetstream::Context, lattice: &str) -> anyhow::Result<Self> {
-        let kv = crate::kv::open_bucket(js, &bucket(lattice), 1).await?;
+        let kv = trellis_bus::open_bucket(js, &bucket(lattice), 1).await?;
         Ok(Self { kv })
     }
 

@@ -51,6 +51,10 @@ impl Subjects {
     pub fn history(&self, name: &str) -> String {
         format!("{}.history.{name}", self.model_prefix())
     }
+    /// `trellis.api.{lattice}.plugin.list`: the plugins a controller has loaded (an extension).
+    pub fn plugin_list(&self) -> String {
+        format!("trellis.api.{}.plugin.list", self.lattice)
+    }
     /// Where the status of an app is published on every change.
     pub fn status_updates(&self, name: &str) -> String {
         format!("wadm.status.{}.{name}", self.lattice)
@@ -91,6 +95,38 @@ impl Operation {
             _ => return None,
         })
     }
+}
+
+/// One plugin as `trellis plugin list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginEntry {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub file: String,
+    pub sha256: String,
+    pub trait_types: Vec<String>,
+    pub description: String,
+    pub calls: u64,
+    /// Failed calls by kind of fault (trap, timeout, memory, invalid-output, instantiate).
+    pub failures: std::collections::BTreeMap<String, u64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
+/// A plugin file that is not in service (or whose newest version is not), and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginProblem {
+    pub file: String,
+    pub error: String,
+}
+
+/// The answer to `trellis.api.{lattice}.plugin.list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginListResponse {
+    pub plugin_dir: String,
+    pub plugins: Vec<PluginEntry>,
+    pub problems: Vec<PluginProblem>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

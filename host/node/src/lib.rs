@@ -1,1 +1,146 @@
-//! placeholder
+//! A trellis node: one lattice host that runs WebAssembly components.
+//!
+//! A node joins a lattice over NATS, obeys the wasmCloud control interface v1
+//! (`wasmbus.ctl.v1.{lattice}.…`), publishes CloudEvents and heartbeats on
+//! `wasmbus.evt.{lattice}.…`, runs components with wasmtime (WASI 0.2, `wasi:http`) and serves
+//! the built-in HTTP server provider. It decides nothing: what runs where is the controller's
+//! job. Wire types come from `trellis-lattice`; this crate only does I/O with them.
+
+mod component;
+mod ctl;
+mod host;
+mod host_id;
+mod http_server;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::host::Host;
+
+/// How long `stop` waits for in-flight HTTP requests before closing their connections.
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a node needs to join a lattice.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub nats_url: String,
+    pub lattice: String,
+    /// Labels advertised in heartbeats, on top of `hostcore.os/arch/osfamily`.
+    pub labels: BTreeMap<String, String>,
+    pub heartbeat_interval: Duration,
+    pub friendly_name: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            lattice: "default".into(),
+            labels: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(5),
+            friendly_name: None,
+        }
+    }
+}
+
+/// A running node. Dropping it without [`Node::stop`] aborts its tasks without saying goodbye.
+pub struct Node {
+    host: Arc<Host>,
+    stop_requested: watch::Receiver<bool>,
+    tasks: Tasks,
+}
+
+impl Node {
+    /// Connects to NATS, opens (or creates) the lattice's KV buckets, subscribes to the control
+    /// interface, publishes `host_started` and starts heartbeats.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        let host_id = host_id::generate();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("trellis-node {host_id}"))
+            .connect(&config.nats_url)
+            .await
+            .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        let stores = store::LatticeStores::open(&client, &config.lattice).await?;
+        let host = Arc::new(Host::new(host_id, &config, client, stores)?);
+
+        let requests = ctl::subscribe(&host).await?;
+        let (stop_tx, stop_requested) = watch::channel(false);
+        let mut tasks = Tasks::default();
+        tasks.push(tokio::spawn(ctl::serve(host.clone(), requests, stop_tx)));
+        tasks.push(tokio::spawn(store::watch_links(host.clone())));
+        tasks.push(tokio::spawn(store::watch_configs(host.clone())));
+
+        // Make sure the server has our subscriptions before anyone learns we exist.
+        trellis_bus::sync(&host.client).await?;
+        host.publish_started().await;
+        // The first heartbeat goes out at once, right after host_started.
+        tasks.push(tokio::spawn(host::heartbeats(
+            host.clone(),
+            config.heartbeat_interval,
+        )));
+        info!(host_id = %host.id, lattice = %host.lattice, friendly_name = %host.friendly_name, "node started");
+        Ok(Node {
+            host,
+            stop_requested,
+            tasks,
+        })
+    }
+
+    /// This node's id: an nkey-shaped public key (56 characters starting with `N`).
+    pub fn host_id(&self) -> &str {
+        &self.host.id
+    }
+
+    /// Resolves when a `host.stop` request for this host has arrived (or never).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop_requested.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Graceful stop: stops taking commands, closes HTTP listeners (finishing in-flight
+    /// requests), publishes `host_stopped` and closes the connection.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        info!(host_id = %self.host.id, "node stopping");
+        self.tasks.abort_all();
+        self.host.http.shutdown(HTTP_DRAIN_TIMEOUT).await;
+        self.host.components.clear();
+        self.host.publish_stopped().await;
+        self.host
+            .client
+            .flush()
+            .await
+            .context("cannot flush the NATS connection while stopping")?;
+        info!(host_id = %self.host.id, "node stopped");
+        Ok(())
+    }
+}
+
+/// Background tasks of a node, aborted together.
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn push(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+    fn abort_all(&mut self) {
+        for task in self.0.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}

@@ -1,0 +1,250 @@
+//! The built-in HTTP server provider: one listener per HTTP link, routing every request to the
+//! link's target component if it runs on this node.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::component::{text_response, Components};
+
+/// Where one HTTP link wants requests served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) link_key: String,
+    pub(crate) provider_id: String,
+    /// `host:port` to bind, e.g. `0.0.0.0:8000`.
+    pub(crate) address: String,
+    /// The component that handles the requests.
+    pub(crate) target: String,
+}
+
+/// What a reconciliation did that the lattice should hear about.
+#[derive(Debug)]
+pub(crate) enum ListenerChange {
+    Failed { route: Route, error: String },
+    Recovered { route: Route },
+}
+
+/// The HTTP listeners of this node, by link key.
+pub(crate) struct HttpServer {
+    host_id: String,
+    components: Components,
+    listeners: tokio::sync::Mutex<BTreeMap<String, Listener>>,
+}
+
+struct Listener {
+    route: Route,
+    /// Shared with the serving task so a new target needs no new socket.
+    target: Arc<RwLock<String>>,
+    state: ListenerState,
+}
+
+enum ListenerState {
+    Serving(Serving),
+    /// Could not bind; retried on the next reconciliation.
+    Failed(String),
+}
+
+struct Serving {
+    shutdown: oneshot::Sender<()>,
+    /// Fires once the listening socket is closed (before in-flight requests have finished).
+    closed: oneshot::Receiver<()>,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub(crate) fn new(host_id: String, components: Components) -> Self {
+        Self {
+            host_id,
+            components,
+            listeners: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// Makes the listeners match `routes`: closes those no route wants, opens new ones,
+    /// retries failed binds and points existing ones at new targets.
+    pub(crate) async fn apply(&self, routes: Vec<Route>) -> Vec<ListenerChange> {
+        let mut listeners = self.listeners.lock().await;
+        let wanted: BTreeMap<String, Route> = routes
+            .into_iter()
+            .map(|route| (route.link_key.clone(), route))
+            .collect();
+
+        let stale: Vec<String> = listeners
+            .iter()
+            .filter(|(key, listener)| {
+                wanted
+                    .get(*key)
+                    .is_none_or(|route| route.address != listener.route.address)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            if let Some(listener) = listeners.remove(&key) {
+                info!(host_id = %self.host_id, link = %key, address = %listener.route.address, "closing HTTP listener");
+                listener.close().await;
+            }
+        }
+
+        let mut changes = Vec::new();
+        for (key, route) in wanted {
+            if let Some(listener) = listeners.get_mut(&key) {
+                if listener.route.target != route.target {
+                    info!(host_id = %self.host_id, link = %key, target = %route.target, "HTTP route now goes to a new component");
+                    *listener
+                        .target
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = route.target.clone();
+                    listener.route.target = route.target.clone();
+                }
+                if matches!(listener.state, ListenerState::Serving(_)) {
+                    continue;
+                }
+            }
+            let was_failed = listeners.contains_key(&key);
+            let target = Arc::new(RwLock::new(route.target.clone()));
+            let state = match TcpListener::bind(&route.address).await {
+                Ok(socket) => {
+                    info!(host_id = %self.host_id, link = %key, address = %route.address, component_id = %route.target, "serving HTTP");
+                    if was_failed {
+                        changes.push(ListenerChange::Recovered {
+                            route: route.clone(),
+                        });
+                    }
+                    ListenerState::Serving(self.serve(socket, target.clone()))
+                }
+                Err(e) => {
+                    let error = format!("cannot listen on {}: {e}", route.address);
+                    let repeated = matches!(
+                        listeners.get(&key).map(|l| &l.state),
+                        Some(ListenerState::Failed(previous)) if *previous == error
+                    );
+                    if !repeated {
+                        error!(host_id = %self.host_id, link = %key, address = %route.address, error = %e, "HTTP listener failed; other routes keep serving");
+                        changes.push(ListenerChange::Failed {
+                            route: route.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                    ListenerState::Failed(error)
+                }
+            };
+            listeners.insert(
+                key,
+                Listener {
+                    route,
+                    target,
+                    state,
+                },
+            );
+        }
+        changes
+    }
+
+    pub(crate) async fn has_failures(&self) -> bool {
+        self.listeners
+            .lock()
+            .await
+            .values()
+            .any(|l| matches!(l.state, ListenerState::Failed(_)))
+    }
+
+    /// Closes every listener and waits up to `drain` for in-flight requests to finish.
+    pub(crate) async fn shutdown(&self, drain: Duration) {
+        let listeners = std::mem::take(&mut *self.listeners.lock().await);
+        let mut tasks = Vec::new();
+        for listener in listeners.into_values() {
+            if let ListenerState::Serving(serving) = listener.state {
+                let _ = serving.shutdown.send(());
+                tasks.push(serving.task);
+            }
+        }
+        if tokio::time::timeout(drain, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            warn!(host_id = %self.host_id, "HTTP requests still in flight after {drain:?}; closing them");
+        }
+    }
+
+    fn serve(&self, socket: TcpListener, target: Arc<RwLock<String>>) -> Serving {
+        let (shutdown, mut shutdown_rx) = oneshot::channel();
+        let (closed_tx, closed) = oneshot::channel();
+        let components = self.components.clone();
+        let host_id = self.host_id.clone();
+        let task = tokio::spawn(async move {
+            let graceful = GracefulShutdown::new();
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = &mut shutdown_rx => break,
+                    accepted = socket.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            warn!(host_id = %host_id, error = %e, "cannot accept an HTTP connection");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let components = components.clone();
+                let target = target.clone();
+                let service = service_fn(move |request| {
+                    let components = components.clone();
+                    let target = target
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    async move {
+                        let response = match components.get(&target) {
+                            Some(component) => component.serve_http(request).await,
+                            None => text_response(
+                                503,
+                                format!("component {target} is not running on this host"),
+                            ),
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let connection = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        debug!(%peer, error = %e, "HTTP connection ended with an error");
+                    }
+                });
+            }
+            drop(socket);
+            let _ = closed_tx.send(());
+            graceful.shutdown().await;
+        });
+        Serving {
+            shutdown,
+            closed,
+            task,
+        }
+    }
+}
+
+impl Listener {
+    /// Stops accepting and returns once the socket is closed, so its address can be bound
+    /// again at once; requests in flight finish in the background.
+    async fn close(self) {
+        if let ListenerState::Serving(serving) = self.state {
+            let _ = serving.shutdown.send(());
+            let _ = serving.closed.await;
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! A real node against a real `nats-server`, driven over the control interface with a raw NATS
+//! client, the way the controller (or `wash`) drives it.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use trellis_lattice::ctl::{self, CtlResponse, Link, Subjects};
+use trellis_lattice::event::{self, CloudEvent};
+use trellis_node::{Node, NodeConfig};
+
+const LATTICE: &str = "nodetest";
+/// Generous: the first scale compiles the component in a debug build on a busy machine.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `nats-server -js` child process on a free port, killed on drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed to run these tests");
+        let server = Self {
+            child,
+            port,
+            _data: data,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Subscribes to every event of the test lattice, and returns once the server has the
+/// subscription (a request the server itself answers is a round trip; `flush` is not).
+async fn subscribe_events(client: &async_nats::Client) -> async_nats::Subscriber {
+    let events = client
+        .subscribe(event::all_subjects(LATTICE))
+        .await
+        .unwrap();
+    let _ = client.request(client.new_inbox(), "".into()).await;
+    events
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Builds the `hello-http` fixture component (once per test run) and returns its path. It
+/// blocks: call it first thing in a test, before the node shares the runtime's threads.
+fn hello_http_wasm() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-http");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        // The outer build's settings are for the host, not for this wasm crate.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cannot run cargo to build the hello-http fixture");
+    assert!(status.success(), "building the hello-http fixture failed");
+    let wasm = dir.join("target/wasm32-wasip2/release/hello_http.wasm");
+    assert!(wasm.exists(), "{} missing after the build", wasm.display());
+    *built = Some(wasm.clone());
+    wasm
+}
+
+async fn start_node(nats: &NatsServer) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "trellis_node=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    Node::start(NodeConfig {
+        nats_url: nats.url(),
+        lattice: LATTICE.into(),
+        heartbeat_interval: Duration::from_secs(1),
+        friendly_name: Some("test-node".into()),
+        ..Default::default()
+    })
+    .await
+    .expect("node starts")
+}
+
+async fn request<T: DeserializeOwned + Default>(
+    client: &async_nats::Client,
+    subject: String,
+    body: &impl Serialize,
+) -> CtlResponse<T> {
+    let payload = serde_json::to_vec(body).unwrap();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(subject.clone(), payload.into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no reply on {subject}"))
+    .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
+    serde_json::from_slice(&reply.payload).unwrap_or_else(|e| {
+        panic!(
+            "bad reply on {subject}: {e}: {}",
+            String::from_utf8_lossy(&reply.payload)
+        )
+    })
+}
+
+/// The next event of `kind` for which `accept` holds, skipping others.
+async fn next_event(
+    events: &mut async_nats::Subscriber,
+    kind: &str,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> CloudEvent {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event within {EVENT_TIMEOUT:?}"))
+            .expect("event subscription open");
+        let event: CloudEvent = serde_json::from_slice(&msg.payload).expect("a CloudEvent");
+        if event.kind() == kind && accept(&event.data) {
+            return event;
+        }
+    }
+}
+
+/// `GET http://{address}{path}` with a bare HTTP/1.1 client: (status, body).
+async fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `GET` until `done` holds for the answer (listeners open asynchronously).
+async fn http_get_until(address: &str, path: &str, done: impl Fn(u16) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = http_get(address, path).await;
+        if let Ok((status, body)) = &answer {
+            if done(*status) {
+                return (*status, body.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {address}{path} never got the expected answer; last: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http_link(source_config: &str, target: &str) -> Link {
+    Link {
+        source_id: "http-server".into(),
+        target: target.into(),
+        name: "default".into(),
+        wit_namespace: "wasi".into(),
+        wit_package: "http".into(),
+        interfaces: vec!["incoming-handler".into()],
+        source_config: vec![source_config.into()],
+        target_config: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_ping_and_inventory() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let subjects = Subjects::new(LATTICE);
+    let host_id = node.host_id().to_string();
+    assert_eq!(host_id.len(), 56);
+    assert!(host_id.starts_with('N'));
+
+    let started = next_event(&mut events, event::HOST_STARTED, |_| true).await;
+    assert_eq!(started.source, host_id);
+    assert_eq!(started.data["friendly_name"], "test-node");
+
+    let pong: CtlResponse<ctl::Host> = request(&client, subjects.host_ping(), &json!({})).await;
+    assert!(pong.success, "{}", pong.message);
+    let pong = pong.response.unwrap();
+    assert_eq!(pong.id, host_id);
+    assert_eq!(pong.lattice, LATTICE);
+    assert_eq!(pong.friendly_name, "test-node");
+    assert!(pong.labels.contains_key("hostcore.os"));
+
+    let label = ctl::HostLabel {
+        key: "zone".into(),
+        value: "eu-1".into(),
+    };
+    let put: CtlResponse<()> = request(&client, subjects.label_put(&host_id), &label).await;
+    assert!(put.success, "{}", put.message);
+    let heartbeat = next_event(&mut events, event::HOST_HEARTBEAT, |data| {
+        data["labels"]["zone"] == "eu-1"
+    })
+    .await;
+    assert_eq!(heartbeat.source, host_id);
+
+    let inventory: CtlResponse<ctl::HostInventory> =
+        request(&client, subjects.host_get(&host_id), &json!({})).await;
+    let inventory = inventory.response.unwrap();
+    assert_eq!(inventory.host_id, host_id);
+    assert!(inventory.components.is_empty());
+    assert_eq!(inventory.labels["zone"], "eu-1");
+
+    let stop: CtlResponse<()> = request(&client, subjects.host_stop(&host_id), &json!({})).await;
+    assert!(stop.success);
+    tokio::time::timeout(Duration::from_secs(5), node.stopped())
+        .await
+        .expect("stopped() resolves after host.stop");
+    node.stop().await.unwrap();
+    next_event(&mut events, event::HOST_STOPPED, |_| true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_an_http_component_end_to_end() {
+    let wasm = hello_http_wasm();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let subjects = Subjects::new(LATTICE);
+    let address = format!("127.0.0.1:{}", free_port());
+
+    let put: CtlResponse<()> = request(
+        &client,
+        subjects.config_put("hello-http-address"),
+        &json!({ "address": address }),
+    )
+    .await;
+    assert!(put.success, "{}", put.message);
+    next_event(&mut events, event::CONFIG_SET, |data| {
+        data["config_name"] == "hello-http-address"
+    })
+    .await;
+    let got: CtlResponse<BTreeMap<String, String>> = request(
+        &client,
+        subjects.config_get("hello-http-address"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(got.response.unwrap()["address"], address);
+
+    let link = http_link("hello-http-address", "hello");
+    let put: CtlResponse<()> = request(&client, subjects.link_put(), &link).await;
+    assert!(put.success, "{}", put.message);
+    next_event(&mut events, event::LINKDEF_SET, |data| {
+        data["target"] == "hello"
+    })
+    .await;
+
+    let start = ctl::StartProviderCommand {
+        provider_id: "http-server".into(),
+        provider_ref: "builtin:http-server".into(),
+        host_id: host_id.clone(),
+        ..Default::default()
+    };
+    let started: CtlResponse<()> =
+        request(&client, subjects.provider_start(&host_id), &start).await;
+    assert!(started.success, "{}", started.message);
+    next_event(&mut events, event::PROVIDER_STARTED, |data| {
+        data["provider_id"] == "http-server"
+    })
+    .await;
+
+    // The listener is up before the component runs: it says which component is missing.
+    let (status, body) = http_get_until(&address, "/hi", |s| s == 503).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("hello"), "{body}");
+
+    let scale = ctl::ScaleComponentCommand {
+        component_ref: format!("file://{}", wasm.display()),
+        component_id: "hello".into(),
+        annotations: Some([("app".to_string(), "greeter".to_string())].into()),
+        max_instances: 2,
+        host_id: host_id.clone(),
+        ..Default::default()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &scale).await;
+    assert!(accepted.success, "{}", accepted.message);
+    let scaled = next_event(&mut events, event::COMPONENT_SCALED, |data| {
+        data["component_id"] == "hello"
+    })
+    .await;
+    assert_eq!(scaled.data["max_instances"], 2);
+    assert_eq!(scaled.data["host_id"], host_id.as_str());
+    assert_eq!(scaled.data["annotations"]["app"], "greeter");
+    assert_eq!(scaled.data["image_ref"], scale.component_ref.as_str());
+
+    let (status, body) = http_get_until(&address, "/hi?x=1", |s| s == 200).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "hello from trellis: GET /hi?x=1");
+
+    let heartbeat = next_event(&mut events, event::HOST_HEARTBEAT, |data| {
+        data["components"][0]["id"] == "hello"
+    })
+    .await;
+    assert_eq!(heartbeat.data["components"][0]["max_instances"], 2);
+    assert_eq!(
+        heartbeat.data["components"][0]["annotations"]["app"],
+        "greeter"
+    );
+    assert_eq!(heartbeat.data["providers"][0]["id"], "http-server");
+
+    let inventory: CtlResponse<ctl::HostInventory> =
+        request(&client, subjects.host_get(&host_id), &json!({})).await;
+    let inventory = inventory.response.unwrap();
+    assert_eq!(inventory.components.len(), 1);
+    assert_eq!(inventory.components[0].max_instances, 2);
+    assert_eq!(inventory.providers[0].id, "http-server");
+
+    let links: CtlResponse<Vec<Link>> = request(&client, subjects.link_get(), &json!({})).await;
+    assert_eq!(links.response.unwrap(), vec![link.clone()]);
+
+    // Scaling again only changes the count.
+    let rescale = ctl::ScaleComponentCommand {
+        max_instances: 5,
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &rescale).await;
+    assert!(accepted.success);
+    next_event(&mut events, event::COMPONENT_SCALED, |data| {
+        data["max_instances"] == 5
+    })
+    .await;
+
+    // Back-to-back commands: the last one wins, whatever order their work finishes in.
+    for count in [3, 0] {
+        let cmd = ctl::ScaleComponentCommand {
+            max_instances: count,
+            ..scale.clone()
+        };
+        let accepted: CtlResponse<()> =
+            request(&client, subjects.component_scale(&host_id), &cmd).await;
+        assert!(accepted.success);
+    }
+    next_event(&mut events, event::COMPONENT_SCALED, |data| {
+        data["max_instances"] == 0
+    })
+    .await;
+    let inventory: CtlResponse<ctl::HostInventory> =
+        request(&client, subjects.host_get(&host_id), &json!({})).await;
+    assert!(inventory.response.unwrap().components.is_empty());
+    let (status, body) = http_get(&address, "/").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("hello is not running"), "{body}");
+
+    // Deleting the link closes the listener.
+    let del = ctl::DeleteLinkRequest {
+        source_id: link.source_id.clone(),
+        name: link.name.clone(),
+        wit_namespace: link.wit_namespace.clone(),
+        wit_package: link.wit_package.clone(),
+    };
+    let deleted: CtlResponse<()> = request(&client, subjects.link_del(), &del).await;
+    assert!(deleted.success, "{}", deleted.message);
+    next_event(&mut events, event::LINKDEF_DELETED, |data| {
+        data["source_id"] == "http-server"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(&address, "/").await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "listener still open after link.del"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    node.stop().await.unwrap();
+    next_event(&mut events, event::HOST_STOPPED, |_| true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let subjects = Subjects::new(LATTICE);
+
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm this is not a component").unwrap();
+    let scale = ctl::ScaleComponentCommand {
+        component_ref: format!("file://{}", corrupt.display()),
+        component_id: "broken".into(),
+        max_instances: 1,
+        host_id: host_id.clone(),
+        ..Default::default()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &scale).await;
+    assert!(accepted.success, "{}", accepted.message);
+    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
+        data["component_id"] == "broken"
+    })
+    .await;
+    let error = failed.data["error"].as_str().unwrap();
+    assert!(error.contains("corrupt.wasm"), "{error}");
+    assert!(
+        error.contains("not a valid WebAssembly component"),
+        "{error}"
+    );
+
+    let missing = ctl::ScaleComponentCommand {
+        component_ref: "file:///nowhere/missing.wasm".into(),
+        component_id: "missing".into(),
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &missing).await;
+    assert!(accepted.success);
+    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
+        data["component_id"] == "missing"
+    })
+    .await;
+    let error = failed.data["error"].as_str().unwrap();
+    assert!(
+        error.contains("/nowhere/missing.wasm") && error.contains("does not exist"),
+        "{error}"
+    );
+
+    let pong: CtlResponse<ctl::Host> = request(&client, subjects.host_ping(), &json!({})).await;
+    assert_eq!(pong.response.unwrap().id, host_id);
+    let inventory: CtlResponse<ctl::HostInventory> =
+        request(&client, subjects.host_get(&host_id), &json!({})).await;
+    assert!(inventory.response.unwrap().components.is_empty());
+
+    // An unknown provider is refused in the reply and in an event.
+    let start = ctl::StartProviderCommand {
+        provider_id: "kv".into(),
+        provider_ref: "ghcr.io/wasmcloud/keyvalue-redis:0.28.1".into(),
+        host_id: host_id.clone(),
+        ..Default::default()
+    };
+    let refused: CtlResponse<()> =
+        request(&client, subjects.provider_start(&host_id), &start).await;
+    assert!(!refused.success);
+    assert!(
+        refused.message.contains("keyvalue-redis"),
+        "{}",
+        refused.message
+    );
+    next_event(&mut events, event::PROVIDER_START_FAILED, |data| {
+        data["provider_id"] == "kv"
+    })
+    .await;
+
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let subjects = Subjects::new(LATTICE);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let free_address = format!("127.0.0.1:{}", free_port());
+    for (name, address) in [("taken", &taken_address), ("free", &free_address)] {
+        let put: CtlResponse<()> = request(
+            &client,
+            subjects.config_put(name),
+            &json!({ "address": address }),
+        )
+        .await;
+        assert!(put.success);
+    }
+    let taken_link = Link {
+        name: "taken".into(),
+        ..http_link("taken", "nobody")
+    };
+    let free_link = http_link("free", "nobody");
+    for link in [&taken_link, &free_link] {
+        let put: CtlResponse<()> = request(&client, subjects.link_put(), link).await;
+        assert!(put.success, "{}", put.message);
+    }
+    let start = ctl::StartProviderCommand {
+        provider_id: "http-server".into(),
+        provider_ref: "ghcr.io/wasmcloud/http-server:0.23.0".into(),
+        ..Default::default()
+    };
+    let started: CtlResponse<()> =
+        request(&client, subjects.provider_start(&host_id), &start).await;
+    assert!(started.success, "{}", started.message);
+
+    let failed = next_event(&mut events, "health_check_failed", |_| true).await;
+    assert_eq!(failed.data["address"], taken_address.as_str());
+    let (status, body) = http_get_until(&free_address, "/", |s| s == 503).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("nobody"), "{body}");
+
+    // Stopping the provider closes its listeners.
+    let stop = ctl::StopProviderCommand {
+        host_id: host_id.clone(),
+        provider_id: "http-server".into(),
+    };
+    let stopped: CtlResponse<()> = request(&client, subjects.provider_stop(&host_id), &stop).await;
+    assert!(stopped.success, "{}", stopped.message);
+    next_event(&mut events, event::PROVIDER_STOPPED, |_| true).await;
+    assert!(http_get(&free_address, "/").await.is_err());
+
+    drop(taken);
+    node.stop().await.unwrap();
+}
+
+/// Puts an address config, an HTTP link to `hello`, the HTTP server provider and `hello` itself
+/// (scaled to `count`) on `host_id`, and waits until it answers. Returns the address.
+async fn serve_hello(
+    wasm: &Path,
+    client: &async_nats::Client,
+    events: &mut async_nats::Subscriber,
+    host_id: &str,
+    count: u32,
+) -> String {
+    let subjects = Subjects::new(LATTICE);
+    let address = format!("127.0.0.1:{}", free_port());
+    let put: CtlResponse<()> = request(
+        client,
+        subjects.config_put("hello-address"),
+        &json!({ "address": address }),
+    )
+    .await;
+    assert!(put.success, "{}", put.message);
+    let put: CtlResponse<()> = request(
+        client,
+        subjects.link_put(),
+        &http_link("hello-address", "hello"),
+    )
+    .await;
+    assert!(put.success, "{}", put.message);
+    let start = ctl::StartProviderCommand {
+        provider_id: "http-server".into(),
+        provider_ref: "builtin:http-server".into(),
+        ..Default::default()
+    };
+    let started: CtlResponse<()> = request(client, subjects.provider_start(host_id), &start).await;
+    assert!(started.success, "{}", started.message);
+    let scale = ctl::ScaleComponentCommand {
+        component_ref: format!("file://{}", wasm.display()),
+        component_id: "hello".into(),
+        max_instances: count,
+        ..Default::default()
+    };
+    let accepted: CtlResponse<()> =
+        request(client, subjects.component_scale(host_id), &scale).await;
+    assert!(accepted.success, "{}", accepted.message);
+    next_event(events, event::COMPONENT_SCALED, |data| {
+        data["component_id"] == "hello"
+    })
+    .await;
+    http_get_until(&address, "/", |s| s == 200).await;
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_finishes_requests_in_flight() {
+    let wasm = hello_http_wasm();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let address = serve_hello(&wasm, &client, &mut events, &host_id, 1).await;
+
+    let in_flight = {
+        let address = address.clone();
+        tokio::spawn(async move { http_get(&address, "/sleep/1500").await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.stop().await.unwrap();
+    let (status, body) = in_flight.await.unwrap().expect("request finished");
+    assert_eq!(status, 200);
+    assert_eq!(body, "hello from trellis: GET /sleep/1500");
+    assert!(http_get(&address, "/").await.is_err(), "listener closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_caps_concurrent_requests() {
+    let wasm = hello_http_wasm();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let address = serve_hello(&wasm, &client, &mut events, &host_id, 1).await;
+
+    // With one instance allowed, two 600 ms requests cannot overlap.
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        http_get(&address, "/sleep/600"),
+        http_get(&address, "/sleep/600")
+    );
+    assert_eq!(a.unwrap().0, 200);
+    assert_eq!(b.unwrap().0, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "requests overlapped: {:?}",
+        started.elapsed()
+    );
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_a_lattice_share_links_and_all_answer_ping() {
+    let wasm = hello_http_wasm();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let first = start_node(&nats).await;
+    let second = start_node(&nats).await;
+    let subjects = Subjects::new(LATTICE);
+
+    // host.ping is scatter-gather: every node answers.
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(subjects.host_ping(), inbox, "{}".into())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .expect("both nodes answer ping")
+            .unwrap();
+        let pong: CtlResponse<ctl::Host> = serde_json::from_slice(&reply.payload).unwrap();
+        ids.push(pong.response.unwrap().id);
+    }
+    ids.sort();
+    let mut expected = vec![first.host_id().to_string(), second.host_id().to_string()];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Whichever node stored the link, the second one serves it.
+    let address = serve_hello(&wasm, &client, &mut events, second.host_id(), 1).await;
+    let (status, body) = http_get(&address, "/two").await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "hello from trellis: GET /two")
+    );
+
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
+}

@@ -1,0 +1,195 @@
+//! Per-call cost of the built-in spreadscaler, compiled to wasm and run by the plugin runtime,
+//! beside the same scaler logic compiled natively through the SDK, in the same run.
+//!
+//!     scripts/build-wasm.sh && cargo bench -p trellis-runtime --bench plugins
+//!
+//! Two cases per lattice size:
+//! - steady: the component already runs where it should (10 instances on 10 hosts); the
+//!   scaler reads its instances and answers "deployed". This is the common pass.
+//! - scale-up: 10 more instances are wanted, so the scaler asks placement to rank every host.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trellis_plugin_spreadscaler::SpreadScaler;
+use trellis_runtime::bindings::{
+    ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, ScalerContext,
+};
+use trellis_runtime::{LatticeSnapshot, Runtime, RuntimeConfig};
+use trellis_sdk::testing::TestLattice;
+use trellis_sdk::Scaler;
+
+const COMPONENT: &str = "bench-web";
+const IMAGE: &str = "file:///web.wasm";
+const RUNNING: usize = 10;
+
+fn host_id(i: usize) -> String {
+    format!("host-{i:05}")
+}
+
+fn region(i: usize) -> &'static str {
+    ["east", "west", "north", "south"][i % 4]
+}
+
+fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
+    let mut snap = LatticeSnapshot::default();
+    for i in 0..hosts {
+        snap.hosts.insert(
+            host_id(i),
+            HostInfo {
+                id: host_id(i),
+                friendly_name: host_id(i),
+                labels: vec![Pair {
+                    key: "region".into(),
+                    value: region(i).into(),
+                }],
+                uptime_seconds: 60,
+            },
+        );
+    }
+    let instances = (0..RUNNING.min(hosts))
+        .map(|i| ComponentInstance {
+            host_id: host_id(i),
+            component_id: COMPONENT.into(),
+            image: IMAGE.into(),
+            count: 1,
+            annotations: vec![],
+        })
+        .collect();
+    snap.components.insert(COMPONENT.into(), instances);
+    Arc::new(snap)
+}
+
+fn native_lattice(hosts: usize) -> TestLattice {
+    let mut lattice = TestLattice::new();
+    for i in 0..hosts {
+        lattice = lattice.with_host(&host_id(i), &[("region", region(i))]);
+    }
+    for i in 0..RUNNING.min(hosts) {
+        lattice = lattice.with_component(&host_id(i), COMPONENT, 1);
+    }
+    lattice
+}
+
+fn wasm_ctx(instances: usize) -> ScalerContext {
+    let component = ComponentSpec {
+        name: "web".into(),
+        kind: ComponentKind::Component,
+        image: IMAGE.into(),
+        id: COMPONENT.into(),
+        config: vec![],
+    };
+    ScalerContext {
+        app: "bench".into(),
+        version: "v1".into(),
+        component: component.clone(),
+        components: vec![component],
+        trait_type: "spreadscaler".into(),
+        properties: format!("{{\"instances\": {instances}}}"),
+    }
+}
+
+fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
+    let component = trellis_sdk::ComponentSpec {
+        name: "web".into(),
+        kind: trellis_sdk::ComponentKind::Component,
+        image: IMAGE.into(),
+        id: COMPONENT.into(),
+        config: vec![],
+    };
+    trellis_sdk::ScalerContext {
+        app: "bench".into(),
+        version: "v1".into(),
+        component: component.clone(),
+        components: vec![component],
+        trait_type: "spreadscaler".into(),
+        properties: format!("{{\"instances\": {instances}}}"),
+    }
+}
+
+/// Mean time of one call of `f`, after a warm-up, over at least `budget`.
+fn time_per_call(budget: Duration, mut f: impl FnMut()) -> Duration {
+    for _ in 0..20 {
+        f();
+    }
+    let mut calls = 0u32;
+    let started = Instant::now();
+    while started.elapsed() < budget || calls < 20 {
+        f();
+        calls += 1;
+    }
+    started.elapsed() / calls
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        plugin_dir.join("spreadscaler.wasm"),
+        dir.path().join("spreadscaler.wasm"),
+    )
+    .expect("build/plugins/spreadscaler.wasm is missing: run scripts/build-wasm.sh first");
+    let runtime = Runtime::new(RuntimeConfig {
+        plugin_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .expect("runtime");
+    runtime.reload();
+    let plugins = runtime.plugins();
+    let scaler = plugins
+        .scaler_for("spreadscaler")
+        .expect("spreadscaler loaded");
+    let budget = Duration::from_millis(
+        std::env::var("BENCH_MILLIS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(700),
+    );
+
+    println!("spreadscaler, one reconcile call (µs, mean)");
+    println!("| hosts  | case     | native µs | wasm µs | wasm/native | commands |");
+    println!("|-------:|----------|----------:|--------:|------------:|---------:|");
+    for hosts in [10usize, 100, 1_000, 10_000] {
+        let snapshot = wasm_snapshot(hosts);
+        let lattice = native_lattice(hosts);
+        for (case, instances) in [
+            ("steady", RUNNING.min(hosts)),
+            ("scale-up", RUNNING.min(hosts) + 10),
+        ] {
+            let ctx = wasm_ctx(instances);
+            let nctx = native_ctx(instances);
+            let wasm_result = scaler
+                .reconcile(&ctx, &snapshot, plugins.placements.clone())
+                .expect("wasm call");
+            let native_result = SpreadScaler::reconcile(&nctx, &lattice);
+            assert_eq!(
+                wasm_result.commands.len(),
+                native_result.commands.len(),
+                "wasm and native decide alike"
+            );
+            let native = time_per_call(budget, || {
+                black_box(SpreadScaler::reconcile(black_box(&nctx), &lattice));
+            });
+            let wasm = time_per_call(budget, || {
+                black_box(
+                    scaler
+                        .reconcile(black_box(&ctx), &snapshot, plugins.placements.clone())
+                        .expect("wasm call"),
+                );
+            });
+            println!(
+                "| {hosts:>6} | {case:<8} | {:>9} | {:>7} | {:>11.2} | {:>8} |",
+                micros(native),
+                micros(wasm),
+                wasm.as_secs_f64() / native.as_secs_f64(),
+                wasm_result.commands.len()
+            );
+        }
+    }
+}
