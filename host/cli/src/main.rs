@@ -307,10 +307,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let client = ApiClient::connect(&nats_url, &lattice).await?;
         let name = put_and_deploy(&client, &path, None).await?;
         println!("deploying {name} …");
-        let status = client
+        client
             .wait_deployed(&name, Duration::from_secs(60), |s| print_progress(&name, s))
             .await?;
-        print_progress(&name, &status);
         if let Some(address) = http_address(&path) {
             println!("try:  curl http://{address}/");
         }

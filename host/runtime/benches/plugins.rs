@@ -152,16 +152,38 @@ fn main() {
             .unwrap_or(700),
     );
 
+    let describe = time_per_call(budget, || {
+        black_box(scaler.describe().expect("describe"));
+    });
+    println!(
+        "fixed cost of one call (fresh store + instance + describe()): {} µs\n",
+        micros(describe)
+    );
+    // For profiling the fixed cost alone: BENCH_FIXED_ONLY=1 perf record …
+    if std::env::var_os("BENCH_FIXED_ONLY").is_some() {
+        return;
+    }
     println!("spreadscaler, one reconcile call (µs, mean)");
     println!("| hosts  | case     | native µs | wasm µs | wasm/native | commands |");
     println!("|-------:|----------|----------:|--------:|------------:|---------:|");
+    // BENCH_HOSTS=1000 BENCH_CASE=steady narrow the table (for profiling one case).
+    let only_hosts: Option<usize> = std::env::var("BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let only_case = std::env::var("BENCH_CASE").ok();
     for hosts in [10usize, 100, 1_000, 10_000] {
+        if only_hosts.is_some_and(|h| h != hosts) {
+            continue;
+        }
         let snapshot = wasm_snapshot(hosts);
         let lattice = native_lattice(hosts);
         for (case, instances) in [
             ("steady", RUNNING.min(hosts)),
             ("scale-up", RUNNING.min(hosts) + 10),
         ] {
+            if only_case.as_deref().is_some_and(|c| c != case) {
+                continue;
+            }
             let ctx = wasm_ctx(instances);
             let nctx = native_ctx(instances);
             let wasm_result = scaler

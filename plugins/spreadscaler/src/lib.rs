@@ -83,7 +83,7 @@ impl Scaler for SpreadScaler {
         // Hosts that vanished from the lattice cannot be told anything: leave them out.
         let actual: BTreeMap<String, usize> = actual
             .into_iter()
-            .filter(|(host, _)| plan.known_hosts.contains(host) || lattice.host(host).is_some())
+            .filter(|(host, _)| plan.known_hosts.contains(host))
             .collect();
         let commands = commands(spec, &plan.desired, &actual);
 
@@ -169,36 +169,36 @@ fn plan(
     let mut plan = Plan::default();
     // Running instances not yet claimed by a spread.
     let mut unclaimed = actual.clone();
+    // The hosts that run an instance, looked up once. The scaler reads only these (and the
+    // placement ranking when it must add instances), never the whole lattice: on a
+    // 10,000-host lattice a settled component costs a handful of lookups.
+    let running_hosts: BTreeMap<String, Labels> = actual
+        .keys()
+        .filter_map(|id| lattice.host(id).map(|h| (id.clone(), h.labels)))
+        .collect();
+    plan.known_hosts.extend(running_hosts.keys().cloned());
     for i in order {
         let (spread, share) = (&spreads[i], shares[i]);
         if share == 0 {
             continue;
         }
-        let matching: BTreeSet<String> = lattice
-            .hosts_matching(&spread.requirements)
-            .into_iter()
-            .map(|h| h.id)
-            .collect();
-        if matching.is_empty() {
-            plan.failures.push(format!(
-                "no host matches spread '{}' (requirements {})",
-                spread.name,
-                labels::describe(&spread.requirements)
-            ));
-            continue;
-        }
-        let full = |host: &str| cap.is_some() && plan.desired.contains_key(host);
-        let current: BTreeMap<String, usize> = matching
+        let full = |desired: &BTreeMap<String, usize>, host: &str| {
+            cap.is_some() && desired.contains_key(host)
+        };
+        let current: BTreeMap<String, usize> = running_hosts
             .iter()
-            .filter(|host| !full(host))
-            .filter_map(|host| match unclaimed.get(host) {
+            .filter(|(host, host_labels)| {
+                labels::matches(host_labels, &spread.requirements) && !full(&plan.desired, host)
+            })
+            .filter_map(|(host, _)| match unclaimed.get(host) {
                 Some(&n) if n > 0 => Some((host.clone(), n)),
                 _ => None,
             })
             .collect();
-        // Ask placement only when instances must be added or removed: a settled spread costs
-        // no placement call.
-        let ranking: Vec<String> = if current.values().sum::<usize>() == share {
+        let running_here: usize = current.values().sum();
+        // Ask placement only when instances must be added: a settled or shrinking spread costs
+        // no placement call (surplus goes from the hosts with the most instances).
+        let ranking: Vec<String> = if running_here >= share {
             Vec::new()
         } else {
             lattice
@@ -207,17 +207,27 @@ fn plan(
                     requirements: spread.requirements.clone(),
                 })
                 .into_iter()
-                .filter(|host| matching.contains(host) && !full(host))
+                .filter(|host| !full(&plan.desired, host))
                 .collect()
         };
+        if running_here < share && ranking.is_empty() && current.is_empty() {
+            plan.failures.push(format!(
+                "no host matches spread '{}' (requirements {})",
+                spread.name,
+                labels::describe(&spread.requirements)
+            ));
+            continue;
+        }
+        plan.known_hosts.extend(ranking.iter().cloned());
         let placed = distribute(share, &ranking, &current, cap);
         let total: usize = placed.values().sum();
         if total < share {
+            let eligible: BTreeSet<&String> = ranking.iter().chain(current.keys()).collect();
             plan.shortfalls.push(format!(
                 "spread '{}' has {total} of {share} instances: no more room on the {} hosts \
                  matching requirements {}",
                 spread.name,
-                matching.len(),
+                eligible.len(),
                 labels::describe(&spread.requirements)
             ));
         }
@@ -227,7 +237,6 @@ fn plan(
             }
             *plan.desired.entry(host).or_insert(0) += n;
         }
-        plan.known_hosts.extend(matching);
     }
     plan
 }
