@@ -46,6 +46,28 @@ pub fn built_example(name: &str) -> PathBuf {
     path
 }
 
+/// A runtime test guest (`build/fixtures/{name}.wasm`).
+pub fn built_fixture(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("build/fixtures")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Copies a file into place through a temporary name, as an operator's deploy tool would, so
+/// a watcher never sees half a file.
+pub fn install_file(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp)?;
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}
+
 /// Settings that make a test lattice converge quickly.
 pub fn fast_settings() -> LoopSettings {
     LoopSettings {

@@ -117,6 +117,9 @@ struct ControllerArgs {
     /// Seconds without a heartbeat after which a host counts as gone.
     #[arg(long, default_value_t = 15)]
     host_timeout: u64,
+    /// TOML config file: plugin folder and per-plugin limits (deadline_ms, memory_mib).
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -374,6 +377,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);
+    if let Some(path) = &args.config {
+        let file = trellis_cli::config::ConfigFile::load(path)?;
+        let (base, per_plugin) = file.limits()?;
+        config.runtime.default_limits = base;
+        config.runtime.per_plugin = per_plugin;
+        if let Some(dir) = file.plugins.dir {
+            config.plugin_dir = dir;
+        }
+    }
     let controller = Controller::start(config).await?;
     println!("controller running; Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
