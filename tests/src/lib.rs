@@ -20,10 +20,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A built plugin (`build/plugins/{name}.wasm`), or a clear failure saying how to build it.
-pub fn built_plugin(name: &str) -> PathBuf {
+/// A wasm file made by scripts/build-wasm.sh (`build/{folder}/{name}.wasm`), or a clear failure
+/// saying how to make it.
+fn built(folder: &str, name: &str) -> PathBuf {
     let path = repo_root()
-        .join("build/plugins")
+        .join("build")
+        .join(folder)
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
@@ -31,32 +33,21 @@ pub fn built_plugin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A built plugin (`build/plugins/{name}.wasm`).
+pub fn built_plugin(name: &str) -> PathBuf {
+    built("plugins", name)
 }
 
 /// A built example component (`build/examples/{name}.wasm`).
 pub fn built_example(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("build/examples")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    built("examples", name)
 }
 
 /// A runtime test guest (`build/fixtures/{name}.wasm`).
 pub fn built_fixture(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("build/fixtures")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    built("fixtures", name)
 }
 
 /// Copies a file into place through a temporary name, as an operator's deploy tool would, so

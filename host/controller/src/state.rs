@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use trellis_lattice::ctl::{HostInventory, Link};
+use trellis_lattice::ctl::{ComponentDescription, HostInventory, Link, ProviderDescription};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
 use trellis_runtime::LatticeSnapshot;
@@ -77,34 +77,8 @@ impl LatticeState {
             Event::HostStopped(_) => self.hosts.remove(source).is_some(),
             Event::HostHeartbeat(hb) => {
                 let host = self.host_mut(source, now);
-                let components: BTreeMap<_, _> = hb
-                    .components
-                    .iter()
-                    .filter(|c| c.max_instances > 0)
-                    .map(|c| {
-                        (
-                            c.id.clone(),
-                            ComponentState {
-                                image: c.image_ref.clone(),
-                                count: c.max_instances,
-                                annotations: c.annotations.clone().unwrap_or_default(),
-                            },
-                        )
-                    })
-                    .collect();
-                let providers: BTreeMap<_, _> = hb
-                    .providers
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.id.clone(),
-                            ProviderState {
-                                image: p.image_ref.clone().unwrap_or_default(),
-                                annotations: p.annotations.clone().unwrap_or_default(),
-                            },
-                        )
-                    })
-                    .collect();
+                let components = components_of(&hb.components);
+                let providers = providers_of(&hb.providers);
                 let changed = host.components != components
                     || host.providers != providers
                     || host.labels != hb.labels;
@@ -170,34 +144,8 @@ impl LatticeState {
         host.friendly_name = inv.friendly_name.clone();
         host.labels = inv.labels.clone();
         host.uptime_seconds = inv.uptime_seconds;
-        host.components = inv
-            .components
-            .iter()
-            .filter(|c| c.max_instances > 0)
-            .map(|c| {
-                (
-                    c.id.clone(),
-                    ComponentState {
-                        image: c.image_ref.clone(),
-                        count: c.max_instances,
-                        annotations: c.annotations.clone().unwrap_or_default(),
-                    },
-                )
-            })
-            .collect();
-        host.providers = inv
-            .providers
-            .iter()
-            .map(|p| {
-                (
-                    p.id.clone(),
-                    ProviderState {
-                        image: p.image_ref.clone().unwrap_or_default(),
-                        annotations: p.annotations.clone().unwrap_or_default(),
-                    },
-                )
-            })
-            .collect();
+        host.components = components_of(&inv.components);
+        host.providers = providers_of(&inv.providers);
     }
 
     /// Forgets hosts not heard from within `timeout`; returns their ids.
@@ -269,6 +217,34 @@ impl LatticeState {
     }
 }
 
+/// What a heartbeat or an inventory says runs on a host: components by id.
+fn components_of(list: &[ComponentDescription]) -> BTreeMap<String, ComponentState> {
+    list.iter()
+        .filter(|c| c.max_instances > 0)
+        .map(|c| {
+            let state = ComponentState {
+                image: c.image_ref.clone(),
+                count: c.max_instances,
+                annotations: c.annotations.clone().unwrap_or_default(),
+            };
+            (c.id.clone(), state)
+        })
+        .collect()
+}
+
+/// Providers by id, from a heartbeat or an inventory.
+fn providers_of(list: &[ProviderDescription]) -> BTreeMap<String, ProviderState> {
+    list.iter()
+        .map(|p| {
+            let state = ProviderState {
+                image: p.image_ref.clone().unwrap_or_default(),
+                annotations: p.annotations.clone().unwrap_or_default(),
+            };
+            (p.id.clone(), state)
+        })
+        .collect()
+}
+
 pub fn pairs(map: &BTreeMap<String, String>) -> Vec<Pair> {
     map.iter()
         .map(|(k, v)| Pair {
@@ -307,7 +283,6 @@ pub fn from_wit_link(link: &trellis_runtime::bindings::Link) -> Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trellis_lattice::ctl::ComponentDescription;
     use trellis_lattice::event::{ComponentScaled, HostHeartbeat};
 
     #[test]
