@@ -362,3 +362,23 @@ mod tests {
         assert!(lattice.host("b").is_none());
     }
 }
+
+/// A context for unit tests: app `app`, one component `web` (id `app-web`, image
+/// `file://web.wasm`) carrying a trait of `trait_type` with `properties` (JSON text).
+pub fn scaler_context(trait_type: &str, properties: &str) -> crate::ScalerContext {
+    let component = crate::ComponentSpec {
+        name: "web".into(),
+        kind: crate::ComponentKind::Component,
+        image: "file://web.wasm".into(),
+        id: "app-web".into(),
+        config: vec![],
+    };
+    crate::ScalerContext {
+        app: "app".into(),
+        version: "v1".into(),
+        components: vec![component.clone()],
+        component,
+        trait_type: trait_type.into(),
+        properties: properties.into(),
+    }
+}

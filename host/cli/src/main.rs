@@ -74,6 +74,20 @@ enum PluginCmd {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Create a plugin crate: a trait impl and its unit tests, ready to build for wasm32-wasip2.
+    ///
+    ///   trellis plugin new myscaler --kind scaler
+    ///   cd myscaler && cargo test && cargo build --target wasm32-wasip2 --release
+    New {
+        /// The plugin's name; for a scaler it is also the trait type it handles.
+        name: String,
+        /// What the plugin decides: scaler (how many, where), placement (which host), validator.
+        #[arg(long, default_value = "scaler")]
+        kind: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +237,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(args) => node(args).await,
         Cmd::App(cmd) => app(cmd).await,
         Cmd::Plugin(PluginCmd::List { conn }) => plugin_list(conn).await,
+        Cmd::Plugin(PluginCmd::New { name, kind, dir }) => {
+            let root = trellis_cli::scaffold::new_plugin(&dir, &name, &kind)?;
+            println!("created {kind} plugin `{name}` in {}", root.display());
+            println!(
+                "next:  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+                root.display()
+            );
+            Ok(())
+        }
     }
 }
 

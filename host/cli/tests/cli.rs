@@ -46,3 +46,66 @@ fn no_controller_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
 }
+
+/// `trellis plugin new` as the plugin guide says: the crate's own tests pass, it builds to
+/// wasm32-wasip2, and the runtime loads the result as a scaler for its trait type.
+#[test]
+fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trellis()
+        .args(["plugin", "new", "myscaler", "--kind", "scaler", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dir.path().join("myscaler");
+
+    // Shared between runs so the plugin's dependencies build once.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
+    let cargo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let tested = cargo(&["test", "--quiet"]);
+    assert!(tested.contains("3 passed"), "{tested}");
+    cargo(&["build", "--quiet", "--target", "wasm32-wasip2", "--release"]);
+
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip2/release/myscaler.wasm"),
+        plugins.join("myscaler.wasm"),
+    )
+    .unwrap();
+    let runtime = trellis_runtime::Runtime::new(trellis_runtime::RuntimeConfig {
+        plugin_dir: plugins,
+        ..Default::default()
+    })
+    .unwrap();
+    runtime.reload();
+    let set = runtime.plugins();
+    assert!(set.problems.is_empty(), "{:?}", set.problems);
+    assert_eq!(set.scaler_for("myscaler").unwrap().info.name, "myscaler");
+
+    let again = trellis()
+        .args(["plugin", "new", "myscaler", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
