@@ -290,6 +290,26 @@ impl Lattice for TestLattice {
     }
 }
 
+/// A context for unit tests: app `app`, one component `web` (id `app-web`, image
+/// `file://web.wasm`) carrying a trait of `trait_type` with `properties` (JSON text).
+pub fn scaler_context(trait_type: &str, properties: &str) -> crate::ScalerContext {
+    let component = crate::ComponentSpec {
+        name: "web".into(),
+        kind: crate::ComponentKind::Component,
+        image: "file://web.wasm".into(),
+        id: "app-web".into(),
+        config: vec![],
+    };
+    crate::ScalerContext {
+        app: "app".into(),
+        version: "v1".into(),
+        components: vec![component.clone()],
+        component,
+        trait_type: trait_type.into(),
+        properties: properties.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,25 +380,5 @@ mod tests {
         let lattice = lattice.without_host("b");
         assert!(lattice.component_instances("x").is_empty());
         assert!(lattice.host("b").is_none());
-    }
-}
-
-/// A context for unit tests: app `app`, one component `web` (id `app-web`, image
-/// `file://web.wasm`) carrying a trait of `trait_type` with `properties` (JSON text).
-pub fn scaler_context(trait_type: &str, properties: &str) -> crate::ScalerContext {
-    let component = crate::ComponentSpec {
-        name: "web".into(),
-        kind: crate::ComponentKind::Component,
-        image: "file://web.wasm".into(),
-        id: "app-web".into(),
-        config: vec![],
-    };
-    crate::ScalerContext {
-        app: "app".into(),
-        version: "v1".into(),
-        components: vec![component.clone()],
-        component,
-        trait_type: trait_type.into(),
-        properties: properties.into(),
     }
 }
