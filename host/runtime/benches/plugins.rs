@@ -23,7 +23,14 @@ use trellis_sdk::Scaler;
 
 const COMPONENT: &str = "bench-web";
 const IMAGE: &str = "file:///web.wasm";
-const RUNNING: usize = 10;
+const RUNNING_DEFAULT: usize = 10;
+
+fn running() -> usize {
+    std::env::var("BENCH_RUNNING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNNING_DEFAULT)
+}
 
 fn host_id(i: usize) -> String {
     format!("host-{i:05}")
@@ -49,7 +56,7 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
             },
         );
     }
-    let instances = (0..RUNNING.min(hosts))
+    let instances = (0..running().min(hosts))
         .map(|i| ComponentInstance {
             host_id: host_id(i),
             component_id: COMPONENT.into(),
@@ -67,7 +74,7 @@ fn native_lattice(hosts: usize) -> TestLattice {
     for i in 0..hosts {
         lattice = lattice.with_host(&host_id(i), &[("region", region(i))]);
     }
-    for i in 0..RUNNING.min(hosts) {
+    for i in 0..running().min(hosts) {
         lattice = lattice.with_component(&host_id(i), COMPONENT, 1);
     }
     lattice
@@ -178,8 +185,8 @@ fn main() {
         let snapshot = wasm_snapshot(hosts);
         let lattice = native_lattice(hosts);
         for (case, instances) in [
-            ("steady", RUNNING.min(hosts)),
-            ("scale-up", RUNNING.min(hosts) + 10),
+            ("steady", running().min(hosts)),
+            ("scale-up", running().min(hosts) + 10),
         ] {
             if only_case.as_deref().is_some_and(|c| c != case) {
                 continue;
