@@ -80,8 +80,15 @@ async fn a_looping_plugin_fails_its_app_and_other_apps_still_deploy() {
         .iter()
         .find(|p| p.name == "fixture-spin")
         .expect("the looping plugin stays listed");
-    assert!(spin.failures.get("timeout").copied().unwrap_or(0) >= 1, "{spin:?}");
-    let spread = list.plugins.iter().find(|p| p.name == "spreadscaler").unwrap();
+    assert!(
+        spin.failures.get("timeout").copied().unwrap_or(0) >= 1,
+        "{spin:?}"
+    );
+    let spread = list
+        .plugins
+        .iter()
+        .find(|p| p.name == "spreadscaler")
+        .unwrap();
     assert!(spread.calls > 1 && spread.failures.is_empty(), "{spread:?}");
     assert!(spread.p50_us.is_some());
 }
