@@ -50,6 +50,42 @@ pub fn built_fixture(name: &str) -> PathBuf {
     built("fixtures", name)
 }
 
+/// The echo example's manifest (images made absolute, as the CLI does), with its HTTP address
+/// moved to a free port. Returns the manifest and the address.
+pub fn echo_manifest() -> (trellis_lattice::Manifest, String) {
+    built_example("echo");
+    let mut manifest =
+        trellis_cli::client::load_manifest_file(&repo_root().join("examples/echo/app.yaml"))
+            .expect("examples/echo/app.yaml loads");
+    let address = format!(
+        "127.0.0.1:{}",
+        trellis_cli::nats_server::free_port().expect("a free port")
+    );
+    let mut replaced = false;
+    for component in &mut manifest.spec.components {
+        for t in component.traits.iter_mut().flatten() {
+            if t.trait_type != "link" {
+                continue;
+            }
+            for config in t.properties["source"]["config"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if config["properties"].get("address").is_some() {
+                    config["properties"]["address"] = address.clone().into();
+                    replaced = true;
+                }
+            }
+        }
+    }
+    assert!(
+        replaced,
+        "examples/echo/app.yaml has no HTTP address to move"
+    );
+    (manifest, address)
+}
+
 /// Copies a file into place through a temporary name, as an operator's deploy tool would, so
 /// a watcher never sees half a file.
 pub fn install_file(from: &Path, to: &Path) -> anyhow::Result<()> {

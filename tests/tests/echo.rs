@@ -3,37 +3,8 @@
 
 use std::time::Duration;
 
-use trellis_cli::client::load_manifest_file;
-use trellis_cli::nats_server::free_port;
 use trellis_lattice::api::{DeployResult, PutResult, StatusType};
-use trellis_lattice::Manifest;
-use trellis_tests::{built_example, http_get, repo_root, TestLattice};
-
-/// The echo example's manifest, with its HTTP address moved to a free port.
-fn echo_manifest() -> (Manifest, String) {
-    built_example("echo");
-    let mut manifest = load_manifest_file(&repo_root().join("examples/echo/app.yaml")).unwrap();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let mut replaced = false;
-    for component in &mut manifest.spec.components {
-        for t in component.traits.iter_mut().flatten() {
-            if t.trait_type != "link" {
-                continue;
-            }
-            for config in t.properties["source"]["config"].as_array_mut().unwrap() {
-                if config["properties"].get("address").is_some() {
-                    config["properties"]["address"] = address.clone().into();
-                    replaced = true;
-                }
-            }
-        }
-    }
-    assert!(
-        replaced,
-        "examples/echo/app.yaml has no HTTP address to move"
-    );
-    (manifest, address)
-}
+use trellis_tests::{echo_manifest, http_get, repo_root, TestLattice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_deploys_and_answers_http() {
