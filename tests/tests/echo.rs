@@ -41,6 +41,32 @@ async fn echo_deploys_and_answers_http() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("GET /hello/trellis"), "{body}");
 
+    // What `trellis get hosts` and `trellis get inventory` show.
+    let hosts = api.hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(
+        hosts[0].labels.get("zone").map(String::as_str),
+        Some("local")
+    );
+    let inventory = api.inventory(&hosts[0].id).await.unwrap();
+    let echo = inventory
+        .components
+        .iter()
+        .find(|c| c.id == "echo-echo")
+        .expect("echo runs on the node");
+    assert_eq!(echo.max_instances, 1);
+    let annotations = echo.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("wasmcloud.dev/managed-by")
+            .map(String::as_str),
+        Some("trellis")
+    );
+    assert_eq!(
+        annotations.get("wasmcloud.dev/appspec").map(String::as_str),
+        Some("echo")
+    );
+
     let list = api.list().await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].deployed_version.as_deref(), Some("v0.1.0"));

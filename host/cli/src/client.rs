@@ -42,10 +42,10 @@ impl ApiClient {
     ) -> anyhow::Result<T> {
         let reply = tokio::time::timeout(API_TIMEOUT, self.client.request(subject.clone(), body.into()))
             .await
-            .map_err(|_| anyhow::anyhow!("no controller answered on {subject} within {API_TIMEOUT:?}: is a trellis controller running for lattice `{}`?", self.lattice))?
+            .map_err(|_| anyhow::anyhow!("no answer on {subject} within {API_TIMEOUT:?}: is trellis running for lattice `{}`?", self.lattice))?
             .map_err(|e| match e.kind() {
                 async_nats::RequestErrorKind::NoResponders => anyhow::anyhow!(
-                    "no controller serves lattice `{}` (nobody listens on {subject}); start one with `trellis up` or `trellis controller`",
+                    "nobody in lattice `{}` listens on {subject}; start trellis with `trellis up`, or `trellis controller` and `trellis node`",
                     self.lattice
                 ),
                 _ => anyhow::anyhow!("request {subject} failed: {e}"),
@@ -83,6 +83,49 @@ impl ApiClient {
 
     pub async fn status(&self, name: &str) -> anyhow::Result<StatusResponse> {
         self.request(self.subjects.status(name), Vec::new()).await
+    }
+
+    /// Every host that answers a ping within a second.
+    pub async fn hosts(&self) -> anyhow::Result<Vec<trellis_lattice::ctl::Host>> {
+        use futures::StreamExt;
+        let subjects = trellis_lattice::ctl::Subjects::new(&self.lattice);
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await?;
+        self.client
+            .publish_with_reply(subjects.host_ping(), inbox, "".into())
+            .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut hosts = Vec::new();
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            if let Ok(trellis_lattice::ctl::CtlResponse {
+                response: Some(host),
+                ..
+            }) = serde_json::from_slice(&msg.payload)
+            {
+                hosts.push(host);
+            }
+        }
+        hosts.sort_by(|a: &trellis_lattice::ctl::Host, b| a.id.cmp(&b.id));
+        Ok(hosts)
+    }
+
+    /// What runs on one host.
+    pub async fn inventory(
+        &self,
+        host: &str,
+    ) -> anyhow::Result<trellis_lattice::ctl::HostInventory> {
+        let subject = trellis_lattice::ctl::Subjects::new(&self.lattice).host_get(host);
+        let reply: trellis_lattice::ctl::CtlResponse<trellis_lattice::ctl::HostInventory> =
+            self.request(subject, Vec::new()).await?;
+        if !reply.success {
+            bail!(
+                "host {host} could not list its inventory: {}",
+                reply.message
+            );
+        }
+        reply
+            .response
+            .ok_or_else(|| anyhow::anyhow!("host {host} sent an empty inventory"))
     }
 
     pub async fn plugins(&self) -> anyhow::Result<PluginListResponse> {

@@ -64,6 +64,25 @@ enum Cmd {
     /// Inspect the controller's plugins.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// Look at the lattice: hosts and what runs on them.
+    #[command(subcommand)]
+    Get(GetCmd),
+}
+
+#[derive(Subcommand)]
+enum GetCmd {
+    /// Every host of the lattice (each answers a ping), with its labels and uptime.
+    Hosts {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// What runs on one host: components (with their counts) and providers.
+    Inventory {
+        #[command(flatten)]
+        conn: Connection,
+        /// The host id (from `trellis get hosts`); a unique prefix is enough.
+        host: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +206,9 @@ enum AppCmd {
         #[command(flatten)]
         conn: Connection,
         name: String,
+        /// Keep showing each change until the app is deployed or failed.
+        #[arg(long)]
+        watch: bool,
     },
     /// List the stored apps.
     List {
@@ -237,6 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(args) => node(args).await,
         Cmd::App(cmd) => app(cmd).await,
         Cmd::Plugin(PluginCmd::List { conn }) => plugin_list(conn).await,
+        Cmd::Get(GetCmd::Hosts { conn }) => get_hosts(conn).await,
+        Cmd::Get(GetCmd::Inventory { conn, host }) => get_inventory(conn, host).await,
         Cmd::Plugin(PluginCmd::New { name, kind, dir }) => {
             let root = trellis_cli::scaffold::new_plugin(&dir, &name, &kind)?;
             println!("created {kind} plugin `{name}` in {}", root.display());
@@ -462,6 +486,75 @@ async fn put_and_deploy(
     Ok(name)
 }
 
+async fn get_hosts(conn: Connection) -> anyhow::Result<()> {
+    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let hosts = client.hosts().await?;
+    if conn.output == Output::Json {
+        return print_json(&hosts);
+    }
+    if hosts.is_empty() {
+        println!(
+            "no hosts answered in lattice `{}`; start one with `trellis node` or `trellis up`",
+            conn.lattice
+        );
+        return Ok(());
+    }
+    println!("{:<58} {:<20} {:>9}  LABELS", "HOST", "NAME", "UPTIME");
+    for h in hosts {
+        let labels = h
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("hostcore."))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!(
+            "{:<58} {:<20} {:>8}s  {labels}",
+            h.id, h.friendly_name, h.uptime_seconds
+        );
+    }
+    Ok(())
+}
+
+async fn get_inventory(conn: Connection, host: String) -> anyhow::Result<()> {
+    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let hosts = client.hosts().await?;
+    let matching: Vec<_> = hosts.iter().filter(|h| h.id.starts_with(&host)).collect();
+    let id = match matching.as_slice() {
+        [one] => one.id.clone(),
+        [] => bail!(
+            "no host of lattice `{}` has an id starting with `{host}`; see `trellis get hosts`",
+            conn.lattice
+        ),
+        _ => bail!(
+            "`{host}` names {} hosts; give more of the id",
+            matching.len()
+        ),
+    };
+    let inventory = client.inventory(&id).await?;
+    if conn.output == Output::Json {
+        return print_json(&inventory);
+    }
+    println!("host {} ({})", inventory.host_id, inventory.friendly_name);
+    println!("{:<10} {:<28} {:>6}  IMAGE", "KIND", "ID", "COUNT");
+    for c in &inventory.components {
+        println!(
+            "{:<10} {:<28} {:>6}  {}",
+            "component", c.id, c.max_instances, c.image_ref
+        );
+    }
+    for p in &inventory.providers {
+        println!(
+            "{:<10} {:<28} {:>6}  {}",
+            "provider",
+            p.id,
+            "-",
+            p.image_ref.clone().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 async fn plugin_list(conn: Connection) -> anyhow::Result<()> {
     let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
     let list = client.plugins().await?;
@@ -562,7 +655,38 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             println!("{}", resp.message);
             Ok(())
         }
-        AppCmd::Status { conn, name } => {
+        AppCmd::Status {
+            conn,
+            name,
+            watch: true,
+        } => {
+            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let json = conn.output == Output::Json;
+            let status = client
+                .wait_deployed(&name, Duration::from_secs(24 * 3600), |s| {
+                    if json {
+                        let _ = print_json(s);
+                    } else {
+                        print_progress(&name, s);
+                        for scaler in &s.scalers {
+                            println!(
+                                "    {:<28} {:<12} {}",
+                                scaler.id,
+                                format!("{:?}", scaler.info.status_type).to_lowercase(),
+                                scaler.info.message
+                            );
+                        }
+                    }
+                })
+                .await?;
+            let _ = status;
+            Ok(())
+        }
+        AppCmd::Status {
+            conn,
+            name,
+            watch: false,
+        } => {
             let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
             let resp = client.status(&name).await?;
             let Some(status) = resp.status else {

@@ -109,3 +109,32 @@ fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+/// `trellis get hosts -o json` lists a running node, with its labels, for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_hosts_lists_a_running_node_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = trellis_cli::nats_server::NatsServer::start(0, &dir.path().join("nats")).unwrap();
+    let node = trellis_node::Node::start(trellis_node::NodeConfig {
+        nats_url: nats.url(),
+        lattice: "cli".into(),
+        labels: [("region".to_string(), "east".to_string())].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let out = trellis()
+        .args(["get", "hosts", "-o", "json", "--lattice", "cli", "--nats"])
+        .arg(nats.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hosts[0]["id"], node.host_id());
+    assert_eq!(hosts[0]["labels"]["region"], "east");
+    node.stop().await.unwrap();
+}
