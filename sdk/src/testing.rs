@@ -181,32 +181,25 @@ impl TestLattice {
         self.links.push(link);
     }
 
-    /// Instances of `id` (component count or provider instance) on a host.
-    fn instances_on(&self, id: &str, host: &str) -> u64 {
-        let components: u64 = self
+    /// Instances per host: of component or provider `id`, or of anything when `None`,
+    /// counted in one pass (ranking looks them up for every candidate host).
+    fn instance_counts(&self, id: Option<&str>) -> BTreeMap<&str, u64> {
+        let wanted = |other: &str| id.is_none_or(|id| id == other);
+        let component_hosts = self
             .components
             .iter()
-            .filter(|i| i.component_id == id && i.host_id == host)
-            .map(|i| u64::from(i.count))
-            .sum();
-        let providers = self
+            .filter(|i| wanted(&i.component_id))
+            .map(|i| (i.host_id.as_str(), u64::from(i.count)));
+        let provider_hosts = self
             .providers
             .iter()
-            .filter(|i| i.provider_id == id && i.host_id == host)
-            .count() as u64;
-        components + providers
-    }
-
-    /// Instances of anything on a host.
-    fn load_of(&self, host: &str) -> u64 {
-        let components: u64 = self
-            .components
-            .iter()
-            .filter(|i| i.host_id == host)
-            .map(|i| u64::from(i.count))
-            .sum();
-        let providers = self.providers.iter().filter(|i| i.host_id == host).count() as u64;
-        components + providers
+            .filter(|i| wanted(&i.provider_id))
+            .map(|i| (i.host_id.as_str(), 1));
+        let mut counts = BTreeMap::new();
+        for (host, n) in component_hosts.chain(provider_hosts) {
+            *counts.entry(host).or_insert(0) += n;
+        }
+        counts
     }
 }
 
@@ -270,17 +263,15 @@ impl Lattice for TestLattice {
     }
 
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
+        let same = self.instance_counts(Some(&request.component_id));
+        let load = self.instance_counts(None);
+        let count =
+            |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
         let mut ranked: Vec<(u64, u64, &str)> = self
             .hosts
             .values()
             .filter(|h| labels::matches(&h.labels, &request.requirements))
-            .map(|h| {
-                (
-                    self.instances_on(&request.component_id, &h.id),
-                    self.load_of(&h.id),
-                    h.id.as_str(),
-                )
-            })
+            .map(|h| (count(&same, &h.id), count(&load, &h.id), h.id.as_str()))
             .collect();
         ranked.sort();
         ranked

@@ -51,13 +51,16 @@ pub fn rank(
             }
         }
     }
+    let same = snapshot.instance_counts(Some(&request.component_id));
+    let load = snapshot.instance_counts(None);
+    let count = |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
     let mut ranked: Vec<(i64, u64, u64, String)> = candidates
         .iter()
         .map(|h| {
             (
                 -totals.get(&h.id).copied().unwrap_or(0),
-                snapshot.instances_on(&request.component_id, &h.id),
-                snapshot.load_of(&h.id),
+                count(&same, &h.id),
+                count(&load, &h.id),
                 h.id.clone(),
             )
         })

@@ -46,42 +46,34 @@ impl LatticeSnapshot {
         self.links.get(source).cloned().unwrap_or_default()
     }
 
-    /// How many instances of `id` (component or provider) a host runs.
-    pub fn instances_on(&self, id: &str, host: &str) -> u64 {
-        let components = self
-            .components
-            .get(id)
+    /// Instances per host: of component or provider `id`, or of anything when `None`.
+    /// Placement ranks every candidate host by these, so they are counted in one pass rather
+    /// than rescanned per host.
+    pub fn instance_counts(&self, id: Option<&str>) -> BTreeMap<&str, u64> {
+        let (components, providers): (Vec<&Vec<ComponentInstance>>, Vec<&Vec<ProviderInstance>>) =
+            match id {
+                Some(id) => (
+                    self.components.get(id).into_iter().collect(),
+                    self.providers.get(id).into_iter().collect(),
+                ),
+                None => (
+                    self.components.values().collect(),
+                    self.providers.values().collect(),
+                ),
+            };
+        let mut counts = BTreeMap::new();
+        let component_hosts = components
             .into_iter()
             .flatten()
-            .filter(|i| i.host_id == host)
-            .map(|i| u64::from(i.count))
-            .sum::<u64>();
-        let providers = self
-            .providers
-            .get(id)
+            .map(|i| (i.host_id.as_str(), u64::from(i.count)));
+        let provider_hosts = providers
             .into_iter()
             .flatten()
-            .filter(|i| i.host_id == host)
-            .count() as u64;
-        components + providers
-    }
-
-    /// How many instances of anything a host runs.
-    pub fn load_of(&self, host: &str) -> u64 {
-        let components = self
-            .components
-            .values()
-            .flatten()
-            .filter(|i| i.host_id == host)
-            .map(|i| u64::from(i.count))
-            .sum::<u64>();
-        let providers = self
-            .providers
-            .values()
-            .flatten()
-            .filter(|i| i.host_id == host)
-            .count() as u64;
-        components + providers
+            .map(|i| (i.host_id.as_str(), 1));
+        for (host, n) in component_hosts.chain(provider_hosts) {
+            *counts.entry(host).or_insert(0) += n;
+        }
+        counts
     }
 }
 
