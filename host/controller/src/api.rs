@@ -118,7 +118,7 @@ impl ApiServer {
     }
 
     async fn handle(&self, op: Operation, payload: &[u8]) -> serde_json::Value {
-        let value = match op {
+        match op {
             Operation::Put => to_value(self.put(payload).await),
             Operation::List => to_value(self.list().await),
             Operation::Get(name) => to_value(self.get(&name, payload).await),
@@ -128,8 +128,7 @@ impl ApiServer {
             Operation::Undeploy(name) => to_value(self.undeploy(&name).await),
             Operation::Status(name) => to_value(self.status(&name).await),
             Operation::History(name) => to_value(self.history(&name).await),
-        };
-        value
+        }
     }
 
     /// Checks a manifest before it is stored: the format, and that every trait type has a

@@ -245,6 +245,10 @@ impl Executor {
                 .get(key)
                 .is_some_and(|command| !satisfied(command, state))
         });
+        // Who asked for a command matters only while it is in flight or backing off.
+        let (in_flight, failures) = (&self.in_flight, &self.failures);
+        self.origins
+            .retain(|key, _| in_flight.contains_key(key) || failures.contains_key(key));
     }
 
     /// Sends the commands that are neither in flight nor backing off. Returns how many were sent.

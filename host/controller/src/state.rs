@@ -90,11 +90,7 @@ impl LatticeState {
                 changed
             }
             Event::ComponentScaled(e) => {
-                let host_id = if e.host_id.is_empty() {
-                    source
-                } else {
-                    &e.host_id
-                };
+                let host_id = event_host(&e.host_id, source);
                 let host = self.host_mut(host_id, now);
                 if e.max_instances == 0 {
                     host.components.remove(&e.component_id).is_some()
@@ -108,11 +104,7 @@ impl LatticeState {
                 }
             }
             Event::ProviderStarted(e) => {
-                let host_id = if e.host_id.is_empty() {
-                    source
-                } else {
-                    &e.host_id
-                };
+                let host_id = event_host(&e.host_id, source);
                 let host = self.host_mut(host_id, now);
                 let new = ProviderState {
                     image: e.image_ref.clone(),
@@ -121,11 +113,7 @@ impl LatticeState {
                 host.providers.insert(e.provider_id.clone(), new.clone()) != Some(new)
             }
             Event::ProviderStopped(e) => {
-                let host_id = if e.host_id.is_empty() {
-                    source
-                } else {
-                    &e.host_id
-                };
+                let host_id = event_host(&e.host_id, source);
                 self.host_mut(host_id, now)
                     .providers
                     .remove(&e.provider_id)
@@ -214,6 +202,15 @@ impl LatticeState {
             snapshot.configs.insert(name.clone(), pairs(entries));
         }
         snapshot
+    }
+}
+
+/// The host an event is about: the one it names, or else the one that sent it.
+fn event_host<'a>(named: &'a str, source: &'a str) -> &'a str {
+    if named.is_empty() {
+        source
+    } else {
+        named
     }
 }
 
