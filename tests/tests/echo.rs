@@ -131,3 +131,67 @@ async fn malformed_manifest_is_refused_with_its_line() {
     );
     assert!(api.list().await.unwrap().is_empty(), "nothing is stored");
 }
+
+/// A new version that drops one trait cleans up only that trait's work: the link goes, the
+/// provider and component it leaves in place keep running (no stop-then-start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_dropping_a_trait_cleans_up_only_that_trait() {
+    use futures::StreamExt;
+
+    let mut lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
+        .await
+        .unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    let api = lattice.api().await.unwrap();
+    let (manifest, address) = echo_manifest();
+    api.put(&manifest).await.unwrap();
+    api.deploy("echo", None).await.unwrap();
+    api.wait_deployed("echo", Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+
+    let client = async_nats::connect(lattice.nats.url()).await.unwrap();
+    let mut stops = client
+        .subscribe(format!("wasmbus.evt.{}.provider_stopped", lattice.lattice))
+        .await
+        .unwrap();
+    let mut scaled = client
+        .subscribe(format!("wasmbus.evt.{}.component_scaled", lattice.lattice))
+        .await
+        .unwrap();
+    let mut v2 = manifest.clone();
+    v2.metadata
+        .annotations
+        .insert("version".into(), "v0.2.0".into());
+    for component in &mut v2.spec.components {
+        if let Some(traits) = &mut component.traits {
+            traits.retain(|t| t.trait_type != "link");
+        }
+    }
+    assert_eq!(api.put(&v2).await.unwrap().result, PutResult::NewVersion);
+    api.deploy("echo", Some("v0.2.0")).await.unwrap();
+
+    // The link's cleanup closes the listener.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&address).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{address} still served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Cleanup commands go out in one pass; give any stray ones time to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stray_stop = tokio::time::timeout(Duration::from_millis(10), stops.next()).await;
+    assert!(
+        stray_stop.is_err(),
+        "the provider was stopped: {stray_stop:?}"
+    );
+    let stray_scale = tokio::time::timeout(Duration::from_millis(10), scaled.next()).await;
+    assert!(
+        stray_scale.is_err(),
+        "the component was rescaled: {stray_scale:?}"
+    );
+    let status = api.status("echo").await.unwrap().status.unwrap();
+    assert_eq!(status.info.status_type, StatusType::Deployed, "{status:?}");
+}

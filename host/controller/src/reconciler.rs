@@ -11,7 +11,7 @@
 //! 5. Each scaler's status, aggregated per app, is published on `wadm.status.{lattice}.{app}`
 //!    when it changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,8 +104,9 @@ pub struct Reconciler {
     outcomes: mpsc::UnboundedReceiver<Outcome>,
     /// Deployed apps: name → the manifest of the deployed version.
     deployed: BTreeMap<String, Manifest>,
-    /// Apps undeployed since the last pass, whose scalers must clean up.
-    to_clean: BTreeMap<String, Manifest>,
+    /// Scalers that left since the last pass (an undeploy, or a version that dropped them),
+    /// whose cleanup must run.
+    to_clean: Vec<Cleanup>,
     statuses: Statuses,
     plugin_generation: u64,
     started: Instant,
@@ -129,7 +130,7 @@ impl Reconciler {
             state: LatticeState::default(),
             outcomes: rx,
             deployed: BTreeMap::new(),
-            to_clean: BTreeMap::new(),
+            to_clean: Vec::new(),
             statuses,
             plugin_generation: 0,
             started: Instant::now(),
@@ -233,51 +234,46 @@ impl Reconciler {
             _ => None,
         };
         let deployed = app.as_ref().and_then(|a| a.deployed_manifest().cloned());
+        let app = entry.key;
         match deployed {
             Some(manifest) => {
-                self.to_clean.remove(&entry.key);
-                if let Some(previous) = self.deployed.insert(entry.key.clone(), manifest) {
-                    self.clean_removed_scalers(&entry.key, previous);
+                // A scaler of the version now deployed must not be cleaned up, whatever left
+                // before this pass.
+                let kept: BTreeSet<String> = scaler_ids(&manifest);
+                for cleanup in self.to_clean.iter_mut().filter(|c| c.app == app) {
+                    cleanup.scalers.retain(|id| !kept.contains(id));
+                }
+                self.to_clean.retain(|c| !c.scalers.is_empty());
+                if let Some(previous) = self.deployed.insert(app.clone(), manifest) {
+                    let gone: BTreeSet<String> = scaler_ids(&previous)
+                        .into_iter()
+                        .filter(|id| !kept.contains(id))
+                        .collect();
+                    self.schedule_cleanup(app, previous, gone);
                 }
             }
             None => {
-                if let Some(previous) = self.deployed.remove(&entry.key) {
-                    self.to_clean.insert(entry.key.clone(), previous);
+                if let Some(previous) = self.deployed.remove(&app) {
+                    let all = scaler_ids(&previous);
+                    self.schedule_cleanup(app.clone(), previous, all);
                 }
                 let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
                 statuses.insert(
-                    entry.key.clone(),
+                    app,
                     Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new()),
                 );
             }
         }
     }
 
-    /// When a new version drops a component or trait, what its scaler made must go.
-    fn clean_removed_scalers(&mut self, app: &str, previous: Manifest) {
-        let current = &self.deployed[app];
-        let now_ids: Vec<String> = scaler_slots(current)
-            .into_iter()
-            .map(|s| s.status_id)
-            .collect();
-        let mut leftover = previous.clone();
-        let previous_slots = scaler_slots(&previous);
-        let gone: Vec<String> = previous_slots
-            .iter()
-            .filter(|s| !now_ids.contains(&s.status_id))
-            .map(|s| s.status_id.clone())
-            .collect();
-        if gone.is_empty() {
-            return;
+    fn schedule_cleanup(&mut self, app: String, manifest: Manifest, scalers: BTreeSet<String>) {
+        if !scalers.is_empty() {
+            self.to_clean.push(Cleanup {
+                app,
+                manifest,
+                scalers,
+            });
         }
-        // Keep only the components whose scalers disappeared, for cleanup.
-        leftover.spec.components.retain(|c| {
-            previous_slots
-                .iter()
-                .any(|s| s.component == c.name && gone.contains(&s.status_id))
-        });
-        self.to_clean
-            .insert(format!("{app}\u{0}previous"), leftover);
     }
 
     fn on_link(&mut self, entry: kv::Entry) {
@@ -358,8 +354,7 @@ impl Reconciler {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let to_clean: Vec<(String, Manifest)> =
-            std::mem::take(&mut self.to_clean).into_iter().collect();
+        let to_clean = std::mem::take(&mut self.to_clean);
         let runtime = Arc::clone(&self.runtime);
         let snap = Arc::clone(&snapshot);
         let lattice = self.lattice.clone();
@@ -375,8 +370,8 @@ impl Reconciler {
                 })
                 .collect::<Vec<_>>();
             let cleanups = to_clean
-                .into_iter()
-                .map(|(name, manifest)| (name, cleanup_app(&runtime, &manifest, &snap)))
+                .iter()
+                .map(|cleanup| cleanup_scalers(&runtime, cleanup, &snap))
                 .collect::<Vec<_>>();
             (apps, cleanups)
         })
@@ -387,7 +382,7 @@ impl Reconciler {
         };
 
         let mut wanted: HashMap<String, Command> = HashMap::new();
-        for (_, planned) in &cleanups {
+        for planned in &cleanups {
             for (origin, commands) in planned {
                 for c in commands {
                     wanted.insert(command_key(c), c.clone());
@@ -569,14 +564,30 @@ fn plan_app(
         .collect()
 }
 
-fn cleanup_app(
+/// Scalers to clean up: `scalers` (by status id) of `manifest`, a version of `app` that ran.
+struct Cleanup {
+    app: String,
+    manifest: Manifest,
+    scalers: BTreeSet<String>,
+}
+
+/// The status ids of every scaler of a manifest.
+fn scaler_ids(manifest: &Manifest) -> BTreeSet<String> {
+    scaler_slots(manifest)
+        .into_iter()
+        .map(|s| s.status_id)
+        .collect()
+}
+
+fn cleanup_scalers(
     runtime: &Runtime,
-    manifest: &Manifest,
+    cleanup: &Cleanup,
     snapshot: &Arc<LatticeSnapshot>,
 ) -> Vec<(Origin, Vec<Command>)> {
     let plugins = runtime.plugins();
-    scaler_slots(manifest)
+    scaler_slots(&cleanup.manifest)
         .into_iter()
+        .filter(|slot| cleanup.scalers.contains(&slot.status_id))
         .filter_map(|slot| {
             let plugin = plugins.scaler_for(&slot.trait_type)?;
             match plugin.cleanup(&slot.ctx, snapshot) {
