@@ -2,7 +2,78 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{Command, ComponentInstance, ComponentSpec, ProviderInstance};
+use crate::lattice::Lattice;
+use crate::types::{
+    Command, ComponentInstance, ComponentKind, ComponentSpec, Labels, ProviderInstance,
+};
+
+/// The annotation naming the application that started an instance (wadm's key, which the
+/// controller sets on everything it starts).
+pub const APP_ANNOTATION: &str = "wasmcloud.dev/appspec";
+
+/// Whether an instance's annotations say application `app` started it.
+pub fn started_by(annotations: &Labels, app: &str) -> bool {
+    annotations.get(APP_ANNOTATION).map(String::as_str) == Some(app)
+}
+
+/// What runs now of one manifest component.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    /// Host → instances: a component's count, or 1 for a provider.
+    pub counts: BTreeMap<String, u32>,
+    /// Hosts whose provider was started by someone else (another app, or a person). It counts
+    /// as running there (one provider per id per host), but it is never stopped by this app.
+    pub foreign: BTreeSet<String>,
+}
+
+/// What runs now of `spec` (of application `app`).
+pub fn running(app: &str, spec: &ComponentSpec, lattice: &dyn Lattice) -> Running {
+    match spec.kind {
+        ComponentKind::Component => Running {
+            counts: component_counts(&lattice.component_instances(&spec.id)),
+            foreign: BTreeSet::new(),
+        },
+        ComponentKind::Provider => {
+            let instances = lattice.provider_instances(&spec.id);
+            Running {
+                counts: provider_hosts(&instances)
+                    .into_iter()
+                    .map(|host| (host, 1))
+                    .collect(),
+                foreign: instances
+                    .iter()
+                    .filter(|i| !started_by(&i.annotations, app))
+                    .map(|i| i.host_id.clone())
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// The commands that take what runs to `desired` (host → instances; for a provider, any
+/// count above 0 means "runs there"), leaving foreign providers alone.
+pub fn converge(
+    spec: &ComponentSpec,
+    desired: &BTreeMap<String, u32>,
+    running: &Running,
+) -> Vec<Command> {
+    match spec.kind {
+        ComponentKind::Component => scale_commands(spec, desired, &running.counts),
+        ComponentKind::Provider => {
+            let hosts = |m: &BTreeMap<String, u32>| -> BTreeSet<String> {
+                m.iter()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(h, _)| h.clone())
+                    .collect()
+            };
+            let mut commands = provider_commands(spec, &hosts(desired), &hosts(&running.counts));
+            commands.retain(|c| {
+                !matches!(c, Command::StopProvider { host_id, .. } if running.foreign.contains(host_id))
+            });
+            commands
+        }
+    }
+}
 
 /// Instances of a component per host (summing entries that share a host).
 pub fn component_counts(instances: &[ComponentInstance]) -> BTreeMap<String, u32> {
@@ -130,6 +201,44 @@ mod tests {
             [scale("a", 2), scale("c", 1), scale("d", 0)]
         );
         assert!(scale_commands(&spec(), &desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn foreign_providers_count_but_are_never_stopped() {
+        use crate::testing::TestLattice;
+        let provider = ComponentSpec {
+            kind: ComponentKind::Provider,
+            ..spec()
+        };
+        let ours = ProviderInstance {
+            host_id: "a".into(),
+            provider_id: "app-echo".into(),
+            annotations: crate::label_map(&[(APP_ANNOTATION, "app")]),
+            ..Default::default()
+        };
+        let theirs = ProviderInstance {
+            host_id: "b".into(),
+            annotations: crate::label_map(&[(APP_ANNOTATION, "other")]),
+            ..ours.clone()
+        };
+        let lattice = TestLattice::new()
+            .with_host("a", &[])
+            .with_host("b", &[])
+            .with_provider_instance(ours)
+            .with_provider_instance(theirs);
+        let now = running("app", &provider, &lattice);
+        assert_eq!(now.counts, map(&[("a", 1), ("b", 1)]));
+        assert_eq!(now.foreign, set(&["b"]));
+        // Wanted nowhere: only ours stops.
+        assert_eq!(
+            converge(&provider, &BTreeMap::new(), &now),
+            [Command::StopProvider {
+                host_id: "a".into(),
+                provider_id: "app-echo".into()
+            }]
+        );
+        // Wanted on b: it already runs there, nothing to start.
+        assert!(converge(&provider, &map(&[("a", 1), ("b", 1)]), &now).is_empty());
     }
 
     #[test]

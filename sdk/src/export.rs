@@ -1,18 +1,24 @@
 //! The wasm side of the SDK: bindings generated from `wit/` and the glue that turns a
-//! [`Scaler`] impl into the `scaler-api` export. Only compiled for `wasm32`.
+//! [`Scaler`], [`Placement`] or [`Validator`] impl into its world's export. Only compiled for
+//! `wasm32`.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
+use crate::bindings::placement::exports::trellis::plugin::placement_api;
 use crate::bindings::scaler::exports::trellis::plugin::scaler_api as api;
 use crate::bindings::scaler::trellis::plugin::{
     lattice as wit_lattice, placement_ranking, types as wit,
 };
+use crate::bindings::validator::exports::trellis::plugin::validator_api;
 use crate::lattice::Lattice;
+use crate::placement::{HostScore, Placement, Verdict};
 use crate::scaler::{Reconciled, Scaler};
 use crate::types::{
-    Command, ComponentInstance, ComponentKind, ComponentSpec, Host, Labels, Link, PlacementRequest,
-    PluginInfo, ProviderInstance, ScalerContext, Status,
+    Command, ComponentInstance, ComponentKind, ComponentSpec, Diagnostic, Host, Labels, Link,
+    PlacementRequest, PluginInfo, ProviderInstance, ScalerContext, Severity, Status,
 };
+use crate::validator::Validator;
 
 /// The type [`export_scaler!`](crate::export_scaler) exports: implements the generated `Guest`
 /// for any [`Scaler`].
@@ -27,7 +33,8 @@ impl<T: Scaler> api::Guest for ScalerExport<T> {
         ctx: api::ScalerContext,
         lattice: &wit_lattice::LatticeView,
     ) -> api::ReconcileResult {
-        let Reconciled { commands, status } = T::reconcile(&ctx.into(), &View(lattice));
+        let Reconciled { commands, status } =
+            T::reconcile(&ctx.into(), &View(lattice, PhantomData::<Ranked>));
         api::ReconcileResult {
             commands: commands.into_iter().map(Into::into).collect(),
             status: status.into(),
@@ -35,17 +42,111 @@ impl<T: Scaler> api::Guest for ScalerExport<T> {
     }
 
     fn cleanup(ctx: api::ScalerContext, lattice: &wit_lattice::LatticeView) -> Vec<wit::Command> {
-        T::cleanup(&ctx.into(), &View(lattice))
+        T::cleanup(&ctx.into(), &View(lattice, PhantomData::<Ranked>))
             .into_iter()
             .map(Into::into)
             .collect()
     }
+
+    fn check(ctx: api::ScalerContext) -> Vec<wit::Diagnostic> {
+        T::check(&ctx.into()).into_iter().map(Into::into).collect()
+    }
+}
+
+/// The type [`export_placement!`](crate::export_placement) exports.
+pub struct PlacementExport<T>(PhantomData<T>);
+
+impl<T: Placement> placement_api::Guest for PlacementExport<T> {
+    fn describe() -> wit::PluginInfo {
+        T::describe().into()
+    }
+
+    fn filter(
+        request: wit::PlacementRequest,
+        candidates: Vec<wit::HostInfo>,
+        lattice: &wit_lattice::LatticeView,
+    ) -> Vec<placement_api::Verdict> {
+        let candidates: Vec<Host> = candidates.into_iter().map(Into::into).collect();
+        T::filter(
+            &request.into(),
+            &candidates,
+            &View(lattice, PhantomData::<Unranked>),
+        )
+        .into_iter()
+        .map(|v: Verdict| placement_api::Verdict {
+            host_id: v.host_id,
+            fits: v.fits,
+            reason: v.reason,
+        })
+        .collect()
+    }
+
+    fn score(
+        request: wit::PlacementRequest,
+        candidates: Vec<wit::HostInfo>,
+        lattice: &wit_lattice::LatticeView,
+    ) -> Vec<placement_api::HostScore> {
+        let candidates: Vec<Host> = candidates.into_iter().map(Into::into).collect();
+        T::score(
+            &request.into(),
+            &candidates,
+            &View(lattice, PhantomData::<Unranked>),
+        )
+        .into_iter()
+        .map(|s: HostScore| placement_api::HostScore {
+            host_id: s.host_id,
+            value: s.value,
+        })
+        .collect()
+    }
+}
+
+/// The type [`export_validator!`](crate::export_validator) exports.
+pub struct ValidatorExport<T>(PhantomData<T>);
+
+impl<T: Validator> validator_api::Guest for ValidatorExport<T> {
+    fn describe() -> wit::PluginInfo {
+        T::describe().into()
+    }
+
+    fn validate(manifest: String) -> Vec<wit::Diagnostic> {
+        let diagnostics = match serde_json::from_str::<serde_json::Value>(&manifest) {
+            Ok(manifest) => T::validate(&manifest),
+            Err(e) => vec![Diagnostic::error(
+                "",
+                format!("the manifest handed to the validator is not JSON: {e}"),
+                "",
+            )],
+        };
+        diagnostics.into_iter().map(Into::into).collect()
+    }
+}
+
+/// Whether a [`View`] may ask for a placement ranking. Scalers import `placement-ranking`;
+/// placement plugins must not (their world lacks it), so their view is built with [`Unranked`]
+/// and never references the import.
+trait Ranking {
+    fn rank(request: &PlacementRequest) -> Vec<String>;
+}
+
+struct Ranked;
+impl Ranking for Ranked {
+    fn rank(request: &PlacementRequest) -> Vec<String> {
+        placement_ranking::rank_hosts(&request.clone().into())
+    }
+}
+
+struct Unranked;
+impl Ranking for Unranked {
+    fn rank(_: &PlacementRequest) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The host's `lattice-view`, borrowed for one call, plus the `placement-ranking` import.
-struct View<'a>(&'a wit_lattice::LatticeView);
+struct View<'a, R>(&'a wit_lattice::LatticeView, PhantomData<R>);
 
-impl Lattice for View<'_> {
+impl<R: Ranking> Lattice for View<'_, R> {
     fn hosts(&self) -> Vec<Host> {
         self.0.hosts().into_iter().map(Into::into).collect()
     }
@@ -98,8 +199,16 @@ impl Lattice for View<'_> {
         self.0.now_ms()
     }
 
+    fn instance_counts(&self, component_id: Option<&str>) -> BTreeMap<String, u32> {
+        self.0
+            .instance_counts(component_id)
+            .into_iter()
+            .map(|c| (c.host_id, c.count))
+            .collect()
+    }
+
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
-        placement_ranking::rank_hosts(&request.clone().into())
+        R::rank(request)
     }
 }
 
@@ -297,6 +406,30 @@ impl From<PlacementRequest> for wit::PlacementRequest {
         Self {
             component_id: r.component_id,
             requirements: to_pairs(&r.requirements),
+        }
+    }
+}
+
+impl From<wit::PlacementRequest> for PlacementRequest {
+    fn from(r: wit::PlacementRequest) -> Self {
+        Self {
+            component_id: r.component_id,
+            requirements: from_pairs(r.requirements),
+        }
+    }
+}
+
+impl From<Diagnostic> for wit::Diagnostic {
+    fn from(d: Diagnostic) -> Self {
+        Self {
+            severity: match d.severity {
+                Severity::Error => wit::Severity::Error,
+                Severity::Warning => wit::Severity::Warning,
+                Severity::Info => wit::Severity::Info,
+            },
+            path: d.path,
+            message: d.message,
+            hint: d.hint,
         }
     }
 }

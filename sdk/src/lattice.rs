@@ -2,6 +2,8 @@
 //! resource plus the `placement-ranking` import; in a unit test it is
 //! [`TestLattice`](crate::testing::TestLattice).
 
+use std::collections::BTreeMap;
+
 use crate::types::{ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance};
 
 /// Read-only queries on one snapshot of the lattice. Every answer is ordered (by host id where
@@ -23,6 +25,9 @@ pub trait Lattice {
     fn links_from(&self, source_id: &str) -> Vec<Link>;
     /// A named config, if it exists.
     fn config(&self, name: &str) -> Option<Labels>;
+    /// Instances per host of one component or provider id, or of everything when `None`;
+    /// hosts that run none are left out.
+    fn instance_counts(&self, component_id: Option<&str>) -> BTreeMap<String, u32>;
     /// Logical time in milliseconds: the same for every call of one reconcile pass.
     fn now_ms(&self) -> u64;
     /// Hosts able to take one more instance, best first, as the loaded placement plugins

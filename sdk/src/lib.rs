@@ -36,23 +36,28 @@
 // Lets the generated bindings name this crate by the path plugins use.
 extern crate self as trellis_sdk;
 
+pub mod config;
 pub mod diff;
 pub mod labels;
 mod lattice;
 mod log;
+mod placement;
 mod scaler;
 pub mod spread;
 pub mod testing;
 mod types;
+mod validator;
 
 pub use lattice::Lattice;
 pub use log::{log, Level};
+pub use placement::{HostScore, Placement, Verdict};
 pub use scaler::{Reconciled, Scaler};
 pub use types::{
     label_map, Command, ComponentInstance, ComponentKind, ComponentSpec, Diagnostic, Host, Labels,
     Link, PlacementRequest, PluginInfo, PropertyError, ProviderInstance, ScalerContext, Severity,
     Status,
 };
+pub use validator::{path, Validator};
 
 /// The WIT package version this SDK speaks; the controller refuses plugins of an incompatible one.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -69,6 +74,34 @@ pub mod bindings {
             default_bindings_module: "trellis_sdk::bindings::scaler",
         });
     }
+
+    // The other worlds share the scaler world's types, so one set of conversions serves all.
+    pub mod placement {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "placement",
+            pub_export_macro: true,
+            default_bindings_module: "trellis_sdk::bindings::placement",
+            with: {
+                "trellis:plugin/types@0.1.0": crate::bindings::scaler::trellis::plugin::types,
+                "trellis:plugin/lattice@0.1.0": crate::bindings::scaler::trellis::plugin::lattice,
+                "trellis:plugin/log@0.1.0": crate::bindings::scaler::trellis::plugin::log,
+            },
+        });
+    }
+
+    pub mod validator {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "validator",
+            pub_export_macro: true,
+            default_bindings_module: "trellis_sdk::bindings::validator",
+            with: {
+                "trellis:plugin/types@0.1.0": crate::bindings::scaler::trellis::plugin::types,
+                "trellis:plugin/log@0.1.0": crate::bindings::scaler::trellis::plugin::log,
+            },
+        });
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -77,7 +110,7 @@ mod export;
 #[doc(hidden)]
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
-    pub use crate::export::ScalerExport;
+    pub use crate::export::{PlacementExport, ScalerExport, ValidatorExport};
 }
 
 /// Exports a [`Scaler`] impl as the plugin's `scaler-api`.
@@ -97,6 +130,44 @@ macro_rules! export_scaler {
             type TrellisScalerExport = $crate::__private::ScalerExport<$scaler>;
             $crate::bindings::scaler::export!(
                 TrellisScalerExport with_types_in $crate::bindings::scaler
+            );
+        };
+    };
+}
+
+/// Exports a [`Placement`] impl as the plugin's `placement-api`.
+#[macro_export]
+macro_rules! export_placement {
+    ($placement:ty) => {
+        const _: () = {
+            fn assert_placement<T: $crate::Placement>() {}
+            let _ = assert_placement::<$placement>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type TrellisPlacementExport = $crate::__private::PlacementExport<$placement>;
+            $crate::bindings::placement::export!(
+                TrellisPlacementExport with_types_in $crate::bindings::placement
+            );
+        };
+    };
+}
+
+/// Exports a [`Validator`] impl as the plugin's `validator-api`.
+#[macro_export]
+macro_rules! export_validator {
+    ($validator:ty) => {
+        const _: () = {
+            fn assert_validator<T: $crate::Validator>() {}
+            let _ = assert_validator::<$validator>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type TrellisValidatorExport = $crate::__private::ValidatorExport<$validator>;
+            $crate::bindings::validator::export!(
+                TrellisValidatorExport with_types_in $crate::bindings::validator
             );
         };
     };

@@ -2,7 +2,7 @@
 //! [`export_scaler!`](crate::export_scaler).
 
 use crate::lattice::Lattice;
-use crate::types::{Command, PluginInfo, ScalerContext, Status};
+use crate::types::{Command, Diagnostic, PluginInfo, ScalerContext, Status};
 
 /// The outcome of one reconcile call: the commands to issue and where the trait stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,4 +42,11 @@ pub trait Scaler {
     fn reconcile(ctx: &ScalerContext, lattice: &dyn Lattice) -> Reconciled;
     /// The commands that remove what this trait made (on undeploy).
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command>;
+    /// What is wrong with the trait's properties, before any reconcile: called when a manifest
+    /// is put or validated. Paths are relative to the properties. Usually one line:
+    /// `ctx.check_properties::<MyProperties>()`. The default finds nothing wrong.
+    fn check(ctx: &ScalerContext) -> Vec<Diagnostic> {
+        let _ = ctx;
+        Vec::new()
+    }
 }

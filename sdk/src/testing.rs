@@ -12,8 +12,13 @@ use crate::types::{
 /// An in-memory lattice. Its `rank_hosts` is the controller's default placement: hosts carrying
 /// the requested labels, fewest instances of the same component or provider first, then fewest
 /// instances overall, then by host id.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// It belongs to one application (`app` unless [`TestLattice::for_app`] says otherwise):
+/// instances added with `with_component`/`with_provider` or started by [`TestLattice::apply`]
+/// carry that app's annotation, as the controller's would.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TestLattice {
+    app: String,
     hosts: BTreeMap<String, Host>,
     components: Vec<ComponentInstance>,
     providers: Vec<ProviderInstance>,
@@ -22,9 +27,49 @@ pub struct TestLattice {
     now_ms: u64,
 }
 
+impl Default for TestLattice {
+    fn default() -> Self {
+        Self {
+            app: "app".into(),
+            hosts: BTreeMap::new(),
+            components: Vec::new(),
+            providers: Vec::new(),
+            links: Vec::new(),
+            configs: BTreeMap::new(),
+            now_ms: 0,
+        }
+    }
+}
+
 impl TestLattice {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The application whose instances this lattice runs (see the type's docs).
+    pub fn for_app(mut self, app: &str) -> Self {
+        self.app = app.into();
+        self
+    }
+
+    fn annotations(&self) -> Labels {
+        crate::types::label_map(&[(crate::diff::APP_ANNOTATION, self.app.as_str())])
+    }
+
+    /// Adds a provider instance started by another application `app` (or, with `""`, by hand).
+    pub fn with_foreign_provider(mut self, host_id: &str, provider_id: &str, app: &str) -> Self {
+        let annotations = if app.is_empty() {
+            Labels::new()
+        } else {
+            crate::types::label_map(&[(crate::diff::APP_ANNOTATION, app)])
+        };
+        self.providers.push(ProviderInstance {
+            host_id: host_id.into(),
+            provider_id: provider_id.into(),
+            annotations,
+            ..Default::default()
+        });
+        self
     }
 
     /// Adds (or replaces) a host with these labels.
@@ -44,10 +89,12 @@ impl TestLattice {
 
     /// Adds `count` instances of a component on a host (image left empty).
     pub fn with_component(self, host_id: &str, component_id: &str, count: u32) -> Self {
+        let annotations = self.annotations();
         self.with_component_instance(ComponentInstance {
             host_id: host_id.into(),
             component_id: component_id.into(),
             count,
+            annotations,
             ..Default::default()
         })
     }
@@ -59,9 +106,11 @@ impl TestLattice {
 
     /// Adds a provider instance on a host (image left empty).
     pub fn with_provider(self, host_id: &str, provider_id: &str) -> Self {
+        let annotations = self.annotations();
         self.with_provider_instance(ProviderInstance {
             host_id: host_id.into(),
             provider_id: provider_id.into(),
+            annotations,
             ..Default::default()
         })
     }
@@ -125,7 +174,7 @@ impl TestLattice {
                             component_id: component_id.clone(),
                             image: image.clone(),
                             count: *count,
-                            annotations: Labels::new(),
+                            annotations: self.annotations(),
                         });
                     }
                 }
@@ -144,7 +193,7 @@ impl TestLattice {
                             host_id: host_id.clone(),
                             provider_id: provider_id.clone(),
                             image: image.clone(),
-                            annotations: Labels::new(),
+                            annotations: self.annotations(),
                         });
                     }
                 }
@@ -183,7 +232,7 @@ impl TestLattice {
 
     /// Instances per host: of component or provider `id`, or of anything when `None`,
     /// counted in one pass (ranking looks them up for every candidate host).
-    fn instance_counts(&self, id: Option<&str>) -> BTreeMap<&str, u64> {
+    fn counts(&self, id: Option<&str>) -> BTreeMap<&str, u64> {
         let wanted = |other: &str| id.is_none_or(|id| id == other);
         let component_hosts = self
             .components
@@ -262,9 +311,16 @@ impl Lattice for TestLattice {
         self.now_ms
     }
 
+    fn instance_counts(&self, component_id: Option<&str>) -> BTreeMap<String, u32> {
+        self.counts(component_id)
+            .into_iter()
+            .map(|(host, n)| (host.to_string(), u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect()
+    }
+
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
-        let same = self.instance_counts(Some(&request.component_id));
-        let load = self.instance_counts(None);
+        let same = self.counts(Some(&request.component_id));
+        let load = self.counts(None);
         let count =
             |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
         let mut ranked: Vec<(u64, u64, &str)> = self
@@ -279,6 +335,41 @@ impl Lattice for TestLattice {
             .map(|(_, _, id)| id.to_string())
             .collect()
     }
+}
+
+/// Ranks hosts as the controller would with `P` as the only placement plugin: candidates are
+/// the hosts carrying the requested labels, `P::filter` drops some, `P::score` orders the rest
+/// (best first), ties broken by the default order (fewest instances of the component, fewest
+/// overall, host id). For unit tests of placement plugins.
+pub fn rank_with<P: crate::Placement>(
+    lattice: &TestLattice,
+    request: &PlacementRequest,
+) -> Vec<String> {
+    let candidates = lattice.hosts_matching(&request.requirements);
+    let fits: std::collections::BTreeSet<String> = P::filter(request, &candidates, lattice)
+        .into_iter()
+        .filter(|v| v.fits)
+        .map(|v| v.host_id)
+        .collect();
+    let candidates: Vec<Host> = candidates
+        .into_iter()
+        .filter(|h| fits.contains(&h.id))
+        .collect();
+    let scores: BTreeMap<String, i64> = P::score(request, &candidates, lattice)
+        .into_iter()
+        .map(|s| (s.host_id, s.value))
+        .collect();
+    let default_order = lattice.rank_hosts(request);
+    let position = |id: &str| default_order.iter().position(|h| h == id);
+    let mut ranked: Vec<(std::cmp::Reverse<i64>, Option<usize>, String)> = candidates
+        .into_iter()
+        .map(|h| {
+            let score = scores.get(&h.id).copied().unwrap_or(i64::MIN);
+            (std::cmp::Reverse(score), position(&h.id), h.id)
+        })
+        .collect();
+    ranked.sort();
+    ranked.into_iter().map(|(_, _, id)| id).collect()
 }
 
 /// A context for unit tests: app `app`, one component `web` (id `app-web`, image

@@ -177,6 +177,15 @@ impl ScalerContext {
         Ok(value)
     }
 
+    /// What [`ScalerContext::properties`] would refuse, as diagnostics: the usual body of
+    /// [`Scaler::check`](crate::Scaler::check).
+    pub fn check_properties<T: DeserializeOwned>(&self) -> Vec<Diagnostic> {
+        match self.properties::<T>() {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e.to_diagnostic()],
+        }
+    }
+
     /// The application component with this manifest name.
     pub fn component_named(&self, name: &str) -> Option<&ComponentSpec> {
         self.components.iter().find(|c| c.name == name)
@@ -213,6 +222,51 @@ pub struct Diagnostic {
     pub message: String,
     /// What to do about it; empty when there is nothing to add.
     pub hint: String,
+}
+
+impl Diagnostic {
+    pub fn error(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn warning(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(path, message, hint)
+        }
+    }
+}
+
+impl PropertyError {
+    /// This error as a diagnostic whose path is relative to the trait's properties.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let path = if self.path == "." {
+            String::new()
+        } else {
+            self.path.clone()
+        };
+        Diagnostic::error(
+            path,
+            format!(
+                "invalid properties of trait `{}`: {}",
+                self.trait_type, self.message
+            ),
+            "fix the field as the trait's reference in docs/manifest.md describes it",
+        )
+    }
 }
 
 /// A request to place one more instance of a component or provider.

@@ -332,6 +332,17 @@ impl Plugin {
         })
     }
 
+    /// Asks a scaler what is wrong with its trait's properties (paths relative to them).
+    pub fn check(&self, ctx: &ScalerContext) -> Result<Vec<Diagnostic>, CallError> {
+        self.call(Arc::from([]), None, |pre, store| {
+            let Pre::Scaler(pre) = pre else {
+                return Err(not_a(PluginKind::Scaler));
+            };
+            let i = pre.instantiate(&mut *store)?;
+            Ok(i.trellis_plugin_scaler_api().call_check(&mut *store, ctx)?)
+        })
+    }
+
     pub fn filter(
         &self,
         request: &PlacementRequest,

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
 use crate::bindings::{
-    ComponentInstance, HostInfo, Link, Pair, PlacementRequest, ProviderInstance,
+    ComponentInstance, HostCount, HostInfo, Link, Pair, PlacementRequest, ProviderInstance,
 };
 use crate::error::Fault;
 use crate::plugin::Plugin;
@@ -281,6 +281,22 @@ impl lattice::HostLatticeView for State {
 
     fn now_ms(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u64> {
         Ok(self.view(&this)?.now_ms)
+    }
+
+    fn instance_counts(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        component_id: Option<String>,
+    ) -> wasmtime::Result<Vec<HostCount>> {
+        Ok(self
+            .view(&this)?
+            .instance_counts(component_id.as_deref())
+            .into_iter()
+            .map(|(host, count)| HostCount {
+                host_id: host.to_string(),
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            })
+            .collect())
     }
 
     fn drop(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<()> {

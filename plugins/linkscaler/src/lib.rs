@@ -6,11 +6,10 @@
 //! missing or different; configs it only names must exist already; the link is put once every
 //! config it names exists, so a host never resolves a link to a missing config.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
+use trellis_sdk::config::{self, ConfigProperty};
 use trellis_sdk::{
-    Command, Labels, Lattice, Link, PluginInfo, Reconciled, Scaler, ScalerContext, Status,
+    Command, Diagnostic, Lattice, Link, PluginInfo, Reconciled, Scaler, ScalerContext, Status,
 };
 
 /// The link name when the manifest gives none.
@@ -58,44 +57,6 @@ pub struct TargetConfig {
 pub struct ConfigDefinition {
     #[serde(default)]
     pub config: Vec<ConfigProperty>,
-}
-
-/// A named config; with `properties` the scaler owns it and puts it, without them it must be
-/// managed elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigProperty {
-    pub name: String,
-    #[serde(default)]
-    pub properties: Option<BTreeMap<String, ConfigValue>>,
-}
-
-/// A config value: YAML writes `port: 8080` as a number, the lattice stores text.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum ConfigValue {
-    Text(String),
-    Integer(i64),
-    Bool(bool),
-}
-
-impl std::fmt::Display for ConfigValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigValue::Text(s) => f.write_str(s),
-            ConfigValue::Integer(n) => write!(f, "{n}"),
-            ConfigValue::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
-
-impl ConfigProperty {
-    /// The entries to put, when the manifest defines them.
-    fn entries(&self) -> Option<Labels> {
-        self.properties
-            .as_ref()
-            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
-    }
 }
 
 impl LinkProperties {
@@ -169,40 +130,15 @@ impl Scaler for LinkScaler {
             target_config: names(properties.target_configs()),
         };
 
-        let mut commands = Vec::new();
-        let mut absent_external = Vec::new();
-        let mut being_created = false;
-        let mut seen = std::collections::BTreeSet::new();
-        for config in properties.configs() {
-            if !seen.insert(config.name.as_str()) {
-                continue;
-            }
-            let current = lattice.config(&config.name);
-            match (config.entries(), current) {
-                (Some(entries), current) => {
-                    being_created |= current.is_none();
-                    if current.as_ref() != Some(&entries) {
-                        commands.push(Command::PutConfig {
-                            name: config.name.clone(),
-                            entries,
-                        });
-                    }
-                }
-                (None, None) => absent_external.push(config.name.as_str()),
-                (None, Some(_)) => {}
-            }
-        }
-        if !absent_external.is_empty() {
-            let quoted: Vec<String> = absent_external.iter().map(|n| format!("'{n}'")).collect();
-            let reason = match quoted.as_slice() {
-                [one] => format!("config {one} does not exist"),
-                many => format!("configs {} do not exist", many.join(", ")),
-            };
+        let configs = config::converge_configs(properties.configs(), lattice);
+        let mut commands = configs.commands;
+        if !configs.missing_external.is_empty() {
             return Reconciled {
                 commands,
-                status: Status::Waiting(reason),
+                status: Status::Waiting(config::describe_missing(&configs.missing_external)),
             };
         }
+        let being_created = !configs.created.is_empty();
 
         let existing = lattice.links_from(&desired.source_id);
         let current = existing.iter().find(|l| l.same_slot(&desired));
@@ -248,13 +184,32 @@ impl Scaler for LinkScaler {
             wit_namespace: properties.namespace.clone(),
             wit_package: properties.package.clone(),
         }];
-        let mut seen = std::collections::BTreeSet::new();
-        for config in properties.configs() {
-            if config.properties.is_some() && seen.insert(config.name.as_str()) {
-                commands.push(Command::DeleteConfig(config.name.clone()));
-            }
-        }
+        commands.extend(config::delete_owned(properties.configs()));
         commands
+    }
+
+    fn check(ctx: &ScalerContext) -> Vec<Diagnostic> {
+        let properties = match ctx.properties::<LinkProperties>() {
+            Ok(p) => p,
+            Err(e) => return vec![e.to_diagnostic()],
+        };
+        let target_name = properties.target_name();
+        if ctx.component_named(target_name).is_some() {
+            return Vec::new();
+        }
+        let names: Vec<&str> = ctx.components.iter().map(|c| c.name.as_str()).collect();
+        let path = match properties.target {
+            Target::Name(_) => "target",
+            Target::Full(_) => "target.name",
+        };
+        vec![Diagnostic::error(
+            path,
+            format!(
+                "link target '{target_name}' is not a component of app '{}'",
+                ctx.app
+            ),
+            format!("name one of the app's components: {}", names.join(", ")),
+        )]
     }
 }
 

@@ -245,3 +245,19 @@ fn cleanup_deletes_the_link_and_the_configs_it_put() {
         ]
     );
 }
+
+#[test]
+fn check_names_a_missing_target_and_bad_fields() {
+    let good = r#"{"namespace": "wasi", "package": "http", "interfaces": ["incoming-handler"],
+        "target": "echo"}"#;
+    assert!(LinkScaler::check(&ctx(good)).is_empty());
+    let missing = r#"{"namespace": "wasi", "package": "http", "interfaces": ["incoming-handler"],
+        "target": {"name": "nope"}}"#;
+    let found = LinkScaler::check(&ctx(missing));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "target.name");
+    assert!(found[0].hint.contains("echo, httpserver"), "{found:?}");
+    let bad = r#"{"namespace": "wasi", "package": "http", "interfaces": "incoming-handler",
+        "target": "echo"}"#;
+    assert_eq!(LinkScaler::check(&ctx(bad))[0].path, "interfaces");
+}

@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
+use trellis_sdk::diff;
 use trellis_sdk::spread::{distribute, split_by_weight};
 use trellis_sdk::{
-    diff, labels, Command, ComponentKind, ComponentSpec, Labels, Lattice, PlacementRequest,
+    labels, Command, ComponentKind, ComponentSpec, Diagnostic, Labels, Lattice, PlacementRequest,
     PluginInfo, Reconciled, Scaler, ScalerContext, Status,
 };
 
@@ -77,15 +78,14 @@ impl Scaler for SpreadScaler {
             Err(e) => return Reconciled::failed(e.to_string()),
         };
         let spec = &ctx.component;
-        let actual = running(spec, lattice);
+        let mut now = diff::running(&ctx.app, spec, lattice);
+        let actual = as_usize(&now.counts);
         let plan = plan(spec, &properties, &actual, lattice);
 
         // Hosts that vanished from the lattice cannot be told anything: leave them out.
-        let actual: BTreeMap<String, usize> = actual
-            .into_iter()
-            .filter(|(host, _)| plan.known_hosts.contains(host))
-            .collect();
-        let commands = commands(spec, &plan.desired, &actual);
+        now.counts.retain(|host, _| plan.known_hosts.contains(host));
+        let actual = as_usize(&now.counts);
+        let commands = diff::converge(spec, &as_u32(&plan.desired), &now);
 
         let wanted: usize = plan.desired.values().sum();
         let in_place: usize = plan
@@ -110,7 +110,15 @@ impl Scaler for SpreadScaler {
 
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {
         let spec = &ctx.component;
-        commands(spec, &BTreeMap::new(), &running(spec, lattice))
+        diff::converge(
+            spec,
+            &BTreeMap::new(),
+            &diff::running(&ctx.app, spec, lattice),
+        )
+    }
+
+    fn check(ctx: &ScalerContext) -> Vec<Diagnostic> {
+        ctx.check_properties::<SpreadProperties>()
     }
 }
 
@@ -129,18 +137,18 @@ struct Plan {
     shortfalls: Vec<String>,
 }
 
-/// Host → instances of the component (its count) or provider (1) running there now.
-fn running(spec: &ComponentSpec, lattice: &dyn Lattice) -> BTreeMap<String, usize> {
-    match spec.kind {
-        ComponentKind::Component => diff::component_counts(&lattice.component_instances(&spec.id))
-            .into_iter()
-            .map(|(host, n)| (host, n as usize))
-            .collect(),
-        ComponentKind::Provider => diff::provider_hosts(&lattice.provider_instances(&spec.id))
-            .into_iter()
-            .map(|host| (host, 1))
-            .collect(),
-    }
+fn as_usize(counts: &BTreeMap<String, u32>) -> BTreeMap<String, usize> {
+    counts
+        .iter()
+        .map(|(h, &n)| (h.clone(), n as usize))
+        .collect()
+}
+
+fn as_u32(counts: &BTreeMap<String, usize>) -> BTreeMap<String, u32> {
+    counts
+        .iter()
+        .map(|(h, &n)| (h.clone(), u32::try_from(n).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 fn plan(
@@ -239,32 +247,6 @@ fn plan(
         }
     }
     plan
-}
-
-fn commands(
-    spec: &ComponentSpec,
-    desired: &BTreeMap<String, usize>,
-    actual: &BTreeMap<String, usize>,
-) -> Vec<Command> {
-    match spec.kind {
-        ComponentKind::Component => {
-            let to_u32 = |m: &BTreeMap<String, usize>| -> BTreeMap<String, u32> {
-                m.iter()
-                    .map(|(h, &n)| (h.clone(), u32::try_from(n).unwrap_or(u32::MAX)))
-                    .collect()
-            };
-            diff::scale_commands(spec, &to_u32(desired), &to_u32(actual))
-        }
-        ComponentKind::Provider => {
-            let hosts = |m: &BTreeMap<String, usize>| -> BTreeSet<String> {
-                m.iter()
-                    .filter(|(_, &n)| n > 0)
-                    .map(|(h, _)| h.clone())
-                    .collect()
-            };
-            diff::provider_commands(spec, &hosts(desired), &hosts(actual))
-        }
-    }
 }
 
 #[cfg(test)]

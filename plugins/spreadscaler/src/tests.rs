@@ -58,9 +58,10 @@ fn stop(host: &str) -> Command {
 }
 
 fn hosts(ids: &[(&str, &str)]) -> TestLattice {
-    ids.iter().fold(TestLattice::new(), |l, (id, region)| {
-        l.with_host(id, &[("region", region)])
-    })
+    ids.iter()
+        .fold(TestLattice::new().for_app("shop"), |l, (id, region)| {
+            l.with_host(id, &[("region", region)])
+        })
 }
 
 /// Applies reconcile's commands until it reports deployed; returns the settled lattice.
@@ -292,4 +293,34 @@ fn cleanup_removes_every_instance() {
     );
     let ctx = provider(r#"{"instances": 1}"#);
     assert_eq!(SpreadScaler::cleanup(&ctx, &lattice), [stop("b")]);
+}
+
+#[test]
+fn a_provider_another_app_started_is_shared_never_stopped() {
+    // b runs the provider for another app; a runs ours.
+    let lattice = hosts(&[("a", "east"), ("b", "east"), ("c", "east")])
+        .with_provider("a", ID)
+        .with_foreign_provider("b", ID, "other");
+    // Two wanted: both running ones count, nothing to start.
+    let result = SpreadScaler::reconcile(&provider(r#"{"instances": 2}"#), &lattice);
+    assert_eq!(result, Reconciled::deployed());
+    // One wanted: ours may go, theirs may not.
+    let result = SpreadScaler::reconcile(&provider(r#"{"instances": 0}"#), &lattice);
+    assert_eq!(result.commands, [stop("a")]);
+    // Cleanup on undeploy leaves theirs running too.
+    assert_eq!(
+        SpreadScaler::cleanup(&provider(r#"{"instances": 2}"#), &lattice),
+        [stop("a")]
+    );
+}
+
+#[test]
+fn check_reports_bad_properties_before_any_reconcile() {
+    assert!(SpreadScaler::check(&component(r#"{"instances": 2}"#)).is_empty());
+    let found = SpreadScaler::check(&component(
+        r#"{"instances": 2, "spread": [{"name": "x", "weight": "heavy"}]}"#,
+    ));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].path, "spread[0].weight");
+    assert_eq!(found[0].severity, trellis_sdk::Severity::Error);
 }
