@@ -4,6 +4,35 @@
 
 use async_nats::jetstream::{self, kv};
 
+/// Connects to NATS with `options`, turning a failure into a message that says what to check:
+/// an authorization violation names the credentials, a TLS failure the certificates, a refused
+/// connection the server. Used by the controller, the node and the CLI alike, so a wrong
+/// password reads the same whichever command met it.
+pub async fn connect(
+    url: &str,
+    options: async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::Client> {
+    use async_nats::ConnectErrorKind as Kind;
+    options.connect(url).await.map_err(|e| {
+        let what = match e.kind() {
+            Kind::AuthorizationViolation | Kind::Authentication => format!(
+                "NATS at {url} refused our credentials ({e}): check --user/--password or --creds (TRELLIS_USER, TRELLIS_PASSWORD, TRELLIS_CREDS, or [nats] in the config file)"
+            ),
+            Kind::Tls => format!(
+                "TLS with NATS at {url} failed ({e}): check --tls-ca (the server's CA) and --tls-cert/--tls-key, and that the server speaks TLS"
+            ),
+            Kind::ServerParse => format!(
+                "`{url}` is not a NATS address ({e}): write nats://HOST:PORT (or tls://HOST:PORT)"
+            ),
+            Kind::Dns => format!("cannot resolve the NATS host in {url} ({e})"),
+            _ => format!(
+                "cannot connect to NATS at {url} ({e}): is `trellis up` (or nats-server) running there?"
+            ),
+        };
+        anyhow::anyhow!(what)
+    })
+}
+
 /// Opens a KV bucket, creating it (history `history`) if missing.
 ///
 /// `create_key_value` first reads the account info, whose shape async-nats 0.51 cannot parse

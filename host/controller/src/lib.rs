@@ -55,6 +55,15 @@ pub struct Controller {
 
 impl Controller {
     pub async fn start(config: ControllerConfig) -> anyhow::Result<Self> {
+        Self::start_with_options(config, async_nats::ConnectOptions::new()).await
+    }
+
+    /// Like [`Controller::start`], connecting to `config.nats_url` with `options` (credentials,
+    /// TLS): the CLI builds them from its connection flags.
+    pub async fn start_with_options(
+        config: ControllerConfig,
+        options: async_nats::ConnectOptions,
+    ) -> anyhow::Result<Self> {
         let mut runtime_config = config.runtime.clone();
         runtime_config.plugin_dir = config.plugin_dir.clone();
         let runtime =
@@ -70,14 +79,8 @@ impl Controller {
         }
         runtime.watch(config.plugin_poll);
 
-        let client = async_nats::connect(&config.nats_url)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to NATS at {}: is nats-server running?",
-                    config.nats_url
-                )
-            })?;
+        let client =
+            trellis_bus::connect(&config.nats_url, options.name("trellis-controller")).await?;
         let js = async_nats::jetstream::new(client.clone());
         let mut tasks = Vec::new();
         for lattice in &config.lattices {

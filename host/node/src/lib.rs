@@ -61,12 +61,21 @@ impl Node {
     /// Connects to NATS, opens (or creates) the lattice's KV buckets, subscribes to the control
     /// interface, publishes `host_started` and starts heartbeats.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        Self::start_with_options(config, async_nats::ConnectOptions::new()).await
+    }
+
+    /// Like [`Node::start`], connecting to `config.nats_url` with `options` (credentials, TLS):
+    /// the CLI builds them from its connection flags.
+    pub async fn start_with_options(
+        config: NodeConfig,
+        options: async_nats::ConnectOptions,
+    ) -> anyhow::Result<Node> {
         let host_id = host_id::generate();
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("trellis-node {host_id}"))
-            .connect(&config.nats_url)
-            .await
-            .with_context(|| format!("cannot connect to NATS at {}", config.nats_url))?;
+        let client = trellis_bus::connect(
+            &config.nats_url,
+            options.name(format!("trellis-node {host_id}")),
+        )
+        .await?;
         let stores = store::LatticeStores::open(&client, &config.lattice).await?;
         let host = Arc::new(Host::new(host_id, &config, client, stores)?);
 
