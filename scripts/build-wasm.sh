@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the wasm components of this repository for wasm32-wasip2 (release) and copies them
 # where trellis, the examples and the tests look for them:
-#   build/plugins/spreadscaler.wasm, build/plugins/linkscaler.wasm   built-in scaler plugins
+#   build/plugins/{spreadscaler,daemonscaler,linkscaler,configscaler}.wasm  built-in scalers
+#   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
 #   build/examples/echo.wasm                                        the echo example component
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
@@ -23,9 +24,16 @@ done
 copies=(
     "trellis_plugin_spreadscaler.wasm:build/plugins/spreadscaler.wasm"
     "trellis_plugin_linkscaler.wasm:build/plugins/linkscaler.wasm"
+    "trellis_plugin_daemonscaler.wasm:build/plugins/daemonscaler.wasm"
+    "trellis_plugin_configscaler.wasm:build/plugins/configscaler.wasm"
+    "trellis_plugin_placement.wasm:build/plugins/placement.wasm"
+    "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
+    "failover_scaler.wasm:build/plugins/failover.wasm"
     "echo.wasm:build/examples/echo.wasm"
 )
-packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p echo)
+packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
+    -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-validator -p echo
+    -p failover-scaler)
 for name in "${fixtures[@]}"; do
     packages+=(-p "fixture-$name")
     copies+=("fixture_${name//-/_}.wasm:build/fixtures/$name.wasm")

@@ -44,6 +44,7 @@ mod log;
 mod placement;
 mod scaler;
 pub mod spread;
+pub mod suggest;
 pub mod testing;
 mod types;
 mod validator;

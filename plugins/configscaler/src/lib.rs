@@ -90,8 +90,8 @@ fn quoted(names: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use trellis_sdk::testing::{scaler_context, TestLattice};
     use trellis_sdk::label_map;
+    use trellis_sdk::testing::{scaler_context, TestLattice};
 
     use super::*;
 
@@ -119,7 +119,10 @@ mod tests {
         let Status::Waiting(why) = result.status else {
             panic!("{result:?}");
         };
-        assert!(why.contains("config 'shared-secrets' does not exist"), "{why}");
+        assert!(
+            why.contains("config 'shared-secrets' does not exist"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn bad_properties_are_checked() {
         let bad = r#"{"config": [{"name": "x", "properties": {"k": [1]}}]}"#;
-        assert_eq!(ConfigScaler::check(&ctx(bad))[0].path, "config[0].properties.k");
+        assert_eq!(
+            ConfigScaler::check(&ctx(bad))[0].path,
+            "config[0].properties.k"
+        );
         assert!(ConfigScaler::check(&ctx(PROPS)).is_empty());
     }
 }
