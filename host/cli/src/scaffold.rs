@@ -8,25 +8,34 @@ use anyhow::{bail, Context};
 /// built from (the SDK is not on crates.io yet).
 const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
 
-const SCALER: &[(&str, &str)] = &[
-    (
-        "Cargo.toml",
-        include_str!("../templates/scaler/Cargo.toml.tmpl"),
-    ),
-    (
-        ".cargo/config.toml",
-        include_str!("../templates/scaler/cargo-config.toml.tmpl"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../templates/scaler/src/lib.rs.tmpl"),
-    ),
-    (
-        "README.md",
-        include_str!("../templates/scaler/README.md.tmpl"),
-    ),
-    (".gitignore", "/target\n"),
-];
+/// The files of a new plugin crate of one kind, from `templates/{kind}/`.
+macro_rules! templates {
+    ($kind:literal) => {
+        &[
+            (
+                "Cargo.toml",
+                include_str!(concat!("../templates/", $kind, "/Cargo.toml.tmpl")),
+            ),
+            (
+                ".cargo/config.toml",
+                include_str!(concat!("../templates/", $kind, "/cargo-config.toml.tmpl")),
+            ),
+            (
+                "src/lib.rs",
+                include_str!(concat!("../templates/", $kind, "/src/lib.rs.tmpl")),
+            ),
+            (
+                "README.md",
+                include_str!(concat!("../templates/", $kind, "/README.md.tmpl")),
+            ),
+            (".gitignore", "/target\n"),
+        ]
+    };
+}
+
+const SCALER: &[(&str, &str)] = templates!("scaler");
+const PLACEMENT: &[(&str, &str)] = templates!("placement");
+const VALIDATOR: &[(&str, &str)] = templates!("validator");
 
 /// Creates `dir/name` holding a new plugin of `kind`. Returns the folder.
 pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf> {
@@ -36,13 +45,12 @@ pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf>
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
-        bail!("`{name}` cannot name a plugin: use lower-case letters, digits and `-`, starting with a letter (it becomes the trait type)");
+        bail!("`{name}` cannot name a plugin: use lower-case letters, digits and `-`, starting with a letter (for a scaler it becomes the trait type)");
     }
     let files = match kind {
         "scaler" => SCALER,
-        "placement" | "validator" => bail!(
-            "the SDK does not export {kind} plugins yet; only `--kind scaler` can be scaffolded today"
-        ),
+        "placement" => PLACEMENT,
+        "validator" => VALIDATOR,
         other => bail!("unknown plugin kind `{other}`: use scaler, placement or validator"),
     };
     let root = dir.join(name);
