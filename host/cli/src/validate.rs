@@ -52,11 +52,7 @@ pub fn render(file: &Path, response: &ValidateResponse) -> String {
         file.display(),
         plural(errors),
         plural(warnings),
-        if response.valid {
-            " — valid"
-        } else {
-            ""
-        }
+        if response.valid { " — valid" } else { "" }
     );
     out
 }
