@@ -102,6 +102,7 @@ pub fn fast_settings() -> LoopSettings {
         host_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(10),
         debounce: Duration::from_millis(10),
+        ..LoopSettings::default()
     }
 }
 

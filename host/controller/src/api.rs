@@ -6,12 +6,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 use trellis_lattice::api::*;
-use trellis_lattice::manifest::{APPLICATION_KIND, OAM_VERSION};
 use trellis_lattice::Manifest;
 use trellis_runtime::Runtime;
 
 use crate::reconciler::Statuses;
 use crate::store::{ManifestStore, StoreError};
+use crate::validate;
 
 pub struct ApiServer {
     pub lattice: String,
@@ -64,6 +64,33 @@ pub fn plugin_list(runtime: &Runtime) -> PluginListResponse {
 }
 
 impl ApiServer {
+    /// Answers `trellis.api.{lattice}.model.validate`: the findings about a manifest, without
+    /// storing it.
+    pub async fn serve_validate(
+        client: async_nats::Client,
+        mut requests: async_nats::Subscriber,
+        runtime: Arc<Runtime>,
+    ) -> anyhow::Result<()> {
+        while let Some(msg) = requests.next().await {
+            let Some(reply) = msg.reply else { continue };
+            let runtime = Arc::clone(&runtime);
+            let payload = msg.payload;
+            let found = tokio::task::spawn_blocking(move || {
+                let text = String::from_utf8_lossy(&payload);
+                validate::validate_text(&runtime, &text).1
+            })
+            .await
+            .unwrap_or_default();
+            let response = ValidateResponse {
+                valid: !validate::has_errors(&found),
+                diagnostics: found,
+            };
+            let body = serde_json::to_vec(&response).unwrap_or_default();
+            let _ = client.publish(reply, body.into()).await;
+        }
+        Ok(())
+    }
+
     /// Answers `trellis.api.{lattice}.plugin.list`.
     pub async fn serve_plugins(
         client: async_nats::Client,
@@ -125,60 +152,10 @@ impl ApiServer {
             Operation::Versions(name) => to_value(self.versions(&name).await),
             Operation::Del(name) => to_value(self.delete(&name, payload).await),
             Operation::Deploy(name) => to_value(self.deploy(&name, payload).await),
-            Operation::Undeploy(name) => to_value(self.undeploy(&name).await),
+            Operation::Undeploy(name) => to_value(self.undeploy(&name, payload).await),
             Operation::Status(name) => to_value(self.status(&name).await),
             Operation::History(name) => to_value(self.history(&name).await),
         }
-    }
-
-    /// Checks a manifest before it is stored: the format, and that every trait type has a
-    /// plugin (with the closest known one as a hint).
-    fn check(&self, manifest: &Manifest) -> Result<(), String> {
-        if manifest.api_version != OAM_VERSION {
-            return Err(format!(
-                "apiVersion is `{}`; trellis reads `{OAM_VERSION}`",
-                manifest.api_version
-            ));
-        }
-        if manifest.kind != APPLICATION_KIND {
-            return Err(format!(
-                "kind is `{}`; trellis reads `{APPLICATION_KIND}`",
-                manifest.kind
-            ));
-        }
-        let name = manifest.name();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "metadata.name `{name}` may only hold letters, digits, `-` and `_`"
-            ));
-        }
-        if manifest.version() == "latest" {
-            return Err(
-                "metadata.annotations.version may not be `latest`: name a version such as v0.1.0"
-                    .into(),
-            );
-        }
-        let known = self.runtime.plugins().trait_types();
-        for (ci, component) in manifest.spec.components.iter().enumerate() {
-            for (ti, t) in component.traits.iter().flatten().enumerate() {
-                if !known.contains(&t.trait_type) {
-                    let hint = match closest(&t.trait_type, &known) {
-                        Some(c) => format!(" Did you mean `{c}`?"),
-                        None => String::new(),
-                    };
-                    return Err(format!(
-                        "spec.components[{ci}].traits[{ti}]: unknown trait type `{}`; the loaded plugins handle: {}.{hint} To use a custom trait, put its plugin in the controller's plugin folder first.",
-                        t.trait_type,
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn put(&self, payload: &[u8]) -> PutModelResponse {
@@ -205,8 +182,14 @@ impl ApiServer {
                 version,
             );
         }
-        if let Err(message) = self.check(&manifest) {
-            return error(message);
+        // Validators and scalers are plugin calls: keep them off the async workers.
+        let runtime = Arc::clone(&self.runtime);
+        let checked = manifest.clone();
+        let found = tokio::task::spawn_blocking(move || validate::validate(&runtime, &checked))
+            .await
+            .unwrap_or_default();
+        if validate::has_errors(&found) {
+            return error(validate::describe_errors(&found));
         }
         let name = manifest.name().to_string();
         let version = manifest.version().to_string();
@@ -386,11 +369,16 @@ impl ApiServer {
         }
     }
 
-    async fn undeploy(&self, name: &str) -> DeployModelResponse {
-        match self.store.undeploy(name).await {
+    async fn undeploy(&self, name: &str, payload: &[u8]) -> DeployModelResponse {
+        let request: UndeployModelRequest = parse_or_default(payload);
+        match self.store.undeploy(name, request.non_destructive).await {
             Ok(()) => DeployModelResponse {
                 result: DeployResult::Acknowledged,
-                message: format!("undeploying app {name}"),
+                message: if request.non_destructive {
+                    format!("undeploying app {name}; what it runs stays in place, unmanaged")
+                } else {
+                    format!("undeploying app {name}")
+                },
                 name: name.into(),
                 version: None,
             },
@@ -454,45 +442,9 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-fn parse_or_default<T: serde::de::DeserializeOwned + Default>(payload: &[u8]) -> T {
+pub(crate) fn parse_or_default<T: serde::de::DeserializeOwned + Default>(payload: &[u8]) -> T {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return T::default();
     }
     serde_json::from_slice(payload).unwrap_or_default()
-}
-
-/// The known name closest to `name` by edit distance, if it is close enough to be a typo.
-pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
-        .min()
-        .map(|(_, k)| k.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closest_trait_type_is_suggested() {
-        let known = vec!["link".to_string(), "spreadscaler".to_string()];
-        assert_eq!(closest("spreadscalar", &known), Some("spreadscaler"));
-        assert_eq!(closest("daemonscaler", &known), None);
-    }
 }

@@ -6,7 +6,7 @@
 //! backs off exponentially (with jitter, capped) before it may be issued again, and the failure
 //! is reported in the scaler's status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -238,12 +238,24 @@ impl Executor {
         self.failures.values().find(|f| &f.origin == origin)
     }
 
-    /// Forgets failures of commands no scaler asks for any more, and of ones now satisfied.
-    pub fn forget_failures(&mut self, wanted: &HashMap<String, Command>, state: &LatticeState) {
-        self.failures.retain(|key, _| {
-            wanted
-                .get(key)
-                .is_some_and(|command| !satisfied(command, state))
+    /// Who asked for the command with this key, while it is in flight or backing off.
+    pub fn origin_of(&self, key: &str) -> Option<Origin> {
+        self.origins.get(key).cloned()
+    }
+
+    /// After a pass over `apps`: forgets failures of their commands that no scaler asks for any
+    /// more, and of ones now satisfied. Failures of other apps' commands stay.
+    pub fn forget_failures(
+        &mut self,
+        wanted: &HashMap<String, Command>,
+        apps: &BTreeSet<String>,
+        state: &LatticeState,
+    ) {
+        self.failures.retain(|key, failure| {
+            !apps.contains(&failure.origin.app)
+                || wanted
+                    .get(key)
+                    .is_some_and(|command| !satisfied(command, state))
         });
         // Who asked for a command matters only while it is in flight or backing off.
         let (in_flight, failures) = (&self.in_flight, &self.failures);
@@ -275,70 +287,20 @@ impl Executor {
         self.in_flight.len()
     }
 
+    /// Whether `command` would be held back now: in flight, or backing off after a failure.
+    pub fn holds(&self, command: &Command, now: Instant) -> bool {
+        let key = command_key(command);
+        self.in_flight.contains_key(&key)
+            || self.failures.get(&key).is_some_and(|f| f.retry_at > now)
+    }
+
+    /// The origins of the commands in flight: their apps need a look on the next pass.
+    pub fn in_flight_origins(&self) -> impl Iterator<Item = &Origin> {
+        self.in_flight.keys().filter_map(|k| self.origins.get(k))
+    }
+
     fn send(&self, key: &str, command: &Command, origin: &Origin) {
-        let annotations: BTreeMap<String, String> = [
-            (annotations::MANAGED_BY, annotations::MANAGED_BY_VALUE),
-            (annotations::APP, origin.app.as_str()),
-            (annotations::SCALER, origin.scaler.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let (subject, body) = match command {
-            Command::ScaleComponent(c) => (
-                self.subjects.component_scale(&c.host_id),
-                serde_json::to_vec(&ScaleComponentCommand {
-                    component_ref: c.image.clone(),
-                    component_id: c.component_id.clone(),
-                    annotations: Some(annotations),
-                    max_instances: c.count,
-                    host_id: c.host_id.clone(),
-                    config: c.config.clone(),
-                    allow_update: true,
-                }),
-            ),
-            Command::StartProvider(c) => (
-                self.subjects.provider_start(&c.host_id),
-                serde_json::to_vec(&StartProviderCommand {
-                    provider_id: c.provider_id.clone(),
-                    provider_ref: c.image.clone(),
-                    host_id: c.host_id.clone(),
-                    config: c.config.clone(),
-                    annotations: Some(annotations),
-                }),
-            ),
-            Command::StopProvider(c) => (
-                self.subjects.provider_stop(&c.host_id),
-                serde_json::to_vec(&StopProviderCommand {
-                    host_id: c.host_id.clone(),
-                    provider_id: c.provider_id.clone(),
-                }),
-            ),
-            Command::PutLink(l) => (
-                self.subjects.link_put(),
-                serde_json::to_vec(&from_wit_link(l)),
-            ),
-            Command::DeleteLink(l) => (
-                self.subjects.link_del(),
-                serde_json::to_vec(&DeleteLinkRequest {
-                    source_id: l.source_id.clone(),
-                    name: l.name.clone(),
-                    wit_namespace: l.wit_namespace.clone(),
-                    wit_package: l.wit_package.clone(),
-                }),
-            ),
-            Command::PutConfig(c) => (
-                self.subjects.config_put(&c.name),
-                serde_json::to_vec(
-                    &c.entries
-                        .iter()
-                        .map(|p| (p.key.clone(), p.value.clone()))
-                        .collect::<BTreeMap<_, _>>(),
-                ),
-            ),
-            Command::DeleteConfig(name) => (self.subjects.config_del(name), Ok(b"{}".to_vec())),
-        };
-        let body = body.unwrap_or_default();
+        let (subject, body) = encode(&self.subjects, command, origin);
         tracing::info!(app = %origin.app, scaler = %origin.scaler, %subject, "issuing command");
         let client = self.client.clone();
         let outcomes = self.outcomes.clone();
@@ -361,6 +323,71 @@ impl Executor {
             let _ = outcomes.send(Outcome { key, result });
         });
     }
+}
+
+/// The control-interface request for a command: its subject and body, annotated with the app,
+/// the scaler and managed-by. `plan` shows exactly these.
+pub fn encode(subjects: &ctl::Subjects, command: &Command, origin: &Origin) -> (String, Vec<u8>) {
+    let annotations: BTreeMap<String, String> = [
+        (annotations::MANAGED_BY, annotations::MANAGED_BY_VALUE),
+        (annotations::APP, origin.app.as_str()),
+        (annotations::SCALER, origin.scaler.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (subject, body) = match command {
+        Command::ScaleComponent(c) => (
+            subjects.component_scale(&c.host_id),
+            serde_json::to_vec(&ScaleComponentCommand {
+                component_ref: c.image.clone(),
+                component_id: c.component_id.clone(),
+                annotations: Some(annotations),
+                max_instances: c.count,
+                host_id: c.host_id.clone(),
+                config: c.config.clone(),
+                allow_update: true,
+            }),
+        ),
+        Command::StartProvider(c) => (
+            subjects.provider_start(&c.host_id),
+            serde_json::to_vec(&StartProviderCommand {
+                provider_id: c.provider_id.clone(),
+                provider_ref: c.image.clone(),
+                host_id: c.host_id.clone(),
+                config: c.config.clone(),
+                annotations: Some(annotations),
+            }),
+        ),
+        Command::StopProvider(c) => (
+            subjects.provider_stop(&c.host_id),
+            serde_json::to_vec(&StopProviderCommand {
+                host_id: c.host_id.clone(),
+                provider_id: c.provider_id.clone(),
+            }),
+        ),
+        Command::PutLink(l) => (subjects.link_put(), serde_json::to_vec(&from_wit_link(l))),
+        Command::DeleteLink(l) => (
+            subjects.link_del(),
+            serde_json::to_vec(&DeleteLinkRequest {
+                source_id: l.source_id.clone(),
+                name: l.name.clone(),
+                wit_namespace: l.wit_namespace.clone(),
+                wit_package: l.wit_package.clone(),
+            }),
+        ),
+        Command::PutConfig(c) => (
+            subjects.config_put(&c.name),
+            serde_json::to_vec(
+                &c.entries
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+        ),
+        Command::DeleteConfig(name) => (subjects.config_del(name), Ok(b"{}".to_vec())),
+    };
+    (subject, body.unwrap_or_default())
 }
 
 /// Exponential backoff with ±20% jitter derived from the key, so that many commands failing at

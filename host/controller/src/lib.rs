@@ -7,9 +7,12 @@
 
 pub mod api;
 pub mod executor;
+pub mod extensions;
+pub mod ownership;
 pub mod reconciler;
 pub mod state;
 pub mod store;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +54,8 @@ impl Default for ControllerConfig {
 pub struct Controller {
     runtime: Arc<Runtime>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Per lattice: this controller's id in the ownership buckets.
+    ids: Vec<(String, ownership::LeaseHandle)>,
 }
 
 impl Controller {
@@ -83,6 +88,7 @@ impl Controller {
             trellis_bus::connect(&config.nats_url, options.name("trellis-controller")).await?;
         let js = async_nats::jetstream::new(client.clone());
         let mut tasks = Vec::new();
+        let mut ids = Vec::new();
         for lattice in &config.lattices {
             let store = store::ManifestStore::open(&js, lattice)
                 .await
@@ -118,15 +124,65 @@ impl Controller {
                     tracing::error!("plugin API stopped: {e:#}");
                 }
             }));
+            let validate_requests = client
+                .queue_subscribe(
+                    trellis_lattice::api::Subjects::new(lattice).validate(),
+                    "trellis-api".into(),
+                )
+                .await?;
+            let (validate_client, validate_runtime) = (client.clone(), Arc::clone(&runtime));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = api::ApiServer::serve_validate(
+                    validate_client,
+                    validate_requests,
+                    validate_runtime,
+                )
+                .await
+                {
+                    tracing::error!("validate API stopped: {e:#}");
+                }
+            }));
+            let status_kv =
+                trellis_bus::open_bucket(&js, &reconciler::status_bucket(lattice), 1).await?;
+            let (ownership, ownership_watches) =
+                ownership::Ownership::start(&js, lattice, config.settings.lease)
+                    .await
+                    .with_context(|| format!("joining the controllers of lattice {lattice}"))?;
+            ids.push((lattice.clone(), ownership.handle()));
+            let (plan_tx, plan_rx) = tokio::sync::mpsc::channel(16);
+            let extensions = extensions::ExtensionServer {
+                lattice: lattice.clone(),
+                client: client.clone(),
+                store: store.clone(),
+                plans: plan_tx,
+            };
+            let extension_requests = extensions.subscribe().await?;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = extensions.run(extension_requests).await {
+                    tracing::error!("API extensions stopped: {e:#}");
+                }
+            }));
+            let inputs = reconciler::Inputs::open(
+                &js,
+                lattice,
+                &config.settings,
+                store.kv(),
+                &links,
+                &configs,
+                &status_kv,
+                ownership_watches,
+                plan_rx,
+            )
+            .await?;
             let reconciler = reconciler::Reconciler::new(
                 lattice,
                 client.clone(),
                 Arc::clone(&runtime),
                 config.settings.clone(),
                 statuses,
+                status_kv,
+                ownership,
             );
-            let inputs =
-                reconciler::Inputs::open(&client, lattice, store.kv(), &links, &configs).await?;
             let name = lattice.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = reconciler.run(inputs).await {
@@ -136,13 +192,27 @@ impl Controller {
             tracing::info!(lattice = %lattice, nats = %config.nats_url, plugins = %config.plugin_dir.display(), "controller serving lattice");
         }
         trellis_bus::sync(&client).await?;
-        Ok(Self { runtime, tasks })
+        Ok(Self {
+            runtime,
+            tasks,
+            ids,
+        })
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
+    /// This controller's id on `lattice` (as the ownership buckets name it), if it serves it.
+    pub fn id(&self, lattice: &str) -> Option<String> {
+        self.ids
+            .iter()
+            .find(|(l, _)| l == lattice)
+            .map(|(_, handle)| handle.id())
+    }
+
+    /// Stops at once, as a crash would: nothing is released, so other controllers take this
+    /// one's apps over only when its lease runs out.
     pub async fn stop(self) {
         for task in &self.tasks {
             task.abort();

@@ -1,24 +1,33 @@
 //! The reconcile loop of one lattice: follow one event from arrival to the commands it causes.
 //!
-//! 1. Events (`wasmbus.evt.{lattice}.>`), link and config changes (their KV buckets), manifest
-//!    changes (the manifest store's KV bucket), command outcomes and a periodic tick all arrive
-//!    in one `select!` and update [`LatticeState`] or the set of deployed apps.
-//! 2. Any change marks the loop dirty; a short debounce later a *pass* runs.
-//! 3. A pass takes one [`LatticeSnapshot`], and for every trait of every deployed app calls the
-//!    scaler plugin that handles the trait type (placement plugins answer its `rank-hosts`).
-//!    Plugin calls run on a blocking thread; a failing plugin fails only its own scaler.
+//! 1. Events (a JetStream stream over `wasmbus.evt.{lattice}.>`, so a restarted controller
+//!    replays what it missed), link and config changes (their KV buckets), manifest changes
+//!    (the manifest store's KV bucket), ownership changes, command outcomes, `plan` queries and
+//!    a periodic tick all arrive in one `select!` and update [`LatticeState`], the set of
+//!    deployed apps or who owns them.
+//! 2. A change marks the apps it concerns dirty (a change to a component marks the apps that
+//!    run it; a host joining, leaving or changing labels marks every app); the periodic tick
+//!    marks every app. A short debounce later a *pass* runs.
+//! 3. A pass takes one [`LatticeSnapshot`], and for every scaler of every dirty app this
+//!    controller owns ([`Ownership`]) calls the scaler plugin that handles the trait type
+//!    (placement plugins answer its `rank-hosts`). Plugin calls run on a blocking thread; a
+//!    failing plugin fails only its own scaler.
 //! 4. The commands go to the [`Executor`], which drops those in flight or backing off.
 //! 5. Each scaler's status, aggregated per app, is published on `wadm.status.{lattice}.{app}`
-//!    when it changes.
+//!    and kept in a KV bucket (so every controller answers `status`) when it changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv};
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::sync::mpsc;
-use trellis_lattice::api::{ScalerStatus, Status, StatusInfo, StatusType};
+use tokio::sync::{mpsc, oneshot};
+use trellis_lattice::api::{
+    GetResult, PlanResponse, PlannedCommand, ScalerStatus, Status, StatusInfo, StatusType,
+};
 use trellis_lattice::ctl::{self, CtlResponse, HostInventory, Link};
 use trellis_lattice::event::{self, CloudEvent};
 use trellis_lattice::manifest::ComponentType;
@@ -28,8 +37,9 @@ use trellis_runtime::bindings::{
 };
 use trellis_runtime::{LatticeSnapshot, Runtime};
 
-use crate::executor::{command_key, Executor, Origin, Outcome};
-use crate::state::LatticeState;
+use crate::executor::{command_key, encode, Executor, Origin, Outcome};
+use crate::ownership::{Ownership, OwnershipWatches};
+use crate::state::{LatticeState, Touched};
 use crate::store::StoredApp;
 
 /// Settings of the loop.
@@ -43,6 +53,12 @@ pub struct LoopSettings {
     pub command_timeout: Duration,
     /// Wait this long after a change before a pass, so a burst of events makes one pass.
     pub debounce: Duration,
+    /// How long a controller's ownership of its apps outlives its last renewal: when a
+    /// controller dies, others take its apps over this long after they last heard from it.
+    pub lease: Duration,
+    /// At start, lattice events this old are replayed from the event stream (then every host
+    /// is asked for its inventory): a controller restarting within this window misses nothing.
+    pub event_replay: Duration,
 }
 
 impl Default for LoopSettings {
@@ -52,46 +68,210 @@ impl Default for LoopSettings {
             host_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(30),
             debounce: Duration::from_millis(20),
+            lease: Duration::from_secs(3),
+            event_replay: Duration::from_secs(60),
         }
     }
+}
+
+/// The JetStream stream holding a lattice's events.
+pub fn events_stream(lattice: &str) -> String {
+    format!("TRELLIS_EVENTS_{lattice}")
+}
+
+/// Events older than this leave the stream: it exists to bridge a controller restart, not to
+/// archive the lattice.
+const EVENTS_MAX_AGE: Duration = Duration::from_secs(600);
+/// A cap on the stream's size, so 10,000 hosts' heartbeats cannot fill the disk.
+const EVENTS_MAX_BYTES: i64 = 512 * 1024 * 1024;
+
+/// The KV bucket where the owner of each app keeps its status, so that every controller of the
+/// lattice answers `status` and `list` alike.
+pub fn status_bucket(lattice: &str) -> String {
+    format!("TRELLIS_STATUS_{lattice}")
+}
+
+/// One lattice event from the stream.
+pub struct EventMessage {
+    pub payload: bytes::Bytes,
+    /// How long ago the server stored it (zero for live events, more for replayed ones).
+    pub age: Duration,
+    /// How many more events the stream held when this one was delivered.
+    pub pending: u64,
+}
+
+/// Opens the lattice's event stream (creating it when missing) and an ordered consumer that
+/// starts `replay` in the past.
+pub async fn event_stream(
+    js: &jetstream::Context,
+    lattice: &str,
+    replay: Duration,
+) -> anyhow::Result<BoxStream<'static, EventMessage>> {
+    let subjects = event::all_subjects(lattice);
+    let name = events_stream(lattice);
+    let stream = match js.get_stream(&name).await {
+        Ok(stream) => stream,
+        Err(_) => {
+            let created = js
+                .create_stream(jetstream::stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subjects.clone()],
+                    max_age: EVENTS_MAX_AGE,
+                    max_bytes: EVENTS_MAX_BYTES,
+                    discard: jetstream::stream::DiscardPolicy::Old,
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: 1,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(stream) => stream,
+                // Another stream may capture the lattice's events already (a wadm on the same
+                // NATS makes one); read from that one.
+                Err(create_err) => {
+                    let other = js.stream_by_subject(subjects.clone()).await.with_context(|| {
+                        format!("cannot create the event stream {name} over {subjects} ({create_err}), and no stream captures that subject. Is JetStream enabled (nats-server -js)?")
+                    })?;
+                    js.get_stream(&other)
+                        .await
+                        .with_context(|| format!("opening event stream {other}"))?
+                }
+            }
+        }
+    };
+    let start = time::OffsetDateTime::now_utc()
+        - time::Duration::try_from(replay).unwrap_or(time::Duration::ZERO);
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subjects.clone(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("cannot read lattice events from stream {name}"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .with_context(|| format!("cannot read lattice events from stream {name}"))?;
+    let lattice = lattice.to_string();
+    Ok(messages
+        .filter_map(move |msg| {
+            let out = match msg {
+                Ok(msg) => {
+                    let (age, pending) = match msg.info() {
+                        Ok(info) => {
+                            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128;
+                            let age = (now - info.published.unix_timestamp_nanos()).max(0);
+                            (Duration::from_nanos(age as u64), info.pending)
+                        }
+                        Err(_) => (Duration::ZERO, 0),
+                    };
+                    Some(EventMessage {
+                        payload: msg.message.payload.clone(),
+                        age,
+                        pending,
+                    })
+                }
+                Err(e) => {
+                    // The ordered consumer recreates itself; a gap shows as a resync.
+                    tracing::warn!(lattice = %lattice, "event stream: {e}");
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
+        .boxed())
 }
 
 /// Everything the loop listens to, opened before the loop starts so nothing sent after
 /// `Controller::start` returns is missed.
 pub struct Inputs {
-    events: async_nats::Subscriber,
+    events: BoxStream<'static, EventMessage>,
     manifests: kv::Watch,
     links: kv::Watch,
     configs: kv::Watch,
+    statuses: kv::Watch,
+    ownership: OwnershipWatches,
+    plans: mpsc::Receiver<PlanQuery>,
 }
 
 impl Inputs {
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
-        client: &async_nats::Client,
+        js: &jetstream::Context,
         lattice: &str,
+        settings: &LoopSettings,
         manifests: &kv::Store,
         links: &kv::Store,
         configs: &kv::Store,
+        statuses: &kv::Store,
+        ownership: OwnershipWatches,
+        plans: mpsc::Receiver<PlanQuery>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            events: client.subscribe(event::all_subjects(lattice)).await?,
+            events: event_stream(js, lattice, settings.event_replay).await?,
             manifests: manifests.watch_with_history(">").await?,
             links: links.watch_with_history(">").await?,
             configs: configs.watch_with_history(">").await?,
+            statuses: statuses.watch_with_history(">").await?,
+            ownership,
+            plans,
         })
     }
+}
+
+/// A `plan` question for the loop: what deploying `manifest` would issue now.
+pub struct PlanQuery {
+    pub manifest: Manifest,
+    pub reply: oneshot::Sender<PlanResponse>,
 }
 
 /// Statuses of the apps of a lattice, shared with the API server.
 pub type Statuses = Arc<Mutex<HashMap<String, Status>>>;
 
 /// One scaler of a deployed app: a trait on a component.
-struct ScalerSlot {
-    origin: Origin,
-    status_id: String,
-    trait_type: String,
-    component: String,
-    ctx: ScalerContext,
+pub(crate) struct ScalerSlot {
+    pub origin: Origin,
+    pub status_id: String,
+    pub trait_type: String,
+    pub component: String,
+    pub ctx: ScalerContext,
+    /// Where the scaler's properties are in the manifest, for diagnostics.
+    pub properties_path: String,
+}
+
+/// The trait type of the scaler the controller gives every component that lists configs in
+/// its properties (the manifest writes no trait for it, as in wadm).
+pub(crate) const CONFIG_TRAIT: &str = "config";
+
+/// Which apps the next pass looks at.
+#[derive(Default)]
+struct Dirty {
+    all: bool,
+    apps: BTreeSet<String>,
+    since: Option<Instant>,
+}
+
+impl Dirty {
+    fn all(&mut self, now: Instant) {
+        self.all = true;
+        self.since.get_or_insert(now);
+    }
+    fn app(&mut self, app: &str, now: Instant) {
+        if !self.all {
+            self.apps.insert(app.to_string());
+        }
+        self.since.get_or_insert(now);
+    }
+    fn take(&mut self) -> Option<BTreeSet<String>> {
+        self.since = None;
+        let apps = std::mem::take(&mut self.apps);
+        if std::mem::take(&mut self.all) {
+            None
+        } else {
+            Some(apps)
+        }
+    }
 }
 
 pub struct Reconciler {
@@ -104,10 +284,18 @@ pub struct Reconciler {
     outcomes: mpsc::UnboundedReceiver<Outcome>,
     /// Deployed apps: name → the manifest of the deployed version.
     deployed: BTreeMap<String, Manifest>,
+    /// Component and provider ids → the deployed apps that declare them, so an event about
+    /// one reaches only the scalers of those apps.
+    apps_of_id: HashMap<String, BTreeSet<String>>,
     /// Scalers that left since the last pass (an undeploy, or a version that dropped them),
     /// whose cleanup must run.
     to_clean: Vec<Cleanup>,
+    /// Apps undeployed since the last pass, whose status must say so.
+    undeployed: BTreeSet<String>,
     statuses: Statuses,
+    status_kv: kv::Store,
+    ownership: Ownership,
+    dirty: Dirty,
     plugin_generation: u64,
     started: Instant,
 }
@@ -119,6 +307,8 @@ impl Reconciler {
         runtime: Arc<Runtime>,
         settings: LoopSettings,
         statuses: Statuses,
+        status_kv: kv::Store,
+        ownership: Ownership,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
@@ -130,8 +320,13 @@ impl Reconciler {
             state: LatticeState::default(),
             outcomes: rx,
             deployed: BTreeMap::new(),
+            apps_of_id: HashMap::new(),
             to_clean: Vec::new(),
+            undeployed: BTreeSet::new(),
             statuses,
+            status_kv,
+            ownership,
+            dirty: Dirty::default(),
             plugin_generation: 0,
             started: Instant::now(),
         }
@@ -144,45 +339,81 @@ impl Reconciler {
             manifests: mut manifest_watch,
             links: mut link_watch,
             configs: mut config_watch,
+            statuses: mut status_watch,
+            ownership:
+                OwnershipWatches {
+                    owners: mut owner_watch,
+                    controllers: mut controller_watch,
+                },
+            mut plans,
         } = inputs;
+        self.catch_up(&mut events).await;
         self.discover_hosts().await;
 
         let mut tick =
             tokio::time::interval(self.settings.resync_interval.min(Duration::from_secs(1)));
-        let mut last_pass = Instant::now() - self.settings.resync_interval;
-        let mut dirty_since: Option<Instant> = Some(Instant::now());
+        // Ownership is checked often enough that a takeover follows a lease expiry closely.
+        let mut ownership_tick = tokio::time::interval(self.settings.lease / 6);
+        ownership_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_full_pass = Instant::now() - self.settings.resync_interval;
+        self.dirty.all(Instant::now());
         loop {
-            let pass_due = dirty_since.map(|t| t + self.settings.debounce);
+            let pass_due = self.dirty.since.map(|t| t + self.settings.debounce);
             tokio::select! {
                 Some(msg) = events.next() => {
-                    if self.on_event(&msg.payload) {
-                        dirty_since.get_or_insert_with(Instant::now);
-                    }
+                    self.on_event(&msg);
                 }
                 Some(entry) = manifest_watch.next() => {
                     if let Ok(entry) = entry {
+                        let app = entry.key.clone();
                         self.on_manifest(entry);
-                        dirty_since.get_or_insert_with(Instant::now);
+                        self.dirty.app(&app, Instant::now());
+                        self.claim_apps().await;
                     }
                 }
                 Some(entry) = link_watch.next() => {
                     if let Ok(entry) = entry {
                         self.on_link(entry);
-                        dirty_since.get_or_insert_with(Instant::now);
                     }
                 }
                 Some(entry) = config_watch.next() => {
                     if let Ok(entry) = entry {
                         self.on_config(entry);
-                        dirty_since.get_or_insert_with(Instant::now);
+                        self.dirty.all(Instant::now());
                     }
+                }
+                Some(entry) = status_watch.next() => {
+                    if let Ok(entry) = entry {
+                        self.on_status_entry(entry);
+                    }
+                }
+                Some(entry) = owner_watch.next() => {
+                    if let Ok(entry) = entry {
+                        let app = entry.key.clone();
+                        self.ownership.on_owner_entry(entry);
+                        // A new owner (maybe us) looks at the app at once.
+                        self.dirty.app(&app, Instant::now());
+                    }
+                }
+                Some(entry) = controller_watch.next() => {
+                    if let Ok(entry) = entry {
+                        self.ownership.on_controller_entry(entry, Instant::now());
+                    }
+                }
+                Some(query) = plans.recv() => {
+                    let response = self.plan(query.manifest).await;
+                    let _ = query.reply.send(response);
                 }
                 Some(outcome) = self.outcomes.recv() => {
                     let failed = outcome.result.is_err();
+                    let origin = self.executor.origin_of(&outcome.key);
                     self.executor.on_outcome(outcome, Instant::now());
-                    if failed {
-                        dirty_since.get_or_insert_with(Instant::now);
+                    if let (true, Some(origin)) = (failed, origin) {
+                        self.dirty.app(&origin.app, Instant::now());
                     }
+                }
+                _ = ownership_tick.tick() => {
+                    self.claim_apps().await;
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
@@ -193,39 +424,92 @@ impl Reconciler {
                     let generation = self.runtime.generation();
                     if !dead.is_empty()
                         || generation != self.plugin_generation
-                        || now.duration_since(last_pass) >= self.settings.resync_interval
-                        || self.executor.in_flight_count() > 0
+                        || now.duration_since(last_full_pass) >= self.settings.resync_interval
                     {
                         self.plugin_generation = generation;
-                        dirty_since.get_or_insert(now);
+                        last_full_pass = now;
+                        self.dirty.all(now);
+                    }
+                    let busy: Vec<String> =
+                        self.executor.in_flight_origins().map(|o| o.app.clone()).collect();
+                    for app in busy {
+                        self.dirty.app(&app, now);
                     }
                 }
                 _ = sleep_until(pass_due) => {
-                    dirty_since = None;
-                    last_pass = Instant::now();
-                    self.pass().await;
+                    let apps = self.dirty.take();
+                    self.pass(apps).await;
                 }
                 else => return Ok(()),
             }
         }
     }
 
-    /// Applies one lattice event. Returns whether a pass should follow.
-    fn on_event(&mut self, payload: &[u8]) -> bool {
-        let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(payload) else {
+    /// Applies the events replayed from the stream, up to the present, before the inventory
+    /// queries (which are newer, so they win).
+    async fn catch_up(&mut self, events: &mut BoxStream<'static, EventMessage>) {
+        let mut replayed = 0usize;
+        // Nothing within the wait means nothing to replay (or an idle lattice).
+        while let Ok(Some(msg)) =
+            tokio::time::timeout(Duration::from_millis(500), events.next()).await
+        {
+            replayed += 1;
+            self.on_event(&msg);
+            if msg.pending == 0 {
+                break;
+            }
+        }
+        tracing::info!(lattice = %self.lattice, replayed, "replayed lattice events");
+    }
+
+    /// Applies one lattice event and marks the apps it concerns.
+    fn on_event(&mut self, msg: &EventMessage) {
+        let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else {
             tracing::debug!(lattice = %self.lattice, "ignoring a message that is not a CloudEvent");
-            return false;
+            return;
         };
         let event = match cloud_event.decode() {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(lattice = %self.lattice, kind = cloud_event.kind(), "unreadable event: {e}");
-                return false;
+                return;
             }
         };
         let now = Instant::now();
+        let at = now.checked_sub(msg.age).unwrap_or(now);
         self.executor.on_event(&event, now);
-        self.state.apply(&cloud_event.source, &event, now)
+        match self.state.apply(&cloud_event.source, &event, at) {
+            Touched::Nothing => {}
+            Touched::Everything => self.dirty.all(now),
+            Touched::Ids(ids) => self.mark_ids(ids.iter().map(String::as_str), now),
+        }
+    }
+
+    fn mark_ids<'a>(&mut self, ids: impl Iterator<Item = &'a str>, now: Instant) {
+        for id in ids {
+            if let Some(apps) = self.apps_of_id.get(id) {
+                for app in apps {
+                    self.dirty.app(app, now);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, app: &str, manifest: &Manifest, add: bool) {
+        for component in &manifest.spec.components {
+            let id = manifest.component_id(component);
+            if add {
+                self.apps_of_id
+                    .entry(id)
+                    .or_default()
+                    .insert(app.to_string());
+            } else if let Some(apps) = self.apps_of_id.get_mut(&id) {
+                apps.remove(app);
+                if apps.is_empty() {
+                    self.apps_of_id.remove(&id);
+                }
+            }
+        }
     }
 
     fn on_manifest(&mut self, entry: kv::Entry) {
@@ -233,6 +517,7 @@ impl Reconciler {
             kv::Operation::Put => serde_json::from_slice(&entry.value).ok(),
             _ => None,
         };
+        let left_running = app.as_ref().is_some_and(StoredApp::left_running);
         let deployed = app.as_ref().and_then(|a| a.deployed_manifest().cloned());
         let app = entry.key;
         match deployed {
@@ -244,24 +529,48 @@ impl Reconciler {
                     cleanup.scalers.retain(|id| !kept.contains(id));
                 }
                 self.to_clean.retain(|c| !c.scalers.is_empty());
+                self.undeployed.remove(&app);
+                self.index(&app, &manifest, true);
                 if let Some(previous) = self.deployed.insert(app.clone(), manifest) {
                     let gone: BTreeSet<String> = scaler_ids(&previous)
                         .into_iter()
                         .filter(|id| !kept.contains(id))
                         .collect();
+                    self.index(&app, &previous, false);
+                    let current = self.deployed[&app].clone();
+                    self.index(&app, &current, true);
                     self.schedule_cleanup(app, previous, gone);
                 }
             }
             None => {
                 if let Some(previous) = self.deployed.remove(&app) {
-                    let all = scaler_ids(&previous);
-                    self.schedule_cleanup(app.clone(), previous, all);
+                    self.index(&app, &previous, false);
+                    // A non-destructive undeploy stops managing and removes nothing.
+                    if !left_running {
+                        let all = scaler_ids(&previous);
+                        self.schedule_cleanup(app.clone(), previous, all);
+                    }
+                    self.undeployed.insert(app.clone());
                 }
                 let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
                 statuses.insert(
                     app,
                     Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new()),
                 );
+            }
+        }
+    }
+
+    fn on_status_entry(&mut self, entry: kv::Entry) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        match entry.operation {
+            kv::Operation::Put => {
+                if let Ok(status) = serde_json::from_slice::<Status>(&entry.value) {
+                    statuses.insert(entry.key, status);
+                }
+            }
+            _ => {
+                statuses.remove(&entry.key);
             }
         }
     }
@@ -277,16 +586,22 @@ impl Reconciler {
     }
 
     fn on_link(&mut self, entry: kv::Entry) {
-        match entry.operation {
-            kv::Operation::Put => {
-                if let Ok(link) = serde_json::from_slice::<Link>(&entry.value) {
+        let now = Instant::now();
+        let touched: Vec<String> = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<Link>(&entry.value) {
+                Ok(link) => {
+                    let ids = vec![link.source_id.clone(), link.target.clone()];
                     self.state.links.insert(link.key(), link);
+                    ids
                 }
-            }
-            _ => {
-                self.state.links.remove(&entry.key);
-            }
-        }
+                Err(_) => Vec::new(),
+            },
+            _ => match self.state.links.remove(&entry.key) {
+                Some(link) => vec![link.source_id, link.target],
+                None => Vec::new(),
+            },
+        };
+        self.mark_ids(touched.iter().map(String::as_str), now);
     }
 
     fn on_config(&mut self, entry: kv::Entry) {
@@ -299,6 +614,19 @@ impl Reconciler {
             _ => {
                 self.state.configs.remove(&entry.key);
             }
+        }
+    }
+
+    /// Claims the apps that need an owner: deployed ones, and undeployed ones with cleanup
+    /// or a status still to publish.
+    async fn claim_apps(&mut self) {
+        let mut wanted: BTreeSet<String> = self.deployed.keys().cloned().collect();
+        wanted.extend(self.to_clean.iter().map(|c| c.app.clone()));
+        wanted.extend(self.undeployed.iter().cloned());
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let won = self.ownership.claim(&wanted, Instant::now()).await;
+        for app in won {
+            self.dirty.app(&app, Instant::now());
         }
     }
 
@@ -319,42 +647,64 @@ impl Reconciler {
                 return;
             }
         };
-        for reply in hosts {
-            let Ok(resp) = serde_json::from_slice::<CtlResponse<ctl::Host>>(&reply) else {
-                continue;
-            };
-            let Some(host) = resp.response else { continue };
-            let inventory = self
-                .client
-                .request(subjects.host_get(&host.id), "".into())
-                .await;
-            if let Ok(msg) = inventory {
-                if let Ok(CtlResponse {
-                    response: Some(inv),
-                    ..
-                }) = serde_json::from_slice::<CtlResponse<HostInventory>>(&msg.payload)
-                {
-                    self.state.apply_inventory(&inv, Instant::now());
-                }
-            }
+        let ids: Vec<String> = hosts
+            .iter()
+            .filter_map(|reply| serde_json::from_slice::<CtlResponse<ctl::Host>>(reply).ok())
+            .filter_map(|resp| resp.response.map(|h| h.id))
+            .collect();
+        // Many hosts answer at once; ask a bounded number of them at a time.
+        let client = &self.client;
+        let subjects = &subjects;
+        let inventories: Vec<HostInventory> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let msg = client
+                    .request(subjects.host_get(&id), "".into())
+                    .await
+                    .ok()?;
+                serde_json::from_slice::<CtlResponse<HostInventory>>(&msg.payload)
+                    .ok()?
+                    .response
+            })
+            .buffer_unordered(64)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let now = Instant::now();
+        for inventory in &inventories {
+            self.state.apply_inventory(inventory, now);
         }
         tracing::info!(lattice = %self.lattice, hosts = self.state.hosts.len(), "discovered hosts");
     }
 
-    /// One reconcile pass over every deployed app.
-    async fn pass(&mut self) {
+    /// One reconcile pass over the dirty apps this controller owns (`None`: every app).
+    async fn pass(&mut self, dirty: Option<BTreeSet<String>>) {
         let now = Instant::now();
         self.executor.settle(&self.state, now);
         let snapshot = Arc::new(
             self.state
                 .snapshot(now.duration_since(self.started).as_millis() as u64),
         );
+        let in_scope = |app: &str| dirty.as_ref().is_none_or(|d| d.contains(app));
         let apps: Vec<(String, Manifest)> = self
             .deployed
             .iter()
+            .filter(|(name, _)| in_scope(name) && self.ownership.owns(name, now))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let to_clean = std::mem::take(&mut self.to_clean);
+        // Cleanups run at the owner; others forget them once someone else owns the app.
+        let (to_clean, kept): (Vec<Cleanup>, Vec<Cleanup>) = std::mem::take(&mut self.to_clean)
+            .into_iter()
+            .partition(|c| self.ownership.owns(&c.app, now));
+        self.to_clean = kept
+            .into_iter()
+            .filter(|c| {
+                self.ownership
+                    .owner_of(&c.app)
+                    .is_none_or(|o| o == self.ownership.id())
+            })
+            .collect();
+        let mut planned_apps: BTreeSet<String> = apps.iter().map(|(n, _)| n.clone()).collect();
+        planned_apps.extend(to_clean.iter().map(|c| c.app.clone()));
         let runtime = Arc::clone(&self.runtime);
         let snap = Arc::clone(&snapshot);
         let lattice = self.lattice.clone();
@@ -378,6 +728,7 @@ impl Reconciler {
         .await;
         let Ok((apps, cleanups)) = planned else {
             tracing::error!(lattice = %self.lattice, "a reconcile pass panicked; retrying on the next tick");
+            self.dirty.all(Instant::now());
             return;
         };
 
@@ -411,9 +762,31 @@ impl Reconciler {
             self.publish_status(&app, Status::aggregate(scaler_statuses))
                 .await;
         }
-        self.executor.forget_failures(&wanted, &self.state);
+        self.executor
+            .forget_failures(&wanted, &planned_apps, &self.state);
+
+        // Undeployed apps: say so, and give the app up once nothing is left to clean.
+        let undeployed = std::mem::take(&mut self.undeployed);
+        for app in undeployed {
+            if self.deployed.contains_key(&app) {
+                continue;
+            }
+            let owned = self.ownership.owns(&app, now);
+            if owned {
+                let status = Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new());
+                self.publish_status_always(&app, status).await;
+            } else if self.ownership.owner_of(&app).is_none() {
+                // Not claimed yet: keep it until someone owns it.
+                self.undeployed.insert(app);
+                continue;
+            }
+            if owned && !self.to_clean.iter().any(|c| c.app == app) {
+                self.ownership.release(&app).await;
+            }
+        }
     }
 
+    /// Publishes an app's status when it changed.
     async fn publish_status(&self, app: &str, status: Status) {
         let changed = {
             let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
@@ -424,11 +797,107 @@ impl Reconciler {
             changed
         };
         if changed {
-            tracing::info!(lattice = %self.lattice, app, status = ?status.info.status_type, message = %status.info.message, "app status");
-            let subject = trellis_lattice::api::Subjects::new(&self.lattice).status_updates(app);
-            if let Ok(body) = serde_json::to_vec(&status) {
-                let _ = self.client.publish(subject, body.into()).await;
+            self.publish_status_always(app, status).await;
+        }
+    }
+
+    async fn publish_status_always(&self, app: &str, status: Status) {
+        tracing::info!(lattice = %self.lattice, app, status = ?status.info.status_type, message = %status.info.message, "app status");
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.to_string(), status.clone());
+        let subject = trellis_lattice::api::Subjects::new(&self.lattice).status_updates(app);
+        if let Ok(body) = serde_json::to_vec(&status) {
+            let body: bytes::Bytes = body.into();
+            let _ = self.client.publish(subject, body.clone()).await;
+            if let Err(e) = self.status_kv.put(app, body).await {
+                tracing::warn!(lattice = %self.lattice, app, "cannot store the app's status: {e}");
             }
+        }
+    }
+
+    /// What deploying `manifest` would issue now: the same plugin calls as a pass, with the
+    /// commands returned instead of sent.
+    async fn plan(&mut self, manifest: Manifest) -> PlanResponse {
+        let now = Instant::now();
+        self.executor.settle(&self.state, now);
+        let snapshot = Arc::new(
+            self.state
+                .snapshot(now.duration_since(self.started).as_millis() as u64),
+        );
+        let name = manifest.name().to_string();
+        let version = manifest.version().to_string();
+        // Scalers the deployed version has and this one drops would be cleaned up.
+        let cleanup = self.deployed.get(&name).and_then(|current| {
+            let kept = scaler_ids(&manifest);
+            let gone: BTreeSet<String> = scaler_ids(current)
+                .into_iter()
+                .filter(|id| !kept.contains(id))
+                .collect();
+            (!gone.is_empty()).then(|| Cleanup {
+                app: name.clone(),
+                manifest: current.clone(),
+                scalers: gone,
+            })
+        });
+        let runtime = Arc::clone(&self.runtime);
+        let planned = tokio::task::spawn_blocking(move || {
+            let scalers = plan_app(&runtime, &manifest, &snapshot);
+            let cleanups = cleanup
+                .map(|c| cleanup_scalers(&runtime, &c, &snapshot))
+                .unwrap_or_default();
+            (scalers, cleanups)
+        })
+        .await;
+        let Ok((scalers, cleanups)) = planned else {
+            return PlanResponse {
+                result: GetResult::Error,
+                message: "a plugin call panicked while planning; see the controller log".into(),
+                name,
+                version,
+                commands: Vec::new(),
+                scalers: Vec::new(),
+            };
+        };
+        let subjects = ctl::Subjects::new(&self.lattice);
+        let mut commands = Vec::new();
+        let mut add = |origin: &Origin, command: &Command| {
+            let (subject, body) = encode(&subjects, command, origin);
+            commands.push(PlannedCommand {
+                scaler: origin.scaler.clone(),
+                subject,
+                body: serde_json::from_slice(&body).unwrap_or_default(),
+                held: self.executor.holds(command, now),
+            });
+        };
+        let mut statuses = Vec::new();
+        for planned in &scalers {
+            for c in &planned.commands {
+                add(&planned.origin, c);
+            }
+            statuses.push(ScalerStatus {
+                id: planned.status_id.clone(),
+                kind: planned.trait_type.clone(),
+                name: planned.component.clone(),
+                info: planned.status.clone(),
+            });
+        }
+        for (origin, cmds) in &cleanups {
+            for c in cmds {
+                add(origin, c);
+            }
+        }
+        PlanResponse {
+            result: GetResult::Success,
+            message: format!(
+                "deploying {name} {version} would issue {} command(s) now",
+                commands.iter().filter(|c| !c.held).count()
+            ),
+            name,
+            version,
+            commands,
+            scalers: statuses,
         }
     }
 }
@@ -486,29 +955,45 @@ fn component_specs(manifest: &Manifest) -> Vec<ComponentSpec> {
         .collect()
 }
 
-fn scaler_slots(manifest: &Manifest) -> Vec<ScalerSlot> {
+pub(crate) fn scaler_slots(manifest: &Manifest) -> Vec<ScalerSlot> {
     let specs = component_specs(manifest);
     let mut slots = Vec::new();
-    for (component, spec) in manifest.spec.components.iter().zip(&specs) {
-        for (ti, t) in component.traits.iter().flatten().enumerate() {
-            let status_id = format!("{}-{}-{ti}", t.trait_type, component.name);
-            slots.push(ScalerSlot {
+    for (ci, (component, spec)) in manifest.spec.components.iter().zip(&specs).enumerate() {
+        let slot =
+            |status_id: String, trait_type: &str, properties: String, path: String| ScalerSlot {
                 origin: Origin {
                     app: manifest.name().to_string(),
                     scaler: status_id.clone(),
                 },
                 status_id,
-                trait_type: t.trait_type.clone(),
+                trait_type: trait_type.to_string(),
                 component: component.name.clone(),
                 ctx: ScalerContext {
                     app: manifest.name().to_string(),
                     version: manifest.version().to_string(),
                     component: spec.clone(),
                     components: specs.clone(),
-                    trait_type: t.trait_type.clone(),
-                    properties: t.properties.to_string(),
+                    trait_type: trait_type.to_string(),
+                    properties,
                 },
-            });
+                properties_path: path,
+            };
+        if !component.properties.config.is_empty() {
+            let properties = serde_json::json!({ "config": component.properties.config });
+            slots.push(slot(
+                format!("{CONFIG_TRAIT}-{}", component.name),
+                CONFIG_TRAIT,
+                properties.to_string(),
+                format!("spec.components[{ci}].properties"),
+            ));
+        }
+        for (ti, t) in component.traits.iter().flatten().enumerate() {
+            slots.push(slot(
+                format!("{}-{}-{ti}", t.trait_type, component.name),
+                &t.trait_type,
+                t.properties.to_string(),
+                format!("spec.components[{ci}].traits[{ti}].properties"),
+            ));
         }
     }
     slots

@@ -46,6 +46,41 @@ impl HostState {
     }
 }
 
+/// What an event changed, so that only the apps it concerns are reconciled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    Nothing,
+    /// Hosts came, went or changed labels: any app's placement may change.
+    Everything,
+    /// These component or provider ids changed.
+    Ids(Vec<String>),
+}
+
+impl Touched {
+    pub fn any(&self) -> bool {
+        *self != Touched::Nothing
+    }
+
+    fn ids(ids: Vec<String>) -> Self {
+        if ids.is_empty() {
+            Touched::Nothing
+        } else {
+            Touched::Ids(ids)
+        }
+    }
+}
+
+/// The ids whose entries differ between two maps.
+fn changed_ids<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -> Vec<String> {
+    let mut ids: Vec<String> = old
+        .iter()
+        .filter(|(id, v)| new.get(*id) != Some(v))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.extend(new.keys().filter(|id| !old.contains_key(*id)).cloned());
+    ids
+}
+
 #[derive(Debug, Default)]
 pub struct LatticeState {
     pub hosts: BTreeMap<String, HostState>,
@@ -55,80 +90,107 @@ pub struct LatticeState {
 }
 
 impl LatticeState {
-    fn host_mut(&mut self, id: &str, now: Instant) -> &mut HostState {
-        let host = self
-            .hosts
-            .entry(id.to_string())
-            .or_insert_with(|| HostState::new(now));
-        host.last_seen = now;
-        host
+    /// The host, created if new (second value true), seen at `at` (or later, if a newer
+    /// message said so already: replayed events are older than live ones).
+    fn host_mut(&mut self, id: &str, at: Instant) -> (&mut HostState, bool) {
+        let mut new = false;
+        let host = self.hosts.entry(id.to_string()).or_insert_with(|| {
+            new = true;
+            HostState::new(at)
+        });
+        host.last_seen = host.last_seen.max(at);
+        (host, new)
     }
 
-    /// Applies an event from `source` (the host that sent it). Returns whether anything changed
-    /// that a scaler could care about.
-    pub fn apply(&mut self, source: &str, event: &Event, now: Instant) -> bool {
+    /// Applies an event from `source` (the host that sent it), that happened at `at`. Returns
+    /// what changed that a scaler could care about.
+    pub fn apply(&mut self, source: &str, event: &Event, at: Instant) -> Touched {
         match event {
             Event::HostStarted(e) => {
-                let host = self.host_mut(source, now);
+                let (host, _) = self.host_mut(source, at);
                 host.labels = e.labels.clone();
                 host.friendly_name = e.friendly_name.clone();
-                true
+                Touched::Everything
             }
-            Event::HostStopped(_) => self.hosts.remove(source).is_some(),
+            Event::HostStopped(_) => match self.hosts.remove(source) {
+                Some(_) => Touched::Everything,
+                None => Touched::Nothing,
+            },
             Event::HostHeartbeat(hb) => {
-                let host = self.host_mut(source, now);
+                let (host, new) = self.host_mut(source, at);
                 let components = components_of(&hb.components);
                 let providers = providers_of(&hb.providers);
-                let changed = host.components != components
-                    || host.providers != providers
-                    || host.labels != hb.labels;
+                let labels_changed = host.labels != hb.labels;
+                let mut ids = changed_ids(&host.components, &components);
+                ids.extend(changed_ids(&host.providers, &providers));
                 host.components = components;
                 host.providers = providers;
                 host.labels = hb.labels.clone();
                 host.friendly_name = hb.friendly_name.clone();
                 host.uptime_seconds = hb.uptime_seconds;
-                changed
+                if new || labels_changed {
+                    Touched::Everything
+                } else {
+                    Touched::ids(ids)
+                }
             }
             Event::ComponentScaled(e) => {
                 let host_id = event_host(&e.host_id, source);
-                let host = self.host_mut(host_id, now);
-                if e.max_instances == 0 {
+                let (host, new) = self.host_mut(host_id, at);
+                let changed = if e.max_instances == 0 {
                     host.components.remove(&e.component_id).is_some()
                 } else {
-                    let new = ComponentState {
+                    let state = ComponentState {
                         image: e.image_ref.clone(),
                         count: e.max_instances,
                         annotations: e.annotations.clone(),
                     };
-                    host.components.insert(e.component_id.clone(), new.clone()) != Some(new)
+                    host.components
+                        .insert(e.component_id.clone(), state.clone())
+                        != Some(state)
+                };
+                match (new, changed) {
+                    (true, _) => Touched::Everything,
+                    (false, true) => Touched::Ids(vec![e.component_id.clone()]),
+                    (false, false) => Touched::Nothing,
                 }
             }
             Event::ProviderStarted(e) => {
                 let host_id = event_host(&e.host_id, source);
-                let host = self.host_mut(host_id, now);
-                let new = ProviderState {
+                let (host, new) = self.host_mut(host_id, at);
+                let state = ProviderState {
                     image: e.image_ref.clone(),
                     annotations: e.annotations.clone(),
                 };
-                host.providers.insert(e.provider_id.clone(), new.clone()) != Some(new)
+                let changed =
+                    host.providers.insert(e.provider_id.clone(), state.clone()) != Some(state);
+                match (new, changed) {
+                    (true, _) => Touched::Everything,
+                    (false, true) => Touched::Ids(vec![e.provider_id.clone()]),
+                    (false, false) => Touched::Nothing,
+                }
             }
             Event::ProviderStopped(e) => {
                 let host_id = event_host(&e.host_id, source);
-                self.host_mut(host_id, now)
-                    .providers
-                    .remove(&e.provider_id)
-                    .is_some()
+                let (host, _) = self.host_mut(host_id, at);
+                if host.providers.remove(&e.provider_id).is_some() {
+                    Touched::Ids(vec![e.provider_id.clone()])
+                } else {
+                    Touched::Nothing
+                }
             }
-            // Failures change nothing that runs; the executor reads them.
-            Event::ComponentScaleFailed(_) | Event::ProviderStartFailed(_) => true,
+            // Failures change nothing that runs; the executor reads them, and the scalers of
+            // the component look again.
+            Event::ComponentScaleFailed(e) => Touched::Ids(vec![e.component_id.clone()]),
+            Event::ProviderStartFailed(e) => Touched::Ids(vec![e.provider_id.clone()]),
             // Links and configs come from their KV buckets, which hold the values.
-            _ => false,
+            _ => Touched::Nothing,
         }
     }
 
     /// Takes a host's inventory (answer to `host.get`) as the truth about it.
     pub fn apply_inventory(&mut self, inv: &HostInventory, now: Instant) {
-        let host = self.host_mut(&inv.host_id, now);
+        let (host, _) = self.host_mut(&inv.host_id, now);
         host.friendly_name = inv.friendly_name.clone();
         host.labels = inv.labels.clone();
         host.uptime_seconds = inv.uptime_seconds;
@@ -296,15 +358,22 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(state.apply("H1", &Event::HostHeartbeat(hb.clone()), now));
-        assert!(!state.apply("H1", &Event::HostHeartbeat(hb), now));
+        assert_eq!(
+            state.apply("H1", &Event::HostHeartbeat(hb.clone()), now),
+            Touched::Everything,
+            "a new host may change any app's placement"
+        );
+        assert!(!state.apply("H1", &Event::HostHeartbeat(hb), now).any());
         let scaled = ComponentScaled {
             host_id: "H1".into(),
             component_id: "app-a".into(),
             max_instances: 0,
             ..Default::default()
         };
-        assert!(state.apply("H1", &Event::ComponentScaled(scaled), now));
+        assert_eq!(
+            state.apply("H1", &Event::ComponentScaled(scaled), now),
+            Touched::Ids(vec!["app-a".into()])
+        );
         let snap = state.snapshot(7);
         assert_eq!(snap.hosts["H1"].labels[0].value, "east");
         assert!(snap.component_instances("app-a").is_empty());

@@ -23,6 +23,8 @@ pub enum StoreError {
     VersionExists { app: String, version: String },
     #[error("app `{0}` was changed by someone else at the same time; try again")]
     Conflict(String),
+    #[error("app `{0}` has no earlier deployed version to roll back to; see its history (model.history)")]
+    NoRollback(String),
     #[error("manifest store: {0}")]
     Nats(String),
 }
@@ -39,6 +41,9 @@ pub struct HistoryEntry {
     /// The version deployed from this moment on; `None` after an undeploy.
     pub version: Option<String>,
     pub at: DateTime<Utc>,
+    /// An undeploy that left what the app ran in place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_destructive: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,6 +67,26 @@ impl StoredApp {
     pub fn deployed_manifest(&self) -> Option<&Manifest> {
         let v = self.deployed.as_deref()?;
         self.version(v).map(|v| &v.manifest)
+    }
+
+    /// Whether the app is undeployed by a non-destructive undeploy: the controller stops
+    /// managing it and removes nothing.
+    pub fn left_running(&self) -> bool {
+        self.deployed.is_none()
+            && self
+                .history
+                .last()
+                .is_some_and(|h| h.version.is_none() && h.non_destructive)
+    }
+
+    /// The version a rollback deploys: the most recent deployed version, other than the one
+    /// deployed now, that is still stored.
+    pub fn rollback_target(&self) -> Option<&str> {
+        self.history
+            .iter()
+            .rev()
+            .filter_map(|h| h.version.as_deref())
+            .find(|v| Some(*v) != self.deployed.as_deref() && self.version(v).is_some())
     }
 }
 
@@ -176,12 +201,37 @@ impl ManifestStore {
         app.history.push(HistoryEntry {
             version: Some(version.clone()),
             at: Utc::now(),
+            non_destructive: false,
         });
         self.write(name, &app, Some(revision)).await?;
         Ok(version)
     }
 
-    pub async fn undeploy(&self, name: &str) -> Result<(), StoreError> {
+    /// Deploys the version deployed before the current one (see
+    /// [`StoredApp::rollback_target`]); returns it.
+    pub async fn rollback(&self, name: &str) -> Result<String, StoreError> {
+        let (app, revision) = self
+            .get(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.into()))?;
+        let target = app
+            .rollback_target()
+            .ok_or_else(|| StoreError::NoRollback(name.into()))?
+            .to_string();
+        let mut app = app;
+        app.deployed = Some(target.clone());
+        app.history.push(HistoryEntry {
+            version: Some(target.clone()),
+            at: Utc::now(),
+            non_destructive: false,
+        });
+        self.write(name, &app, Some(revision)).await?;
+        Ok(target)
+    }
+
+    /// Marks the app undeployed. With `non_destructive`, the controller stops managing what it
+    /// runs and leaves it in place; otherwise it removes it.
+    pub async fn undeploy(&self, name: &str, non_destructive: bool) -> Result<(), StoreError> {
         let (mut app, revision) = self
             .get(name)
             .await?
@@ -190,6 +240,7 @@ impl ManifestStore {
         app.history.push(HistoryEntry {
             version: None,
             at: Utc::now(),
+            non_destructive,
         });
         self.write(name, &app, Some(revision)).await
     }
@@ -204,16 +255,7 @@ impl ManifestStore {
         let was_deployed = app.deployed.is_some();
         match version {
             None => {
-                self.kv
-                    .delete_expect_revision(name, Some(revision))
-                    .await
-                    .map_err(|e| {
-                        if e.kind() == kv::DeleteErrorKind::WrongLastRevision {
-                            StoreError::Conflict(name.into())
-                        } else {
-                            nats_err(e)
-                        }
-                    })?;
+                self.delete_entry(name, revision).await?;
                 Ok(was_deployed)
             }
             Some(v) => {
@@ -229,16 +271,27 @@ impl ManifestStore {
                     app.deployed = None;
                 }
                 if app.versions.is_empty() {
-                    self.kv
-                        .delete_expect_revision(name, Some(revision))
-                        .await
-                        .map_err(nats_err)?;
+                    self.delete_entry(name, revision).await?;
                 } else {
                     self.write(name, &app, Some(revision)).await?;
                 }
                 Ok(undeployed)
             }
         }
+    }
+
+    /// Deletes the app's entry if it is still at `revision`.
+    async fn delete_entry(&self, name: &str, revision: u64) -> Result<(), StoreError> {
+        self.kv
+            .delete_expect_revision(name, Some(revision))
+            .await
+            .map_err(|e| {
+                if e.kind() == kv::DeleteErrorKind::WrongLastRevision {
+                    StoreError::Conflict(name.into())
+                } else {
+                    nats_err(e)
+                }
+            })
     }
 
     pub async fn list(&self) -> Result<Vec<(String, StoredApp)>, StoreError> {

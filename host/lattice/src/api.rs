@@ -55,6 +55,26 @@ impl Subjects {
     pub fn plugin_list(&self) -> String {
         format!("trellis.api.{}.plugin.list", self.lattice)
     }
+    /// `trellis.api.{lattice}.model.validate`: check a manifest without storing it (an
+    /// extension; the payload is the manifest, YAML or JSON).
+    pub fn validate(&self) -> String {
+        format!("trellis.api.{}.model.validate", self.lattice)
+    }
+    /// `trellis.api.{lattice}.model.plan.{name}`: the commands deploying a version would issue
+    /// now, computed by the same plugin calls as a deploy, without issuing them (an extension;
+    /// request [`PlanRequest`], answer [`PlanResponse`]).
+    pub fn plan(&self, name: &str) -> String {
+        format!("trellis.api.{}.model.plan.{name}", self.lattice)
+    }
+    /// `trellis.api.{lattice}.model.rollback.{name}`: deploy the version that was deployed before
+    /// the current one (an extension; empty request, answer [`DeployModelResponse`]).
+    pub fn rollback(&self, name: &str) -> String {
+        format!("trellis.api.{}.model.rollback.{name}", self.lattice)
+    }
+    /// `trellis.api.{lattice}.model.{plan,rollback}.*`: the extension subjects taking an app name.
+    pub fn extension_wildcards(&self) -> [String; 2] {
+        [self.plan("*"), self.rollback("*")]
+    }
     /// Where the status of an app is published on every change.
     pub fn status_updates(&self, name: &str) -> String {
         format!("wadm.status.{}.{name}", self.lattice)
@@ -119,6 +139,59 @@ pub struct PluginEntry {
 pub struct PluginProblem {
     pub file: String,
     pub error: String,
+}
+
+/// How bad a validation finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// One finding about a manifest, from the controller or a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Where in the manifest, e.g. `spec.components[1].traits[0].properties.instances`;
+    /// empty for the manifest as a whole.
+    pub path: String,
+    pub message: String,
+    /// What to do about it; empty when there is nothing to add.
+    #[serde(default)]
+    pub hint: String,
+    /// Who found it: `controller` or the plugin's name.
+    #[serde(default)]
+    pub source: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    /// `error: spec.components[0].name: message (hint: …)`, one line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        };
+        write!(f, "{severity}: ")?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, " (hint: {})", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// The answer to `trellis.api.{lattice}.model.validate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateResponse {
+    /// No finding is an error: `put` would accept the manifest.
+    pub valid: bool,
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// The answer to `trellis.api.{lattice}.plugin.list`.
@@ -247,6 +320,60 @@ pub enum DeployResult {
     Error,
     Acknowledged,
     NotFound,
+}
+
+/// The body of `model.undeploy.{name}`. wadm's is empty (reserved); trellis reads one optional
+/// field, so an empty body or wadm-client's request undeploys the wadm way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UndeployModelRequest {
+    /// Stop managing the app but leave what it runs in place (no cleanup commands). Default
+    /// false: undeploy removes everything the app started.
+    #[serde(default)]
+    pub non_destructive: bool,
+}
+
+/// The body of `trellis.api.{lattice}.model.plan.{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanRequest {
+    /// The version to plan; the latest stored one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The answer to `trellis.api.{lattice}.model.plan.{name}`: what deploying `version` would do
+/// now, given the lattice as this controller sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanResponse {
+    pub result: GetResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub name: String,
+    /// The version planned.
+    #[serde(default)]
+    pub version: String,
+    /// The commands a deploy would issue now, in issue order: those of the planned version's
+    /// scalers, then cleanup of scalers the deployed version has and the planned one drops.
+    #[serde(default)]
+    pub commands: Vec<PlannedCommand>,
+    /// Each scaler's status after the commands (what `status` would show while they run).
+    #[serde(default)]
+    pub scalers: Vec<ScalerStatus>,
+}
+
+/// One control-interface request a deploy would send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCommand {
+    /// The scaler asking for it (its status id, e.g. `spreadscaler-echo-0`).
+    pub scaler: String,
+    /// The control-interface subject, e.g. `wasmbus.ctl.v1.default.component.scale.N…`.
+    pub subject: String,
+    /// The request body, exactly as it would be sent.
+    pub body: serde_json::Value,
+    /// Whether the same command is already in flight or backing off, so a deploy would not
+    /// send it again right now.
+    #[serde(default)]
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,137 @@
+//! The API extensions on trellis's own subjects (wadm's stay untouched):
+//! `trellis.api.{lattice}.model.plan.{name}` and `trellis.api.{lattice}.model.rollback.{name}`.
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use trellis_lattice::api::{
+    DeployModelResponse, DeployResult, GetResult, PlanRequest, PlanResponse, Subjects,
+};
+
+use crate::api::parse_or_default;
+use crate::reconciler::PlanQuery;
+use crate::store::{ManifestStore, StoreError};
+
+pub struct ExtensionServer {
+    pub lattice: String,
+    pub client: async_nats::Client,
+    pub store: ManifestStore,
+    /// Plans are computed by the reconcile loop, which holds the lattice state.
+    pub plans: mpsc::Sender<PlanQuery>,
+}
+
+impl ExtensionServer {
+    /// Listens on the extension subjects, in the API's queue group: with several controllers,
+    /// each request is answered once.
+    pub async fn subscribe(
+        &self,
+    ) -> anyhow::Result<futures::stream::SelectAll<async_nats::Subscriber>> {
+        let mut subscriptions = Vec::new();
+        for subject in Subjects::new(&self.lattice).extension_wildcards() {
+            subscriptions.push(
+                self.client
+                    .queue_subscribe(subject, "trellis-api".into())
+                    .await?,
+            );
+        }
+        Ok(futures::stream::select_all(subscriptions))
+    }
+
+    pub async fn run(
+        self,
+        mut requests: futures::stream::SelectAll<async_nats::Subscriber>,
+    ) -> anyhow::Result<()> {
+        let subjects = Subjects::new(&self.lattice);
+        let (plan_prefix, rollback_prefix) = (subjects.plan(""), subjects.rollback(""));
+        while let Some(msg) = requests.next().await {
+            let Some(reply) = msg.reply.clone() else {
+                continue;
+            };
+            let subject = msg.subject.as_str();
+            let body = if let Some(name) = subject.strip_prefix(&plan_prefix) {
+                serde_json::to_vec(&self.plan(name, &msg.payload).await)
+            } else if let Some(name) = subject.strip_prefix(&rollback_prefix) {
+                serde_json::to_vec(&self.rollback(name).await)
+            } else {
+                continue;
+            };
+            if let Err(e) = self
+                .client
+                .publish(reply, body.unwrap_or_default().into())
+                .await
+            {
+                tracing::warn!(lattice = %self.lattice, "cannot answer API request: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn plan(&self, name: &str, payload: &[u8]) -> PlanResponse {
+        let request: PlanRequest = parse_or_default(payload);
+        let failed = |result, message: String| PlanResponse {
+            result,
+            message,
+            name: name.to_string(),
+            version: request.version.clone().unwrap_or_default(),
+            commands: Vec::new(),
+            scalers: Vec::new(),
+        };
+        let app = match self.store.get(name).await {
+            Ok(Some((app, _))) => app,
+            Ok(None) => {
+                return failed(
+                    GetResult::NotFound,
+                    format!("app {name} not found; put its manifest first"),
+                )
+            }
+            Err(e) => return failed(GetResult::Error, e.to_string()),
+        };
+        let stored = match &request.version {
+            Some(v) => app.version(v),
+            None => app.latest(),
+        };
+        let Some(stored) = stored else {
+            return failed(
+                GetResult::NotFound,
+                format!(
+                    "app {name} has no version {}; `model.versions` lists them",
+                    request.version.clone().unwrap_or_default()
+                ),
+            );
+        };
+        let (tx, rx) = oneshot::channel();
+        let query = PlanQuery {
+            manifest: stored.manifest.clone(),
+            reply: tx,
+        };
+        if self.plans.send(query).await.is_err() {
+            return failed(
+                GetResult::Error,
+                "the reconcile loop of this lattice is not running".into(),
+            );
+        }
+        rx.await.unwrap_or_else(|_| {
+            failed(
+                GetResult::Error,
+                "the reconcile loop dropped the plan request".into(),
+            )
+        })
+    }
+
+    async fn rollback(&self, name: &str) -> DeployModelResponse {
+        let (result, message, version) = match self.store.rollback(name).await {
+            Ok(version) => (
+                DeployResult::Acknowledged,
+                format!("rolling app {name} back to version {version}"),
+                Some(version),
+            ),
+            Err(e @ StoreError::NotFound(_)) => (DeployResult::NotFound, e.to_string(), None),
+            Err(e) => (DeployResult::Error, e.to_string(), None),
+        };
+        DeployModelResponse {
+            result,
+            message,
+            name: name.to_string(),
+            version,
+        }
+    }
+}
