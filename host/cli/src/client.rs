@@ -1,12 +1,18 @@
 //! The client side of the controller API (what `trellis app …` sends), usable from tests.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use trellis_lattice::api::*;
+use trellis_lattice::ctl::{CtlResponse, Link};
 use trellis_lattice::Manifest;
+
+use crate::connect::NatsSettings;
+use crate::failure::Failure;
 
 /// How long an API request may take before we say the controller is not answering.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,13 +32,18 @@ impl ApiClient {
         }
     }
 
+    /// Connects without credentials (a local lattice, tests).
     pub async fn connect(nats_url: &str, lattice: &str) -> anyhow::Result<Self> {
-        let client = async_nats::connect(nats_url).await.with_context(|| {
-            format!(
-                "cannot connect to NATS at {nats_url}: is `trellis up` (or nats-server) running?"
-            )
-        })?;
-        Ok(Self::new(client, lattice))
+        Self::connect_with(&NatsSettings::new(nats_url, lattice)).await
+    }
+
+    /// Connects with the resolved connection flags (credentials, TLS).
+    pub async fn connect_with(settings: &NatsSettings) -> anyhow::Result<Self> {
+        Ok(Self::new(settings.connect().await?, &settings.lattice))
+    }
+
+    pub fn lattice(&self) -> &str {
+        &self.lattice
     }
 
     async fn request<T: DeserializeOwned>(
@@ -83,6 +94,88 @@ impl ApiClient {
 
     pub async fn status(&self, name: &str) -> anyhow::Result<StatusResponse> {
         self.request(self.subjects.status(name), Vec::new()).await
+    }
+
+    /// The manifest of one version (the latest when `version` is `None`).
+    pub async fn get(&self, name: &str, version: Option<&str>) -> anyhow::Result<GetModelResponse> {
+        let body = serde_json::to_vec(&GetModelRequest {
+            version: version.map(String::from),
+        })?;
+        self.request(self.subjects.get(name), body).await
+    }
+
+    pub async fn versions(&self, name: &str) -> anyhow::Result<VersionResponse> {
+        self.request(self.subjects.versions(name), Vec::new()).await
+    }
+
+    /// Deletes one version, or the whole app when `version` is `None`.
+    pub async fn delete(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<DeleteModelResponse> {
+        let body = serde_json::to_vec(&DeleteModelRequest {
+            version: version.map(String::from),
+        })?;
+        self.request(self.subjects.del(name), body).await
+    }
+
+    /// Which version was deployed when (an extension on wadm's subjects).
+    pub async fn history(&self, name: &str) -> anyhow::Result<HistoryResponse> {
+        self.request(self.subjects.history(name), Vec::new()).await
+    }
+
+    /// Every link of the lattice (`link.get` on the control interface; any node answers).
+    pub async fn links(&self) -> anyhow::Result<Vec<Link>> {
+        let subject = trellis_lattice::ctl::Subjects::new(&self.lattice).link_get();
+        let reply: CtlResponse<Vec<Link>> = self.request(subject, Vec::new()).await?;
+        if !reply.success {
+            bail!("the lattice could not list its links: {}", reply.message);
+        }
+        Ok(reply.response.unwrap_or_default())
+    }
+
+    /// One named config (`config.get.{name}`). A config that does not exist is a
+    /// [`Failure::NotFound`] (the control interface answers it as empty, with a message).
+    pub async fn config(&self, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let subject = trellis_lattice::ctl::Subjects::new(&self.lattice).config_get(name);
+        let reply: CtlResponse<BTreeMap<String, String>> =
+            self.request(subject, Vec::new()).await?;
+        if !reply.success {
+            bail!(
+                "the lattice could not read config {name}: {}",
+                reply.message
+            );
+        }
+        let values = reply.response.unwrap_or_default();
+        if values.is_empty() && reply.message.contains("not found") {
+            return Err(Failure::NotFound.error(format!(
+                "lattice `{}` has no config named `{name}`; `trellis get config` lists them",
+                self.lattice
+            )));
+        }
+        Ok(values)
+    }
+
+    /// The names of every config of the lattice. The control interface has no way to list
+    /// them, so this reads the keys of the lattice's config bucket, where nodes store them.
+    pub async fn config_names(&self) -> anyhow::Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let bucket = trellis_lattice::ctl::config_bucket(&self.lattice);
+        let js = async_nats::jetstream::new(self.client.clone());
+        let Ok(kv) = js.get_key_value(&bucket).await else {
+            // No node has ever joined this lattice: no configs.
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = kv
+            .keys()
+            .await
+            .with_context(|| format!("cannot list the keys of bucket {bucket}"))?
+            .try_collect()
+            .await
+            .with_context(|| format!("cannot list the keys of bucket {bucket}"))?;
+        names.sort();
+        Ok(names)
     }
 
     /// Every host that answers a ping within a second.
@@ -154,7 +247,10 @@ impl ApiClient {
                 }
                 match status.info.status_type {
                     StatusType::Deployed => return Ok(status),
-                    StatusType::Failed => bail!("app {name} failed: {}", status.info.message),
+                    StatusType::Failed => {
+                        return Err(Failure::AppFailed
+                            .error(format!("app {name} failed: {}", status.info.message)))
+                    }
                     _ => {}
                 }
                 last = Some(status);
@@ -169,6 +265,24 @@ impl ApiClient {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The answer to `model.history.{name}`: every deploy and undeploy, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    pub result: GetResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The version deployed from then on; `None` after an undeploy.
+    pub version: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// Reads a manifest file, reporting syntax errors with the file, line and column, and makes

@@ -1,6 +1,15 @@
-//! The controller's TOML config file (`trellis controller --config trellis.toml`).
+//! The TOML config file (`--config trellis.toml` or `TRELLIS_CONFIG`): how to reach NATS, for
+//! every command, and the controller's plugin folder and limits.
 //!
 //! ```toml
+//! [nats]                  # flags and TRELLIS_* variables win over these
+//! url = "tls://nats.example.com:4222"
+//! lattice = "prod"
+//! creds = "/etc/trellis/trellis.creds"   # or user = "…" and password = "…"
+//! tls_ca = "/etc/trellis/ca.pem"
+//! tls_cert = "/etc/trellis/client.pem"   # with tls_key, for mutual TLS
+//! tls_key = "/etc/trellis/client-key.pem"
+//!
 //! [plugins]
 //! dir = "build/plugins"
 //! deadline_ms = 50        # per call, every plugin
@@ -23,7 +32,24 @@ use trellis_runtime::{Limits, MAX_MEMORY};
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]
+    pub nats: NatsSection,
+    #[serde(default)]
     pub plugins: PluginsSection,
+}
+
+/// `[nats]`: where NATS is and how to prove who we are. Each field has a flag and an
+/// environment variable of the same name (`--tls-ca`, `TRELLIS_TLS_CA`) that win over it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    pub url: Option<String>,
+    pub lattice: Option<String>,
+    pub creds: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +139,19 @@ mod tests {
         let spread = per["spreadscaler"];
         assert_eq!(spread.deadline, Duration::from_millis(10));
         assert_eq!(spread.memory, 32 << 20, "inherits the [plugins] cap");
+    }
+
+    #[test]
+    fn nats_section_reads_every_connection_setting() {
+        let config: ConfigFile = toml::from_str(
+            "[nats]\nurl = \"tls://n:4222\"\nlattice = \"prod\"\nuser = \"a\"\npassword = \"b\"\ntls_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.nats.url.as_deref(), Some("tls://n:4222"));
+        assert_eq!(config.nats.lattice.as_deref(), Some("prod"));
+        assert_eq!(config.nats.tls_ca, Some(PathBuf::from("ca.pem")));
+        let err = toml::from_str::<ConfigFile>("[nats]\npass = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("pass"), "{err}");
     }
 
     #[test]

@@ -3,5 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod connect;
+pub mod failure;
 pub mod nats_server;
 pub mod scaffold;

@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use trellis_cli::client::{load_manifest_file, ApiClient};
+use trellis_cli::connect::ConnectArgs;
+use trellis_cli::failure::{exit_code, Failure, EXIT_CODES_HELP};
 use trellis_cli::nats_server::NatsServer;
 use trellis_controller::{Controller, ControllerConfig};
 use trellis_lattice::api::{DeployResult, PutResult, Status, StatusType};
 use trellis_node::{Node, NodeConfig};
+
+mod commands;
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +26,8 @@ use trellis_node::{Node, NodeConfig};
 Start here:  trellis up --example echo     (a local lattice with an example app)\n\
 then:        curl http://127.0.0.1:8080/\n\n\
 Scalers, placement policies and validators are WebAssembly plugins loaded from a folder; \
-trellis speaks the wadm API and the wasmCloud control interface, so `wash app` works against it."
+trellis speaks the wadm API and the wasmCloud control interface, so `wash app` works against it.",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,15 +36,18 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Connection {
-    /// NATS server to connect to.
-    #[arg(long, env = "TRELLIS_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
-    /// Lattice name (several lattices can share one NATS server).
-    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
-    lattice: String,
     /// Output format: tables for people, JSON for scripts.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     output: Output,
+    #[command(flatten)]
+    nats: ConnectArgs,
+}
+
+impl Connection {
+    /// A client of the lattice's controller API, connected with the resolved connection flags.
+    async fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::connect_with(&self.nats.resolve()?).await
+    }
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -83,6 +91,18 @@ enum GetCmd {
         /// The host id (from `trellis get hosts`); a unique prefix is enough.
         host: String,
     },
+    /// Every link of the lattice: source, target, WIT interfaces and the configs they carry.
+    Links {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A named config's keys and values; without a name, the names of every config.
+    Config {
+        #[command(flatten)]
+        conn: Connection,
+        /// The config's name (as in a manifest's `config: - name: …`).
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,16 +127,36 @@ enum PluginCmd {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Build a plugin crate to a component (cargo build --target wasm32-wasip2 --release) and
+    /// say where the .wasm is; copy it into the controller's plugin folder to load it.
+    Build {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Output format: `json` prints the .wasm path for scripts.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Run a plugin crate's unit tests natively (cargo test): no wasm, no lattice needed.
+    Test {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Without --nats (or TRELLIS_NATS, or [nats] url in the config file), `up` starts its own \
+nats-server; with --user/--password that server requires them.\n\n\
+A local lattice of three nodes in two regions:\n  \
+trellis up --nodes 3 --node-labels region=east --node-labels region=east --node-labels region=west\n\
+Every node gets the label node=1..N; --label applies to all nodes, --node-labels (k=v,k=v) to the next one."
+)]
 struct UpArgs {
-    /// Use this NATS server (with JetStream) instead of starting one, e.g. nats://127.0.0.1:4222.
-    #[arg(long, env = "TRELLIS_NATS")]
-    nats: Option<String>,
-    /// Lattice name.
-    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
-    lattice: String,
+    /// Use this NATS server (with JetStream) instead of starting one (--nats), and how to log in.
+    #[command(flatten)]
+    conn: ConnectArgs,
     /// Port for the nats-server that `up` starts.
     #[arg(long, default_value_t = 4222)]
     nats_port: u16,
@@ -132,9 +172,15 @@ struct UpArgs {
     /// Also put and deploy this manifest.
     #[arg(long)]
     deploy: Option<PathBuf>,
-    /// Labels of the local node, as key=value.
+    /// Labels of every local node, as key=value (repeat for several).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// How many nodes to start [default: 1, or as many as --node-labels].
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Labels of one node, as k=v[,k=v…]: the first use is node 1's, the second node 2's, …
+    #[arg(long = "node-labels", value_parser = parse_labels)]
+    node_labels: Vec<Vec<(String, String)>>,
 }
 
 #[derive(Args)]
@@ -150,9 +196,6 @@ struct ControllerArgs {
     /// Seconds without a heartbeat after which a host counts as gone.
     #[arg(long, default_value_t = 15)]
     host_timeout: u64,
-    /// TOML config file: plugin folder and per-plugin limits (deadline_ms, memory_mib).
-    #[arg(long, env = "TRELLIS_CONFIG")]
-    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -215,6 +258,37 @@ enum AppCmd {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Print a stored manifest (YAML; -o json for JSON): the latest version, or --version.
+    Get {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// The version to print (default: the latest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List an app's stored versions, oldest first, and which one is deployed.
+    Versions {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Delete an app with all its versions, or one --version. Deleting the deployed version
+    /// undeploys it.
+    Delete {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Delete only this version.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// When which version was deployed or undeployed, oldest first.
+    History {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -222,6 +296,14 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not a label: write key=value")),
     }
+}
+
+/// `k=v,k=v`: one node's labels.
+fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| parse_label(part.trim()))
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -247,7 +329,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -261,6 +343,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Plugin(PluginCmd::List { conn }) => plugin_list(conn).await,
         Cmd::Get(GetCmd::Hosts { conn }) => get_hosts(conn).await,
         Cmd::Get(GetCmd::Inventory { conn, host }) => get_inventory(conn, host).await,
+        Cmd::Get(GetCmd::Links { conn }) => commands::lattice::links(&conn).await,
+        Cmd::Get(GetCmd::Config { conn, name }) => {
+            commands::lattice::config(&conn, name.as_deref()).await
+        }
+        Cmd::Plugin(PluginCmd::Build { dir, output }) => commands::plugin::build(&dir, output),
+        Cmd::Plugin(PluginCmd::Test { dir }) => commands::plugin::test(&dir),
         Cmd::Plugin(PluginCmd::New { name, kind, dir }) => {
             let root = trellis_cli::scaffold::new_plugin(&dir, &name, &kind)?;
             println!("created {kind} plugin `{name}` in {}", root.display());
@@ -284,47 +372,68 @@ fn plugin_count(dir: &std::path::Path) -> usize {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let lattice = args.lattice.clone();
+    let mut settings = args.conn.resolve()?;
+    let lattice = settings.lattice.clone();
+    let node_labels = up_node_labels(&args)?;
     if plugin_count(&args.plugins) == 0 {
         eprintln!(
             "warning: no plugins in {}: build them with scripts/build-wasm.sh, or pass --plugins DIR",
             args.plugins.display()
         );
     }
-    let (nats, nats_url) = match &args.nats {
-        Some(url) => (None, url.clone()),
-        None => {
-            let data = args.data_dir.join("nats");
-            let server = NatsServer::start(args.nats_port, &data)
-                .context("starting nats-server (pass --nats URL to use a running one)")?;
-            let url = server.url();
-            (Some(server), url)
+    let nats = if args.conn.url_given()? {
+        None
+    } else {
+        let data = args.data_dir.join("nats");
+        // The server we start asks for the same user and password the CLI logs in with.
+        let server = match (&settings.user, &settings.password) {
+            (Some(user), Some(password)) => {
+                NatsServer::start_with_user(args.nats_port, &data, user, password)
+            }
+            _ => NatsServer::start(args.nats_port, &data),
         }
+        .context("starting nats-server (pass --nats URL to use a running one)")?;
+        settings.url = server.url();
+        Some(server)
     };
-    let controller = Controller::start(ControllerConfig {
-        nats_url: nats_url.clone(),
-        lattices: vec![lattice.clone()],
-        plugin_dir: args.plugins.clone(),
-        ..ControllerConfig::default()
-    })
+    let nats_url = settings.url.clone();
+    let controller = Controller::start_with_options(
+        ControllerConfig {
+            nats_url: nats_url.clone(),
+            lattices: vec![lattice.clone()],
+            plugin_dir: args.plugins.clone(),
+            ..ControllerConfig::default()
+        },
+        settings.options().await?,
+    )
     .await?;
-    let node = Node::start(NodeConfig {
-        nats_url: nats_url.clone(),
-        lattice: lattice.clone(),
-        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-        ..NodeConfig::default()
-    })
-    .await?;
+    let many = node_labels.len() > 1;
+    let mut nodes = Vec::new();
+    for (i, labels) in node_labels.iter().enumerate() {
+        let node = Node::start_with_options(
+            NodeConfig {
+                nats_url: nats_url.clone(),
+                lattice: lattice.clone(),
+                labels: labels.clone(),
+                friendly_name: many.then(|| format!("node-{}", i + 1)),
+                ..NodeConfig::default()
+            },
+            settings.options().await?,
+        )
+        .await?;
+        nodes.push(node);
+    }
+
     let plugins = controller.runtime().plugins();
     println!("trellis is up");
-    println!(
-        "  nats        {nats_url}{}",
-        if nats.is_some() {
-            format!(" (data in {})", args.data_dir.join("nats").display())
-        } else {
-            String::new()
-        }
-    );
+    match &nats {
+        Some(_) => println!(
+            "  nats        {nats_url} (started here, data in {}; {})",
+            args.data_dir.join("nats").display(),
+            settings.auth_summary()
+        ),
+        None => println!("  nats        {nats_url} ({})", settings.auth_summary()),
+    }
     println!("  lattice     {lattice}");
     println!(
         "  controller  plugins from {} ({} loaded: {})",
@@ -337,7 +446,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  node        {}", node.host_id());
+    for (i, (node, labels)) in nodes.iter().zip(&node_labels).enumerate() {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!("  node {:<6} {}  {labels}", i + 1, node.host_id());
+    }
     for (file, problem) in &plugins.problems {
         println!("  plugin problem in {}: {problem}", file.display());
     }
@@ -354,27 +470,69 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
     if let Some(path) = manifest {
-        let client = ApiClient::connect(&nats_url, &lattice).await?;
+        let client = ApiClient::connect_with(&settings).await?;
         let name = put_and_deploy(&client, &path, None).await?;
         println!("deploying {name} …");
         client
             .wait_deployed(&name, Duration::from_secs(60), |s| print_progress(&name, s))
             .await?;
-        if let Some(address) = http_address(&path) {
-            println!("try:  curl http://{address}/");
+        match http_address(&path) {
+            Some(address) => println!("  app {name}  deployed; try:  curl http://{address}/"),
+            None => println!("  app {name}  deployed"),
         }
     }
     println!("press Ctrl-C to stop");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = node.stopped() => {}
+    // A node asked to stop (host.stop) leaves; `up` goes on until Ctrl-C or no node is left.
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            i = first_stopped(&nodes) => {
+                let node = nodes.remove(i);
+                println!("node {} was asked to stop; stopping it", node.host_id());
+                node.stop().await?;
+                if nodes.is_empty() {
+                    break;
+                }
+            }
+        }
     }
     println!("stopping …");
-    node.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
     controller.stop().await;
     drop(nats);
     println!("stopped");
     Ok(())
+}
+
+/// The labels of each node `up` starts: `node=1..N`, then --label (all nodes), then that
+/// node's --node-labels.
+fn up_node_labels(args: &UpArgs) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+    let count = args.nodes.unwrap_or(args.node_labels.len().max(1));
+    if args.node_labels.len() > count {
+        bail!(
+            "--node-labels is given {} times but --nodes is {count}: give one --node-labels per node at most",
+            args.node_labels.len()
+        );
+    }
+    Ok((0..count)
+        .map(|i| {
+            let mut labels = BTreeMap::from([("node".to_string(), (i + 1).to_string())]);
+            labels.extend(args.labels.iter().cloned());
+            labels.extend(args.node_labels.get(i).into_iter().flatten().cloned());
+            labels
+        })
+        .collect())
+}
+
+/// The index of the first node that is asked to stop; never resolves without nodes.
+async fn first_stopped(nodes: &[Node]) -> usize {
+    if nodes.is_empty() {
+        return std::future::pending().await;
+    }
+    let stops = nodes.iter().map(|n| Box::pin(n.stopped()));
+    futures::future::select_all(stops).await.1
 }
 
 /// The address an HTTP server link in the manifest serves on, to tell the user what to curl.
@@ -415,17 +573,17 @@ fn print_progress(name: &str, status: &Status) {
 }
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let mut lattices = vec![args.conn.lattice.clone()];
+    let nats = args.conn.nats.resolve()?;
+    let mut lattices = vec![nats.lattice.clone()];
     lattices.extend(args.also.iter().cloned());
     let mut config = ControllerConfig {
-        nats_url: args.conn.nats.clone(),
+        nats_url: nats.url.clone(),
         lattices,
         plugin_dir: args.plugins.clone(),
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);
-    if let Some(path) = &args.config {
-        let file = trellis_cli::config::ConfigFile::load(path)?;
+    if let Some(file) = args.conn.nats.config_file()? {
         let (base, per_plugin) = file.limits()?;
         config.runtime.default_limits = base;
         config.runtime.per_plugin = per_plugin;
@@ -433,7 +591,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             config.plugin_dir = dir;
         }
     }
-    let controller = Controller::start(config).await?;
+    let controller = Controller::start_with_options(config, nats.options().await?).await?;
     println!("controller running; Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
     controller.stop().await;
@@ -441,18 +599,22 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 }
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
-    let node = Node::start(NodeConfig {
-        nats_url: args.conn.nats.clone(),
-        lattice: args.conn.lattice.clone(),
-        labels: args.labels.into_iter().collect(),
-        heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
-        friendly_name: args.name,
-    })
+    let nats = args.conn.nats.resolve()?;
+    let node = Node::start_with_options(
+        NodeConfig {
+            nats_url: nats.url.clone(),
+            lattice: nats.lattice.clone(),
+            labels: args.labels.into_iter().collect(),
+            heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
+            friendly_name: args.name,
+        },
+        nats.options().await?,
+    )
     .await?;
     println!(
         "node {} joined lattice {}; Ctrl-C to stop",
         node.host_id(),
-        args.conn.lattice
+        nats.lattice
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -472,7 +634,13 @@ async fn put_and_deploy(
     let put = client.put(&manifest).await?;
     match put.result {
         PutResult::Error if put.message.contains("already has a version") => {}
-        PutResult::Error => bail!("{}: {}", path.display(), put.message),
+        PutResult::Error => {
+            return Err(commands::api_error(format!(
+                "{}: {}",
+                path.display(),
+                put.message
+            )))
+        }
         _ => {}
     }
     let version = version.map(String::from).or_else(|| {
@@ -481,13 +649,16 @@ async fn put_and_deploy(
     });
     let deployed = client.deploy(&name, version.as_deref()).await?;
     if deployed.result != DeployResult::Acknowledged {
-        bail!("cannot deploy {name}: {}", deployed.message);
+        return Err(commands::api_error(format!(
+            "cannot deploy {name}: {}",
+            deployed.message
+        )));
     }
     Ok(name)
 }
 
 async fn get_hosts(conn: Connection) -> anyhow::Result<()> {
-    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let client = conn.client().await?;
     let hosts = client.hosts().await?;
     if conn.output == Output::Json {
         return print_json(&hosts);
@@ -495,7 +666,7 @@ async fn get_hosts(conn: Connection) -> anyhow::Result<()> {
     if hosts.is_empty() {
         println!(
             "no hosts answered in lattice `{}`; start one with `trellis node` or `trellis up`",
-            conn.lattice
+            client.lattice()
         );
         return Ok(());
     }
@@ -517,15 +688,17 @@ async fn get_hosts(conn: Connection) -> anyhow::Result<()> {
 }
 
 async fn get_inventory(conn: Connection, host: String) -> anyhow::Result<()> {
-    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let client = conn.client().await?;
     let hosts = client.hosts().await?;
     let matching: Vec<_> = hosts.iter().filter(|h| h.id.starts_with(&host)).collect();
     let id = match matching.as_slice() {
         [one] => one.id.clone(),
-        [] => bail!(
-            "no host of lattice `{}` has an id starting with `{host}`; see `trellis get hosts`",
-            conn.lattice
-        ),
+        [] => {
+            return Err(Failure::NotFound.error(format!(
+                "no host of lattice `{}` has an id starting with `{host}`; see `trellis get hosts`",
+                client.lattice()
+            )))
+        }
         _ => bail!(
             "`{host}` names {} hosts; give more of the id",
             matching.len()
@@ -556,7 +729,7 @@ async fn get_inventory(conn: Connection, host: String) -> anyhow::Result<()> {
 }
 
 async fn plugin_list(conn: Connection) -> anyhow::Result<()> {
-    let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+    let client = conn.client().await?;
     let list = client.plugins().await?;
     if conn.output == Output::Json {
         return print_json(&list);
@@ -595,13 +768,17 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
     match cmd {
         AppCmd::Put { conn, file } => {
             let manifest = load_manifest_file(&file)?;
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let resp = client.put(&manifest).await?;
             if conn.output == Output::Json {
                 print_json(&resp)?;
             }
             if resp.result == PutResult::Error {
-                bail!("{}: {}", file.display(), resp.message);
+                return Err(commands::api_error(format!(
+                    "{}: {}",
+                    file.display(),
+                    resp.message
+                )));
             }
             if conn.output == Output::Table {
                 println!(
@@ -618,14 +795,17 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             no_wait,
             timeout,
         } => {
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let path = PathBuf::from(&app);
             let name = if path.is_file() {
                 put_and_deploy(&client, &path, version.as_deref()).await?
             } else {
                 let resp = client.deploy(&app, version.as_deref()).await?;
                 if resp.result != DeployResult::Acknowledged {
-                    bail!("cannot deploy {app}: {}", resp.message);
+                    return Err(commands::api_error(format!(
+                        "cannot deploy {app}: {}",
+                        resp.message
+                    )));
                 }
                 app.clone()
             };
@@ -647,10 +827,13 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             Ok(())
         }
         AppCmd::Undeploy { conn, name } => {
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let resp = client.undeploy(&name).await?;
             if resp.result != DeployResult::Acknowledged {
-                bail!("cannot undeploy {name}: {}", resp.message);
+                return Err(commands::api_error(format!(
+                    "cannot undeploy {name}: {}",
+                    resp.message
+                )));
             }
             println!("{}", resp.message);
             Ok(())
@@ -660,7 +843,7 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             name,
             watch: true,
         } => {
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let json = conn.output == Output::Json;
             let status = client
                 .wait_deployed(&name, Duration::from_secs(24 * 3600), |s| {
@@ -687,13 +870,18 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             name,
             watch: false,
         } => {
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let resp = client.status(&name).await?;
             let Some(status) = resp.status else {
-                bail!("{}", resp.message);
+                return Err(commands::api_error(resp.message));
             };
+            let failed = status.info.status_type == StatusType::Failed;
             if conn.output == Output::Json {
-                return print_json(&status);
+                print_json(&status)?;
+                if failed {
+                    return Err(Failure::AppFailed.error(format!("app {name} failed")));
+                }
+                return Ok(());
             }
             print_progress(&name, &status);
             println!(
@@ -709,13 +897,15 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
                     s.info.message
                 );
             }
-            if status.info.status_type == StatusType::Failed {
-                std::process::exit(2);
+            if failed {
+                return Err(
+                    Failure::AppFailed.error(format!("app {name} failed: {}", status.info.message))
+                );
             }
             Ok(())
         }
         AppCmd::List { conn } => {
-            let client = ApiClient::connect(&conn.nats, &conn.lattice).await?;
+            let client = conn.client().await?;
             let apps = client.list().await?;
             if conn.output == Output::Json {
                 return print_json(&apps);
@@ -732,5 +922,17 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AppCmd::Get {
+            conn,
+            name,
+            version,
+        } => commands::app::get(&conn, &name, version.as_deref()).await,
+        AppCmd::Versions { conn, name } => commands::app::versions(&conn, &name).await,
+        AppCmd::Delete {
+            conn,
+            name,
+            version,
+        } => commands::app::delete(&conn, &name, version.as_deref()).await,
+        AppCmd::History { conn, name } => commands::app::history(&conn, &name).await,
     }
 }

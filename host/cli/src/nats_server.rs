@@ -12,17 +12,35 @@ pub struct NatsServer {
     child: Child,
     port: u16,
     data_dir: PathBuf,
+    /// Extra command-line arguments (e.g. `--user`/`--pass`), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts `nats-server -js` on `port` (0 picks a free one) with JetStream data under
     /// `data_dir`, and waits until it accepts connections.
     pub fn start(port: u16, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with_args(port, data_dir, Vec::new())
+    }
+
+    /// Like [`NatsServer::start`], accepting only clients that log in as `user`/`password`.
+    pub fn start_with_user(
+        port: u16,
+        data_dir: &Path,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        let extra = ["--user", user, "--pass", password].map(String::from);
+        Self::start_with_args(port, data_dir, extra.to_vec())
+    }
+
+    fn start_with_args(port: u16, data_dir: &Path, extra: Vec<String>) -> anyhow::Result<Self> {
         let port = if port == 0 { free_port()? } else { port };
         let mut server = Self {
-            child: spawn(port, data_dir)?,
+            child: spawn(port, data_dir, &extra)?,
             port,
             data_dir: data_dir.to_path_buf(),
+            extra,
         };
         server.wait_ready(Duration::from_secs(10))?;
         Ok(server)
@@ -63,7 +81,7 @@ impl NatsServer {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.port, &self.data_dir)?;
+        self.child = spawn(self.port, &self.data_dir, &self.extra)?;
         self.wait_ready(Duration::from_secs(10))
     }
 }
@@ -75,7 +93,7 @@ impl Drop for NatsServer {
     }
 }
 
-fn spawn(port: u16, data_dir: &Path) -> anyhow::Result<Child> {
+fn spawn(port: u16, data_dir: &Path, extra: &[String]) -> anyhow::Result<Child> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create NATS data folder {}", data_dir.display()))?;
     let log = std::fs::File::create(data_dir.join("nats-server.log"))
@@ -83,6 +101,7 @@ fn spawn(port: u16, data_dir: &Path) -> anyhow::Result<Child> {
     Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(data_dir.join("jetstream"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -138,3 +138,565 @@ async fn get_hosts_lists_a_running_node_as_json() {
     assert_eq!(hosts[0]["labels"]["region"], "east");
     node.stop().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Commands against a real nats-server, controller and node.
+
+/// The repository root (the built plugins live under build/plugins).
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// nats-server and a controller with the named built plugins, for one test.
+struct TestLattice {
+    dir: tempfile::TempDir,
+    nats: trellis_cli::nats_server::NatsServer,
+    controller: Option<trellis_controller::Controller>,
+    nodes: Vec<trellis_node::Node>,
+}
+
+impl TestLattice {
+    const NAME: &'static str = "cli";
+
+    async fn start(plugins: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nats =
+            trellis_cli::nats_server::NatsServer::start(0, &dir.path().join("nats")).unwrap();
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir).unwrap();
+        for name in plugins {
+            let built = repo_root().join(format!("build/plugins/{name}.wasm"));
+            assert!(
+                built.exists(),
+                "{} is missing: run scripts/build-wasm.sh first",
+                built.display()
+            );
+            std::fs::copy(&built, plugin_dir.join(format!("{name}.wasm"))).unwrap();
+        }
+        let controller =
+            trellis_controller::Controller::start(trellis_controller::ControllerConfig {
+                nats_url: nats.url(),
+                lattices: vec![Self::NAME.into()],
+                plugin_dir,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        Self {
+            dir,
+            nats,
+            controller: Some(controller),
+            nodes: Vec::new(),
+        }
+    }
+
+    async fn add_node(&mut self, labels: &[(&str, &str)]) -> String {
+        let node = trellis_node::Node::start(trellis_node::NodeConfig {
+            nats_url: self.nats.url(),
+            lattice: Self::NAME.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let id = node.host_id().to_string();
+        self.nodes.push(node);
+        id
+    }
+
+    /// Runs `trellis ARGS --nats URL --lattice cli` off the async workers.
+    async fn trellis(&self, args: &[&str]) -> Run {
+        let mut command = trellis();
+        command
+            .args(args)
+            .args(["--nats", &self.nats.url(), "--lattice", Self::NAME]);
+        run(command).await
+    }
+
+    async fn stop(mut self) {
+        for node in self.nodes.drain(..) {
+            node.stop().await.unwrap();
+        }
+        if let Some(c) = self.controller.take() {
+            c.stop().await;
+        }
+    }
+}
+
+/// What a finished `trellis` run printed, and its exit code.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        &self.stdout
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    fn fails_with(&self, code: i32, said: &str) {
+        assert_eq!(
+            self.code, code,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        assert!(
+            self.stderr.contains(said),
+            "expected `{said}` in: {}",
+            self.stderr
+        );
+    }
+}
+
+async fn run(mut command: Command) -> Run {
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// A manifest of one component, written to `dir/{name}-{version}.yaml`.
+fn write_manifest(dir: &std::path::Path, name: &str, version: &str) -> String {
+    let path = dir.join(format!("{name}-{version}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: web\n      type: component\n      properties:\n        image: file:///nowhere/web.wasm\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// get, versions, history and delete read and change the store; a missing app is exit code 3,
+/// a version put twice 4, a usage error 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_get_versions_history_delete() {
+    let lattice = TestLattice::start(&["spreadscaler"]).await;
+    let dir = lattice.dir.path();
+    let v1 = write_manifest(dir, "shop", "v1");
+    let v2 = write_manifest(dir, "shop", "v2");
+    lattice.trellis(&["app", "put", &v1]).await.ok();
+    lattice.trellis(&["app", "put", &v2]).await.ok();
+    lattice
+        .trellis(&["app", "put", &v2])
+        .await
+        .fails_with(4, "already has a version");
+
+    let versions = lattice
+        .trellis(&["app", "versions", "shop", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(versions[0]["version"], "v1");
+    assert_eq!(versions[1]["version"], "v2");
+    assert_eq!(versions[1]["deployed"], false);
+
+    let yaml = lattice
+        .trellis(&["app", "get", "shop", "--version", "v1"])
+        .await;
+    assert!(yaml.ok().contains("version: v1"), "{}", yaml.stdout);
+    assert!(yaml.stdout.contains("kind: Application"), "{}", yaml.stdout);
+    let latest = lattice
+        .trellis(&["app", "get", "shop", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(latest["metadata"]["annotations"]["version"], "v2");
+    lattice
+        .trellis(&["app", "get", "nothing"])
+        .await
+        .fails_with(3, "trellis app list");
+    lattice
+        .trellis(&["app", "get", "shop", "--version", "v9"])
+        .await
+        .fails_with(3, "trellis app versions shop");
+
+    lattice
+        .trellis(&["app", "deploy", "shop", "--version", "v1", "--no-wait"])
+        .await
+        .ok();
+    lattice.trellis(&["app", "undeploy", "shop"]).await.ok();
+    let history = lattice
+        .trellis(&["app", "history", "shop", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(history[0]["version"], "v1", "{history}");
+    assert_eq!(history[1]["version"], serde_json::Value::Null, "{history}");
+    let table = lattice.trellis(&["app", "history", "shop"]).await;
+    assert!(table.ok().contains("deployed v1") && table.stdout.contains("undeployed"));
+
+    lattice
+        .trellis(&["app", "delete", "shop", "--version", "v1"])
+        .await
+        .ok();
+    let versions = lattice
+        .trellis(&["app", "versions", "shop", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    lattice.trellis(&["app", "delete", "shop"]).await.ok();
+    lattice
+        .trellis(&["app", "delete", "shop"])
+        .await
+        .fails_with(3, "does not exist");
+    lattice
+        .trellis(&["app", "versions", "shop"])
+        .await
+        .fails_with(3, "not found");
+
+    let usage = run({
+        let mut c = trellis();
+        c.args(["app", "get"]);
+        c
+    })
+    .await;
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    lattice.stop().await;
+}
+
+/// `get links` and `get config` read what the control interface holds, as a wasmCloud client
+/// wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_links_and_config_show_the_lattice_state() {
+    let mut lattice = TestLattice::start(&[]).await;
+    lattice.add_node(&[]).await;
+    let client = async_nats::connect(lattice.nats.url()).await.unwrap();
+    let ctl = trellis_lattice::ctl::Subjects::new(TestLattice::NAME);
+    let ask = |subject: String, body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let reply = client
+                .request(subject, serde_json::to_vec(&body).unwrap().into())
+                .await
+                .unwrap();
+            let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+            assert_eq!(reply["success"], true, "{reply}");
+        }
+    };
+    ask(
+        ctl.config_put("web-http"),
+        serde_json::json!({"address": "127.0.0.1:8080"}),
+    )
+    .await;
+    ask(
+        ctl.link_put(),
+        serde_json::json!({
+            "source_id": "shop-httpserver", "target": "shop-web", "name": "default",
+            "wit_namespace": "wasi", "wit_package": "http", "interfaces": ["incoming-handler"],
+            "source_config": ["web-http"], "target_config": []
+        }),
+    )
+    .await;
+
+    let links = lattice
+        .trellis(&["get", "links", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(links[0]["source_id"], "shop-httpserver", "{links}");
+    assert_eq!(links[0]["interfaces"][0], "incoming-handler");
+    let table = lattice.trellis(&["get", "links"]).await;
+    assert!(
+        table.ok().contains("wasi:http/incoming-handler")
+            && table.stdout.contains("source=web-http"),
+        "{}",
+        table.stdout
+    );
+
+    let config = lattice
+        .trellis(&["get", "config", "web-http", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(config["address"], "127.0.0.1:8080");
+    let names = lattice
+        .trellis(&["get", "config", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(names, serde_json::json!(["web-http"]));
+    lattice
+        .trellis(&["get", "config", "nothing"])
+        .await
+        .fails_with(3, "no config named `nothing`");
+    lattice.stop().await;
+}
+
+/// A nats-server that wants a user and password: the flags, the environment and the config
+/// file all reach it; a wrong password is an error that names the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_from_flags_environment_or_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = trellis_cli::nats_server::NatsServer::start_with_user(
+        0,
+        &dir.path().join("nats"),
+        "trellis",
+        "s3cret",
+    )
+    .unwrap();
+    let settings = trellis_cli::connect::NatsSettings {
+        user: Some("trellis".into()),
+        password: Some("s3cret".into()),
+        ..trellis_cli::connect::NatsSettings::new(&nats.url(), "auth")
+    };
+    let node = trellis_node::Node::start_with_options(
+        trellis_node::NodeConfig {
+            nats_url: nats.url(),
+            lattice: "auth".into(),
+            ..Default::default()
+        },
+        settings.options().await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let get_hosts = |extra: &[&str]| {
+        let mut c = trellis();
+        c.args([
+            "get",
+            "hosts",
+            "-o",
+            "json",
+            "--nats",
+            &nats.url(),
+            "--lattice",
+            "auth",
+        ])
+        .args(extra);
+        c
+    };
+
+    let hosts = run(get_hosts(&["--user", "trellis", "--password", "s3cret"]))
+        .await
+        .json();
+    assert_eq!(hosts[0]["id"], node.host_id());
+
+    let mut from_env = get_hosts(&[]);
+    from_env
+        .env("TRELLIS_USER", "trellis")
+        .env("TRELLIS_PASSWORD", "s3cret");
+    assert_eq!(run(from_env).await.json()[0]["id"], node.host_id());
+
+    let config = dir.path().join("trellis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nats]\nurl = \"{}\"\nlattice = \"auth\"\nuser = \"trellis\"\npassword = \"s3cret\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let mut from_file = trellis();
+    from_file
+        .args(["get", "hosts", "-o", "json", "--config"])
+        .arg(&config);
+    assert_eq!(run(from_file).await.json()[0]["id"], node.host_id());
+
+    run(get_hosts(&["--user", "trellis", "--password", "wrong"]))
+        .await
+        .fails_with(1, "refused our credentials");
+    run(get_hosts(&[]))
+        .await
+        .fails_with(1, "refused our credentials");
+    run(get_hosts(&["--user", "trellis"]))
+        .await
+        .fails_with(1, "--user needs --password");
+    node.stop().await.unwrap();
+}
+
+/// `trellis up --nodes 2` with per-node labels: both nodes join with node=1,2 and their
+/// regions, `up` says where everything is, and SIGINT stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = trellis_cli::nats_server::free_port().unwrap();
+    let mut child = trellis()
+        .args([
+            "up",
+            "--nats-port",
+            &port.to_string(),
+            "--lattice",
+            "local",
+            "--nodes",
+            "2",
+        ])
+        .args([
+            "--node-labels",
+            "region=east",
+            "--node-labels",
+            "region=west,zone=b",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--plugins")
+        .arg(repo_root().join("build/plugins"))
+        .env_remove("TRELLIS_NATS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap_or_default());
+        }
+    });
+    let mut printed = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !printed.contains("press Ctrl-C") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => printed.push_str(&(line + "\n")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("`up` did not get ready within 30s; it printed:\n{printed}");
+            }
+        }
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(printed.contains(&url), "{printed}");
+    assert!(printed.contains("lattice     local"), "{printed}");
+    assert!(printed.contains("node=2,region=west,zone=b"), "{printed}");
+
+    let mut get = trellis();
+    get.args([
+        "get",
+        "hosts",
+        "-o",
+        "json",
+        "--lattice",
+        "local",
+        "--nats",
+        &url,
+    ]);
+    let hosts = run(get).await.json();
+    let mut regions: Vec<(String, String)> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["labels"]["node"].as_str().unwrap_or_default().to_string(),
+                h["labels"]["region"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    regions.sort();
+    assert_eq!(
+        regions,
+        [("1".into(), "east".into()), ("2".into(), "west".into())],
+        "{hosts}"
+    );
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`up` did not stop within 15s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // The reader thread ends (and the channel closes) at the end of `up`'s output.
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(5)) {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+}
+
+/// `plugin test` and `plugin build` run cargo on a scaffolded plugin and say where the
+/// component is; without cargo the error says how to install it.
+#[test]
+fn plugin_test_and_build_run_cargo_and_name_the_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = trellis()
+        .args(["plugin", "new", "buildme", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let root = dir.path().join("buildme");
+    // Shared with the scaffolding test, so the plugin's dependencies build once.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
+
+    let tested = trellis()
+        .args(["plugin", "test"])
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert!(String::from_utf8_lossy(&tested.stdout).contains("test result: ok"));
+
+    let built = trellis()
+        .args(["plugin", "build", "-o", "json"])
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let built: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
+    let wasm = std::path::PathBuf::from(built["wasm"].as_str().unwrap());
+    assert_eq!(wasm, target.join("wasm32-wasip2/release/buildme.wasm"));
+    assert!(wasm.is_file());
+
+    let no_cargo = trellis()
+        .args(["plugin", "build"])
+        .arg(&root)
+        .env("PATH", dir.path())
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    assert_eq!(no_cargo.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&no_cargo.stderr);
+    assert!(
+        said.contains("cargo is not installed") && said.contains("rustup"),
+        "{said}"
+    );
+
+    let not_a_crate = trellis()
+        .args(["plugin", "build"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&not_a_crate.stderr).contains("no Cargo.toml"));
+}
