@@ -4,6 +4,7 @@
 #   build/plugins/{spreadscaler,daemonscaler,linkscaler,configscaler}.wasm  built-in scalers
 #   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
 #   build/examples/echo.wasm                                        the echo example component
+#   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
 # Works from any folder. Extra arguments go to cargo (e.g. --locked, --offline).
@@ -30,10 +31,15 @@ copies=(
     "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
     "failover_scaler.wasm:build/plugins/failover.wasm"
     "echo.wasm:build/examples/echo.wasm"
+    "kvcounter.wasm:build/examples/kvcounter.wasm"
+    "pipeline_sensor.wasm:build/examples/pipeline-sensor.wasm"
+    "pipeline_infer.wasm:build/examples/pipeline-infer.wasm"
+    "pipeline_store.wasm:build/examples/pipeline-store.wasm"
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
     -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-validator -p echo
     -p failover-scaler)
+packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
 for name in "${fixtures[@]}"; do
     packages+=(-p "fixture-$name")
     copies+=("fixture_${name//-/_}.wasm:build/fixtures/$name.wasm")

@@ -4,24 +4,36 @@
 //! `InstancePre`; every request gets a fresh `Store` and instance, so nothing leaks between
 //! requests. The scale count is the number of requests a component may serve at once on this
 //! node.
+//!
+//! Besides WASI 0.2 (`wasi:cli`, `wasi:http` in and out) a component may import what the world
+//! `trellis:node/capabilities` (`host/node/wit`) lists: `wasi:keyvalue` ([`crate::keyvalue`]),
+//! `wasi:config` and `wasi:logging` ([`crate::environment`]). Outgoing HTTP to a lattice name
+//! becomes a call to that component on any node ([`crate::calls`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use tokio::sync::Semaphore;
 use tracing::{warn, Instrument as _};
-use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use crate::calls::{self, LatticeCalls};
+use crate::environment::ComponentEnv;
+use crate::keyvalue::KeyValue;
 
 /// How often the epoch advances. A guest that computes without calling the host yields to the
 /// async executor once per tick, so one busy component cannot starve the node's other tasks.
@@ -65,6 +77,10 @@ impl ComponentRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::bindings::Capabilities::add_to_linker::<_, HasSelf<RequestState>>(
+            &mut linker,
+            |state| state,
+        )?;
         Ok(Self { engine, linker })
     }
 
@@ -117,8 +133,8 @@ fn compile(
     let instance_pre = match linker.instantiate_pre(&component) {
         Ok(pre) => pre,
         Err(e) => {
-            // Imports this node does not provide (key-value, messaging, …) trap when called, so
-            // that the rest of the component still works.
+            // Imports this node does not provide (messaging, blob stores, …) trap when called,
+            // so that the rest of the component still works.
             warn!(path = %path.display(), error = %format!("{e:#}"), "component imports interfaces this node does not provide; they will trap");
             let mut linker = linker.clone();
             linker
@@ -168,40 +184,74 @@ pub(crate) struct LoadedComponent {
     proxy: Option<ProxyPre<RequestState>>,
 }
 
+/// What every component of a node shares: its connection to the lattice's data and peers.
+pub(crate) struct Services {
+    pub(crate) keyvalue: KeyValue,
+    pub(crate) calls: LatticeCalls,
+}
+
 /// A component scaled up on this node.
 pub(crate) struct RunningComponent {
     pub(crate) id: String,
     pub(crate) image_ref: String,
     pub(crate) annotations: BTreeMap<String, String>,
     pub(crate) max_instances: u32,
+    /// The named configs of its runtime config, in merge order.
+    pub(crate) config_names: Vec<String>,
     pub(crate) loaded: LoadedComponent,
+    /// Config, bucket and identity as of the last change; each request takes a snapshot.
+    env: RwLock<Arc<ComponentEnv>>,
+    services: Arc<Services>,
     /// One permit per instance that may run at once.
     permits: Arc<Semaphore>,
 }
 
 impl RunningComponent {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: String,
         image_ref: String,
         annotations: BTreeMap<String, String>,
         max_instances: u32,
+        config_names: Vec<String>,
         loaded: LoadedComponent,
+        env: ComponentEnv,
+        services: Arc<Services>,
     ) -> Self {
         Self {
             id,
             image_ref,
             annotations,
             max_instances,
+            config_names,
             loaded,
+            env: RwLock::new(Arc::new(env)),
+            services,
             permits: Arc::new(Semaphore::new(max_instances as usize)),
         }
     }
 
+    pub(crate) fn env(&self) -> Arc<ComponentEnv> {
+        self.env
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_env(&self, env: ComponentEnv) {
+        *self.env.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(env);
+    }
+
     /// Serves one HTTP request in a fresh instance, waiting for a free instance slot first.
-    pub(crate) async fn serve_http(
+    /// The request comes from the HTTP server provider or from another component over NATS.
+    pub(crate) async fn serve_http<B>(
         &self,
-        request: hyper::Request<Incoming>,
-    ) -> hyper::Response<HyperOutgoingBody> {
+        request: hyper::Request<B>,
+    ) -> hyper::Response<HyperOutgoingBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let Some(proxy) = self.loaded.proxy.clone() else {
             return text_response(
                 500,
@@ -215,7 +265,7 @@ impl RunningComponent {
             return text_response(503, format!("component {} is stopping", self.id));
         };
 
-        let mut store = new_store(proxy.engine());
+        let mut store = new_store(proxy.engine(), self.env(), self.services.clone());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = store
             .data_mut()
@@ -286,11 +336,19 @@ pub(crate) fn text_response(status: u16, body: String) -> hyper::Response<HyperO
 pub(crate) struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     limits: StoreLimits,
+    /// The component's environment when the request arrived.
+    pub(crate) env: Arc<ComponentEnv>,
+    pub(crate) services: Arc<Services>,
+    hooks: OutgoingHttp,
 }
 
-fn new_store(engine: &Engine) -> Store<RequestState> {
+fn new_store(
+    engine: &Engine,
+    env: Arc<ComponentEnv>,
+    services: Arc<Services>,
+) -> Store<RequestState> {
     let state = RequestState {
         wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
         http: WasiHttpCtx::new(),
@@ -298,6 +356,12 @@ fn new_store(engine: &Engine) -> Store<RequestState> {
         limits: StoreLimitsBuilder::new()
             .memory_size(MAX_INSTANCE_MEMORY)
             .build(),
+        hooks: OutgoingHttp {
+            caller: env.clone(),
+            services: services.clone(),
+        },
+        env,
+        services,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
@@ -320,9 +384,69 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
     }
+}
+
+/// Sends a component's outgoing HTTP requests: to a lattice component over NATS when the host
+/// is a lattice name ([`calls::lattice_name`]), otherwise over TCP with wasmtime-wasi-http's
+/// default sender.
+struct OutgoingHttp {
+    caller: Arc<ComponentEnv>,
+    services: Arc<Services>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    hyper::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        let Some(name) = calls::lattice_name(request.uri()).map(str::to_string) else {
+            return Box::new(async move {
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(http_body_util::BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        };
+        let caller = self.caller.clone();
+        let services = self.services.clone();
+        Box::new(async move {
+            let candidates = calls::candidate_ids(&name, caller.app.as_deref());
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let response = services
+                .calls
+                .call(&candidates, &caller.id, parts, body)
+                .await;
+            let done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response.map(full_wasi_body), done))
+        })
+    }
+}
+
+fn full_wasi_body(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// The components running on this node, by component id; shared with the HTTP listeners.

@@ -17,13 +17,22 @@ use trellis_lattice::ctl::{
 };
 use trellis_lattice::event::{self, CloudEvent};
 
-use crate::component::{ComponentRuntime, Components, RunningComponent};
+use crate::calls::{self, LatticeCalls};
+use crate::component::{ComponentRuntime, Components, RunningComponent, Services};
+use crate::environment::ComponentEnv;
 use crate::http_server::{HttpServer, ListenerChange, Route};
+use crate::keyvalue::{self, KeyValue};
 use crate::store::LatticeStores;
 use crate::NodeConfig;
 
 /// The image reference of the built-in HTTP server provider.
 pub(crate) const HTTP_SERVER_REF: &str = "builtin:http-server";
+/// The image reference of the built-in key-value provider. Key-value works on every node
+/// whether or not it runs (see [`crate::keyvalue`]); it exists as a provider so that manifests
+/// can link components to it, with the bucket in the link's target config.
+pub(crate) const KEYVALUE_REF: &str = "builtin:keyvalue";
+/// The link config key naming a component's key-value bucket (as wasmCloud's NATS provider).
+const BUCKET_KEY: &str = "bucket";
 /// Where the HTTP server listens when neither the provider's nor the link's config says
 /// `address` (wasmCloud's HTTP server provider default).
 pub(crate) const DEFAULT_HTTP_ADDRESS: &str = "0.0.0.0:8000";
@@ -39,7 +48,13 @@ pub(crate) fn is_http_server(image_ref: &str) -> bool {
     image_ref == HTTP_SERVER_REF || image_ref.contains("wasmcloud/http-server")
 }
 
-/// A capability provider running on this node (only the built-in HTTP server, for now).
+/// Whether `image_ref` names the built-in key-value provider; wasmCloud's NATS key-value
+/// provider is an alias, as it keeps its data in the same place.
+pub(crate) fn is_keyvalue(image_ref: &str) -> bool {
+    image_ref == KEYVALUE_REF || image_ref.contains("wasmcloud/keyvalue-nats")
+}
+
+/// A built-in capability provider running on this node.
 #[derive(Debug, Clone)]
 pub(crate) struct RunningProvider {
     pub(crate) id: String,
@@ -65,6 +80,11 @@ pub(crate) struct Host {
     links: RwLock<BTreeMap<String, Link>>,
     runtime: ComponentRuntime,
     pub(crate) http: HttpServer,
+    services: Arc<Services>,
+    /// Per component running here, the task taking its lattice calls.
+    call_takers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Held (read) by every lattice call being answered; taken (write) to drain them.
+    pub(crate) calls_in_flight: Arc<tokio::sync::RwLock<()>>,
     /// Wakes the heartbeat task so the controller learns about a change at once.
     changed: Notify,
     /// Scale commands per component, so that the last one to arrive wins.
@@ -97,6 +117,10 @@ impl Host {
             .clone()
             .unwrap_or_else(|| format!("trellis-{}", id[1..7].to_lowercase()));
         let components = Components::default();
+        let services = Arc::new(Services {
+            keyvalue: KeyValue::new(client.clone()),
+            calls: LatticeCalls::new(client.clone(), config.lattice.clone()),
+        });
         Ok(Self {
             lattice: config.lattice.clone(),
             friendly_name,
@@ -106,7 +130,10 @@ impl Host {
             subjects: Subjects::new(&config.lattice),
             stores,
             labels: RwLock::new(labels),
-            http: HttpServer::new(id.clone(), components.clone()),
+            http: HttpServer::new(id.clone(), components.clone(), services.clone()),
+            services,
+            call_takers: Mutex::default(),
+            calls_in_flight: Arc::default(),
             components,
             providers: RwLock::default(),
             links: RwLock::default(),
@@ -226,7 +253,14 @@ impl Host {
             .map(|p| ProviderDescription {
                 id: p.id.clone(),
                 image_ref: Some(p.image_ref.clone()),
-                name: Some("http-server".into()),
+                name: Some(
+                    if is_keyvalue(&p.image_ref) {
+                        "keyvalue"
+                    } else {
+                        "http-server"
+                    }
+                    .into(),
+                ),
                 revision: 0,
                 annotations: Some(p.annotations.clone()),
             })
@@ -240,6 +274,7 @@ impl Host {
     pub(crate) async fn put_label(&self, key: String, value: String) {
         write(&self.labels).insert(key, value);
         self.publish_labels_changed().await;
+        self.refresh_envs().await;
     }
 
     /// Removes a label; false if it was not set.
@@ -247,6 +282,7 @@ impl Host {
         let removed = write(&self.labels).remove(key).is_some();
         if removed {
             self.publish_labels_changed().await;
+            self.refresh_envs().await;
         }
         removed
     }
@@ -321,6 +357,7 @@ impl Host {
     /// Changes what runs; returns the image ref now running (or last run, for a count of 0).
     async fn apply_scale(&self, cmd: &ScaleComponentCommand) -> Result<String, String> {
         if cmd.max_instances == 0 {
+            self.stop_taking_calls(&cmd.component_id);
             let stopped = self.components.remove(&cmd.component_id);
             return Ok(stopped.map_or_else(|| cmd.component_ref.clone(), |c| c.image_ref.clone()));
         }
@@ -346,15 +383,148 @@ impl Host {
                 (cmd.component_ref.clone(), loaded)
             }
         };
+        let annotations = cmd.annotations.clone().unwrap_or_default();
+        let env = self
+            .component_env(&cmd.component_id, &annotations, &cmd.config)
+            .await?;
         // A new count gets a new semaphore: requests in flight finish under the old one.
         self.components.insert(Arc::new(RunningComponent::new(
             cmd.component_id.clone(),
             image_ref.clone(),
-            cmd.annotations.clone().unwrap_or_default(),
+            annotations,
             cmd.max_instances,
+            cmd.config.clone(),
             loaded,
+            env,
+            self.services.clone(),
         )));
+        self.take_calls(&cmd.component_id);
         Ok(image_ref)
+    }
+
+    /// What a component sees of the lattice: its runtime config, its bucket, its identity.
+    async fn component_env(
+        &self,
+        component_id: &str,
+        annotations: &BTreeMap<String, String>,
+        config_names: &[String],
+    ) -> Result<ComponentEnv, String> {
+        let named = self
+            .stores
+            .merged_config(config_names)
+            .await
+            .map_err(|e| format!("cannot read the runtime config of {component_id}: {e:#}"))?;
+        Ok(ComponentEnv::new(
+            component_id,
+            annotations.get(trellis_lattice::annotations::APP).cloned(),
+            named,
+            &self.id,
+            &self.labels(),
+            self.bucket_of(component_id).await?,
+        ))
+    }
+
+    /// The key-value bucket of a component: the one its `wasi:keyvalue` link's target config
+    /// names (`bucket`), else the lattice's shared bucket.
+    async fn bucket_of(&self, component_id: &str) -> Result<String, String> {
+        let link = read(&self.links)
+            .values()
+            .find(|link| {
+                link.source_id == component_id
+                    && link.wit_namespace == "wasi"
+                    && link.wit_package == "keyvalue"
+            })
+            .cloned();
+        let Some(link) = link else {
+            return Ok(keyvalue::default_bucket(&self.lattice));
+        };
+        let values = self
+            .stores
+            .merged_config(&link.target_config)
+            .await
+            .map_err(|e| format!("cannot read the config of link {}: {e:#}", link.key()))?;
+        match values.get(BUCKET_KEY) {
+            None => Ok(keyvalue::default_bucket(&self.lattice)),
+            Some(bucket) if keyvalue::valid_bucket_name(bucket) => Ok(bucket.clone()),
+            Some(bucket) => Err(format!(
+                "link {} names key-value bucket {bucket:?}, which JetStream does not accept: use letters, digits, - and _",
+                link.key()
+            )),
+        }
+    }
+
+    /// Recomputes every running component's environment after a config, link or label change.
+    pub(crate) async fn refresh_envs(&self) {
+        for component in self.components.all() {
+            match self
+                .component_env(
+                    &component.id,
+                    &component.annotations,
+                    &component.config_names,
+                )
+                .await
+            {
+                Ok(env) => component.set_env(env),
+                Err(error) => {
+                    warn!(host_id = %self.id, component_id = %component.id, %error, "keeping the component's previous config")
+                }
+            }
+        }
+    }
+
+    /// Joins the queue group of calls to `component_id` (once).
+    fn take_calls(&self, component_id: &str) {
+        let mut takers = self
+            .call_takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if takers.get(component_id).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Some(subject) = calls::call_subject(&self.lattice, component_id) else {
+            warn!(host_id = %self.id, component_id, "component id does not fit in a NATS subject token; it cannot be called by lattice name");
+            return;
+        };
+        let task = tokio::spawn(calls::serve(
+            self.client.clone(),
+            subject,
+            component_id.to_string(),
+            self.components.clone(),
+            self.calls_in_flight.clone(),
+        ));
+        takers.insert(component_id.to_string(), task);
+    }
+
+    fn stop_taking_calls(&self, component_id: &str) {
+        if let Some(task) = self
+            .call_takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(component_id)
+        {
+            task.abort();
+        }
+    }
+
+    /// Leaves every call queue group, then waits up to `drain` for calls being answered.
+    pub(crate) async fn stop_taking_all_calls(&self, drain: Duration) {
+        let takers: Vec<_> = self
+            .call_takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for (_, task) in takers {
+            task.abort();
+        }
+        // Make sure the server has dropped our subscriptions before we stop answering.
+        let _ = trellis_bus::sync(&self.client).await;
+        if tokio::time::timeout(drain, self.calls_in_flight.write())
+            .await
+            .is_err()
+        {
+            warn!(host_id = %self.id, "lattice calls still in flight after {drain:?}; dropping them");
+        }
     }
 
     async fn publish_scaled(
@@ -391,9 +561,9 @@ impl Host {
     /// Starts a provider; the error says why not (and has been published as
     /// `provider_start_failed`).
     pub(crate) async fn start_provider(&self, cmd: StartProviderCommand) -> Result<(), String> {
-        if !is_http_server(&cmd.provider_ref) {
+        if !is_http_server(&cmd.provider_ref) && !is_keyvalue(&cmd.provider_ref) {
             let error = format!(
-                "unknown provider image {:?}: this node runs only the built-in HTTP server ({HTTP_SERVER_REF}, or any image ref containing wasmcloud/http-server)",
+                "unknown provider image {:?}: this node runs only its built-in providers: the HTTP server ({HTTP_SERVER_REF}, or any image ref containing wasmcloud/http-server) and key-value ({KEYVALUE_REF}, or wasmcloud/keyvalue-nats)",
                 cmd.provider_ref
             );
             warn!(host_id = %self.id, provider_id = %cmd.provider_id, %error, "provider not started");
@@ -451,6 +621,7 @@ impl Host {
             None => write(&self.links).remove(key),
         };
         self.reconcile_routes().await;
+        self.refresh_envs().await;
     }
 
     /// Opens, moves and closes HTTP listeners so that each HTTP link of a provider running here

@@ -1,5 +1,6 @@
 //! The built-in HTTP server provider: one listener per HTTP link, routing every request to the
-//! link's target component if it runs on this node.
+//! link's target component: on this node if it runs here, else over NATS to a node that runs it
+//! (see [`crate::calls`]), so the provider and the component need not share a node.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -15,7 +16,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::component::{text_response, Components};
+use http_body_util::BodyExt as _;
+
+use crate::calls::full_body;
+use crate::component::{text_response, Components, Services};
 
 /// Where one HTTP link wants requests served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +43,7 @@ pub(crate) enum ListenerChange {
 pub(crate) struct HttpServer {
     host_id: String,
     components: Components,
+    services: Arc<Services>,
     listeners: tokio::sync::Mutex<BTreeMap<String, Listener>>,
 }
 
@@ -63,10 +68,11 @@ struct Serving {
 }
 
 impl HttpServer {
-    pub(crate) fn new(host_id: String, components: Components) -> Self {
+    pub(crate) fn new(host_id: String, components: Components, services: Arc<Services>) -> Self {
         Self {
             host_id,
             components,
+            services,
             listeners: tokio::sync::Mutex::default(),
         }
     }
@@ -181,6 +187,7 @@ impl HttpServer {
         let (shutdown, mut shutdown_rx) = oneshot::channel();
         let (closed_tx, closed) = oneshot::channel();
         let components = self.components.clone();
+        let services = self.services.clone();
         let host_id = self.host_id.clone();
         let task = tokio::spawn(async move {
             let graceful = GracefulShutdown::new();
@@ -198,9 +205,11 @@ impl HttpServer {
                     },
                 };
                 let components = components.clone();
+                let services = services.clone();
                 let target = target.clone();
-                let service = service_fn(move |request| {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let components = components.clone();
+                    let services = services.clone();
                     let target = target
                         .read()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -208,10 +217,20 @@ impl HttpServer {
                     async move {
                         let response = match components.get(&target) {
                             Some(component) => component.serve_http(request).await,
-                            None => text_response(
-                                503,
-                                format!("component {target} is not running on this host"),
-                            ),
+                            None => {
+                                let (parts, body) = request.into_parts();
+                                match body.collect().await {
+                                    Ok(body) => services
+                                        .calls
+                                        .call(&[target], "http-server", parts, body.to_bytes())
+                                        .await
+                                        .map(full_body),
+                                    Err(e) => text_response(
+                                        400,
+                                        format!("cannot read the request body: {e}"),
+                                    ),
+                                }
+                            }
                         };
                         Ok::<_, Infallible>(response)
                     }

@@ -3,14 +3,22 @@
 //! A node joins a lattice over NATS, obeys the wasmCloud control interface v1
 //! (`wasmbus.ctl.v1.{lattice}.…`), publishes CloudEvents and heartbeats on
 //! `wasmbus.evt.{lattice}.…`, runs components with wasmtime (WASI 0.2, `wasi:http`) and serves
-//! the built-in HTTP server provider. It decides nothing: what runs where is the controller's
-//! job. Wire types come from `trellis-lattice`; this crate only does I/O with them.
+//! the built-in HTTP server provider. Components also get key-value on JetStream
+//! (`keyvalue`), runtime config and logging (`environment`), and calls to other components of
+//! the lattice by name over NATS (`calls`). It decides nothing: what runs where is the
+//! controller's job. Wire types come from `trellis-lattice`; this crate only does I/O with them.
 
+mod bindings;
+mod calls;
 mod component;
 mod ctl;
+mod environment;
 mod host;
 mod host_id;
 mod http_server;
+// `pub` only because the generated bindings name its resource type; nothing in it is public.
+#[doc(hidden)]
+pub mod keyvalue;
 mod store;
 
 use std::collections::BTreeMap;
@@ -120,7 +128,12 @@ impl Node {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         info!(host_id = %self.host.id, "node stopping");
         self.tasks.abort_all();
-        self.host.http.shutdown(HTTP_DRAIN_TIMEOUT).await;
+        // Leave the call queue groups first, so callers turn to other nodes while this one
+        // finishes what it has.
+        tokio::join!(
+            self.host.stop_taking_all_calls(HTTP_DRAIN_TIMEOUT),
+            self.host.http.shutdown(HTTP_DRAIN_TIMEOUT)
+        );
         self.host.components.clear();
         self.host.publish_stopped().await;
         self.host

@@ -161,7 +161,8 @@ async fn apply_link_entry(host: &Host, entry: kv::Entry) {
     }
 }
 
-/// Re-checks HTTP routes whenever a config changes (a link's `address` may live in one).
+/// Re-checks HTTP routes (a link's `address` may live in a config) and the components' runtime
+/// config and buckets whenever a config changes.
 pub(crate) async fn watch_configs(host: Arc<Host>) {
     loop {
         // Without history: routes read configs when they are computed, so only changes matter.
@@ -172,6 +173,7 @@ pub(crate) async fn watch_configs(host: Arc<Host>) {
                         Ok(entry) => {
                             debug!(host_id = %host.id, config = %entry.key, "config changed");
                             host.reconcile_routes().await;
+                            host.refresh_envs().await;
                         }
                         Err(e) => {
                             warn!(host_id = %host.id, error = %e, "config watch failed");

@@ -735,3 +735,308 @@ async fn nodes_of_a_lattice_share_links_and_all_answer_ping() {
     first.stop().await.unwrap();
     second.stop().await.unwrap();
 }
+
+/// A component built by scripts/build-wasm.sh into `build/examples/`.
+fn example_wasm(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../build/examples")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm.sh first",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+async fn start_labelled_node(nats: &NatsServer, labels: &[(&str, &str)]) -> Node {
+    let node = start_node(nats).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subjects = Subjects::new(LATTICE);
+    for (key, value) in labels {
+        let label = ctl::HostLabel {
+            key: key.to_string(),
+            value: value.to_string(),
+        };
+        let put: CtlResponse<()> =
+            request(&client, subjects.label_put(node.host_id()), &label).await;
+        assert!(put.success, "{}", put.message);
+    }
+    node
+}
+
+/// Scales `component_id` from `wasm` on `host_id` with runtime config `config` and waits for
+/// `component_scaled`.
+async fn scale_component(
+    client: &async_nats::Client,
+    events: &mut async_nats::Subscriber,
+    host_id: &str,
+    component_id: &str,
+    wasm: &Path,
+    config: &[&str],
+) {
+    let subjects = Subjects::new(LATTICE);
+    let scale = ctl::ScaleComponentCommand {
+        component_ref: format!("file://{}", wasm.display()),
+        component_id: component_id.into(),
+        max_instances: 4,
+        config: config.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    let accepted: CtlResponse<()> =
+        request(client, subjects.component_scale(host_id), &scale).await;
+    assert!(accepted.success, "{}", accepted.message);
+    let host = host_id.to_string();
+    next_event(events, event::COMPONENT_SCALED, move |data| {
+        data["component_id"] == component_id && data["host_id"] == host.as_str()
+    })
+    .await;
+}
+
+async fn put_config(client: &async_nats::Client, name: &str, values: serde_json::Value) {
+    let put: CtlResponse<()> =
+        request(client, Subjects::new(LATTICE).config_put(name), &values).await;
+    assert!(put.success, "{}", put.message);
+}
+
+/// Serves `target` over HTTP from the built-in HTTP server on `host_id`, through a link named
+/// `link_name`, on a fresh address. Returns the address.
+async fn serve_over_http(
+    client: &async_nats::Client,
+    host_id: &str,
+    link_name: &str,
+    target: &str,
+) -> String {
+    let subjects = Subjects::new(LATTICE);
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = format!("{link_name}-address");
+    put_config(client, &config, json!({ "address": address })).await;
+    let link = Link {
+        name: link_name.into(),
+        ..http_link(&config, target)
+    };
+    let put: CtlResponse<()> = request(client, subjects.link_put(), &link).await;
+    assert!(put.success, "{}", put.message);
+    let start = ctl::StartProviderCommand {
+        provider_id: "http-server".into(),
+        provider_ref: "builtin:http-server".into(),
+        ..Default::default()
+    };
+    let started: CtlResponse<()> = request(client, subjects.provider_start(host_id), &start).await;
+    assert!(started.success, "{}", started.message);
+    address
+}
+
+fn json_body(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_counts_outlive_the_node_that_wrote_them() {
+    let wasm = example_wasm("kvcounter");
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let east = start_labelled_node(&nats, &[("region", "east")]).await;
+    let subjects = Subjects::new(LATTICE);
+
+    // The component's bucket comes from its wasi:keyvalue link to the built-in provider.
+    put_config(
+        &client,
+        "counter-bucket",
+        json!({ "bucket": "visits_test" }),
+    )
+    .await;
+    let kv_link = Link {
+        source_id: "counter".into(),
+        target: "keyvalue".into(),
+        name: "default".into(),
+        wit_namespace: "wasi".into(),
+        wit_package: "keyvalue".into(),
+        interfaces: vec!["store".into(), "atomics".into(), "batch".into()],
+        source_config: vec![],
+        target_config: vec!["counter-bucket".into()],
+    };
+    let put: CtlResponse<()> = request(&client, subjects.link_put(), &kv_link).await;
+    assert!(put.success, "{}", put.message);
+    let start = ctl::StartProviderCommand {
+        provider_id: "keyvalue".into(),
+        provider_ref: "builtin:keyvalue".into(),
+        ..Default::default()
+    };
+    let started: CtlResponse<()> =
+        request(&client, subjects.provider_start(east.host_id()), &start).await;
+    assert!(started.success, "{}", started.message);
+
+    scale_component(&client, &mut events, east.host_id(), "counter", &wasm, &[]).await;
+    let address = serve_over_http(&client, east.host_id(), "counter", "counter").await;
+    let (_, body) = http_get_until(&address, "/", |s| s == 200).await;
+    let first = json_body(&body);
+    assert_eq!(
+        first["region"], "east",
+        "region from the node's label: {body}"
+    );
+    assert_eq!(first["host"], east.host_id());
+    assert_eq!(first["count"], 1);
+    for n in 2..=3 {
+        let (status, body) = http_get(&address, "/").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json_body(&body)["count"], n, "{body}");
+    }
+
+    // The counts are in JetStream, in the linked bucket, as decimal text.
+    let js = async_nats::jetstream::new(client.clone());
+    let bucket = js.get_key_value("visits_test").await.unwrap();
+    let stored = bucket.get("visits/east").await.unwrap().unwrap();
+    assert_eq!(&stored[..], b"3");
+
+    // The node goes away; another node, in another region, picks up from the same numbers.
+    // A named config overrides the label: wasi:config reads the component's configs first.
+    east.stop().await.unwrap();
+    let west = start_labelled_node(&nats, &[("region", "west")]).await;
+    put_config(&client, "counter-config", json!({ "region": "west-1" })).await;
+    scale_component(
+        &client,
+        &mut events,
+        west.host_id(),
+        "counter",
+        &wasm,
+        &["counter-config"],
+    )
+    .await;
+    let address = serve_over_http(&client, west.host_id(), "counter2", "counter").await;
+    let (_, body) = http_get_until(&address, "/", |s| s == 200).await;
+    let answer = json_body(&body);
+    assert_eq!(answer["region"], "west-1", "{body}");
+    assert_eq!(answer["count"], 1, "{body}");
+    assert_eq!(
+        answer["counts"]["east"], 3,
+        "east's visits survived: {body}"
+    );
+    assert_eq!(answer["total"], 4, "{body}");
+
+    // A config change reaches the running component.
+    put_config(&client, "counter-config", json!({ "region": "west-2" })).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http_get(&address, "/counts").await.unwrap();
+        if json_body(&body)["region"] == "west-2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "config change not seen: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    west.stop().await.unwrap();
+}
+
+/// The lines of a pipeline answer, as (stage, host id).
+fn stages(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .filter_map(|line| {
+            let (who, _) = line.split_once(": ")?;
+            let (stage, host) = who.split_once('@')?;
+            Some((stage.to_string(), host.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_by_lattice_name_cross_nodes_and_fail_over() {
+    let (sensor, infer, store) = (
+        example_wasm("pipeline-sensor"),
+        example_wasm("pipeline-infer"),
+        example_wasm("pipeline-store"),
+    );
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let a = start_node(&nats).await;
+    let b = start_node(&nats).await;
+    let c = start_node(&nats).await;
+    let (a_id, b_id, c_id) = (
+        a.host_id().to_string(),
+        b.host_id().to_string(),
+        c.host_id().to_string(),
+    );
+
+    scale_component(&client, &mut events, &a_id, "sensor", &sensor, &[]).await;
+    scale_component(&client, &mut events, &a_id, "store", &store, &[]).await;
+    scale_component(&client, &mut events, &b_id, "infer", &infer, &[]).await;
+    let address = serve_over_http(&client, &a_id, "sensor", "sensor").await;
+
+    let (_, body) = http_get_until(&address, "/?reading=42", |s| s == 200).await;
+    assert_eq!(
+        stages(&body),
+        vec![
+            ("sensor".to_string(), a_id.clone()),
+            ("infer".to_string(), b_id.clone()),
+            ("store".to_string(), a_id.clone()),
+        ],
+        "{body}"
+    );
+    assert!(body.contains("42 is hot"), "{body}");
+
+    // With infer on C as well, calls spread over B and C.
+    scale_component(&client, &mut events, &c_id, "infer", &infer, &[]).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let (status, body) = http_get(&address, "/?reading=7").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        seen.insert(stages(&body)[1].1.clone());
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [b_id.clone(), c_id.clone()].into(),
+        "calls did not spread"
+    );
+
+    // B goes away: every call still succeeds, on C.
+    b.stop().await.unwrap();
+    for _ in 0..10 {
+        let (status, body) = http_get(&address, "/?reading=1").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            stages(&body)[1],
+            ("infer".to_string(), c_id.clone()),
+            "{body}"
+        );
+    }
+
+    // Nobody runs infer any more: the caller gets a 503 with the reason, and the node serves on.
+    c.stop().await.unwrap();
+    let (status, body) = http_get(&address, "/?reading=1").await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("infer answered 503") && body.contains("infer is not running on any node"),
+        "{body}"
+    );
+    a.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_a_missing_component_answers_with_the_reason() {
+    let wasm = hello_http_wasm();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let hello = serve_hello(&wasm, &client, &mut events, &host_id, 1).await;
+    let ghost = serve_over_http(&client, &host_id, "ghost", "ghost").await;
+
+    let (status, body) = http_get_until(&ghost, "/", |s| s != 0).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("component ghost is not running on any node of lattice nodetest"),
+        "{body}"
+    );
+    let (status, body) = http_get(&hello, "/still").await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "hello from trellis: GET /still")
+    );
+    node.stop().await.unwrap();
+}

@@ -1,0 +1,103 @@
+//! What a component sees of the lattice besides its requests: its runtime config
+//! (`wasi:config`), its key-value bucket, and where its log lines go (`wasi:logging`).
+//!
+//! Runtime config is the component's named configs (`properties.config` in the manifest, sent
+//! as config names in `component.scale`) read from `CONFIGDATA_{lattice}` and merged in order,
+//! later names winning. On top of them the node adds what only it knows, under keys no named
+//! config can clash with by accident:
+//! - `trellis.host.id`: the node's host id;
+//! - `trellis.host.label.{name}`: each of the node's labels (e.g. `trellis.host.label.region`),
+//!   so that one component spread over several nodes can tell where it runs.
+//!
+//! An environment is computed when a component is scaled and again whenever a config, a link
+//! or a label changes, and handed to each request as an immutable snapshot.
+
+use std::collections::BTreeMap;
+
+use tracing::{debug, error, info, trace, warn};
+
+use crate::bindings::{config, logging};
+use crate::component::RequestState;
+use crate::store::ConfigValues;
+
+/// Runtime config key holding the node's host id.
+pub(crate) const HOST_ID_KEY: &str = "trellis.host.id";
+/// Runtime config key prefix of the node's labels.
+pub(crate) const HOST_LABEL_PREFIX: &str = "trellis.host.label.";
+
+/// One component's view of its node, as of its last refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ComponentEnv {
+    pub(crate) id: String,
+    /// The app the component belongs to (annotation `wasmcloud.dev/appspec`), which lets a
+    /// call name a sibling by its manifest name.
+    pub(crate) app: Option<String>,
+    /// What `wasi:config/store` answers.
+    pub(crate) config: ConfigValues,
+    /// The JetStream bucket `wasi:keyvalue/store.open("")` opens.
+    pub(crate) bucket: String,
+}
+
+impl ComponentEnv {
+    pub(crate) fn new(
+        id: &str,
+        app: Option<String>,
+        named_config: ConfigValues,
+        host_id: &str,
+        labels: &BTreeMap<String, String>,
+        bucket: String,
+    ) -> Self {
+        let mut config = named_config;
+        config.insert(HOST_ID_KEY.into(), host_id.into());
+        for (name, value) in labels {
+            config.insert(format!("{HOST_LABEL_PREFIX}{name}"), value.clone());
+        }
+        Self {
+            id: id.into(),
+            app,
+            config,
+            bucket,
+        }
+    }
+}
+
+impl config::Host for RequestState {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+        Ok(Ok(self.env.config.get(&key).cloned()))
+    }
+
+    async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config::Error>> {
+        Ok(Ok(self
+            .env
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()))
+    }
+}
+
+impl logging::Host for RequestState {
+    async fn log(
+        &mut self,
+        level: logging::Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        let component_id = self.env.id.as_str();
+        // `tracing` levels are static, hence one arm per level.
+        match level {
+            logging::Level::Trace => trace!(component_id, %context, "{message}"),
+            logging::Level::Debug => debug!(component_id, %context, "{message}"),
+            logging::Level::Info => info!(component_id, %context, "{message}"),
+            logging::Level::Warn => warn!(component_id, %context, "{message}"),
+            logging::Level::Error => error!(component_id, %context, "{message}"),
+            logging::Level::Critical => {
+                error!(component_id, %context, critical = true, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
