@@ -86,6 +86,40 @@ pub fn echo_manifest() -> (trellis_lattice::Manifest, String) {
     (manifest, address)
 }
 
+/// An example's manifest (`examples/{name}/app.yaml`, images made absolute as the CLI does)
+/// with every HTTP address of its links moved to a free port. Returns the manifest and the
+/// addresses in the order they appear.
+pub fn example_manifest(name: &str) -> (trellis_lattice::Manifest, Vec<String>) {
+    let path = repo_root().join("examples").join(name).join("app.yaml");
+    let mut manifest = trellis_cli::client::load_manifest_file(&path)
+        .unwrap_or_else(|e| panic!("{} loads: {e:#}", path.display()));
+    let mut addresses = Vec::new();
+    for component in &mut manifest.spec.components {
+        for t in component.traits.iter_mut().flatten() {
+            if t.trait_type != "link" {
+                continue;
+            }
+            // `get_mut`, not indexing: indexing would add a null `source` to links without one.
+            let configs = t
+                .properties
+                .get_mut("source")
+                .and_then(|source| source.get_mut("config"))
+                .and_then(|config| config.as_array_mut());
+            for config in configs.into_iter().flatten() {
+                if config["properties"].get("address").is_some() {
+                    let address = format!(
+                        "127.0.0.1:{}",
+                        trellis_cli::nats_server::free_port().expect("a free port")
+                    );
+                    config["properties"]["address"] = address.clone().into();
+                    addresses.push(address);
+                }
+            }
+        }
+    }
+    (manifest, addresses)
+}
+
 /// Copies a file into place through a temporary name, as an operator's deploy tool would, so
 /// a watcher never sees half a file.
 pub fn install_file(from: &Path, to: &Path) -> anyhow::Result<()> {
