@@ -70,6 +70,24 @@ impl Subjects {
     }
 }
 
+/// The queue group in which hosts take lattice-wide writes (`link.*`, `config.*`), so that one
+/// host handles each request.
+pub fn host_queue_group(lattice: &str) -> String {
+    format!("trellis-node.{lattice}")
+}
+
+/// Uptime as hosts report it in heartbeats: `1d 1h 1m 1s`, leading zero units left out.
+pub fn uptime_human(uptime: std::time::Duration) -> String {
+    let secs = uptime.as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m {s}s"),
+    }
+}
+
 /// JetStream KV bucket holding named configs (the same bucket name wasmCloud hosts use).
 pub fn config_bucket(lattice: &str) -> String {
     format!("CONFIGDATA_{lattice}")

@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod api;
 pub mod ctl;
 pub mod event;
+pub mod host_id;
 pub mod manifest;
 
 pub use manifest::{Manifest, ManifestError};
