@@ -126,6 +126,13 @@ fn compile(
     path: &Path,
     bytes: &[u8],
 ) -> Result<LoadedComponent, ImageError> {
+    // A core module (version 1) is the most common mistake: say so, and how to fix it.
+    if bytes.starts_with(b"\0asm\x01\0\0\0") {
+        return Err(ImageError::Invalid {
+            path: path.into(),
+            reason: "it is a core WebAssembly module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".into(),
+        });
+    }
     let component = Component::from_binary(engine, bytes).map_err(|e| ImageError::Invalid {
         path: path.into(),
         reason: format!("{e:#}"),

@@ -199,7 +199,13 @@ async fn start_provider(request: Request<'_>) {
         return;
     }
     match request.host.start_provider(cmd).await {
-        Ok(()) => request.reply(CtlResponse::success("started")).await,
+        Ok(failures) if failures.is_empty() => request.reply(CtlResponse::success("started")).await,
+        // The provider runs (and retries its listeners every heartbeat); the reply says what
+        // does not work yet, as the health_check_failed event does.
+        Ok(failures) => {
+            let message = format!("started, but {}", failures.join("; "));
+            request.reply(CtlResponse::success(message)).await
+        }
         Err(error) => request.reply(CtlResponse::<()>::error(error)).await,
     }
 }

@@ -559,8 +559,12 @@ impl Host {
     }
 
     /// Starts a provider; the error says why not (and has been published as
-    /// `provider_start_failed`).
-    pub(crate) async fn start_provider(&self, cmd: StartProviderCommand) -> Result<(), String> {
+    /// `provider_start_failed`). On success, returns what went wrong with its listeners, if
+    /// anything (an address in use: the provider runs and retries, and the reply says so).
+    pub(crate) async fn start_provider(
+        &self,
+        cmd: StartProviderCommand,
+    ) -> Result<Vec<String>, String> {
         if !is_http_server(&cmd.provider_ref) && !is_keyvalue(&cmd.provider_ref) {
             let error = format!(
                 "unknown provider image {:?}: this node runs only its built-in providers: the HTTP server ({HTTP_SERVER_REF}, or any image ref containing wasmcloud/http-server) and key-value ({KEYVALUE_REF}, or wasmcloud/keyvalue-nats)",
@@ -592,8 +596,12 @@ impl Host {
         };
         self.publish_event(event::PROVIDER_STARTED, data).await;
         self.changed();
-        self.reconcile_routes().await;
-        Ok(())
+        let failures = self.reconcile_routes().await;
+        Ok(failures
+            .into_iter()
+            .filter(|(provider_id, _)| *provider_id == cmd.provider_id)
+            .map(|(_, error)| error)
+            .collect())
     }
 
     /// Stops a provider; false if it was not running here.
@@ -625,8 +633,9 @@ impl Host {
     }
 
     /// Opens, moves and closes HTTP listeners so that each HTTP link of a provider running here
-    /// has one.
-    pub(crate) async fn reconcile_routes(&self) {
+    /// has one. Returns the listeners that newly failed, as (provider id, reason); each has
+    /// also been published as `health_check_failed`.
+    pub(crate) async fn reconcile_routes(&self) -> Vec<(String, String)> {
         let _serialised = self.routes_lock.lock().await;
         let providers = read(&self.providers).clone();
         let links: Vec<Link> = read(&self.links)
@@ -653,7 +662,7 @@ impl Host {
                 Err(e) => {
                     // Better to keep the listeners as they are than to move one to a default.
                     warn!(host_id = %self.id, link = %link.key(), error = %format!("{e:#}"), "cannot read link config; HTTP routes left as they are");
-                    return;
+                    return Vec::new();
                 }
             };
             let address = values
@@ -668,9 +677,11 @@ impl Host {
                 target: link.target.clone(),
             });
         }
+        let mut failures = Vec::new();
         for change in self.http.apply(routes).await {
             match change {
                 ListenerChange::Failed { route, error } => {
+                    failures.push((route.provider_id.clone(), error.clone()));
                     let data = serde_json::json!({
                         "host_id": self.id,
                         "provider_id": route.provider_id,
@@ -691,6 +702,7 @@ impl Host {
                 }
             }
         }
+        failures
     }
 }
 

@@ -490,6 +490,45 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
         "{error}"
     );
 
+    // A valid core module is still not a component; the reason says what to do.
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let core = ctl::ScaleComponentCommand {
+        component_ref: format!("file://{}", module.display()),
+        component_id: "core".into(),
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &core).await;
+    assert!(accepted.success);
+    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
+        data["component_id"] == "core"
+    })
+    .await;
+    let error = failed.data["error"].as_str().unwrap();
+    assert!(
+        error.contains("module.wasm") && error.contains("core WebAssembly module, not a component"),
+        "{error}"
+    );
+
+    let unknown = ctl::ScaleComponentCommand {
+        component_ref: "ftp://example.com/app.wasm".into(),
+        component_id: "unknown".into(),
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &unknown).await;
+    assert!(accepted.success);
+    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
+        data["component_id"] == "unknown"
+    })
+    .await;
+    let error = failed.data["error"].as_str().unwrap();
+    assert!(
+        error.contains("unsupported image reference \"ftp://example.com/app.wasm\""),
+        "{error}"
+    );
+
     let missing = ctl::ScaleComponentCommand {
         component_ref: "file:///nowhere/missing.wasm".into(),
         component_id: "missing".into(),
@@ -575,9 +614,22 @@ async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
     let started: CtlResponse<()> =
         request(&client, subjects.provider_start(&host_id), &start).await;
     assert!(started.success, "{}", started.message);
+    assert!(
+        started
+            .message
+            .contains(&format!("cannot listen on {taken_address}")),
+        "the reply carries the reason: {}",
+        started.message
+    );
 
     let failed = next_event(&mut events, "health_check_failed", |_| true).await;
     assert_eq!(failed.data["address"], taken_address.as_str());
+    assert!(
+        failed.data["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("in use")),
+        "{failed:?}"
+    );
     let (status, body) = http_get_until(&free_address, "/", |s| s == 503).await;
     assert_eq!(status, 503);
     assert!(body.contains("nobody"), "{body}");
