@@ -120,6 +120,20 @@ impl ApiClient {
         self.request(self.subjects.del(name), body).await
     }
 
+    /// The commands deploying `version` (default: the latest) would issue now, without
+    /// issuing them (a trellis extension).
+    pub async fn plan(&self, name: &str, version: Option<&str>) -> anyhow::Result<PlanResponse> {
+        let body = serde_json::to_vec(&PlanRequest {
+            version: version.map(String::from),
+        })?;
+        self.request(self.subjects.plan(name), body).await
+    }
+
+    /// Deploys the version that was deployed before the current one (a trellis extension).
+    pub async fn rollback(&self, name: &str) -> anyhow::Result<DeployModelResponse> {
+        self.request(self.subjects.rollback(name), Vec::new()).await
+    }
+
     /// Which version was deployed when (an extension on wadm's subjects).
     pub async fn history(&self, name: &str) -> anyhow::Result<HistoryResponse> {
         self.request(self.subjects.history(name), Vec::new()).await
@@ -231,6 +245,11 @@ impl ApiClient {
 
     /// Polls the status until it is deployed (Ok), failed (Err) or `timeout` passes (Err).
     /// `progress` sees every new status.
+    ///
+    /// Right after a new version is deployed, the controller still reports the previous
+    /// version's status until its first pass over the new one; a `deployed` status is trusted
+    /// only once it names the deployed version or, from a controller that leaves the version
+    /// out, once the plan of the deployed version has nothing left to do.
     pub async fn wait_deployed(
         &self,
         name: &str,
@@ -238,6 +257,7 @@ impl ApiClient {
         mut progress: impl FnMut(&Status),
     ) -> anyhow::Result<Status> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let deployed_version = self.deployed_version(name).await;
         let mut last: Option<Status> = None;
         loop {
             let resp = self.status(name).await?;
@@ -245,9 +265,17 @@ impl ApiClient {
                 if last.as_ref() != Some(&status) {
                     progress(&status);
                 }
+                let current = match (&deployed_version, status.version.as_str()) {
+                    (Some(deployed), reported) if !reported.is_empty() => deployed == reported,
+                    _ => true,
+                };
                 match status.info.status_type {
-                    StatusType::Deployed => return Ok(status),
-                    StatusType::Failed => {
+                    StatusType::Deployed
+                        if current && self.settled(name, &status, &deployed_version).await =>
+                    {
+                        return Ok(status)
+                    }
+                    StatusType::Failed if current => {
                         return Err(Failure::AppFailed
                             .error(format!("app {name} failed: {}", status.info.message)))
                     }
@@ -263,6 +291,42 @@ impl ApiClient {
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl ApiClient {
+    /// The version the store says is deployed, if the controller tells.
+    async fn deployed_version(&self, name: &str) -> Option<String> {
+        let versions = self.versions(name).await.ok()?;
+        versions
+            .versions
+            .into_iter()
+            .find(|v| v.deployed)
+            .map(|v| v.version)
+    }
+
+    /// Whether a `deployed` status is about the deployed version: it says so itself, or the
+    /// plan of that version finds every scaler deployed. A controller without `plan` (wadm)
+    /// is trusted as it is.
+    async fn settled(&self, name: &str, status: &Status, version: &Option<String>) -> bool {
+        let Some(version) = version else {
+            return true;
+        };
+        if !status.version.is_empty() {
+            return true;
+        }
+        match self.plan(name, Some(version)).await {
+            Ok(plan) if plan.result == GetResult::Success => {
+                if plan.scalers.is_empty() {
+                    plan.commands.is_empty()
+                } else {
+                    plan.scalers
+                        .iter()
+                        .all(|s| s.info.status_type == StatusType::Deployed)
+                }
+            }
+            _ => true,
         }
     }
 }

@@ -289,6 +289,31 @@ enum AppCmd {
         conn: Connection,
         name: String,
     },
+    /// What deploying a version would do now, like a diff (+ start/scale/put, - stop/delete),
+    /// computed by the same plugin calls as a deploy; nothing is sent to the lattice.
+    ///
+    ///   trellis app put shop-v2.yaml && trellis app plan shop && trellis app deploy shop
+    Plan {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// The version to plan (default: the latest stored).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Deploy the version that was deployed before the current one (see `app history`), and
+    /// wait until it is deployed.
+    Rollback {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Return at once instead of waiting until the app is deployed.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for deployed, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -934,5 +959,19 @@ async fn app(cmd: AppCmd) -> anyhow::Result<()> {
             version,
         } => commands::app::delete(&conn, &name, version.as_deref()).await,
         AppCmd::History { conn, name } => commands::app::history(&conn, &name).await,
+        AppCmd::Plan {
+            conn,
+            name,
+            version,
+        } => commands::app::plan(&conn, &name, version.as_deref()).await,
+        AppCmd::Rollback {
+            conn,
+            name,
+            no_wait,
+            timeout,
+        } => {
+            let timeout = Duration::from_secs(timeout);
+            commands::app::rollback(&conn, &name, no_wait, timeout).await
+        }
     }
 }

@@ -700,3 +700,100 @@ fn plugin_test_and_build_run_cargo_and_name_the_wasm() {
         .unwrap();
     assert!(String::from_utf8_lossy(&not_a_crate.stderr).contains("no Cargo.toml"));
 }
+
+/// A manifest running the echo example component (`instances` of it), for tests that need a
+/// component that really starts.
+fn write_echo_manifest(dir: &std::path::Path, version: &str, instances: u32) -> String {
+    let wasm = repo_root().join("build/examples/echo.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run scripts/build-wasm.sh first",
+        wasm.display()
+    );
+    let wasm = std::fs::canonicalize(wasm).unwrap();
+    let path = dir.join(format!("echo-{version}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: shop\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: web\n      type: component\n      properties:\n        image: file://{}\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: {instances}\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// `app plan` shows what a deploy would do without doing it; `app rollback` goes back to the
+/// version deployed before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_a_deploy_before_it_happens_and_rollback_goes_back() {
+    let mut lattice = TestLattice::start(&["spreadscaler"]).await;
+    let host = lattice.add_node(&[]).await;
+    let dir = lattice.dir.path().to_path_buf();
+    lattice
+        .trellis(&["app", "put", &write_echo_manifest(&dir, "v1", 1)])
+        .await
+        .ok();
+    lattice
+        .trellis(&["app", "put", &write_echo_manifest(&dir, "v2", 2)])
+        .await
+        .ok();
+
+    let plan = lattice
+        .trellis(&["app", "plan", "shop", "--version", "v1", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(plan["version"], "v1");
+    let commands = plan["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1, "{plan}");
+    assert!(commands[0]["subject"].as_str().unwrap().ends_with(&host));
+    assert_eq!(commands[0]["body"]["count"], 1);
+    let hosts = lattice
+        .trellis(&["get", "inventory", &host, "-o", "json"])
+        .await
+        .json();
+    assert_eq!(
+        hosts["components"],
+        serde_json::json!([]),
+        "plan sent nothing"
+    );
+
+    let deploy = ["app", "deploy", "shop", "--timeout", "30", "--version"];
+    lattice.trellis(&[&deploy[..], &["v1"]].concat()).await.ok();
+    let plan = lattice.trellis(&["app", "plan", "shop"]).await;
+    assert!(
+        plan.ok()
+            .contains(&format!("+ scale component shop-web to 2 on {host}")),
+        "{}",
+        plan.stdout
+    );
+    lattice.trellis(&[&deploy[..], &["v2"]].concat()).await.ok();
+    let plan = lattice
+        .trellis(&["app", "plan", "shop", "--version", "v2"])
+        .await;
+    assert!(plan.ok().contains("no changes"), "{}", plan.stdout);
+
+    let back = lattice
+        .trellis(&["app", "rollback", "shop", "--timeout", "30"])
+        .await;
+    assert!(back.ok().contains("v1"), "{}", back.stdout);
+    let versions = lattice
+        .trellis(&["app", "versions", "shop", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(versions[0]["deployed"], true, "{versions}");
+
+    lattice
+        .trellis(&["app", "plan", "shop", "--version", "v9"])
+        .await
+        .fails_with(3, "no version v9");
+    lattice
+        .trellis(&["app", "put", &write_manifest(&dir, "fresh", "v1")])
+        .await
+        .ok();
+    lattice
+        .trellis(&["app", "rollback", "fresh"])
+        .await
+        .fails_with(3, "no earlier deployed version");
+    lattice.stop().await;
+}

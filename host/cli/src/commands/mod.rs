@@ -13,7 +13,10 @@ use trellis_cli::failure::Failure;
 pub fn failure_in(message: &str) -> Option<Failure> {
     if message.contains("already has a version") || message.contains("at the same time") {
         Some(Failure::Conflict)
-    } else if message.contains("not found") || message.contains("has no version") {
+    } else if message.contains("not found")
+        || message.contains("has no version")
+        || message.contains("no earlier deployed version")
+    {
         Some(Failure::NotFound)
     } else {
         None
