@@ -106,7 +106,7 @@ async fn racing_put_and_delete_end_consistently() {
             // The put came second and recreated the app with its version alone.
             (PutResult::Created, DeleteResult::Deleted) => {
                 both_in_turn += 1;
-                assert_eq!(stored, [contender.clone()], "round {round}");
+                assert_eq!(stored, std::slice::from_ref(&contender), "round {round}");
             }
             // The delete came second and removed everything.
             (PutResult::NewVersion, DeleteResult::Deleted) => {

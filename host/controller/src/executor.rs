@@ -16,7 +16,9 @@ use trellis_lattice::ctl::{
     StopProviderCommand,
 };
 use trellis_lattice::event::Event;
-use trellis_runtime::bindings::Command;
+use trellis_runtime::bindings::{
+    Command, DeleteLink, Pair, PutConfig, ScaleComponent, StartProvider, StopProvider,
+};
 
 use crate::state::{from_wit_link, LatticeState};
 
@@ -287,6 +289,19 @@ impl Executor {
         self.in_flight.len()
     }
 
+    /// Notes a command seen on the lattice (`wasmbus.ctl.v1.{lattice}.>`). One this executor
+    /// did not send — another controller's, typically the previous owner of an app — counts as
+    /// in flight here too, so an owner taking over never re-sends what its predecessor sent
+    /// and the lattice has not carried out yet.
+    pub fn observe(&mut self, command: Command, origin: Origin, now: Instant) {
+        let key = command_key(&command);
+        if self.in_flight.contains_key(&key) {
+            return;
+        }
+        self.origins.entry(key.clone()).or_insert(origin);
+        self.in_flight.insert(key, InFlight { command, sent: now });
+    }
+
     /// Whether `command` would be held back now: in flight, or backing off after a failure.
     pub fn holds(&self, command: &Command, now: Instant) -> bool {
         let key = command_key(command);
@@ -390,6 +405,90 @@ pub fn encode(subjects: &ctl::Subjects, command: &Command, origin: &Origin) -> (
     (subject, body.unwrap_or_default())
 }
 
+/// The command a control-interface request carries, and who asked for it (from its
+/// annotations; empty for requests that carry none). The inverse of [`encode`]; `None` for
+/// subjects that are not commands (queries, pings).
+pub fn decode(subjects: &ctl::Subjects, subject: &str, body: &[u8]) -> Option<(Command, Origin)> {
+    let tail = subject.strip_prefix(subjects.prefix())?.strip_prefix('.')?;
+    let parts: Vec<&str> = tail.splitn(3, '.').collect();
+    let origin_of = |annotations: &Option<BTreeMap<String, String>>| {
+        let get = |k: &str| {
+            annotations
+                .as_ref()
+                .and_then(|a| a.get(k).cloned())
+                .unwrap_or_default()
+        };
+        Origin {
+            app: get(annotations::APP),
+            scaler: get(annotations::SCALER),
+        }
+    };
+    let none = Origin {
+        app: String::new(),
+        scaler: String::new(),
+    };
+    Some(match parts.as_slice() {
+        ["component", "scale", host] => {
+            let c: ScaleComponentCommand = serde_json::from_slice(body).ok()?;
+            let origin = origin_of(&c.annotations);
+            let command = Command::ScaleComponent(ScaleComponent {
+                host_id: host.to_string(),
+                component_id: c.component_id,
+                image: c.component_ref,
+                count: c.max_instances,
+                config: c.config,
+            });
+            (command, origin)
+        }
+        ["provider", "start", host] => {
+            let c: StartProviderCommand = serde_json::from_slice(body).ok()?;
+            let origin = origin_of(&c.annotations);
+            let command = Command::StartProvider(StartProvider {
+                host_id: host.to_string(),
+                provider_id: c.provider_id,
+                image: c.provider_ref,
+                config: c.config,
+            });
+            (command, origin)
+        }
+        ["provider", "stop", host] => {
+            let c: StopProviderCommand = serde_json::from_slice(body).ok()?;
+            let command = Command::StopProvider(StopProvider {
+                host_id: host.to_string(),
+                provider_id: c.provider_id,
+            });
+            (command, none)
+        }
+        ["link", "put"] => {
+            let link: ctl::Link = serde_json::from_slice(body).ok()?;
+            (Command::PutLink(crate::state::to_wit_link(&link)), none)
+        }
+        ["link", "del"] => {
+            let l: DeleteLinkRequest = serde_json::from_slice(body).ok()?;
+            let command = Command::DeleteLink(DeleteLink {
+                source_id: l.source_id,
+                name: l.name,
+                wit_namespace: l.wit_namespace,
+                wit_package: l.wit_package,
+            });
+            (command, none)
+        }
+        ["config", "put", name] => {
+            let entries: BTreeMap<String, String> = serde_json::from_slice(body).ok()?;
+            let command = Command::PutConfig(PutConfig {
+                name: name.to_string(),
+                entries: entries
+                    .into_iter()
+                    .map(|(key, value)| Pair { key, value })
+                    .collect(),
+            });
+            (command, none)
+        }
+        ["config", "del", name] => (Command::DeleteConfig(name.to_string()), none),
+        _ => return None,
+    })
+}
+
 /// Exponential backoff with ±20% jitter derived from the key, so that many commands failing at
 /// once do not retry in lock step.
 fn backoff(key: &str, attempts: u32) -> Duration {
@@ -406,6 +505,48 @@ fn backoff(key: &str, attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_decode_from_what_encode_sends() {
+        let subjects = ctl::Subjects::new("l");
+        let origin = Origin {
+            app: "shop".into(),
+            scaler: "spreadscaler-web-0".into(),
+        };
+        let commands = [
+            Command::ScaleComponent(ScaleComponent {
+                host_id: "NHOST".into(),
+                component_id: "shop-web".into(),
+                image: "file:///web.wasm".into(),
+                count: 3,
+                config: vec!["c".into()],
+            }),
+            Command::StartProvider(StartProvider {
+                host_id: "NHOST".into(),
+                provider_id: "shop-http".into(),
+                image: "builtin:http-server".into(),
+                config: vec![],
+            }),
+            Command::PutConfig(PutConfig {
+                name: "c".into(),
+                entries: vec![Pair {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+            }),
+            Command::DeleteConfig("c".into()),
+        ];
+        for command in commands {
+            let (subject, body) = encode(&subjects, &command, &origin);
+            let (back, from) = decode(&subjects, &subject, &body).expect("a command");
+            assert_eq!(command_key(&back), command_key(&command));
+            assert_eq!(encode(&subjects, &back, &origin), (subject, body));
+            if matches!(command, Command::ScaleComponent(_)) {
+                assert_eq!(from, origin);
+            }
+        }
+        assert!(decode(&subjects, "wasmbus.ctl.v1.l.host.ping", b"").is_none());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

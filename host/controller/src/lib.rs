@@ -172,6 +172,7 @@ impl Controller {
                 &status_kv,
                 ownership_watches,
                 plan_rx,
+                &client,
             )
             .await?;
             let reconciler = reconciler::Reconciler::new(

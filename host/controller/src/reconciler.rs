@@ -37,7 +37,7 @@ use trellis_runtime::bindings::{
 };
 use trellis_runtime::{LatticeSnapshot, Runtime};
 
-use crate::executor::{command_key, encode, Executor, Origin, Outcome};
+use crate::executor::{command_key, decode, encode, Executor, Origin, Outcome};
 use crate::ownership::{Ownership, OwnershipWatches};
 use crate::state::{LatticeState, Touched};
 use crate::store::StoredApp;
@@ -193,6 +193,8 @@ pub struct Inputs {
     statuses: kv::Watch,
     ownership: OwnershipWatches,
     plans: mpsc::Receiver<PlanQuery>,
+    /// Every control-interface request on the lattice, to see what other controllers sent.
+    commands: async_nats::Subscriber,
 }
 
 impl Inputs {
@@ -207,8 +209,12 @@ impl Inputs {
         statuses: &kv::Store,
         ownership: OwnershipWatches,
         plans: mpsc::Receiver<PlanQuery>,
+        client: &async_nats::Client,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            commands: client
+                .subscribe(format!("{}.>", ctl::Subjects::new(lattice).prefix()))
+                .await?,
             events: event_stream(js, lattice, settings.event_replay).await?,
             manifests: manifests.watch_with_history(">").await?,
             links: links.watch_with_history(">").await?,
@@ -346,7 +352,9 @@ impl Reconciler {
                     controllers: mut controller_watch,
                 },
             mut plans,
+            mut commands,
         } = inputs;
+        let ctl_subjects = ctl::Subjects::new(&self.lattice);
         self.catch_up(&mut events).await;
         self.discover_hosts().await;
 
@@ -398,6 +406,13 @@ impl Reconciler {
                 Some(entry) = controller_watch.next() => {
                     if let Ok(entry) = entry {
                         self.ownership.on_controller_entry(entry, Instant::now());
+                    }
+                }
+                Some(msg) = commands.next() => {
+                    if let Some((command, origin)) =
+                        decode(&ctl_subjects, msg.subject.as_str(), &msg.payload)
+                    {
+                        self.executor.observe(command, origin, Instant::now());
                     }
                 }
                 Some(query) = plans.recv() => {
