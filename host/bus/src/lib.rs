@@ -14,7 +14,15 @@ pub async fn connect(
 ) -> anyhow::Result<async_nats::Client> {
     use async_nats::ConnectErrorKind as Kind;
     options.connect(url).await.map_err(|e| {
+        // rustls reports a certificate it cannot verify as an I/O error.
+        let text = e.to_string().to_lowercase();
+        let tls_trouble = ["certificate", "tls", "handshake"]
+            .iter()
+            .any(|w| text.contains(w));
         let what = match e.kind() {
+            Kind::Io if tls_trouble => format!(
+                "TLS with NATS at {url} failed ({e}): check --tls-ca (the CA that signed the server's certificate) and --tls-cert/--tls-key (a client certificate, when the server asks for one)"
+            ),
             Kind::AuthorizationViolation | Kind::Authentication => format!(
                 "NATS at {url} refused our credentials ({e}): check --user/--password or --creds (TRELLIS_USER, TRELLIS_PASSWORD, TRELLIS_CREDS, or [nats] in the config file)"
             ),

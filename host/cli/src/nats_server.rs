@@ -34,7 +34,8 @@ impl NatsServer {
         Self::start_with_args(port, data_dir, extra.to_vec())
     }
 
-    fn start_with_args(port: u16, data_dir: &Path, extra: Vec<String>) -> anyhow::Result<Self> {
+    /// Like [`NatsServer::start`], with more `nats-server` arguments (TLS, authorization…).
+    pub fn start_with_args(port: u16, data_dir: &Path, extra: Vec<String>) -> anyhow::Result<Self> {
         let port = if port == 0 { free_port()? } else { port };
         let mut server = Self {
             child: spawn(port, data_dir, &extra)?,

@@ -28,6 +28,10 @@ fn help_teaches_the_first_steps() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(stdout.contains("trellis up --example echo"), "{stdout}");
+    assert!(
+        stdout.contains("Exit codes") && stdout.contains("3  not found"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -518,7 +522,8 @@ async fn user_and_password_from_flags_environment_or_config_file() {
 }
 
 /// `trellis up --nodes 2` with per-node labels: both nodes join with node=1,2 and their
-/// regions, `up` says where everything is, and SIGINT stops it cleanly.
+/// regions, `up` says where everything is, its nats-server asks for the user and password it
+/// was given, and SIGINT stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     use std::io::BufRead;
@@ -545,6 +550,8 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
         .arg("--plugins")
         .arg(repo_root().join("build/plugins"))
         .env_remove("TRELLIS_NATS")
+        .env("TRELLIS_USER", "local")
+        .env("TRELLIS_PASSWORD", "pw")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -572,19 +579,27 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     assert!(printed.contains(&url), "{printed}");
     assert!(printed.contains("lattice     local"), "{printed}");
     assert!(printed.contains("node=2,region=west,zone=b"), "{printed}");
+    assert!(printed.contains("user local"), "{printed}");
 
-    let mut get = trellis();
-    get.args([
-        "get",
-        "hosts",
-        "-o",
-        "json",
-        "--lattice",
-        "local",
-        "--nats",
-        &url,
-    ]);
-    let hosts = run(get).await.json();
+    let get = |login: &[&str]| {
+        let mut get = trellis();
+        get.args([
+            "get",
+            "hosts",
+            "-o",
+            "json",
+            "--lattice",
+            "local",
+            "--nats",
+            &url,
+        ])
+        .args(login);
+        get
+    };
+    run(get(&[])).await.fails_with(1, "refused our credentials");
+    let hosts = run(get(&["--user", "local", "--password", "pw"]))
+        .await
+        .json();
     let mut regions: Vec<(String, String)> = hosts
         .as_array()
         .unwrap()
@@ -796,4 +811,155 @@ async fn plan_shows_a_deploy_before_it_happens_and_rollback_goes_back() {
         .await
         .fails_with(3, "no earlier deployed version");
     lattice.stop().await;
+}
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`, in
+/// `dir`. Returns the paths (ca, server cert, server key, client cert, client key).
+fn make_certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (install it: sudo apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "1", "-subj", "/CN=trellis test CA"][..],
+            &ec,
+            &["-keyout", "ca-key.pem", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, cert, extfile) = (
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            &[
+                &["req", "-subj", &format!("/CN={name}")][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-extfile",
+            &extfile,
+        ]);
+    }
+    [
+        "ca.pem",
+        "server.pem",
+        "server-key.pem",
+        "client.pem",
+        "client-key.pem",
+    ]
+    .map(|f| dir.join(f))
+}
+
+/// A nats-server that requires mutual TLS: the CLI and a node connect with --tls-ca,
+/// --tls-cert and --tls-key; without them the error names the TLS options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_ca_and_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, server_cert, server_key, client_cert, client_key] = make_certificates(dir.path());
+    let path = |p: &std::path::PathBuf| p.display().to_string();
+    let nats = trellis_cli::nats_server::NatsServer::start_with_args(
+        0,
+        &dir.path().join("nats"),
+        vec![
+            "--tlsverify".into(),
+            "--tlscert".into(),
+            path(&server_cert),
+            "--tlskey".into(),
+            path(&server_key),
+            "--tlscacert".into(),
+            path(&ca),
+        ],
+    )
+    .unwrap();
+    let settings = trellis_cli::connect::NatsSettings {
+        tls_ca: Some(ca.clone()),
+        tls_cert: Some(client_cert.clone()),
+        tls_key: Some(client_key.clone()),
+        ..trellis_cli::connect::NatsSettings::new(&nats.url(), "tls")
+    };
+    let node = trellis_node::Node::start_with_options(
+        trellis_node::NodeConfig {
+            nats_url: nats.url(),
+            lattice: "tls".into(),
+            ..Default::default()
+        },
+        settings.options().await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let get_hosts = |extra: &[String]| {
+        let mut c = trellis();
+        c.args([
+            "get",
+            "hosts",
+            "-o",
+            "json",
+            "--lattice",
+            "tls",
+            "--nats",
+            &nats.url(),
+        ])
+        .args(extra);
+        c
+    };
+    let hosts = run(get_hosts(&[
+        "--tls-ca".into(),
+        path(&ca),
+        "--tls-cert".into(),
+        path(&client_cert),
+        "--tls-key".into(),
+        path(&client_key),
+    ]))
+    .await
+    .json();
+    assert_eq!(hosts[0]["id"], node.host_id());
+
+    run(get_hosts(&[])).await.fails_with(1, "--tls-ca");
+    run(get_hosts(&["--tls-ca".into(), path(&ca)]))
+        .await
+        .fails_with(1, "--tls-cert");
+    node.stop().await.unwrap();
 }
