@@ -66,13 +66,13 @@ enum Cmd {
     Controller(ControllerArgs),
     /// Run a lattice node: runs components and the built-in providers, obeys the controller.
     Node(NodeArgs),
-    /// Manage applications: put, deploy, status, list.
+    /// Manage applications: put, validate, plan, deploy, status, history, rollback, delete.
     #[command(subcommand)]
     App(AppCmd),
-    /// Inspect the controller's plugins.
+    /// Plugins: what a controller has loaded; create, test and build your own.
     #[command(subcommand)]
     Plugin(PluginCmd),
-    /// Look at the lattice: hosts and what runs on them.
+    /// Look at the lattice: hosts, what runs on them, links and configs.
     #[command(subcommand)]
     Get(GetCmd),
 }
@@ -289,8 +289,10 @@ enum AppCmd {
         conn: Connection,
         name: String,
     },
-    /// What deploying a version would do now, like a diff (+ start/scale/put, - stop/delete),
-    /// computed by the same plugin calls as a deploy; nothing is sent to the lattice.
+    /// Show what deploying a version would do now, as a diff; nothing is sent.
+    ///
+    /// + start, scale or put; - stop or delete. Computed by the same plugin calls as a deploy,
+    /// against the lattice as the controller sees it now.
     ///
     ///   trellis app put shop-v2.yaml && trellis app plan shop && trellis app deploy shop
     Plan {
@@ -301,8 +303,9 @@ enum AppCmd {
         #[arg(long)]
         version: Option<String>,
     },
-    /// Deploy the version that was deployed before the current one (see `app history`), and
-    /// wait until it is deployed.
+    /// Deploy the version that was deployed before the current one, and wait until deployed.
+    ///
+    /// The version comes from the deploy history (`trellis app history NAME`).
     Rollback {
         #[command(flatten)]
         conn: Connection,
