@@ -963,3 +963,41 @@ async fn mutual_tls_with_ca_and_client_certificate() {
         .fails_with(1, "--tls-cert");
     node.stop().await.unwrap();
 }
+
+/// Without the wasm32-wasip2 target, `plugin build` stops before building and says the rustup
+/// command that installs it.
+#[test]
+fn plugin_build_without_the_wasm_target_says_how_to_add_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = trellis()
+        .args(["plugin", "new", "notarget", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // A rustup that knows only the native target, first on PATH.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let rustup = bin.join("rustup");
+    std::fs::write(&rustup, "#!/bin/sh\necho x86_64-unknown-linux-gnu\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rustup, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = trellis()
+        .args(["plugin", "build"])
+        .arg(dir.path().join("notarget"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("rustup target add wasm32-wasip2"), "{said}");
+}
