@@ -116,10 +116,22 @@ fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
     }
 }
 
-/// Mean time of one call of `f`, after a warm-up, over at least `budget`.
+/// Mean time of one call of `f`, after a warm-up, over at least `budget`. With
+/// `BENCH_ITERS=n`, exactly n calls instead: for `perf stat -e instructions:u`, whose counts
+/// (unlike times) do not depend on what else the machine is doing.
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> Duration {
     for _ in 0..20 {
         f();
+    }
+    if let Some(n) = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        let started = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        return started.elapsed() / n.max(1);
     }
     let mut calls = 0u32;
     let started = Instant::now();

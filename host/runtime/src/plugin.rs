@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, InstancePre, Lift, Linker, Lower,
+};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::placement::exports::trellis::plugin::placement_api::{HostScore, Verdict};
@@ -83,6 +85,8 @@ pub struct Plugin {
     name: Arc<str>,
     engine: Engine,
     pre: Pre,
+    /// Where each function of the plugin's API interface is, found once at load.
+    exports: BTreeMap<&'static str, ComponentExportIndex>,
     stats: Mutex<Stats>,
 }
 
@@ -193,6 +197,7 @@ impl Plugin {
                 .map_err(instantiate_err)?,
             ),
         };
+        let exports = export_indices(&component, engine, kind);
         let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -211,6 +216,7 @@ impl Plugin {
             name: Arc::from(stem.as_str()),
             engine: engine.clone(),
             pre,
+            exports,
             stats: Mutex::default(),
         };
         let info = plugin.describe().map_err(|e| LoadError::Describe {
@@ -246,11 +252,11 @@ impl Plugin {
         &self,
         placements: Arc<[Arc<Plugin>]>,
         snapshot: Option<Arc<LatticeSnapshot>>,
-        f: impl FnOnce(&Pre, &mut Store<State>) -> Result<R, CallFailure>,
+        f: impl FnOnce(&mut Store<State>) -> Result<R, CallFailure>,
     ) -> Result<R, CallError> {
         let started = Instant::now();
         let mut store = self.store(placements, snapshot);
-        let result = f(&self.pre, &mut store).map_err(|failure| match failure {
+        let result = f(&mut store).map_err(|failure| match failure {
             CallFailure::Wasm(e) => sandbox::classify(e, &store, self.limits),
             CallFailure::Fault(fault) => fault,
         });
@@ -271,22 +277,52 @@ impl Plugin {
         })
     }
 
+    /// Instantiates the plugin in `store` and calls one function of its API interface.
+    ///
+    /// Only the called function is looked up and type-checked: the generated bindings would
+    /// check every export on each instantiation, a measurable share of a call's fixed cost
+    /// (docs/decisions/0003-plugin-call-fixed-cost.md). The exports' types were checked
+    /// once, at load, by the world's `*Pre::new`.
+    fn invoke<P, R>(
+        &self,
+        store: &mut Store<State>,
+        function: &'static str,
+        params: P,
+    ) -> Result<R, CallFailure>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let Some(index) = self.exports.get(function) else {
+            return Err(CallFailure::Fault(Fault::Instantiate(format!(
+                "the plugin exports no `{function}`"
+            ))));
+        };
+        let instance = self.instance_pre().instantiate(&mut *store)?;
+        let func = instance.get_typed_func::<P, R>(&mut *store, index)?;
+        Ok(func.call(&mut *store, params)?)
+    }
+
+    fn instance_pre(&self) -> &InstancePre<State> {
+        match &self.pre {
+            Pre::Scaler(pre) => pre.instance_pre(),
+            Pre::Placement(pre) => pre.instance_pre(),
+            Pre::Validator(pre) => pre.instance_pre(),
+        }
+    }
+
+    fn expect(&self, kind: PluginKind) -> Result<(), CallFailure> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(not_a(kind))
+        }
+    }
+
     pub fn describe(&self) -> Result<PluginInfo, CallError> {
-        self.call(Arc::from([]), None, |pre, store| match pre {
-            Pre::Scaler(pre) => {
-                let i = pre.instantiate(&mut *store)?;
-                Ok(i.trellis_plugin_scaler_api().call_describe(&mut *store)?)
-            }
-            Pre::Placement(pre) => {
-                let i = pre.instantiate(&mut *store)?;
-                Ok(i.trellis_plugin_placement_api()
-                    .call_describe(&mut *store)?)
-            }
-            Pre::Validator(pre) => {
-                let i = pre.instantiate(&mut *store)?;
-                Ok(i.trellis_plugin_validator_api()
-                    .call_describe(&mut *store)?)
-            }
+        self.call(Arc::from([]), None, |store| {
+            let (info,): (PluginInfo,) = self.invoke(store, "describe", ())?;
+            Ok(info)
         })
     }
 
@@ -298,15 +334,10 @@ impl Plugin {
         snapshot: &Arc<LatticeSnapshot>,
         placements: Arc<[Arc<Plugin>]>,
     ) -> Result<ReconcileResult, CallError> {
-        self.call(placements, Some(Arc::clone(snapshot)), |pre, store| {
-            let Pre::Scaler(pre) = pre else {
-                return Err(not_a(PluginKind::Scaler));
-            };
+        self.call(placements, Some(Arc::clone(snapshot)), |store| {
+            self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let i = pre.instantiate(&mut *store)?;
-            let result = i
-                .trellis_plugin_scaler_api()
-                .call_reconcile(&mut *store, ctx, view)?;
+            let (result,): (ReconcileResult,) = self.invoke(store, "reconcile", (ctx, view))?;
             check_commands(&result.commands, snapshot)?;
             Ok(result)
         })
@@ -318,15 +349,10 @@ impl Plugin {
         ctx: &ScalerContext,
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<Command>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
-            let Pre::Scaler(pre) = pre else {
-                return Err(not_a(PluginKind::Scaler));
-            };
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+            self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let i = pre.instantiate(&mut *store)?;
-            let commands = i
-                .trellis_plugin_scaler_api()
-                .call_cleanup(&mut *store, ctx, view)?;
+            let (commands,): (Vec<Command>,) = self.invoke(store, "cleanup", (ctx, view))?;
             check_commands(&commands, snapshot)?;
             Ok(commands)
         })
@@ -334,12 +360,10 @@ impl Plugin {
 
     /// Asks a scaler what is wrong with its trait's properties (paths relative to them).
     pub fn check(&self, ctx: &ScalerContext) -> Result<Vec<Diagnostic>, CallError> {
-        self.call(Arc::from([]), None, |pre, store| {
-            let Pre::Scaler(pre) = pre else {
-                return Err(not_a(PluginKind::Scaler));
-            };
-            let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_scaler_api().call_check(&mut *store, ctx)?)
+        self.call(Arc::from([]), None, |store| {
+            self.expect(PluginKind::Scaler)?;
+            let (found,): (Vec<Diagnostic>,) = self.invoke(store, "check", (ctx,))?;
+            Ok(found)
         })
     }
 
@@ -349,18 +373,12 @@ impl Plugin {
         candidates: &[HostInfo],
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<Verdict>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
-            let Pre::Placement(pre) = pre else {
-                return Err(not_a(PluginKind::Placement));
-            };
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+            self.expect(PluginKind::Placement)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_placement_api().call_filter(
-                &mut *store,
-                request,
-                candidates,
-                view,
-            )?)
+            let (verdicts,): (Vec<Verdict>,) =
+                self.invoke(store, "filter", (request, candidates, view))?;
+            Ok(verdicts)
         })
     }
 
@@ -370,29 +388,20 @@ impl Plugin {
         candidates: &[HostInfo],
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<HostScore>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |pre, store| {
-            let Pre::Placement(pre) = pre else {
-                return Err(not_a(PluginKind::Placement));
-            };
+        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+            self.expect(PluginKind::Placement)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_placement_api().call_score(
-                &mut *store,
-                request,
-                candidates,
-                view,
-            )?)
+            let (scores,): (Vec<HostScore>,) =
+                self.invoke(store, "score", (request, candidates, view))?;
+            Ok(scores)
         })
     }
 
     pub fn validate(&self, manifest_json: &str) -> Result<Vec<Diagnostic>, CallError> {
-        self.call(Arc::from([]), None, |pre, store| {
-            let Pre::Validator(pre) = pre else {
-                return Err(not_a(PluginKind::Validator));
-            };
-            let i = pre.instantiate(&mut *store)?;
-            Ok(i.trellis_plugin_validator_api()
-                .call_validate(&mut *store, manifest_json)?)
+        self.call(Arc::from([]), None, |store| {
+            self.expect(PluginKind::Validator)?;
+            let (found,): (Vec<Diagnostic>,) = self.invoke(store, "validate", (manifest_json,))?;
+            Ok(found)
         })
     }
 
@@ -442,6 +451,33 @@ impl From<Fault> for CallFailure {
     fn from(f: Fault) -> Self {
         CallFailure::Fault(f)
     }
+}
+
+/// The functions of each world's API interface, by name, found in the component's exports.
+fn export_indices(
+    component: &Component,
+    engine: &Engine,
+    kind: PluginKind,
+) -> BTreeMap<&'static str, ComponentExportIndex> {
+    let (interface, functions): (&str, &[&'static str]) = match kind {
+        PluginKind::Scaler => ("scaler-api", &["describe", "reconcile", "cleanup", "check"]),
+        PluginKind::Placement => ("placement-api", &["describe", "filter", "score"]),
+        PluginKind::Validator => ("validator-api", &["describe", "validate"]),
+    };
+    let prefix = format!("trellis:plugin/{interface}@");
+    let Some(instance) = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .find(|name| name.starts_with(&prefix))
+        .and_then(|name| component.get_export_index(None, &name))
+    else {
+        return BTreeMap::new();
+    };
+    functions
+        .iter()
+        .filter_map(|f| Some((*f, component.get_export_index(Some(&instance), f)?)))
+        .collect()
 }
 
 fn not_a(kind: PluginKind) -> CallFailure {
