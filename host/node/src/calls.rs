@@ -18,7 +18,7 @@
 //! the body as the payload), so a body is bounded by the server's `max_payload` (1 MiB by
 //! default). The caller sees failures the way it would behind an HTTP gateway: `503` when no
 //! node runs the callee, `504` on a timeout, `413` for a body too large, `502` otherwise, each
-//! with a plain-text reason. See docs/decisions/0003-lattice-calls.md.
+//! with a plain-text reason. See docs/decisions/0004-lattice-calls.md.
 
 use std::sync::Arc;
 use std::time::Duration;
