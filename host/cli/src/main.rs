@@ -291,8 +291,8 @@ enum AppCmd {
     },
     /// Show what deploying a version would do now, as a diff; nothing is sent.
     ///
-    /// + start, scale or put; - stop or delete. Computed by the same plugin calls as a deploy,
-    /// against the lattice as the controller sees it now.
+    /// Lines with `+` start, scale or put; lines with `-` stop or delete. Computed by the same
+    /// plugin calls as a deploy, against the lattice as the controller sees it now.
     ///
     ///   trellis app put shop-v2.yaml && trellis app plan shop && trellis app deploy shop
     Plan {
