@@ -1,0 +1,484 @@
+// The trellis dashboard: everything it shows comes from /api/v1 and its event stream; every
+// action is one API call after a confirmation. Plain script, no build step, no network beyond
+// the server that serves it.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const TOKEN_KEY = "trellis-http-token";
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  hosts: [],
+  inventories: {},
+  apps: [],
+  versions: {},   // app -> [{version, deployed}]
+  selected: {},   // app -> the version chosen in its row
+  timers: {},
+};
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+  }[c]));
+}
+
+function shortId(id) {
+  return id && id.length > 12 ? id.slice(0, 10) + "…" : id || "";
+}
+
+// One API call. Answers the JSON body with the HTTP status; a 401 asks for the token.
+async function api(method, path, body, contentType) {
+  const headers = {};
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
+  const response = await fetch("/api/v1" + path, { method, headers, body });
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }
+  if (response.status === 401) {
+    showTokenBox();
+    throw new Error((data && data.error) || "this server needs its API token");
+  }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function said(data) {
+  return (data && (data.message || data.error)) || "";
+}
+
+function showError(text) {
+  const bar = $("#error-bar");
+  bar.textContent = text;
+  bar.hidden = !text;
+}
+
+function showTokenBox() {
+  $("#token-box").hidden = false;
+}
+
+// Runs `fn` once, `ms` after the last of a burst of calls.
+function debounce(key, ms, fn) {
+  clearTimeout(state.timers[key]);
+  state.timers[key] = setTimeout(fn, ms);
+}
+
+// ---- hosts -------------------------------------------------------------------------------
+
+async function refreshHosts() {
+  try {
+    const { ok, data } = await api("GET", "/hosts");
+    if (!ok) { showError("hosts: " + said(data)); return; }
+    state.hosts = data;
+    const inventories = await Promise.all(data.map((h) =>
+      api("GET", "/hosts/" + encodeURIComponent(h.id)).then((r) => (r.ok ? r.data : null)).catch(() => null)));
+    state.inventories = {};
+    data.forEach((h, i) => { state.inventories[h.id] = inventories[i]; });
+    renderHosts();
+  } catch (e) {
+    showError(String(e.message || e));
+  }
+}
+
+function renderHosts() {
+  $("#host-count").textContent = `(${state.hosts.length})`;
+  if (!state.hosts.length) {
+    $("#hosts").innerHTML = '<p class="muted">No host answers. Start one with <code>trellis node</code>.</p>';
+    return;
+  }
+  $("#hosts").innerHTML = state.hosts.map((host) => {
+    const inv = state.inventories[host.id];
+    const labels = Object.entries(host.labels || {})
+      .map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("");
+    let running = '<li class="muted">inventory unavailable</li>';
+    if (inv) {
+      const rows = [];
+      for (const c of inv.components || []) {
+        const app = (c.annotations || {})["wasmcloud.dev/appspec"];
+        rows.push(`<li class="component" data-component="${esc(c.id)}">component <strong>${esc(c.name || c.id)}</strong> ×${esc(c.max_instances)}`
+          + (app ? ` <span class="chip">app ${esc(app)}</span>` : "")
+          + ` <span class="muted mono small">${esc(c.image_ref)}</span></li>`);
+      }
+      for (const p of inv.providers || []) {
+        const app = (p.annotations || {})["wasmcloud.dev/appspec"];
+        rows.push(`<li class="provider" data-provider="${esc(p.id)}">provider <strong>${esc(p.name || p.id)}</strong>`
+          + (app ? ` <span class="chip">app ${esc(app)}</span>` : "")
+          + ` <span class="muted mono small">${esc(p.image_ref || "")}</span></li>`);
+      }
+      running = rows.join("") || '<li class="muted">nothing running</li>';
+    }
+    return `<div class="host" data-host-id="${esc(host.id)}">
+      <div class="title"><strong>${esc(host.friendly_name || shortId(host.id))}</strong>
+        <span class="id">${esc(host.id)}</span>
+        <span class="muted small">up ${esc(host.uptime_human || host.uptime_seconds + "s")}</span></div>
+      <div>${labels}</div>
+      <ul>${running}</ul>
+    </div>`;
+  }).join("");
+}
+
+// ---- apps --------------------------------------------------------------------------------
+
+async function refreshApps() {
+  try {
+    const { ok, data } = await api("GET", "/apps");
+    if (!ok) { showError("apps: " + said(data)); return; }
+    state.apps = data;
+    const versions = await Promise.all(data.map((app) =>
+      api("GET", `/apps/${encodeURIComponent(app.name)}/versions`).then((r) => (r.ok ? r.data.versions : [])).catch(() => [])));
+    data.forEach((app, i) => { state.versions[app.name] = versions[i]; });
+    renderApps();
+  } catch (e) {
+    showError(String(e.message || e));
+  }
+}
+
+function statusType(status) {
+  return (status && status.status && status.status.type) || "undeployed";
+}
+
+function renderStatus(status) {
+  const type = statusType(status);
+  const message = status && status.status && status.status.message;
+  const scalers = (status && status.scalers) || [];
+  return `<span class="badge status ${esc(type)}">${esc(type)}</span>`
+    + (scalers.length ? `<ul class="scalers">${scalers.map((s) => {
+      const t = (s.status && s.status.type) || "";
+      const reason = (s.status && s.status.message) || "";
+      return `<li><span class="badge ${esc(t)}">${esc(t)}</span> ${esc(s.kind)} <strong>${esc(s.name)}</strong>`
+        + (reason ? ` <span class="reason">${esc(reason)}</span>` : "") + "</li>";
+    }).join("")}</ul>`
+      : (message ? `<div class="reason muted small">${esc(message)}</div>` : ""));
+}
+
+function renderApps() {
+  const body = $("#apps tbody");
+  if (!state.apps.length) {
+    body.innerHTML = '<tr><td colspan="5" class="muted">No apps yet: upload a manifest.</td></tr>';
+    return;
+  }
+  body.innerHTML = state.apps.map((app) => {
+    const versions = state.versions[app.name] || [{ version: app.version, deployed: false }];
+    const chosen = state.selected[app.name] || app.version;
+    const options = versions.slice().reverse().map((v) =>
+      `<option value="${esc(v.version)}"${v.version === chosen ? " selected" : ""}>${esc(v.version)}${v.deployed ? " (deployed)" : ""}</option>`).join("");
+    const deployed = app.deployed_version;
+    return `<tr data-app="${esc(app.name)}">
+      <td><strong>${esc(app.name)}</strong><div class="muted small">${esc(app.description || "")}</div></td>
+      <td><select class="version" data-app="${esc(app.name)}">${options}</select></td>
+      <td class="deployed-version">${deployed ? esc(deployed) : '<span class="muted">—</span>'}</td>
+      <td class="app-status">${renderStatus(app.detailed_status)}</td>
+      <td class="actions"><div class="row">
+        <button data-action="plan" data-app="${esc(app.name)}">Plan</button>
+        <button data-action="deploy" data-app="${esc(app.name)}" class="primary">Deploy</button>
+        <button data-action="undeploy" data-app="${esc(app.name)}"${deployed ? "" : " disabled"}>Undeploy</button>
+        <button data-action="rollback" data-app="${esc(app.name)}"${deployed ? "" : " disabled"}>Rollback</button>
+        <button data-action="delete" data-app="${esc(app.name)}" class="danger">Delete</button>
+      </div></td>
+    </tr>`;
+  }).join("");
+}
+
+// A status change from the event stream: shown at once, then the list is asked again.
+function onStatus(app, status) {
+  const summary = state.apps.find((a) => a.name === app);
+  if (summary && status) {
+    summary.detailed_status = status;
+    const cell = $(`#apps tr[data-app="${CSS.escape(app)}"] .app-status`);
+    if (cell) cell.innerHTML = renderStatus(status);
+  }
+  debounce("apps", 300, refreshApps);
+}
+
+// ---- plan as a diff ----------------------------------------------------------------------
+
+// One line per command: `+` starts or links, `-` stops or unlinks, `~` changes a count.
+function commandLine(command) {
+  const parts = command.subject.split(".");
+  // wasmbus.ctl.v1.{lattice}.{noun}.{verb}[.{host}]
+  const noun = parts[4] || "";
+  const verb = parts[5] || "";
+  const host = parts[6] ? ` on ${shortId(parts[6])}` : "";
+  const b = command.body || {};
+  let sign = "~";
+  let text = `${noun}.${verb}`;
+  if (noun === "component" && verb === "scale") {
+    const count = b.count ?? b.max_instances;
+    sign = count === 0 ? "-" : "+";
+    text = `${count === 0 ? "stop" : "scale"} component ${b.component_id || ""} to ${count}${host}`;
+  } else if (noun === "provider") {
+    sign = verb === "stop" ? "-" : "+";
+    text = `${verb} provider ${b.provider_id || ""} ${b.provider_ref || ""}${host}`;
+  } else if (noun === "link") {
+    sign = verb === "del" ? "-" : "+";
+    text = `${verb === "del" ? "unlink" : "link"} ${b.source_id || ""} → ${b.target || ""} ${b.wit_namespace || ""}:${b.wit_package || ""}`;
+  } else if (noun === "config") {
+    sign = verb === "del" ? "-" : "+";
+    text = `${verb === "del" ? "delete" : "put"} config ${parts[6] || ""}`;
+  }
+  const cls = command.held ? "held" : { "+": "add", "-": "del", "~": "chg" }[sign];
+  return `<div class="${cls}" title="${esc(command.subject + " " + JSON.stringify(command.body))}">${sign} ${esc(text)}`
+    + `  <span class="muted">[${esc(command.scaler)}]${command.held ? " (already in flight)" : ""}</span></div>`;
+}
+
+function renderPlan(plan) {
+  const commands = plan.commands || [];
+  const diff = commands.length
+    ? `<div class="diff">${commands.map(commandLine).join("")}</div>`
+    : '<p class="muted">Nothing to do: the lattice already runs this version.</p>';
+  const scalers = (plan.scalers || []).length ? `<ul class="scalers">${plan.scalers.map((s) =>
+    `<li><span class="badge ${esc(s.status.type)}">${esc(s.status.type)}</span> ${esc(s.kind)} <strong>${esc(s.name)}</strong>`
+    + (s.status.message ? ` <span class="reason">${esc(s.status.message)}</span>` : "") + "</li>").join("")}</ul>` : "";
+  return diff + scalers;
+}
+
+async function fetchPlan(app, version) {
+  const query = version ? "?version=" + encodeURIComponent(version) : "";
+  const { ok, data } = await api("GET", `/apps/${encodeURIComponent(app)}/plan${query}`);
+  if (!ok) return { html: `<p class="muted">No plan: ${esc(said(data))}</p>` };
+  return { html: renderPlan(data), plan: data };
+}
+
+// ---- confirmation ------------------------------------------------------------------------
+
+function confirmAction(title, html, okLabel) {
+  const dialog = $("#confirm");
+  $("#confirm-title").textContent = title;
+  $("#confirm-body").innerHTML = html;
+  $("#confirm-ok").textContent = okLabel || "Confirm";
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+async function act(action, app) {
+  const version = state.selected[app] || (state.apps.find((a) => a.name === app) || {}).version;
+  const path = `/apps/${encodeURIComponent(app)}`;
+  let request = null;
+  if (action === "plan") {
+    const { html } = await fetchPlan(app, version);
+    $("#plan-title").textContent = `${app} ${version}`;
+    $("#plan").innerHTML = html;
+    $("#plan-box").hidden = false;
+    return;
+  }
+  if (action === "deploy") {
+    const { html } = await fetchPlan(app, version);
+    if (!await confirmAction(`Deploy ${app} ${version}?`, "<p>The controller would issue now:</p>" + html, "Deploy")) return;
+    request = ["POST", path + "/deploy", JSON.stringify({ version })];
+  } else if (action === "undeploy") {
+    const html = `<p>Everything ${esc(app)} runs is stopped.</p>
+      <label><input type="checkbox" id="non-destructive"> leave what it runs in place (stop managing it only)</label>`;
+    const ok = await confirmAction(`Undeploy ${app}?`, html, "Undeploy");
+    if (!ok) return;
+    request = ["POST", path + "/undeploy", JSON.stringify({ non_destructive: $("#non-destructive").checked })];
+  } else if (action === "rollback") {
+    const history = await api("GET", path + "/history");
+    const entries = (history.ok && history.data.history) || [];
+    const lines = entries.slice(-5).map((h) => `<li>${esc(h.at)}: ${h.version ? "deployed " + esc(h.version) : "undeployed"}</li>`).join("");
+    if (!await confirmAction(`Roll ${app} back?`, `<p>Deploys the version deployed before the current one. Recent history:</p><ul>${lines}</ul>`, "Roll back")) return;
+    request = ["POST", path + "/rollback", undefined];
+  } else if (action === "delete") {
+    if (!await confirmAction(`Delete ${app}?`, `<p>Deletes every stored version of ${esc(app)} and undeploys it.</p>`, "Delete")) return;
+    request = ["DELETE", path, undefined];
+  } else {
+    return;
+  }
+  const { ok, data } = await api(...request);
+  showError(ok ? "" : `${action} ${app}: ${said(data)}`);
+  refreshApps();
+}
+
+// ---- manifests ---------------------------------------------------------------------------
+
+function renderDiagnostics(diagnostics) {
+  $("#diagnostics").innerHTML = (diagnostics || []).map((d) =>
+    `<li class="diag diag-${esc(d.severity)}"><strong>${esc(d.severity)}</strong> `
+    + (d.path ? `<span class="path">${esc(d.path)}</span>: ` : "")
+    + esc(d.message)
+    + (d.source ? ` <span class="muted small">(${esc(d.source)})</span>` : "")
+    + (d.hint ? `<span class="hint">hint: ${esc(d.hint)}</span>` : "") + "</li>").join("");
+}
+
+async function validateManifest() {
+  const text = $("#manifest-text").value;
+  if (!text.trim()) {
+    $("#upload-result").textContent = "paste a manifest or choose a file first";
+    return null;
+  }
+  const { ok, data } = await api("POST", "/validate", text, "application/yaml");
+  if (!ok) {
+    $("#upload-result").textContent = said(data);
+    return null;
+  }
+  renderDiagnostics(data.diagnostics);
+  $("#upload-result").textContent = data.valid
+    ? (data.diagnostics.length ? "valid, with remarks" : "valid")
+    : "not valid: see below";
+  return data;
+}
+
+async function putManifest() {
+  const checked = await validateManifest();
+  if (!checked || !checked.valid) return;
+  const { ok, data } = await api("POST", "/apps", $("#manifest-text").value, "application/yaml");
+  $("#upload-result").textContent = said(data);
+  if (ok && data.name) {
+    state.selected[data.name] = data.current_version;
+  }
+  await refreshApps();
+}
+
+// ---- plugins -----------------------------------------------------------------------------
+
+async function refreshPlugins() {
+  try {
+    const { ok, data } = await api("GET", "/plugins");
+    if (!ok) { showError("plugins: " + said(data)); return; }
+    const us = (v) => (v == null ? "–" : v < 1000 ? v + " µs" : (v / 1000).toFixed(1) + " ms");
+    $("#plugins tbody").innerHTML = data.plugins.map((p) => {
+      const failures = Object.entries(p.failures || {}).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
+      return `<tr data-plugin="${esc(p.name)}"><td><strong>${esc(p.name)}</strong> <span class="muted small">${esc(p.version)}</span>
+        <div class="muted small">${esc(p.description)}</div></td>
+        <td>${esc(p.kind)}</td><td>${(p.trait_types || []).map((t) => `<span class="chip">${esc(t)}</span>`).join("")}</td>
+        <td>${esc(p.calls)}</td><td class="small">${us(p.p50_us)} / ${us(p.p99_us)}</td>
+        <td class="${failures ? "diag-error" : "muted"}">${failures || "none"}</td></tr>`;
+    }).join("") || `<tr><td colspan="6" class="muted">No plugins in ${esc(data.plugin_dir)}</td></tr>`;
+    $("#plugin-problems").innerHTML = data.problems.map((p) =>
+      `<li class="diag diag-error"><span class="path">${esc(p.file)}</span>: ${esc(p.error)}</li>`).join("");
+  } catch (e) {
+    showError(String(e.message || e));
+  }
+}
+
+// ---- events ------------------------------------------------------------------------------
+
+function addEvent(kind, text, time) {
+  const list = $("#events");
+  const item = document.createElement("li");
+  const at = time ? new Date(time) : new Date();
+  item.innerHTML = `<span class="time">${esc(at.toLocaleTimeString())}</span><span class="kind">${esc(kind)}</span>${esc(text)}`;
+  list.prepend(item);
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
+function onLatticeEvent(event) {
+  const kind = String(event.type || "").replace("com.wasmcloud.lattice.", "");
+  const data = event.data || {};
+  if (kind === "host_heartbeat") {
+    // Heartbeats carry nothing new for a known host; an unknown one means the list is old.
+    if (!state.hosts.some((h) => h.id === event.source)) debounce("hosts", 300, refreshHosts);
+    if (!$("#show-heartbeats").checked) return;
+  } else {
+    debounce("hosts", 300, refreshHosts);
+  }
+  const what = data.component_id || data.provider_id || data.config_name
+    || (data.source_id ? `${data.source_id} → ${data.target || ""}` : "");
+  const count = data.max_instances != null ? ` ×${data.max_instances}` : "";
+  const error = data.error ? `: ${data.error}` : "";
+  addEvent(kind, `${what}${count} on ${shortId(event.source)}${error}`, event.time);
+}
+
+function setLive(live, text) {
+  const badge = $("#live");
+  badge.className = "badge " + (live ? "live" : "down");
+  badge.textContent = text || (live ? "live" : "reconnecting");
+}
+
+// Server-sent events read through fetch (EventSource cannot send the token header).
+async function listen() {
+  for (;;) {
+    try {
+      const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+      const response = await fetch("/api/v1/events", { headers });
+      if (response.status === 401) {
+        showTokenBox();
+        setLive(false, "needs token");
+        await new Promise((resolve) => { state.tokenGiven = resolve; });
+        continue;
+      }
+      if (!response.ok) throw new Error("events: HTTP " + response.status);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          handleBlock(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (e) {
+      console.warn("event stream:", e);
+    }
+    setLive(false);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+function handleBlock(block) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (!data.length) return;
+  let payload;
+  try { payload = JSON.parse(data.join("\n")); } catch (_) { return; }
+  if (name === "ready") {
+    setLive(true);
+    // Whatever happened while the stream was down is read afresh.
+    refreshAll();
+  } else if (name === "lattice") {
+    onLatticeEvent(payload);
+  } else if (name === "status") {
+    onStatus(payload.app, payload.status);
+    addEvent("status", `${payload.app}: ${statusType(payload.status)}`
+      + ((payload.status && payload.status.status && payload.status.status.message) ? ` (${payload.status.status.message})` : ""));
+  }
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+function refreshAll() {
+  refreshHosts();
+  refreshApps();
+  refreshPlugins();
+}
+
+function start() {
+  $("#token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("#token-input").value.trim();
+    sessionStorage.setItem(TOKEN_KEY, state.token);
+    $("#token-box").hidden = true;
+    showError("");
+    if (state.tokenGiven) { state.tokenGiven(); state.tokenGiven = null; }
+    refreshAll();
+  });
+  $("#manifest-file").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (file) $("#manifest-text").value = await file.text();
+  });
+  $("#validate-button").addEventListener("click", validateManifest);
+  $("#put-button").addEventListener("click", putManifest);
+  $("#plan-close").addEventListener("click", () => { $("#plan-box").hidden = true; });
+  $("#apps").addEventListener("change", (e) => {
+    if (e.target.matches("select.version")) state.selected[e.target.dataset.app] = e.target.value;
+  });
+  $("#apps").addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    if (button) act(button.dataset.action, button.dataset.app).catch((err) => showError(String(err.message || err)));
+  });
+  api("GET", "/lattice").then(({ data }) => { $("#lattice-name").textContent = data.lattice; }).catch(() => {});
+  refreshAll();
+  // The event stream keeps the page current; this catches what no event announces
+  // (plugin statistics, uptimes).
+  setInterval(refreshPlugins, 5000);
+  setInterval(refreshHosts, 15000);
+  listen();
+}
+
+start();

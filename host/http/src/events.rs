@@ -1,0 +1,77 @@
+//! `GET /api/v1/events`: the lattice's events and the apps' status changes as server-sent
+//! events, straight from their NATS subjects.
+//!
+//! Three event names: `ready` once both subscriptions are in place (a client that acts after
+//! it cannot miss what its action causes), `lattice` with a CloudEvent from
+//! `wasmbus.evt.{lattice}.>`, and `status` with `{"app", "status"}` from
+//! `wadm.status.{lattice}.{app}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+
+use crate::error;
+use crate::gateway::Gateway;
+
+/// A comment this often keeps proxies from closing a quiet stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
+    let lattice = g.lattice().to_string();
+    let events_subject = trellis_lattice::event::all_subjects(&lattice);
+    let status_subject = g.api().status_updates(">");
+    let subscribe = async {
+        let events = g.client().subscribe(events_subject.clone()).await?;
+        let statuses = g.client().subscribe(status_subject.clone()).await?;
+        // The server has the subscriptions once a round trip has passed.
+        g.client().flush().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((events, statuses))
+    };
+    let (events, statuses) = match subscribe.await {
+        Ok(subs) => subs,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                &format!("cannot subscribe to {events_subject} and {status_subject}: {e}"),
+            )
+        }
+    };
+    let events = events.map(|msg| {
+        let event = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&msg.payload).into());
+        Event::default()
+            .event("lattice")
+            .json_data(event)
+            .expect("JSON values serialise")
+    });
+    let prefix = status_subject.trim_end_matches('>').to_string();
+    let statuses = statuses.map(move |msg| {
+        let app = msg
+            .subject
+            .as_str()
+            .strip_prefix(&prefix)
+            .unwrap_or_default();
+        let status = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .unwrap_or(serde_json::Value::Null);
+        Event::default()
+            .event("status")
+            .json_data(serde_json::json!({ "app": app, "status": status }))
+            .expect("JSON values serialise")
+    });
+    let ready = Event::default()
+        .event("ready")
+        .json_data(serde_json::json!({ "lattice": lattice }))
+        .expect("JSON values serialise");
+    let all = futures::stream::once(async { ready })
+        .chain(futures::stream::select(events, statuses))
+        .map(Ok::<_, Infallible>);
+    Sse::new(all)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}

@@ -1,0 +1,327 @@
+//! The NATS side of the HTTP API: one request on the controller's (or the lattice's) subject
+//! per HTTP request, and how an answer becomes an HTTP response.
+//!
+//! The subjects are trellis-lattice's, the same ones `trellis app …` sends on; the JSON answer
+//! is passed through unchanged, so an error reads the same over HTTP and over NATS.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use trellis_lattice::api::Subjects;
+use trellis_lattice::ctl::{self, CtlResponse};
+
+use crate::error;
+
+/// How long a NATS request may take before the gateway says the controller is not answering
+/// (the CLI waits as long).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Hosts answer `host.ping` at once; after the first answer, the gateway waits this long for
+/// more before it stops listening, and never longer than [`PING_LIMIT`] in all.
+const PING_QUIET: Duration = Duration::from_millis(250);
+const PING_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long a host may take to tell its inventory; it answers from memory, at once.
+const HOST_PATIENCE: Duration = Duration::from_secs(2);
+
+/// A client of one lattice's controller API and control interface.
+#[derive(Clone)]
+pub struct Gateway {
+    client: async_nats::Client,
+    lattice: String,
+    api: Subjects,
+    ctl: ctl::Subjects,
+}
+
+/// A failed NATS request, already worded for the user.
+pub struct Unanswered {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl IntoResponse for Unanswered {
+    fn into_response(self) -> Response {
+        error(self.status, &self.message)
+    }
+}
+
+impl Gateway {
+    pub fn new(client: async_nats::Client, lattice: &str) -> Self {
+        Self {
+            client,
+            lattice: lattice.to_string(),
+            api: Subjects::new(lattice),
+            ctl: ctl::Subjects::new(lattice),
+        }
+    }
+
+    pub fn lattice(&self) -> &str {
+        &self.lattice
+    }
+
+    pub fn api(&self) -> &Subjects {
+        &self.api
+    }
+
+    pub fn ctl(&self) -> &ctl::Subjects {
+        &self.ctl
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Sends one request and returns the raw answer. The messages for silence and for nobody
+    /// listening are the CLI's.
+    pub async fn request(&self, subject: String, body: Vec<u8>) -> Result<Vec<u8>, Unanswered> {
+        self.request_within(subject, body, REQUEST_TIMEOUT).await
+    }
+
+    async fn request_within(
+        &self,
+        subject: String,
+        body: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Vec<u8>, Unanswered> {
+        let silence = || Unanswered {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!(
+                "no answer on {subject} within {limit:?}: is trellis running for lattice `{}`?",
+                self.lattice
+            ),
+        };
+        let request = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(limit));
+        let answer = tokio::time::timeout(
+            limit + Duration::from_millis(100),
+            self.client.send_request(subject.clone(), request),
+        )
+        .await
+        .map_err(|_| silence())?
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::TimedOut => silence(),
+            async_nats::RequestErrorKind::NoResponders => Unanswered {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "nobody in lattice `{}` listens on {subject}; start trellis with `trellis up`, or `trellis controller` and `trellis node`",
+                    self.lattice
+                ),
+            },
+            _ => Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("request {subject} failed: {e}"),
+            },
+        })?;
+        Ok(answer.payload.to_vec())
+    }
+
+    /// A controller API request whose answer becomes the response body as it is, with the
+    /// HTTP status read from its `result` field ([`status_of`]).
+    pub async fn forward(&self, subject: String, body: Vec<u8>) -> Response {
+        match self.request(subject.clone(), body).await {
+            Ok(answer) => match serde_json::from_slice::<serde_json::Value>(&answer) {
+                Ok(value) => (
+                    status_of(&value),
+                    [(header::CONTENT_TYPE, "application/json")],
+                    answer,
+                )
+                    .into_response(),
+                Err(e) => error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("unreadable answer on {subject}: {e}"),
+                ),
+            },
+            Err(unanswered) => unanswered.into_response(),
+        }
+    }
+
+    /// A control-interface request: the `response` on success, the host's message otherwise.
+    pub async fn ctl_request<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        subject: String,
+        what: &str,
+    ) -> Result<Option<T>, Unanswered> {
+        let answer = self.request(subject.clone(), Vec::new()).await?;
+        let reply: CtlResponse<T> = serde_json::from_slice(&answer).map_err(|e| Unanswered {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("unreadable answer on {subject}: {e}"),
+        })?;
+        if !reply.success {
+            return Err(Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("the lattice could not {what}: {}", reply.message),
+            });
+        }
+        Ok(reply.response)
+    }
+
+    /// Every host that answers a ping, sorted by id.
+    pub async fn hosts(&self) -> Result<Vec<ctl::Host>, Unanswered> {
+        let failed = |e: &dyn std::fmt::Display| Unanswered {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("cannot ping the hosts of lattice `{}`: {e}", self.lattice),
+        };
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| failed(&e))?;
+        self.client
+            .publish_with_reply(self.ctl.host_ping(), inbox, "".into())
+            .await
+            .map_err(|e| failed(&e))?;
+        let limit = tokio::time::Instant::now() + PING_LIMIT;
+        let mut deadline = limit;
+        let mut hosts = Vec::new();
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            if let Ok(CtlResponse {
+                response: Some(host),
+                ..
+            }) = serde_json::from_slice::<CtlResponse<ctl::Host>>(&msg.payload)
+            {
+                hosts.push(host);
+            }
+            deadline = limit.min(tokio::time::Instant::now() + PING_QUIET);
+        }
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(hosts)
+    }
+
+    /// What runs on one host; a host nobody answers for is a 404.
+    /// What runs on one host. A host that does not answer within [`HOST_PATIENCE`] is a 404:
+    /// other listeners on the control subjects (controllers noting commands) mean an unknown
+    /// host shows as silence, not as "no responders".
+    pub async fn inventory(&self, host: &str) -> Result<ctl::HostInventory, Unanswered> {
+        let subject = self.ctl.host_get(host);
+        let answer = match self
+            .request_within(subject.clone(), Vec::new(), HOST_PATIENCE)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e)
+                if e.status == StatusCode::SERVICE_UNAVAILABLE
+                    || e.status == StatusCode::GATEWAY_TIMEOUT =>
+            {
+                return Err(Unanswered {
+                    status: StatusCode::NOT_FOUND,
+                    message: format!(
+                        "no host {host} in lattice `{}` answered within {HOST_PATIENCE:?}; GET /api/v1/hosts lists them",
+                        self.lattice
+                    ),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let reply: CtlResponse<ctl::HostInventory> =
+            serde_json::from_slice(&answer).map_err(|e| Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("unreadable answer on {subject}: {e}"),
+            })?;
+        match reply {
+            CtlResponse {
+                success: true,
+                response: Some(inventory),
+                ..
+            } => Ok(inventory),
+            CtlResponse { message, .. } => Err(Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("host {host} could not list its inventory: {message}"),
+            }),
+        }
+    }
+
+    /// One named config; a config that does not exist is a 404 with the CLI's message.
+    pub async fn config(&self, name: &str) -> Result<BTreeMap<String, String>, Unanswered> {
+        let subject = self.ctl.config_get(name);
+        let answer = self.request(subject.clone(), Vec::new()).await?;
+        let reply: CtlResponse<BTreeMap<String, String>> = serde_json::from_slice(&answer)
+            .map_err(|e| Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("unreadable answer on {subject}: {e}"),
+            })?;
+        if !reply.success {
+            return Err(Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!(
+                    "the lattice could not read config {name}: {}",
+                    reply.message
+                ),
+            });
+        }
+        let values = reply.response.unwrap_or_default();
+        if values.is_empty() && reply.message.contains("not found") {
+            return Err(Unanswered {
+                status: StatusCode::NOT_FOUND,
+                message: format!(
+                    "lattice `{}` has no config named `{name}`; `trellis get config` lists them",
+                    self.lattice
+                ),
+            });
+        }
+        Ok(values)
+    }
+
+    /// The names of every config: the keys of the bucket where nodes store them (the control
+    /// interface cannot list them).
+    pub async fn config_names(&self) -> Result<Vec<String>, Unanswered> {
+        use futures::TryStreamExt;
+        let bucket = ctl::config_bucket(&self.lattice);
+        let js = async_nats::jetstream::new(self.client.clone());
+        let Ok(kv) = js.get_key_value(&bucket).await else {
+            // No node has joined this lattice yet: no configs.
+            return Ok(Vec::new());
+        };
+        let failed = |e: &dyn std::fmt::Display| Unanswered {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("cannot list the keys of bucket {bucket}: {e}"),
+        };
+        let keys = kv.keys().await.map_err(|e| failed(&e))?;
+        let mut names: Vec<String> = keys.try_collect().await.map_err(|e| failed(&e))?;
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The HTTP status of a controller answer, from its `result` field: `notfound` is 404, `error`
+/// is 400 (the controller refused the request; its message says why), `created` is 201, and
+/// anything else (success, ok, acknowledged, deleted, noop, newversion, a bare list) is 200.
+pub fn status_of(answer: &serde_json::Value) -> StatusCode {
+    match answer.get("result").and_then(|r| r.as_str()) {
+        Some("notfound") => StatusCode::NOT_FOUND,
+        Some("error") => StatusCode::BAD_REQUEST,
+        Some("created") => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_map_to_statuses() {
+        let of = |v: serde_json::Value| status_of(&v);
+        assert_eq!(
+            of(serde_json::json!({"result": "notfound"})),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "error"})),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "created"})),
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "acknowledged"})),
+            StatusCode::OK
+        );
+        assert_eq!(of(serde_json::json!([])), StatusCode::OK);
+    }
+}

@@ -1,0 +1,212 @@
+//! The HTTP API and web dashboard of one lattice.
+//!
+//! The HTTP API is a gateway over the controller's NATS API: every request becomes one request
+//! on the same subject `trellis app …` uses, and the controller's JSON answer is the response
+//! body as it came, so both APIs have one implementation and the same messages. Only the HTTP
+//! status is added, read from the answer's `result` field ([`gateway`]). The dashboard is plain
+//! HTML, CSS and JavaScript compiled into the binary ([`dashboard`]); it uses the same API.
+//!
+//! This crate knows NATS subjects, not the controller's insides: it runs beside a controller,
+//! in the same process (`trellis controller --http`, `trellis up`) or anywhere that reaches
+//! the lattice's NATS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+pub mod dashboard;
+mod events;
+pub mod gateway;
+pub mod routes;
+
+pub use gateway::Gateway;
+
+/// The environment variable `trellis` reads the API token from when no flag gives it.
+pub const TOKEN_ENV: &str = "TRELLIS_HTTP_TOKEN";
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub address: SocketAddr,
+    /// Requests to `/api/…` must carry `Authorization: Bearer <token>`. Required unless the
+    /// address is a loopback one: anyone who reaches the API can deploy to the lattice.
+    pub token: Option<String>,
+    pub lattice: String,
+}
+
+/// Refuses to serve on an address other machines can reach without a token (an empty token
+/// is none): anyone who reaches the API can deploy to the lattice. Callers check before they
+/// start anything else, so the refusal comes first.
+pub fn check_address(
+    address: SocketAddr,
+    token: Option<&str>,
+    lattice: &str,
+) -> anyhow::Result<()> {
+    if token.is_none_or(str::is_empty) && !address.ip().is_loopback() {
+        bail!(
+            "refusing to serve the HTTP API on {address} without a token: anyone who reaches it could deploy to lattice `{lattice}`; \
+             pass --http-token (or set {TOKEN_ENV}), or serve on a loopback address such as 127.0.0.1:{}",
+            address.port()
+        );
+    }
+    Ok(())
+}
+
+/// A running HTTP server; stopped by [`HttpServer::stop`] or on drop.
+pub struct HttpServer {
+    address: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds the address and serves the API and dashboard of `config.lattice` through `client`.
+    /// Refuses a non-loopback address without a token.
+    pub async fn start(config: HttpConfig, client: async_nats::Client) -> anyhow::Result<Self> {
+        check_address(config.address, config.token.as_deref(), &config.lattice)?;
+        let token = config.token.filter(|t| !t.is_empty());
+        let listener = tokio::net::TcpListener::bind(config.address)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve the HTTP API on {}: is another program using that port? pass another address with --http",
+                    config.address
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let router = router(Gateway::new(client, &config.lattice), token);
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(%address, "the HTTP API stopped: {e}");
+            }
+        });
+        tracing::info!(%address, lattice = %config.lattice, "serving the HTTP API and dashboard");
+        Ok(Self {
+            address,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The dashboard's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    /// Stops accepting connections. Open event streams end with the process, not here: a
+    /// graceful shutdown would otherwise wait for every browser tab to go away.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The whole application: the API under `/api/v1` (behind the token, when there is one) and
+/// the dashboard at `/`.
+pub fn router(gateway: Gateway, token: Option<String>) -> Router {
+    let gateway = Arc::new(gateway);
+    let api = routes::api_router()
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ))
+        .with_state(gateway);
+    Router::new()
+        .merge(api)
+        .merge(dashboard::router())
+        .fallback(not_found)
+}
+
+/// `401` unless the request carries the token (when one is set). Compared in constant time so
+/// the answer's timing does not tell how much of a guess was right.
+async fn require_token(
+    State(token): State<Arc<Option<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => error(
+            StatusCode::UNAUTHORIZED,
+            "the token in `Authorization: Bearer …` is not this server's; use the one given to --http-token",
+        ),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "this HTTP API needs a token: send `Authorization: Bearer <token>` with the token given to --http-token",
+        ),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(request: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no such endpoint: {} {}; GET /api/v1/openapi.json lists them",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// A JSON error of the gateway itself, `{"error": message}` (the controller's own refusals keep
+/// the controller's shape).
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
