@@ -65,6 +65,15 @@ impl ApiClient {
             .with_context(|| format!("unreadable answer on {subject}"))
     }
 
+    /// The controller's findings about a manifest (not stored).
+    pub async fn validate(
+        &self,
+        text: &str,
+    ) -> anyhow::Result<trellis_lattice::api::ValidateResponse> {
+        self.request(self.subjects.validate(), text.as_bytes().to_vec())
+            .await
+    }
+
     /// Puts a manifest given as text. The text is sent as it is: the controller checks it.
     pub async fn put_text(&self, text: &str) -> anyhow::Result<PutModelResponse> {
         self.request(self.subjects.put(), text.as_bytes().to_vec())

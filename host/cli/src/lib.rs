@@ -7,3 +7,4 @@ pub mod connect;
 pub mod failure;
 pub mod nats_server;
 pub mod scaffold;
+pub mod validate;
