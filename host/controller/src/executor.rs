@@ -309,6 +309,13 @@ impl Executor {
             || self.failures.get(&key).is_some_and(|f| f.retry_at > now)
     }
 
+    /// The commands in flight, with who asked for them.
+    pub fn in_flight(&self) -> impl Iterator<Item = (&Command, Option<&Origin>)> {
+        self.in_flight
+            .iter()
+            .map(|(k, f)| (&f.command, self.origins.get(k)))
+    }
+
     /// The origins of the commands in flight: their apps need a look on the next pass.
     pub fn in_flight_origins(&self) -> impl Iterator<Item = &Origin> {
         self.in_flight.keys().filter_map(|k| self.origins.get(k))

@@ -39,7 +39,7 @@ use trellis_runtime::{LatticeSnapshot, Runtime};
 
 use crate::executor::{command_key, decode, encode, Executor, Origin, Outcome};
 use crate::ownership::{Ownership, OwnershipWatches};
-use crate::state::{LatticeState, Touched};
+use crate::state::{overlay, LatticeState, Touched};
 use crate::store::StoredApp;
 
 /// Settings of the loop.
@@ -299,7 +299,9 @@ pub struct Reconciler {
     /// Apps undeployed since the last pass, whose status must say so.
     undeployed: BTreeSet<String>,
     statuses: Statuses,
-    status_kv: kv::Store,
+    /// Status writes to the status bucket, done in order by a task of their own so a pass that
+    /// changes a thousand statuses does not wait for a thousand KV round trips.
+    status_writes: mpsc::UnboundedSender<(String, bytes::Bytes)>,
     ownership: Ownership,
     dirty: Dirty,
     plugin_generation: u64,
@@ -330,7 +332,7 @@ impl Reconciler {
             to_clean: Vec::new(),
             undeployed: BTreeSet::new(),
             statuses,
-            status_kv,
+            status_writes: spawn_status_writer(lattice.to_string(), status_kv),
             ownership,
             dirty: Dirty::default(),
             plugin_generation: 0,
@@ -691,14 +693,26 @@ impl Reconciler {
         tracing::info!(lattice = %self.lattice, hosts = self.state.hosts.len(), "discovered hosts");
     }
 
+    /// The lattice as plugins see it now: the state, with the commands in flight taken as done.
+    fn snapshot(&mut self, now: Instant) -> LatticeSnapshot {
+        self.executor.settle(&self.state, now);
+        let mut snapshot = self
+            .state
+            .snapshot(now.duration_since(self.started).as_millis() as u64);
+        let unknown = Origin {
+            app: String::new(),
+            scaler: String::new(),
+        };
+        for (command, origin) in self.executor.in_flight() {
+            overlay(&mut snapshot, command, origin.unwrap_or(&unknown));
+        }
+        snapshot
+    }
+
     /// One reconcile pass over the dirty apps this controller owns (`None`: every app).
     async fn pass(&mut self, dirty: Option<BTreeSet<String>>) {
         let now = Instant::now();
-        self.executor.settle(&self.state, now);
-        let snapshot = Arc::new(
-            self.state
-                .snapshot(now.duration_since(self.started).as_millis() as u64),
-        );
+        let snapshot = self.snapshot(now);
         let in_scope = |app: &str| dirty.as_ref().is_none_or(|d| d.contains(app));
         let apps: Vec<(String, Manifest)> = self
             .deployed
@@ -721,22 +735,39 @@ impl Reconciler {
         let mut planned_apps: BTreeSet<String> = apps.iter().map(|(n, _)| n.clone()).collect();
         planned_apps.extend(to_clean.iter().map(|c| c.app.clone()));
         let runtime = Arc::clone(&self.runtime);
-        let snap = Arc::clone(&snapshot);
         let lattice = self.lattice.clone();
         // Plugin calls are synchronous CPU work with their own deadlines: keep them off the
         // async workers.
         let planned = tokio::task::spawn_blocking(move || {
+            let mut snap = Arc::new(snapshot);
+            // Cleanups first: what they remove frees room for the apps planned after them.
+            let cleanups = to_clean
+                .iter()
+                .map(|cleanup| {
+                    let planned = cleanup_scalers(&runtime, cleanup, &snap);
+                    for (origin, commands) in &planned {
+                        for c in commands {
+                            overlay(Arc::make_mut(&mut snap), c, origin);
+                        }
+                    }
+                    planned
+                })
+                .collect::<Vec<_>>();
             let apps = apps
                 .into_iter()
                 .map(|(name, manifest)| {
                     let span = tracing::info_span!("reconcile", lattice = %lattice, app = %name);
                     let _guard = span.enter();
-                    (name, plan_app(&runtime, &manifest, &snap))
+                    let planned = plan_app(&runtime, &manifest, &snap);
+                    // The next app sees this one's commands as done (plugin calls keep no
+                    // handle on the snapshot, so this does not copy it).
+                    for p in &planned {
+                        for c in &p.commands {
+                            overlay(Arc::make_mut(&mut snap), c, &p.origin);
+                        }
+                    }
+                    (name, planned)
                 })
-                .collect::<Vec<_>>();
-            let cleanups = to_clean
-                .iter()
-                .map(|cleanup| cleanup_scalers(&runtime, cleanup, &snap))
                 .collect::<Vec<_>>();
             (apps, cleanups)
         })
@@ -756,26 +787,56 @@ impl Reconciler {
                 self.executor.issue(origin, commands.clone(), now);
             }
         }
+        let mut results = Vec::with_capacity(apps.len());
         for (app, scalers) in apps {
-            let mut scaler_statuses = Vec::new();
+            let mut statuses = Vec::with_capacity(scalers.len());
             for planned in scalers {
                 for c in &planned.commands {
                     wanted.insert(command_key(c), c.clone());
                 }
                 self.executor.issue(&planned.origin, planned.commands, now);
-                let info = match self.executor.failure_of(&planned.origin) {
+                statuses.push((
+                    planned.origin,
+                    planned.status_id,
+                    planned.trait_type,
+                    planned.component,
+                    planned.status,
+                ));
+            }
+            results.push((app, statuses));
+        }
+        // Plugins saw commands in flight as done; a scaler is deployed only once the lattice
+        // shows them.
+        let mut in_flight: HashMap<&Origin, usize> = HashMap::new();
+        for origin in self.executor.in_flight_origins() {
+            *in_flight.entry(origin).or_default() += 1;
+        }
+        let mut published = Vec::with_capacity(results.len());
+        for (app, scalers) in results {
+            let mut scaler_statuses = Vec::with_capacity(scalers.len());
+            for (origin, id, kind, name, status) in scalers {
+                let pending = in_flight.get(&origin).copied().unwrap_or(0);
+                let info = match self.executor.failure_of(&origin) {
                     Some(failure) => StatusInfo::new(StatusType::Failed, failure.reason.clone()),
-                    None => planned.status,
+                    None if pending > 0 && status.status_type == StatusType::Deployed => {
+                        StatusInfo::new(
+                            StatusType::Reconciling,
+                            format!("{pending} command(s) not carried out yet"),
+                        )
+                    }
+                    None => status,
                 };
                 scaler_statuses.push(ScalerStatus {
-                    id: planned.status_id,
-                    kind: planned.trait_type,
-                    name: planned.component,
+                    id,
+                    kind,
+                    name,
                     info,
                 });
             }
-            self.publish_status(&app, Status::aggregate(scaler_statuses))
-                .await;
+            published.push((app, Status::aggregate(scaler_statuses)));
+        }
+        for (app, status) in published {
+            self.publish_status(&app, status).await;
         }
         self.executor
             .forget_failures(&wanted, &planned_apps, &self.state);
@@ -826,9 +887,7 @@ impl Reconciler {
         if let Ok(body) = serde_json::to_vec(&status) {
             let body: bytes::Bytes = body.into();
             let _ = self.client.publish(subject, body.clone()).await;
-            if let Err(e) = self.status_kv.put(app, body).await {
-                tracing::warn!(lattice = %self.lattice, app, "cannot store the app's status: {e}");
-            }
+            let _ = self.status_writes.send((app.to_string(), body));
         }
     }
 
@@ -836,11 +895,7 @@ impl Reconciler {
     /// commands returned instead of sent.
     async fn plan(&mut self, manifest: Manifest) -> PlanResponse {
         let now = Instant::now();
-        self.executor.settle(&self.state, now);
-        let snapshot = Arc::new(
-            self.state
-                .snapshot(now.duration_since(self.started).as_millis() as u64),
-        );
+        let snapshot = Arc::new(self.snapshot(now));
         let name = manifest.name().to_string();
         let version = manifest.version().to_string();
         // Scalers the deployed version has and this one drops would be cleaned up.
@@ -915,6 +970,22 @@ impl Reconciler {
             scalers: statuses,
         }
     }
+}
+
+/// Writes statuses to the status bucket in the order they come.
+fn spawn_status_writer(
+    lattice: String,
+    status_kv: kv::Store,
+) -> mpsc::UnboundedSender<(String, bytes::Bytes)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, bytes::Bytes)>();
+    tokio::spawn(async move {
+        while let Some((app, body)) = rx.recv().await {
+            if let Err(e) = status_kv.put(&app, body).await {
+                tracing::warn!(lattice = %lattice, app, "cannot store the app's status: {e}");
+            }
+        }
+    });
+    tx
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -258,6 +258,28 @@ impl SimLattice {
             .collect()
     }
 
+    /// Per component id: the total instance count over the running hosts, and on how many
+    /// hosts it runs (one pass over every host, for checks on large lattices).
+    pub fn instance_totals(&self) -> HashMap<String, (u32, usize)> {
+        let mut totals: HashMap<String, (u32, usize)> = HashMap::new();
+        for host in lock(&self.lattice.hosts).values() {
+            for (id, c) in &host.components {
+                let entry = totals.entry(id.clone()).or_default();
+                entry.0 += c.count;
+                entry.1 += 1;
+            }
+        }
+        totals
+    }
+
+    /// The running host with the most component instances, and how many it runs.
+    pub fn busiest_host(&self) -> Option<(String, u32)> {
+        lock(&self.lattice.hosts)
+            .iter()
+            .map(|(id, h)| (id.clone(), h.components.values().map(|c| c.count).sum()))
+            .max_by_key(|(_, n)| *n)
+    }
+
     /// Kills a host as a crash would: no `host_stopped`, no more heartbeats or replies.
     /// Returns false if no such host was running.
     pub fn kill(&self, host_id: &str) -> bool {
