@@ -45,9 +45,13 @@ const MAX_INSTANCE_MEMORY: usize = 256 << 20;
 /// Why an image could not become a runnable component.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ImageError {
-    #[error("unsupported image reference {0:?}: this node loads only local files (file:///abs/path.wasm or a path)")]
+    #[error("unsupported image reference {0:?}: use a file (file:///abs/path.wasm or a path) or an OCI image (registry.example.com/repository:tag, or oci://…)")]
     Unsupported(String),
-    #[error("component file {} does not exist (this node loads local files only; OCI registries are not supported yet)", .0.display())]
+    #[error("invalid OCI image reference {reference:?}: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("cannot pull {reference}: {reason}")]
+    Pull { reference: String, reason: String },
+    #[error("component file {} does not exist", .0.display())]
     Missing(PathBuf),
     #[error("cannot read component file {}: {source}", path.display())]
     Read {
@@ -84,9 +88,29 @@ impl ComponentRuntime {
         Ok(Self { engine, linker })
     }
 
-    /// Reads and compiles the component behind `image_ref` (slow: runs on a blocking thread).
+    /// Reads (pulling it first for an OCI image) and compiles the component behind
+    /// `image_ref` (slow: compiling runs on a blocking thread).
     pub(crate) async fn load(&self, image_ref: &str) -> Result<LoadedComponent, ImageError> {
-        let path = image_path(image_ref)?;
+        let path = match crate::oci::reference(image_ref) {
+            None => image_path(image_ref)?,
+            Some(Err(reason)) => {
+                return Err(ImageError::BadReference {
+                    reference: image_ref.into(),
+                    reason,
+                })
+            }
+            Some(Ok(reference)) => {
+                let (path, digest) =
+                    crate::oci::fetch(&reference)
+                        .await
+                        .map_err(|reason| ImageError::Pull {
+                            reference: image_ref.into(),
+                            reason,
+                        })?;
+                tracing::debug!(image_ref, %digest, path = %path.display(), "component image ready");
+                path
+            }
+        };
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

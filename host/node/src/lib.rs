@@ -16,6 +16,7 @@ mod environment;
 mod host;
 mod host_id;
 mod http_server;
+mod oci;
 // `pub` only because the generated bindings name its resource type; nothing in it is public.
 #[doc(hidden)]
 pub mod keyvalue;

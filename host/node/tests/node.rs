@@ -1092,3 +1092,186 @@ async fn a_link_to_a_missing_component_answers_with_the_reason() {
     );
     node.stop().await.unwrap();
 }
+
+/// Debian's `docker-registry` (the CNCF distribution registry) on a free loopback port, killed
+/// on drop.
+struct Registry {
+    child: Child,
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = data.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                data.path().join("blobs").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed to run this test (Debian package docker-registry)");
+        let registry = Self {
+            child,
+            address,
+            _data: data,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "docker-registry did not start on {}",
+                registry.address
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wasm` with a custom section holding `nonce` appended: the same component, a new digest.
+fn with_nonce(wasm: &[u8], nonce: &str) -> Vec<u8> {
+    let name = b"trellis-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(nonce.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Where the node caches images (as `trellis_node`'s OCI module decides).
+fn image_cache_dir() -> PathBuf {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("TRELLIS_CACHE_DIR")
+        .map(|d| d.join("images"))
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("trellis/images")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/trellis/images")))
+        .unwrap_or_else(|| std::env::temp_dir().join("trellis-images"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_components_from_an_oci_registry_and_caches_them_by_digest() {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+
+    let wasm = hello_http_wasm();
+    let registry = Registry::start();
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut events = subscribe_events(&client).await;
+    let node = start_node(&nats).await;
+    let host_id = node.host_id().to_string();
+    let subjects = Subjects::new(LATTICE);
+
+    // Publish the component as `wash push` does: one application/wasm layer.
+    let image = format!("{}/trellis/hello:0.1.0", registry.address);
+    let reference: oci_client::Reference = image.parse().unwrap();
+    let oci = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let bytes = with_nonce(
+        &std::fs::read(&wasm).unwrap(),
+        &uuid::Uuid::new_v4().to_string(),
+    );
+    oci.push(
+        &reference,
+        &[ImageLayer::new(bytes, "application/wasm".into(), None)],
+        Config::new(
+            b"{}".to_vec(),
+            "application/vnd.wasm.config.v0+json".into(),
+            None,
+        ),
+        &RegistryAuth::Anonymous,
+        None,
+    )
+    .await
+    .expect("push to the test registry");
+    let digest = oci
+        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+
+    // By tag: pulled, cached, served.
+    let scale = ctl::ScaleComponentCommand {
+        component_ref: image.clone(),
+        component_id: "hello".into(),
+        max_instances: 1,
+        ..Default::default()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &scale).await;
+    assert!(accepted.success, "{}", accepted.message);
+    let scaled = next_event(&mut events, event::COMPONENT_SCALED, |data| {
+        data["component_id"] == "hello"
+    })
+    .await;
+    assert_eq!(scaled.data["image_ref"], image.as_str());
+    let address = serve_over_http(&client, &host_id, "hello", "hello").await;
+    let (_, body) = http_get_until(&address, "/oci", |s| s == 200).await;
+    assert_eq!(body, "hello from trellis: GET /oci");
+    let cached = image_cache_dir().join(format!("{}.wasm", digest.replace(':', "_")));
+    assert!(cached.exists(), "{} not cached", cached.display());
+
+    // The registry goes away: a reference pinned by digest still starts, from the cache; a
+    // tag cannot be resolved, and the failure says so.
+    drop(registry);
+    let pinned = ctl::ScaleComponentCommand {
+        component_ref: format!("{}/trellis/hello@{digest}", reference.resolve_registry()),
+        component_id: "pinned".into(),
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &pinned).await;
+    assert!(accepted.success);
+    next_event(&mut events, event::COMPONENT_SCALED, |data| {
+        data["component_id"] == "pinned"
+    })
+    .await;
+    let by_tag = ctl::ScaleComponentCommand {
+        component_id: "by-tag".into(),
+        ..scale.clone()
+    };
+    let accepted: CtlResponse<()> =
+        request(&client, subjects.component_scale(&host_id), &by_tag).await;
+    assert!(accepted.success);
+    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
+        data["component_id"] == "by-tag"
+    })
+    .await;
+    let error = failed.data["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("cannot pull {image}")) && error.contains("registry"),
+        "{error}"
+    );
+    let (status, _) = http_get(&address, "/still").await.unwrap();
+    assert_eq!(status, 200);
+
+    let _ = std::fs::remove_file(&cached);
+    node.stop().await.unwrap();
+}
