@@ -4,6 +4,7 @@
 #   build/plugins/{spreadscaler,daemonscaler,linkscaler,configscaler}.wasm  built-in scalers
 #   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
 #   build/examples/echo.wasm                                        the echo example component
+#   build/examples/failover.wasm                                    the example custom scaler plugin
 #   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
@@ -29,7 +30,7 @@ copies=(
     "trellis_plugin_configscaler.wasm:build/plugins/configscaler.wasm"
     "trellis_plugin_placement.wasm:build/plugins/placement.wasm"
     "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
-    "failover_scaler.wasm:build/plugins/failover.wasm"
+    "failover_scaler.wasm:build/examples/failover.wasm"
     "echo.wasm:build/examples/echo.wasm"
     "kvcounter.wasm:build/examples/kvcounter.wasm"
     "pipeline_sensor.wasm:build/examples/pipeline-sensor.wasm"

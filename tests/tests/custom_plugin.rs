@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use trellis_lattice::api::{PutResult, Severity, StatusType};
-use trellis_tests::{built_plugin, install_file, repo_root, TestLattice};
+use trellis_tests::{built_example, install_file, repo_root, TestLattice};
 
 /// The echo component's lattice id: `{app}-{name}`, with the app name's dashes made
 /// underscores as wadm does.
@@ -64,7 +64,7 @@ async fn a_custom_trait_is_refused_until_its_plugin_is_dropped_in_then_deploys()
     // Drop the plugin in: no restart.
     let generation = lattice.controller.as_ref().unwrap().runtime().generation();
     install_file(
-        &built_plugin("failover"),
+        &built_example("failover"),
         &lattice.plugin_dir().join("failover.wasm"),
     )
     .unwrap();

@@ -202,13 +202,17 @@ impl Scaler for LinkScaler {
             Target::Name(_) => "target",
             Target::Full(_) => "target.name",
         };
+        let hint = match trellis_sdk::suggest::closest(target_name, &names) {
+            Some(near) => format!("did you mean '{near}'?"),
+            None => format!("name one of the app's components: {}", names.join(", ")),
+        };
         vec![Diagnostic::error(
             path,
             format!(
                 "link target '{target_name}' is not a component of app '{}'",
                 ctx.app
             ),
-            format!("name one of the app's components: {}", names.join(", ")),
+            hint,
         )]
     }
 }

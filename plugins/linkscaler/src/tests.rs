@@ -257,6 +257,9 @@ fn check_names_a_missing_target_and_bad_fields() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, "target.name");
     assert!(found[0].hint.contains("echo, httpserver"), "{found:?}");
+    let typo = r#"{"namespace": "wasi", "package": "http", "interfaces": ["incoming-handler"],
+        "target": "ecoh"}"#;
+    assert_eq!(LinkScaler::check(&ctx(typo))[0].hint, "did you mean 'echo'?");
     let bad = r#"{"namespace": "wasi", "package": "http", "interfaces": "incoming-handler",
         "target": "echo"}"#;
     assert_eq!(LinkScaler::check(&ctx(bad))[0].path, "interfaces");
