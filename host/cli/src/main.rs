@@ -181,6 +181,16 @@ struct UpArgs {
     /// Labels of one node, as k=v[,k=v…]: the first use is node 1's, the second node 2's, …
     #[arg(long = "node-labels", value_parser = parse_labels)]
     node_labels: Vec<Vec<(String, String)>>,
+    /// Serve the HTTP API and dashboard on this address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8800")]
+    http: std::net::SocketAddr,
+    /// Serve no HTTP API and dashboard.
+    #[arg(long, conflicts_with = "http")]
+    no_http: bool,
+    /// The token every HTTP API request must carry (`Authorization: Bearer …`); required when
+    /// --http is not a loopback address.
+    #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -196,6 +206,13 @@ struct ControllerArgs {
     /// Seconds without a heartbeat after which a host counts as gone.
     #[arg(long, default_value_t = 15)]
     host_timeout: u64,
+    /// Also serve the HTTP API and dashboard of the lattice on this address (e.g. 127.0.0.1:8800).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// The token every HTTP API request must carry (`Authorization: Bearer …`); required when
+    /// --http is not a loopback address.
+    #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -402,6 +419,9 @@ fn plugin_count(dir: &std::path::Path) -> usize {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut settings = args.conn.resolve()?;
     let lattice = settings.lattice.clone();
+    if !args.no_http {
+        trellis_http::check_address(args.http, args.http_token.as_deref(), &lattice)?;
+    }
     let node_labels = up_node_labels(&args)?;
     if plugin_count(&args.plugins) == 0 {
         eprintln!(
@@ -485,6 +505,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     for (file, problem) in &plugins.problems {
         println!("  plugin problem in {}: {problem}", file.display());
     }
+    // A taken port costs the dashboard, not the lattice: say so and go on.
+    let http = match args.no_http {
+        true => None,
+        false => match serve_http(&settings, args.http, args.http_token.clone()).await {
+            Ok(server) => {
+                println!("  dashboard   {}", server.url());
+                Some(server)
+            }
+            Err(e) => {
+                eprintln!("warning: no dashboard: {e:#}");
+                None
+            }
+        },
+    };
 
     let manifest = match (&args.example, &args.deploy) {
         (Some(name), _) => {
@@ -527,6 +561,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("stopping …");
     for node in nodes {
         node.stop().await?;
+    }
+    if let Some(http) = http {
+        http.stop().await;
     }
     controller.stop().await;
     drop(nats);
@@ -619,11 +656,36 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             config.plugin_dir = dir;
         }
     }
+    let http = match args.http {
+        Some(address) => Some(serve_http(&nats, address, args.http_token.clone()).await?),
+        None => None,
+    };
     let controller = Controller::start_with_options(config, nats.options().await?).await?;
+    if let Some(http) = &http {
+        println!("HTTP API and dashboard on {}", http.url());
+    }
     println!("controller running; Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
+    if let Some(http) = http {
+        http.stop().await;
+    }
     controller.stop().await;
     Ok(())
+}
+
+/// Serves the HTTP API and dashboard of the lattice (trellis-http) on a NATS connection of its own.
+async fn serve_http(
+    settings: &trellis_cli::connect::NatsSettings,
+    address: std::net::SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<trellis_http::HttpServer> {
+    let client = settings.connect().await?;
+    let config = trellis_http::HttpConfig {
+        address,
+        token,
+        lattice: settings.lattice.clone(),
+    };
+    trellis_http::HttpServer::start(config, client).await
 }
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
