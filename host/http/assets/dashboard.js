@@ -340,7 +340,7 @@ async function refreshPlugins() {
       return `<tr data-plugin="${esc(p.name)}"><td><strong>${esc(p.name)}</strong> <span class="muted small">${esc(p.version)}</span>
         <div class="muted small">${esc(p.description)}</div></td>
         <td>${esc(p.kind)}</td><td>${(p.trait_types || []).map((t) => `<span class="chip">${esc(t)}</span>`).join("")}</td>
-        <td>${esc(p.calls)}</td><td class="small">${us(p.p50_us)} / ${us(p.p99_us)}</td>
+        <td>${esc(p.calls)}</td><td class="small nowrap">${us(p.p50_us)} / ${us(p.p99_us)}</td>
         <td class="${failures ? "diag-error" : "muted"}">${failures || "none"}</td></tr>`;
     }).join("") || `<tr><td colspan="6" class="muted">No plugins in ${esc(data.plugin_dir)}</td></tr>`;
     $("#plugin-problems").innerHTML = data.problems.map((p) =>

@@ -328,6 +328,25 @@ async fn the_dashboard_deploys_the_echo_example() {
     .await
     .unwrap();
 
+    // A manifest with a trait no plugin handles: the findings show inline, with path and hint.
+    let wrong = echo_yaml().replacen("spreadscaler", "sprednscaler", 1);
+    cdp.eval(&format!(
+        "document.querySelector('#manifest-text').value = {}; document.querySelector('#validate-button').click()",
+        serde_json::to_string(&wrong).unwrap()
+    ))
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the validation findings",
+        "document.querySelector('#diagnostics li.diag-error .path')?.textContent.startsWith('spec.components[0].traits[0]') \
+         && document.querySelector('#diagnostics li.diag-error .hint') \
+         && document.querySelector('#upload-result').textContent.includes('not valid')",
+        "document.querySelector('#diagnostics').innerText",
+        seconds(10),
+    )
+    .await
+    .unwrap();
+
     // Upload the manifest through the file input, as a person would choose the file.
     let input = cdp
         .call(
@@ -418,6 +437,68 @@ async fn the_dashboard_deploys_the_echo_example() {
     let screenshot = output_dir().join("dashboard.png");
     cdp.screenshot(&screenshot).await.unwrap();
     println!("screenshot: {}", screenshot.display());
+
+    // Undeploy, confirmed: the status follows.
+    cdp.eval(
+        "document.querySelector('button[data-action=\"undeploy\"][data-app=\"echo\"]').click()",
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the undeploy confirmation",
+        "document.querySelector('#confirm').open",
+        "document.querySelector('#confirm').innerText",
+        seconds(5),
+    )
+    .await
+    .unwrap();
+    cdp.eval("document.querySelector('#confirm-ok').click()")
+        .await
+        .unwrap();
+    cdp.wait_for(
+        "echo undeployed",
+        "document.querySelector('#apps tr[data-app=\"echo\"] .badge.status')?.textContent === 'undeployed'",
+        "document.querySelector('#apps').innerText",
+        seconds(15),
+    )
+    .await
+    .unwrap();
+
+    // A server with a token: the page asks for it, then shows the lattice.
+    let guarded = trellis_http::HttpServer::start(
+        trellis_http::HttpConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            token: Some("s3cret".into()),
+            lattice: served.lattice.lattice.clone(),
+        },
+        served.nats.clone(),
+    )
+    .await
+    .unwrap();
+    cdp.open_page(&guarded.url()).await.unwrap();
+    cdp.wait_for(
+        "the token prompt",
+        "!document.querySelector('#token-box').hidden",
+        body_text,
+        seconds(10),
+    )
+    .await
+    .unwrap();
+    cdp.eval(
+        "document.querySelector('#token-input').value = 's3cret'; \
+         document.querySelector('#token-form').requestSubmit()",
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the node after the token",
+        &format!("document.querySelector('.host[data-host-id=\"{host_id}\"]') && document.querySelector('#live').textContent === 'live'"),
+        body_text,
+        seconds(10),
+    )
+    .await
+    .unwrap();
+
     let exceptions = cdp.exceptions.lock().unwrap().clone();
     assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
     drop(browser);
