@@ -39,6 +39,11 @@ const METHOD_HEADER: &str = "Trellis-Method";
 const PATH_HEADER: &str = "Trellis-Path";
 const CALLER_HEADER: &str = "Trellis-Caller";
 const STATUS_HEADER: &str = "Trellis-Status";
+/// Set by a node that did not run the call (it is stopping, or no longer runs the component):
+/// the call is safe to send again, and another member of the queue group will likely take it.
+const REFUSED_HEADER: &str = "Trellis-Refused";
+/// How many refusals a call takes before the caller gives up on a component id.
+const REFUSALS: usize = 3;
 /// Set on answers the node made up (no callee, timeout, …) rather than the callee's.
 pub(crate) const ERROR_HEADER: &str = "trellis-error";
 
@@ -119,15 +124,33 @@ impl LatticeCalls {
         body: Bytes,
     ) -> http::Response<Bytes> {
         let headers = request_headers(&parts, caller);
-        for id in candidates {
+        'candidates: for id in candidates {
             let Some(subject) = call_subject(&self.lattice, id) else {
                 continue;
             };
-            let request = async_nats::Request::new()
-                .payload(body.clone())
-                .headers(headers.clone())
-                .timeout(Some(CALL_TIMEOUT));
-            match self.client.send_request(subject, request).await {
+            let mut refusals = 0;
+            let reply = loop {
+                let request = async_nats::Request::new()
+                    .payload(body.clone())
+                    .headers(headers.clone())
+                    .timeout(Some(CALL_TIMEOUT));
+                let reply = self.client.send_request(subject.clone(), request).await;
+                let refused = reply.as_ref().is_ok_and(|reply| {
+                    reply
+                        .headers
+                        .as_ref()
+                        .is_some_and(|h| h.get(REFUSED_HEADER).is_some())
+                });
+                if !refused {
+                    break reply;
+                }
+                refusals += 1;
+                debug!(caller, callee = %id, refusals, "a node refused the call; sending it again");
+                if refusals == REFUSALS {
+                    continue 'candidates;
+                }
+            };
+            match reply {
                 Ok(reply) => return decode_response(id, reply),
                 Err(e) => {
                     use async_nats::RequestErrorKind as Kind;
@@ -234,12 +257,16 @@ pub(crate) fn error_response(status: u16, reason: String) -> http::Response<Byte
 
 /// Serves calls to one component on this node until the task is aborted (which unsubscribes,
 /// taking this node out of the component's queue group).
+///
+/// On `stop` it leaves the queue group, answers the calls NATS had already sent it, and
+/// returns: a stopping node loses no call that reached it.
 pub(crate) async fn serve(
     client: async_nats::Client,
     subject: String,
     component_id: String,
     components: Components,
     in_flight: Arc<tokio::sync::RwLock<()>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut calls = match client
         .queue_subscribe(subject.clone(), subject.clone())
@@ -252,12 +279,35 @@ pub(crate) async fn serve(
         }
     };
     debug!(component_id, subject, "taking lattice calls");
-    while let Some(msg) = calls.next().await {
+    let mut stop = std::pin::pin!(stop);
+    let mut stopping = false;
+    loop {
+        let msg = tokio::select! {
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                // Drain, not unsubscribe: calls the server sent before it saw us leave still
+                // arrive, and are answered; the stream ends after the last of them.
+                if let Err(e) = calls.drain().await {
+                    warn!(component_id, error = %e, "cannot leave the call queue group");
+                    return;
+                }
+                continue;
+            }
+            msg = calls.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+        };
         let Some(reply) = msg.reply.clone() else {
             continue;
         };
         let Ok(guard) = in_flight.clone().try_read_owned() else {
-            // The node is draining: let the caller's timeout or another node handle it.
+            // The node is draining already: the caller sends the call again elsewhere.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(REFUSED_HEADER, "stopping");
+            let _ = client
+                .publish_with_headers(reply, headers, Bytes::new())
+                .await;
             continue;
         };
         let client = client.clone();
@@ -284,11 +334,12 @@ async fn answer(
     msg: async_nats::Message,
 ) -> (async_nats::HeaderMap, Bytes) {
     let response = match (components.get(component_id), decode_request(&msg)) {
-        (None, _) => error_response(
-            503,
-            format!("component {component_id} stopped on this node"),
-        )
-        .map(full_body),
+        (None, _) => {
+            // Scaled down here a moment ago: not run, so the caller may send it again.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(REFUSED_HEADER, "not running");
+            return (headers, Bytes::new());
+        }
         (_, Err(reason)) => error_response(400, reason).map(full_body),
         (Some(component), Ok(request)) => component.serve_http(request).await,
     };

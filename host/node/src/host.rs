@@ -81,8 +81,8 @@ pub(crate) struct Host {
     runtime: ComponentRuntime,
     pub(crate) http: HttpServer,
     services: Arc<Services>,
-    /// Per component running here, the task taking its lattice calls.
-    call_takers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Per component running here, the task taking its lattice calls and how to stop it.
+    call_takers: Mutex<HashMap<String, CallTaker>>,
     /// Held (read) by every lattice call being answered; taken (write) to drain them.
     pub(crate) calls_in_flight: Arc<tokio::sync::RwLock<()>>,
     /// Wakes the heartbeat task so the controller learns about a change at once.
@@ -478,31 +478,38 @@ impl Host {
             .call_takers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if takers.get(component_id).is_some_and(|t| !t.is_finished()) {
+        if takers
+            .get(component_id)
+            .is_some_and(|t| !t.task.is_finished())
+        {
             return;
         }
         let Some(subject) = calls::call_subject(&self.lattice, component_id) else {
             warn!(host_id = %self.id, component_id, "component id does not fit in a NATS subject token; it cannot be called by lattice name");
             return;
         };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(calls::serve(
             self.client.clone(),
             subject,
             component_id.to_string(),
             self.components.clone(),
             self.calls_in_flight.clone(),
+            stop_rx,
         ));
-        takers.insert(component_id.to_string(), task);
+        takers.insert(component_id.to_string(), CallTaker { stop, task });
     }
 
+    /// Leaves the component's call queue group; calls already handed to this node are still
+    /// answered (or refused, if the component is gone by then, so the caller tries elsewhere).
     fn stop_taking_calls(&self, component_id: &str) {
-        if let Some(task) = self
+        if let Some(taker) = self
             .call_takers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(component_id)
         {
-            task.abort();
+            let _ = taker.stop.send(());
         }
     }
 
@@ -514,15 +521,18 @@ impl Host {
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
             .collect();
-        for (_, task) in takers {
-            task.abort();
+        let mut tasks = Vec::with_capacity(takers.len());
+        for (_, taker) in takers {
+            let _ = taker.stop.send(());
+            tasks.push(taker.task);
         }
-        // Make sure the server has dropped our subscriptions before we stop answering.
-        let _ = trellis_bus::sync(&self.client).await;
-        if tokio::time::timeout(drain, self.calls_in_flight.write())
-            .await
-            .is_err()
-        {
+        // Each task returns once it has unsubscribed and taken every call NATS had handed it;
+        // then wait for those calls to be answered.
+        let drained = async {
+            futures::future::join_all(tasks).await;
+            let _ = self.calls_in_flight.write().await;
+        };
+        if tokio::time::timeout(drain, drained).await.is_err() {
             warn!(host_id = %self.id, "lattice calls still in flight after {drain:?}; dropping them");
         }
     }
@@ -704,6 +714,12 @@ impl Host {
         }
         failures
     }
+}
+
+/// The task taking one component's lattice calls on this node.
+struct CallTaker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The scale commands of one component: the newest ticket, and the lock they take in turn.
