@@ -27,13 +27,16 @@ function shortId(id) {
 
 // One API call. Answers the JSON body with the HTTP status; a 401 asks for the token.
 async function api(method, path, body, contentType) {
+  const used = state.token;
   const headers = {};
-  if (state.token) headers.Authorization = "Bearer " + state.token;
+  if (used) headers.Authorization = "Bearer " + used;
   if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
   const response = await fetch("/api/v1" + path, { method, headers, body });
   let data = null;
   try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }
   if (response.status === 401) {
+    // A token given while this request was on its way: ask again with it.
+    if (used !== state.token) return api(method, path, body, contentType);
     showTokenBox();
     throw new Error((data && data.error) || "this server needs its API token");
   }
@@ -388,12 +391,16 @@ function setLive(live, text) {
 async function listen() {
   for (;;) {
     try {
-      const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+      const used = state.token;
+      const headers = used ? { Authorization: "Bearer " + used } : {};
       const response = await fetch("/api/v1/events", { headers });
       if (response.status === 401) {
-        showTokenBox();
-        setLive(false, "needs token");
-        await new Promise((resolve) => { state.tokenGiven = resolve; });
+        // Unless a token came while this request was on its way, wait for one.
+        if (used === state.token) {
+          showTokenBox();
+          setLive(false, "needs token");
+          await new Promise((resolve) => { state.tokenGiven = resolve; });
+        }
         continue;
       }
       if (!response.ok) throw new Error("events: HTTP " + response.status);

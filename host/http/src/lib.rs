@@ -108,14 +108,20 @@ impl HttpServer {
         format!("http://{}/", self.address)
     }
 
-    /// Stops accepting connections. Open event streams end with the process, not here: a
-    /// graceful shutdown would otherwise wait for every browser tab to go away.
+    /// Stops accepting connections and lets requests in progress finish, for two seconds at
+    /// most: open event streams never finish by themselves, and a browser tab left open must
+    /// not hold up a shutdown.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
     }
 }
@@ -132,11 +138,13 @@ impl Drop for HttpServer {
 /// the dashboard at `/`.
 pub fn router(gateway: Gateway, token: Option<String>) -> Router {
     let gateway = Arc::new(gateway);
+    let token = Arc::new(token);
     let api = routes::api_router()
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
+            token.clone(),
             require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(token, same_origin))
         .with_state(gateway);
     Router::new()
         .merge(api)
@@ -174,6 +182,60 @@ async fn require_token(
     }
 }
 
+/// What keeps other web sites out, with or without a token:
+///
+/// - A request that changes something (not GET) and carries an `Origin` must come from the
+///   dashboard's own origin. Browsers send `Origin` with every cross-site POST, and a "simple"
+///   cross-site POST (a form, or `text/plain`) reaches the server without a CORS preflight, so
+///   without this check any page open in the user's browser could deploy to a local lattice.
+/// - Without a token, the `Host` must be a loopback name: a site that re-binds its own DNS name
+///   to 127.0.0.1 gets its own name in `Host`, and may not read the API through it.
+async fn same_origin(
+    State(token): State<Arc<Option<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if token.is_none() && !is_loopback_host(&host) {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Host `{host}` is not a loopback name: without a token this API answers only requests to localhost or a loopback address"
+            ),
+        );
+    }
+    let changes = !matches!(request.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let own = [format!("http://{host}"), format!("https://{host}")];
+        if changes && !own.iter().any(|o| o == origin) {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "a request from the web page at {origin} may not change this lattice; use the dashboard at http://{host}/, trellis or curl"
+                ),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -201,6 +263,28 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        for host in [
+            "localhost",
+            "localhost:8800",
+            "127.0.0.1:8800",
+            "127.1.2.3",
+            "[::1]:8800",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example:8800",
+            "10.0.0.1:8800",
+            "localhost.evil.example",
+            "[::2]",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 
     #[test]
     fn tokens_compare_whole() {

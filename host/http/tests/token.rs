@@ -1,5 +1,6 @@
-//! The token rule: off loopback the server needs a token; with a token every API request
-//! without it is a 401 with a JSON error. The dashboard's files need none.
+//! Who may use the API: off loopback the server needs a token, and with a token every API
+//! request without it is a 401 with a JSON error (the dashboard's files need none); other web
+//! sites may not change anything, and without a token only loopback names are answered.
 
 mod common;
 
@@ -103,5 +104,71 @@ async fn requests_without_the_token_get_401() {
     assert!(page.body.contains("<title>trellis</title>"));
     assert_eq!(http.get("/dashboard.js").await.status, 200);
     assert_eq!(http.get("/dashboard.css").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_web_sites_may_not_use_the_api() {
+    let (_dir, _nats, client) = nats().await;
+    let server = HttpServer::start(config("127.0.0.1:0", None), client)
+        .await
+        .unwrap();
+    let address = server.address().to_string();
+    let http = common::Http {
+        address: address.clone(),
+        token: None,
+    };
+    // A page elsewhere posting to the local API (a form needs no CORS preflight): refused.
+    let forged = http
+        .send_with(
+            "POST",
+            "/api/v1/apps/echo/undeploy",
+            &[
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "text/plain"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(
+        forged.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("http://evil.example may not change this lattice"),
+        "{}",
+        forged.body
+    );
+    // The dashboard's own origin passes the gate (and reaches NATS, where no controller is).
+    let own_origin = format!("http://{address}");
+    let own = http
+        .send_with(
+            "POST",
+            "/api/v1/apps/echo/undeploy",
+            &[("Origin", own_origin.as_str())],
+            b"",
+        )
+        .await;
+    assert_eq!(own.status, 503, "{}", own.body);
+    // A name re-bound to 127.0.0.1 arrives with its own Host: refused without a token.
+    let rebound = http
+        .send_with(
+            "GET",
+            "/api/v1/lattice",
+            &[("Host", "evil.example:8800")],
+            b"",
+        )
+        .await;
+    assert_eq!(rebound.status, 403, "{}", rebound.body);
+    let localhost = format!("localhost:{}", server.address().port());
+    let by_name = http
+        .send_with(
+            "GET",
+            "/api/v1/lattice",
+            &[("Host", localhost.as_str())],
+            b"",
+        )
+        .await;
+    assert_eq!(by_name.status, 200, "{}", by_name.body);
     server.stop().await;
 }

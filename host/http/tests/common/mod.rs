@@ -120,13 +120,33 @@ impl Http {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: &[u8]) -> Answer {
-        tokio::time::timeout(Duration::from_secs(20), self.try_send(method, path, body))
-            .await
-            .unwrap_or_else(|_| panic!("{method} {path}: no answer within 20s"))
-            .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
+        self.send_with(method, path, &[], body).await
     }
 
-    async fn try_send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
+    /// A request with extra headers; a `Host` among them replaces the real one.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            self.try_send(method, path, headers, body),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within 20s"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
+    }
+
+    async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Answer> {
         let mut stream = tokio::net::TcpStream::connect(&self.address)
             .await
             .with_context(|| format!("connecting to {}", self.address))?;
@@ -135,9 +155,17 @@ impl Http {
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let host = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .map_or(self.address.as_str(), |(_, value)| value);
+        let extra: String = headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
-            self.address,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await?;
