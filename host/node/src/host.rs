@@ -513,6 +513,18 @@ impl Host {
         }
     }
 
+    /// Stops taking calls at once, dropping those in hand (a node dropped without `stop`).
+    pub(crate) fn abort_call_takers(&self) {
+        for (_, taker) in self
+            .call_takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+        {
+            taker.task.abort();
+        }
+    }
+
     /// Leaves every call queue group, then waits up to `drain` for calls being answered.
     pub(crate) async fn stop_taking_all_calls(&self, drain: Duration) {
         let takers: Vec<_> = self

@@ -165,6 +165,18 @@ impl HttpServer {
             .any(|l| matches!(l.state, ListenerState::Failed(_)))
     }
 
+    /// Closes every listener at once, without finishing requests (a node dropped without
+    /// `stop`). A reconciliation holding the lock at that moment keeps its listeners.
+    pub(crate) fn abort_all(&self) {
+        if let Ok(mut listeners) = self.listeners.try_lock() {
+            for (_, listener) in std::mem::take(&mut *listeners) {
+                if let ListenerState::Serving(serving) = listener.state {
+                    serving.task.abort();
+                }
+            }
+        }
+    }
+
     /// Closes every listener and waits up to `drain` for in-flight requests to finish.
     pub(crate) async fn shutdown(&self, drain: Duration) {
         let listeners = std::mem::take(&mut *self.listeners.lock().await);

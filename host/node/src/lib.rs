@@ -167,3 +167,13 @@ impl Drop for Tasks {
         self.abort_all();
     }
 }
+
+impl Drop for Node {
+    /// Without [`Node::stop`]: like a crash, everything stops at once (after `stop` there is
+    /// nothing left to do here).
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+        self.host.abort_call_takers();
+        self.host.http.abort_all();
+    }
+}
