@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Installs what trellis needs and is missing: nats-server (Debian package) and the
-# wasm32-wasip2 Rust target. Safe to run again: it only installs what is absent.
+# Installs what trellis needs and is missing; safe to run again (it only installs what is
+# absent, and says nothing more when all is there).
+#   scripts/setup.sh          to run trellis: nats-server (Debian package), the wasm32-wasip2 target
+#   scripts/setup.sh --test   also what the test suite drives: chromium (the dashboard's browser
+#                             test), docker-registry (OCI pulls), openssl (TLS certificates)
 set -euo pipefail
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v nats-server >/dev/null 2>&1; then
-    echo "setup: installing nats-server (Debian package)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+# command → Debian package
+needs=("nats-server:nats-server")
+if [ "${1:-}" = "--test" ]; then
+    needs+=("chromium:chromium" "docker-registry:docker-registry" "openssl:openssl")
 fi
 
-# The dashboard's browser test (host/http/tests/browser.rs) drives a headless Chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "setup: installing chromium (Debian package, for the dashboard's browser test)"
+missing=()
+for pair in "${needs[@]}"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (Debian packages)"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then

@@ -20,7 +20,7 @@ async fn instances(api: &trellis_cli::client::ApiClient, component: &str) -> Vec
     for host in api.hosts().await.unwrap() {
         let inventory = api.inventory(&host.id).await.unwrap();
         for c in inventory.components.iter().filter(|c| c.id == component) {
-            found.push((host.labels["region"].clone(), c.max_instances as u32));
+            found.push((host.labels["region"].clone(), c.max_instances));
         }
     }
     found.sort();

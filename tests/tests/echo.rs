@@ -125,7 +125,8 @@ async fn malformed_manifest_is_refused_with_its_line() {
     let put = api.put_text(&unknown).await.unwrap();
     assert_eq!(put.result, PutResult::Error);
     assert!(
-        put.message.contains("Did you mean `spreadscaler`?"),
+        put.message.contains("unknown trait type `spreadscalar`")
+            && put.message.contains("did you mean `spreadscaler`?"),
         "{}",
         put.message
     );
