@@ -3,7 +3,7 @@
 //! input, deploys it through the confirmation dialog and watches its status become deployed.
 //! A screenshot lands in `target/browser-test/dashboard.png`.
 //!
-//! Chromium must be installed (`scripts/setup.sh` installs the Debian package); without it this
+//! Chromium must be installed (`scripts/setup.sh --test` installs the Debian package); without it this
 //! test fails and says so.
 
 mod common;
@@ -46,7 +46,7 @@ fn chromium() -> PathBuf {
         }
     }
     panic!(
-        "the dashboard's browser test needs Chromium, and none is on the PATH: run scripts/setup.sh \
+        "the dashboard's browser test needs Chromium, and none is on the PATH: run scripts/setup.sh --test \
          (it installs the Debian package `chromium`), or set TRELLIS_CHROMIUM to a Chromium binary"
     );
 }
@@ -82,7 +82,7 @@ impl Browser {
             .spawn()
             .with_context(|| {
                 format!(
-                    "cannot start {}: run scripts/setup.sh (it installs the Debian package `chromium`)",
+                    "cannot start {}: run scripts/setup.sh --test (it installs the Debian package `chromium`)",
                     binary.display()
                 )
             })?;
@@ -116,7 +116,7 @@ impl Browser {
         match address.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(url)) => Ok((browser, url)),
             Ok(Err(said)) => bail!(
-                "{} exited before DevTools listened; it said:\n{said}\n(scripts/setup.sh installs a working Chromium)",
+                "{} exited before DevTools listened; it said:\n{said}\n(scripts/setup.sh --test installs a working Chromium)",
                 binary.display()
             ),
             Err(_) => bail!(
