@@ -3,8 +3,8 @@
 //! input, deploys it through the confirmation dialog and watches its status become deployed.
 //! A screenshot lands in `target/browser-test/dashboard.png`.
 //!
-//! Chromium must be installed (`scripts/setup.sh --test` installs the Debian package); without it this
-//! test fails and says so.
+//! Chromium must be installed (`scripts/setup.sh --test` installs the Debian package); without
+//! it this test fails and says so.
 
 mod common;
 
