@@ -27,6 +27,7 @@ use trellis_controller::{Controller, ControllerConfig, LoopSettings};
 use trellis_lattice::api::{
     DeployModelResponse, DeployResult, PutModelResponse, Status, StatusType, Subjects,
 };
+use trellis_runtime::{Limits, RuntimeConfig};
 use trellis_sim::{SimConfig, SimLattice};
 
 const LATTICE: &str = "bench";
@@ -93,6 +94,10 @@ struct Row {
 
 fn print_table(rows: &[Row]) {
     println!();
+    println!(
+        "{INSTANCES} instances per app; heartbeats every {HEARTBEAT:?}, host timeout {HOST_TIMEOUT:?}; plugin deadline {:?}",
+        plugin_deadline()
+    );
     println!("| hosts | apps | all deployed | deploy→deployed p50 / p99 / max | commands issued / minimum | controller CPU | controller peak RSS | host failure → replaced |");
     println!("|---:|---:|---:|---|---|---:|---:|---|");
     for r in rows {
@@ -352,6 +357,17 @@ async fn run(hosts: usize, apps: usize) -> anyhow::Result<Row> {
     })
 }
 
+/// The plugin call deadline: the runtime's default unless `TRELLIS_BENCH_DEADLINE_MS` says
+/// otherwise (at 10,000 hosts a spreadscaler call that ranks every host takes longer than the
+/// default allows).
+fn plugin_deadline() -> Duration {
+    std::env::var("TRELLIS_BENCH_DEADLINE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(trellis_runtime::DEFAULT_DEADLINE)
+}
+
 /// The controller, in a process of its own: prints `ready`, runs until stdin closes, then
 /// prints its resource use as JSON.
 fn controller_child() -> anyhow::Result<()> {
@@ -370,6 +386,13 @@ fn controller_child() -> anyhow::Result<()> {
             settings: LoopSettings {
                 host_timeout: HOST_TIMEOUT,
                 ..LoopSettings::default()
+            },
+            runtime: RuntimeConfig {
+                default_limits: Limits {
+                    deadline: plugin_deadline(),
+                    ..Limits::default()
+                },
+                ..RuntimeConfig::default()
             },
             ..ControllerConfig::default()
         })

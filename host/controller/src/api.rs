@@ -117,29 +117,35 @@ impl ApiServer {
 
     pub async fn run(self, mut requests: async_nats::Subscriber) -> anyhow::Result<()> {
         let prefix = format!("{}.", Subjects::new(&self.lattice).model_prefix());
+        // Requests are answered concurrently: each is a few KV round trips, and a burst of
+        // deploys must not queue behind one another (the store's CAS keeps them consistent).
+        let this = Arc::new(self);
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply.clone() else {
                 continue;
             };
-            let tail = msg
-                .subject
-                .as_str()
-                .strip_prefix(&prefix)
-                .unwrap_or_default();
-            let body = match Operation::parse(tail) {
-                Some(op) => {
-                    tracing::debug!(lattice = %self.lattice, ?op, "api request");
-                    self.handle(op, &msg.payload).await
+            let (this, prefix) = (Arc::clone(&this), prefix.clone());
+            tokio::spawn(async move {
+                let tail = msg
+                    .subject
+                    .as_str()
+                    .strip_prefix(&prefix)
+                    .unwrap_or_default();
+                let body = match Operation::parse(tail) {
+                    Some(op) => {
+                        tracing::debug!(lattice = %this.lattice, ?op, "api request");
+                        this.handle(op, &msg.payload).await
+                    }
+                    None => serde_json::json!({
+                        "result": "error",
+                        "message": format!("unknown API operation `{tail}`"),
+                    }),
+                };
+                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                if let Err(e) = this.client.publish(reply, payload.into()).await {
+                    tracing::warn!(lattice = %this.lattice, "cannot answer API request: {e}");
                 }
-                None => serde_json::json!({
-                    "result": "error",
-                    "message": format!("unknown API operation `{tail}`"),
-                }),
-            };
-            let payload = serde_json::to_vec(&body).unwrap_or_default();
-            if let Err(e) = self.client.publish(reply, payload.into()).await {
-                tracing::warn!(lattice = %self.lattice, "cannot answer API request: {e}");
-            }
+            });
         }
         Ok(())
     }

@@ -26,6 +26,10 @@ use crate::state::{from_wit_link, LatticeState};
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
+/// The header naming the executor that sent a request, so that an executor watching the
+/// lattice's commands can tell its own (already tracked) from other controllers'.
+pub const SENDER_HEADER: &str = "Trellis-Sender";
+
 /// Who asked for a command.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
@@ -61,6 +65,8 @@ pub struct Executor {
     failures: HashMap<String, Failure>,
     origins: HashMap<String, Origin>,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// This executor's id in [`SENDER_HEADER`].
+    sender: String,
     /// Every command sent, for tests and `plan`-style accounting.
     pub sent_total: u64,
 }
@@ -151,13 +157,14 @@ impl Executor {
             failures: HashMap::new(),
             origins: HashMap::new(),
             outcomes,
+            sender: uuid::Uuid::new_v4().simple().to_string(),
             sent_total: 0,
         }
     }
 
     /// Settles in-flight commands against the state: done when their effect shows, failed when
     /// they time out or their host is gone.
-    pub fn settle(&mut self, state: &LatticeState, now: Instant) {
+    pub fn settle(&mut self, state: &LatticeState, now: Instant, may_time_out: bool) {
         let mut timed_out = Vec::new();
         self.in_flight.retain(|key, f| {
             if satisfied(&f.command, state) {
@@ -166,7 +173,7 @@ impl Executor {
             if command_host(&f.command).is_some_and(|h| !state.hosts.contains_key(h)) {
                 return false;
             }
-            if now.duration_since(f.sent) > self.timeout {
+            if may_time_out && now.duration_since(f.sent) > self.timeout {
                 timed_out.push(key.clone());
                 return false;
             }
@@ -289,6 +296,13 @@ impl Executor {
         self.in_flight.len()
     }
 
+    /// Whether a request seen on the lattice was sent by this executor.
+    pub fn sent_by_me(&self, headers: Option<&async_nats::HeaderMap>) -> bool {
+        headers
+            .and_then(|h| h.get(SENDER_HEADER))
+            .is_some_and(|v| v.as_str() == self.sender)
+    }
+
     /// Notes a command seen on the lattice (`wasmbus.ctl.v1.{lattice}.>`). One this executor
     /// did not send — another controller's, typically the previous owner of an app — counts as
     /// in flight here too, so an owner taking over never re-sends what its predecessor sent
@@ -328,9 +342,11 @@ impl Executor {
         let outcomes = self.outcomes.clone();
         let key = key.to_string();
         let timeout = self.timeout;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(SENDER_HEADER, self.sender.as_str());
         tokio::spawn(async move {
-            let reply =
-                tokio::time::timeout(timeout, client.request(subject.clone(), body.into())).await;
+            let request = client.request_with_headers(subject.clone(), headers, body.into());
+            let reply = tokio::time::timeout(timeout, request).await;
             let result = match reply {
                 Err(_) => Err(format!("no reply to {subject} within {timeout:?}")),
                 Ok(Err(e)) => Err(format!("request {subject} failed: {e}")),

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use trellis_lattice::api::{
     GetResult, PlanResponse, PlannedCommand, ScalerStatus, Status, StatusInfo, StatusType,
@@ -84,6 +84,10 @@ pub fn events_stream(lattice: &str) -> String {
 const EVENTS_MAX_AGE: Duration = Duration::from_secs(600);
 /// A cap on the stream's size, so 10,000 hosts' heartbeats cannot fill the disk.
 const EVENTS_MAX_BYTES: i64 = 512 * 1024 * 1024;
+
+/// How long one pass may spend in plugin calls before leaving the remaining apps to the next
+/// pass: the loop must keep reading events, or heartbeats go unread and hosts look dead.
+const PASS_BUDGET: Duration = Duration::from_millis(250);
 
 /// The KV bucket where the owner of each app keeps its status, so that every controller of the
 /// lattice answers `status` and `list` alike.
@@ -304,6 +308,11 @@ pub struct Reconciler {
     status_writes: mpsc::UnboundedSender<(String, bytes::Bytes)>,
     ownership: Ownership,
     dirty: Dirty,
+    /// Events the stream still held when the last one was read: a host is declared dead only
+    /// when the controller is caught up, never because a long pass left heartbeats unread.
+    events_behind: u64,
+    /// The last app the previous pass planned.
+    pass_cursor: Option<String>,
     plugin_generation: u64,
     started: Instant,
 }
@@ -335,6 +344,8 @@ impl Reconciler {
             status_writes: spawn_status_writer(lattice.to_string(), status_kv),
             ownership,
             dirty: Dirty::default(),
+            events_behind: 0,
+            pass_cursor: None,
             plugin_generation: 0,
             started: Instant::now(),
         }
@@ -377,8 +388,9 @@ impl Reconciler {
                     if let Ok(entry) = entry {
                         let app = entry.key.clone();
                         self.on_manifest(entry);
+                        // The claim waits for the pass, so a burst of deploys makes one
+                        // batch of claims rather than one KV round trip each.
                         self.dirty.app(&app, Instant::now());
-                        self.claim_apps().await;
                     }
                 }
                 Some(entry) = link_watch.next() => {
@@ -411,8 +423,10 @@ impl Reconciler {
                     }
                 }
                 Some(msg) = commands.next() => {
-                    if let Some((command, origin)) =
-                        decode(&ctl_subjects, msg.subject.as_str(), &msg.payload)
+                    let theirs = !self.executor.sent_by_me(msg.headers.as_ref());
+                    if let Some((command, origin)) = theirs
+                        .then(|| decode(&ctl_subjects, msg.subject.as_str(), &msg.payload))
+                        .flatten()
                     {
                         self.executor.observe(command, origin, Instant::now());
                     }
@@ -433,8 +447,16 @@ impl Reconciler {
                     self.claim_apps().await;
                 }
                 _ = tick.tick() => {
+                    // Read what already arrived before judging silence.
+                    while let Some(Some(msg)) = events.next().now_or_never() {
+                        self.on_event(&msg);
+                    }
                     let now = Instant::now();
-                    let dead = self.state.expire_hosts(self.settings.host_timeout, now);
+                    let dead = if self.events_behind == 0 {
+                        self.state.expire_hosts(self.settings.host_timeout, now)
+                    } else {
+                        Vec::new()
+                    };
                     for host in &dead {
                         tracing::warn!(lattice = %self.lattice, host, "host missed its heartbeats; rescheduling what it ran");
                     }
@@ -454,6 +476,7 @@ impl Reconciler {
                     }
                 }
                 _ = sleep_until(pass_due) => {
+                    self.claim_apps().await;
                     let apps = self.dirty.take();
                     self.pass(apps).await;
                 }
@@ -481,6 +504,7 @@ impl Reconciler {
 
     /// Applies one lattice event and marks the apps it concerns.
     fn on_event(&mut self, msg: &EventMessage) {
+        self.events_behind = msg.pending;
         let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else {
             tracing::debug!(lattice = %self.lattice, "ignoring a message that is not a CloudEvent");
             return;
@@ -695,7 +719,9 @@ impl Reconciler {
 
     /// The lattice as plugins see it now: the state, with the commands in flight taken as done.
     fn snapshot(&mut self, now: Instant) -> LatticeSnapshot {
-        self.executor.settle(&self.state, now);
+        // While events are unread, an unconfirmed command may well be done: no timeouts then.
+        self.executor
+            .settle(&self.state, now, self.events_behind == 0);
         let mut snapshot = self
             .state
             .snapshot(now.duration_since(self.started).as_millis() as u64);
@@ -714,12 +740,18 @@ impl Reconciler {
         let now = Instant::now();
         let snapshot = self.snapshot(now);
         let in_scope = |app: &str| dirty.as_ref().is_none_or(|d| d.contains(app));
-        let apps: Vec<(String, Manifest)> = self
+        let mut apps: Vec<(String, Manifest)> = self
             .deployed
             .iter()
             .filter(|(name, _)| in_scope(name) && self.ownership.owns(name, now))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // Start after the last app the previous pass planned, so that when passes run out of
+        // budget every app gets its turn.
+        if let Some(cursor) = &self.pass_cursor {
+            let split = apps.partition_point(|(name, _)| name <= cursor);
+            apps.rotate_left(split);
+        }
         // Cleanups run at the owner; others forget them once someone else owns the app.
         let (to_clean, kept): (Vec<Cleanup>, Vec<Cleanup>) = std::mem::take(&mut self.to_clean)
             .into_iter()
@@ -753,31 +785,47 @@ impl Reconciler {
                     planned
                 })
                 .collect::<Vec<_>>();
-            let apps = apps
-                .into_iter()
-                .map(|(name, manifest)| {
-                    let span = tracing::info_span!("reconcile", lattice = %lattice, app = %name);
-                    let _guard = span.enter();
-                    let planned = plan_app(&runtime, &manifest, &snap);
-                    // The next app sees this one's commands as done (plugin calls keep no
-                    // handle on the snapshot, so this does not copy it).
-                    for p in &planned {
-                        for c in &p.commands {
-                            overlay(Arc::make_mut(&mut snap), c, &p.origin);
-                        }
+            let started = Instant::now();
+            let mut done = Vec::with_capacity(apps.len());
+            let mut deferred = Vec::new();
+            for (name, manifest) in apps {
+                // A pass that ran past its budget leaves the rest for the next one, so the
+                // loop reads events (heartbeats, command effects) in between.
+                if started.elapsed() > PASS_BUDGET {
+                    deferred.push(name);
+                    continue;
+                }
+                let span = tracing::info_span!("reconcile", lattice = %lattice, app = %name);
+                let _guard = span.enter();
+                let planned = plan_app(&runtime, &manifest, &snap);
+                // The next app sees this one's commands as done (plugin calls keep no handle
+                // on the snapshot, so this does not copy it).
+                for p in &planned {
+                    for c in &p.commands {
+                        overlay(Arc::make_mut(&mut snap), c, &p.origin);
                     }
-                    (name, planned)
-                })
-                .collect::<Vec<_>>();
-            (apps, cleanups)
+                }
+                done.push((name, planned));
+            }
+            (done, cleanups, deferred)
         })
         .await;
-        let Ok((apps, cleanups)) = planned else {
+        let Ok((apps, cleanups, deferred)) = planned else {
             tracing::error!(lattice = %self.lattice, "a reconcile pass panicked; retrying on the next tick");
             self.dirty.all(Instant::now());
             return;
         };
 
+        for app in &deferred {
+            planned_apps.remove(app);
+            self.dirty.app(app, Instant::now());
+        }
+        if let Some((last, _)) = apps.last() {
+            self.pass_cursor = Some(last.clone());
+        }
+        if !deferred.is_empty() {
+            tracing::debug!(lattice = %self.lattice, planned = apps.len(), deferred = deferred.len(), "pass over budget; the rest follows");
+        }
         let mut wanted: HashMap<String, Command> = HashMap::new();
         for planned in &cleanups {
             for (origin, commands) in planned {
