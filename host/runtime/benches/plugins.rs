@@ -156,6 +156,12 @@ fn main() {
     .expect("build/plugins/spreadscaler.wasm is missing: run scripts/build-wasm.sh first");
     let runtime = Runtime::new(RuntimeConfig {
         plugin_dir: dir.path().to_path_buf(),
+        // A 10,000-host scale-up takes milliseconds, more on a busy machine: the default 50 ms
+        // deadline is for production passes, not for measuring.
+        default_limits: trellis_runtime::Limits {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .expect("runtime");
