@@ -12,6 +12,8 @@ use trellis_cli::nats_server::NatsServer;
 use trellis_controller::{Controller, ControllerConfig, LoopSettings};
 use trellis_node::{Node, NodeConfig};
 
+pub mod process;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
