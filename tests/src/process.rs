@@ -362,10 +362,13 @@ impl CliOutput {
     }
 }
 
+/// A message as seen on the wire: its subject and payload.
+pub type Sent = (String, Vec<u8>);
+
 /// Every control-interface message sent on a lattice (`wasmbus.ctl.v1.{lattice}.>`), recorded
 /// as it goes by.
 pub struct CommandCounter {
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    seen: Arc<Mutex<Vec<Sent>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -397,7 +400,7 @@ impl CommandCounter {
     }
 
     /// The messages whose subject contains `fragment` (e.g. `.component.scale.`), in order.
-    pub fn matching(&self, fragment: &str) -> Vec<(String, Vec<u8>)> {
+    pub fn matching(&self, fragment: &str) -> Vec<Sent> {
         self.seen
             .lock()
             .unwrap()
@@ -409,7 +412,7 @@ impl CommandCounter {
 
     /// Each distinct command (subject and payload) with how often it was sent; queries
     /// (`.host.` ping/get/inventory) left out, every controller sends those.
-    pub fn counts(&self) -> HashMap<(String, Vec<u8>), usize> {
+    pub fn counts(&self) -> HashMap<Sent, usize> {
         let mut counts = HashMap::new();
         for (subject, payload) in self.seen.lock().unwrap().iter() {
             if subject.contains(".host.") {

@@ -110,12 +110,12 @@ async fn deploy_answers_http_and_undeploy_leaves_nothing_running() {
         async move {
             let running = lattice.everything_running(api).await;
             let links = api.links().await.map_err(|e| e.to_string())?;
-            if running.is_empty() && links.is_empty() && refuses(&address) {
+            if running.is_empty() && links.is_empty() && refuses(address) {
                 Ok(())
             } else {
                 Err(format!(
                     "running {running:?}, links {links:?}, {address} refused: {}",
-                    refuses(&address)
+                    refuses(address)
                 ))
             }
         }
