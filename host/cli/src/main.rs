@@ -228,6 +228,10 @@ struct NodeArgs {
     /// A human-friendly name for this node.
     #[arg(long)]
     name: Option<String>,
+    /// Run N simulated hosts instead of one real node: they obey the control interface and
+    /// publish the same events, but run no wasm (for trying a controller at scale).
+    #[arg(long, value_name = "N")]
+    simulate: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -690,6 +694,27 @@ async fn serve_http(
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let nats = args.conn.nats.resolve()?;
+    if let Some(hosts) = args.simulate {
+        let sim = trellis_sim::SimLattice::start_with_options(
+            trellis_sim::SimConfig {
+                nats_url: nats.url.clone(),
+                lattice: nats.lattice.clone(),
+                hosts,
+                heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
+                labels: args.labels.into_iter().collect(),
+                zones: 0,
+            },
+            nats.options().await?,
+        )
+        .await?;
+        println!(
+            "{} simulated hosts joined lattice {}; Ctrl-C to stop",
+            sim.running(),
+            nats.lattice
+        );
+        tokio::signal::ctrl_c().await?;
+        return sim.stop().await;
+    }
     let node = Node::start_with_options(
         NodeConfig {
             nats_url: nats.url.clone(),
