@@ -338,6 +338,15 @@ enum AppCmd {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Check a manifest without storing it, with the plugins the controller has loaded: prints
+    /// each finding with its place in the manifest and a hint, like a compiler; exits non-zero
+    /// when there is an error (`put` would refuse the manifest).
+    Validate {
+        #[command(flatten)]
+        conn: Connection,
+        /// The manifest file (YAML or JSON).
+        file: PathBuf,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -881,6 +890,21 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 async fn app(cmd: AppCmd) -> anyhow::Result<()> {
     match cmd {
+        AppCmd::Validate { conn, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read manifest {}", file.display()))?;
+            let client = conn.client().await?;
+            let response = client.validate(&text).await?;
+            if conn.output == Output::Json {
+                print_json(&response)?;
+            } else {
+                print!("{}", trellis_cli::validate::render(&file, &response));
+            }
+            if !response.valid {
+                bail!("{} has errors: `put` would refuse it", file.display());
+            }
+            Ok(())
+        }
         AppCmd::Put { conn, file } => {
             let manifest = load_manifest_file(&file)?;
             let client = conn.client().await?;

@@ -1001,3 +1001,56 @@ fn plugin_build_without_the_wasm_target_says_how_to_add_it() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("rustup target add wasm32-wasip2"), "{said}");
 }
+
+/// `trellis app validate FILE`: each finding with its place and hint, like a compiler; exit 1
+/// when `put` would refuse the file, 0 (and "valid") when not; `-o json` for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_validate_prints_findings_like_a_compiler() {
+    let lattice = TestLattice::start(&["spreadscaler", "linkscaler", "validator"]).await;
+    let good = write_manifest(lattice.dir.path(), "shop", "v1");
+    let run = lattice.trellis(&["app", "validate", &good]).await;
+    assert!(
+        run.ok().contains("0 errors, 0 warnings — valid"),
+        "{}",
+        run.stdout
+    );
+
+    let bad = lattice.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("instances: 1", "instances: lots")
+            + "        - type: autoscaler\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    let run = lattice.trellis(&["app", "validate", &bad]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("`put` would refuse it"),
+        "{}",
+        run.stderr
+    );
+    for expected in [
+        "error: unknown trait type `autoscaler`",
+        &format!("  --> {bad}: spec.components[0].traits[1].type"),
+        &format!("  --> {bad}: spec.components[0].traits[0].properties.instances"),
+        "  = from: spreadscaler",
+        "2 errors, 0 warnings",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "no `{expected}` in:\n{}",
+            run.stdout
+        );
+    }
+
+    let run = lattice
+        .trellis(&["app", "validate", &bad, "-o", "json"])
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["diagnostics"].as_array().unwrap().len(), 2);
+    lattice.stop().await;
+}
