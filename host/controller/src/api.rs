@@ -229,7 +229,7 @@ impl ApiServer {
         apps.into_iter()
             .filter_map(|(name, app)| {
                 let latest = app.latest()?;
-                let status = self.current_status(&name, app.deployed.is_some());
+                let status = self.current_status(&name, app.deployed.as_deref());
                 Some(ModelSummary {
                     name,
                     version: latest.version.clone(),
@@ -243,12 +243,28 @@ impl ApiServer {
             .collect()
     }
 
-    fn current_status(&self, name: &str, deployed: bool) -> Status {
-        if !deployed {
+    fn current_status(&self, name: &str, deployed: Option<&str>) -> Status {
+        let Some(deployed) = deployed else {
             return Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new());
-        }
+        };
         let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-        statuses.get(name).cloned().unwrap_or_else(|| {
+        let current = statuses
+            .get(name)
+            .filter(|s| s.version.is_empty() || s.version == deployed);
+        if current.is_none() && statuses.contains_key(name) {
+            // The last status is about the version deployed before: the new one has not been
+            // reconciled yet.
+            let mut status = Status::new(
+                StatusInfo::new(
+                    StatusType::Reconciling,
+                    format!("version {deployed} is waiting for its first reconcile pass"),
+                ),
+                Vec::new(),
+            );
+            status.version = deployed.to_string();
+            return status;
+        }
+        current.cloned().unwrap_or_else(|| {
             Status::new(
                 StatusInfo::new(
                     StatusType::Reconciling,
@@ -408,7 +424,7 @@ impl ApiServer {
             Ok(Some((app, _))) => StatusResponse {
                 result: StatusResult::Ok,
                 message: String::new(),
-                status: Some(self.current_status(name, app.deployed.is_some())),
+                status: Some(self.current_status(name, app.deployed.as_deref())),
             },
             Ok(None) => StatusResponse {
                 result: StatusResult::NotFound,

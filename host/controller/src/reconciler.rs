@@ -881,7 +881,13 @@ impl Reconciler {
                     info,
                 });
             }
-            published.push((app, Status::aggregate(scaler_statuses)));
+            let mut status = Status::aggregate(scaler_statuses);
+            // Which version this status is about: a client that just deployed another version
+            // must not take this one's "deployed" for its own.
+            if let Some(manifest) = self.deployed.get(&app) {
+                status.version = manifest.version().to_string();
+            }
+            published.push((app, status));
         }
         for (app, status) in published {
             self.publish_status(&app, status).await;
