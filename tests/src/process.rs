@@ -34,8 +34,11 @@ const LOG_TAIL: usize = 40;
 
 /// The `trellis` binary of this build. `cargo test -p trellis-tests` does not build binaries of
 /// other packages, and a binary left from an older build would test old code, so the first call
-/// runs `cargo build -p trellis-cli --bin trellis` (a no-op when it is current). Set
-/// `TRELLIS_BIN` to use a given binary instead.
+/// builds it. It selects the tests crate's test targets too, so that features resolve as in
+/// `cargo test -p trellis-tests` and the build is a no-op when current (a plain
+/// `cargo build -p trellis-cli` resolves them differently and recompiles the CLI each time,
+/// about 35 s here). Set `TRELLIS_BIN` to use a given binary instead (e.g. after a workspace
+/// `cargo test`, which builds `target/debug/trellis` itself).
 pub fn trellis_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -51,13 +54,21 @@ pub fn trellis_bin() -> PathBuf {
             .ok_or("the test executable is not in target/{profile}/deps")?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(&cargo)
-            .args(["build", "--quiet", "-p", "trellis-cli", "--bin", "trellis"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "trellis-cli",
+                "-p",
+                "trellis-tests",
+            ])
+            .args(["--bin", "trellis", "--tests"])
             .current_dir(repo_root())
             .status()
             .map_err(|e| format!("cannot run `{cargo} build`: {e}"))?;
         if !status.success() {
             return Err(format!(
-                "`cargo build -p trellis-cli --bin trellis` failed ({status}); fix the build or set TRELLIS_BIN"
+                "building the trellis binary failed ({status}); fix the build or set TRELLIS_BIN"
             ));
         }
         let bin = profile_dir.join("trellis");
