@@ -50,6 +50,13 @@ pub fn running(app: &str, spec: &ComponentSpec, lattice: &dyn Lattice) -> Runnin
     }
 }
 
+/// The commands that stop everything the context's component runs for its app (a scaler's
+/// usual `cleanup`); foreign providers stay.
+pub fn remove_all(ctx: &crate::ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {
+    let spec = &ctx.component;
+    converge(spec, &BTreeMap::new(), &running(&ctx.app, spec, lattice))
+}
+
 /// The commands that take what runs to `desired` (host → instances; for a provider, any
 /// count above 0 means "runs there"), leaving foreign providers alone.
 pub fn converge(

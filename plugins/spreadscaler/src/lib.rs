@@ -109,12 +109,7 @@ impl Scaler for SpreadScaler {
     }
 
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {
-        let spec = &ctx.component;
-        diff::converge(
-            spec,
-            &BTreeMap::new(),
-            &diff::running(&ctx.app, spec, lattice),
-        )
+        diff::remove_all(ctx, lattice)
     }
 
     fn check(ctx: &ScalerContext) -> Vec<Diagnostic> {
