@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh --test
 scripts/build-wasm.sh
+# The end-to-end harness runs the `trellis` binary this workspace build makes (it would
+# otherwise build its own, with other feature resolution, and recompile the CLI).
+export TRELLIS_BIN="${TRELLIS_BIN:-$(pwd)/target/debug/trellis}"
 cargo test "$@"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
