@@ -259,7 +259,10 @@ fn check_names_a_missing_target_and_bad_fields() {
     assert!(found[0].hint.contains("echo, httpserver"), "{found:?}");
     let typo = r#"{"namespace": "wasi", "package": "http", "interfaces": ["incoming-handler"],
         "target": "ecoh"}"#;
-    assert_eq!(LinkScaler::check(&ctx(typo))[0].hint, "did you mean 'echo'?");
+    assert_eq!(
+        LinkScaler::check(&ctx(typo))[0].hint,
+        "did you mean 'echo'?"
+    );
     let bad = r#"{"namespace": "wasi", "package": "http", "interfaces": "incoming-handler",
         "target": "echo"}"#;
     assert_eq!(LinkScaler::check(&ctx(bad))[0].path, "interfaces");
