@@ -55,9 +55,48 @@ fn no_controller_is_a_clear_error() {
 /// wasm32-wasip2, and the runtime loads the result as a scaler for its trait type.
 #[test]
 fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
+    let (dir, set) = scaffold_test_build_load("scaler", "myscaler", 3);
+    assert_eq!(set.scaler_for("myscaler").unwrap().info.name, "myscaler");
+
+    let again = trellis()
+        .args(["plugin", "new", "myscaler", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+/// `trellis plugin new --kind placement|validator`: like the scaler's, each new crate passes its
+/// own tests, builds to wasm32-wasip2, and the runtime loads it as its kind.
+#[test]
+fn a_new_placement_plugin_tests_builds_and_loads() {
+    let (_dir, set) = scaffold_test_build_load("placement", "no-maintenance", 2);
+    let summaries = set.summaries();
+    assert_eq!(summaries[0].kind, trellis_runtime::PluginKind::Placement);
+}
+
+#[test]
+fn a_new_validator_plugin_tests_builds_and_loads() {
+    let (_dir, set) = scaffold_test_build_load("validator", "house-rules", 2);
+    let summaries = set.summaries();
+    assert_eq!(summaries[0].kind, trellis_runtime::PluginKind::Validator);
+}
+
+/// Scaffolds plugin `name` of `kind` as the plugin guide says, runs its own tests (expecting
+/// `tests` passed), builds it to wasm32-wasip2 and loads it: returns the folder it was made
+/// in and the runtime's plugin set, which holds exactly that plugin, without problems.
+fn scaffold_test_build_load(
+    kind: &str,
+    name: &str,
+    tests: usize,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<trellis_runtime::PluginSet>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let out = trellis()
-        .args(["plugin", "new", "myscaler", "--kind", "scaler", "--dir"])
+        .args(["plugin", "new", name, "--kind", kind, "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -66,9 +105,9 @@ fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let root = dir.path().join("myscaler");
+    let root = dir.path().join(name);
 
-    // Shared between runs so the plugin's dependencies build once.
+    // Shared between runs so the plugins' dependencies build once.
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
     let cargo = |args: &[&str]| {
         let out = Command::new(env!("CARGO"))
@@ -85,14 +124,15 @@ fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let tested = cargo(&["test", "--quiet"]);
-    assert!(tested.contains("3 passed"), "{tested}");
+    assert!(tested.contains(&format!("{tests} passed")), "{tested}");
     cargo(&["build", "--quiet", "--target", "wasm32-wasip2", "--release"]);
 
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
+    let file = format!("{}.wasm", name.replace('-', "_"));
     std::fs::copy(
-        target.join("wasm32-wasip2/release/myscaler.wasm"),
-        plugins.join("myscaler.wasm"),
+        target.join("wasm32-wasip2/release").join(&file),
+        plugins.join(&file),
     )
     .unwrap();
     let runtime = trellis_runtime::Runtime::new(trellis_runtime::RuntimeConfig {
@@ -103,15 +143,10 @@ fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
     runtime.reload();
     let set = runtime.plugins();
     assert!(set.problems.is_empty(), "{:?}", set.problems);
-    assert_eq!(set.scaler_for("myscaler").unwrap().info.name, "myscaler");
-
-    let again = trellis()
-        .args(["plugin", "new", "myscaler", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let summaries = set.summaries();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].name, name);
+    (dir, set)
 }
 
 /// `trellis get hosts -o json` lists a running node, with its labels, for scripts.
