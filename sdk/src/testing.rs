@@ -372,6 +372,36 @@ pub fn rank_with<P: crate::Placement>(
     ranked.into_iter().map(|(_, _, id)| id).collect()
 }
 
+/// The `ScaleComponent` a scaler of `spec` sends to set `count` instances on `host`: for
+/// comparing with what `reconcile` returns.
+pub fn scale(spec: &crate::ComponentSpec, host: &str, count: u32) -> Command {
+    Command::ScaleComponent {
+        host_id: host.into(),
+        component_id: spec.id.clone(),
+        image: spec.image.clone(),
+        count,
+        config: spec.config.clone(),
+    }
+}
+
+/// The `StartProvider` a scaler of `spec` sends for `host`.
+pub fn start(spec: &crate::ComponentSpec, host: &str) -> Command {
+    Command::StartProvider {
+        host_id: host.into(),
+        provider_id: spec.id.clone(),
+        image: spec.image.clone(),
+        config: spec.config.clone(),
+    }
+}
+
+/// The `StopProvider` a scaler of `spec` sends for `host`.
+pub fn stop(spec: &crate::ComponentSpec, host: &str) -> Command {
+    Command::StopProvider {
+        host_id: host.into(),
+        provider_id: spec.id.clone(),
+    }
+}
+
 /// A context for unit tests: app `app`, one component `web` (id `app-web`, image
 /// `file://web.wasm`) carrying a trait of `trait_type` with `properties` (JSON text).
 pub fn scaler_context(trait_type: &str, properties: &str) -> crate::ScalerContext {

@@ -1,9 +1,8 @@
-use trellis_sdk::testing::{scaler_context, TestLattice};
+use trellis_sdk::testing::{self, scaler_context, TestLattice};
 
 use super::*;
 
 const ID: &str = "app-web";
-const IMAGE: &str = "file://web.wasm";
 
 fn component(properties: &str) -> ScalerContext {
     scaler_context("daemonscaler", properties)
@@ -17,29 +16,15 @@ fn provider(properties: &str) -> ScalerContext {
 }
 
 fn scale(host: &str, count: u32) -> Command {
-    Command::ScaleComponent {
-        host_id: host.into(),
-        component_id: ID.into(),
-        image: IMAGE.into(),
-        count,
-        config: vec![],
-    }
+    testing::scale(&component("{}").component, host, count)
 }
 
 fn start(host: &str) -> Command {
-    Command::StartProvider {
-        host_id: host.into(),
-        provider_id: ID.into(),
-        image: IMAGE.into(),
-        config: vec![],
-    }
+    testing::start(&component("{}").component, host)
 }
 
 fn stop(host: &str) -> Command {
-    Command::StopProvider {
-        host_id: host.into(),
-        provider_id: ID.into(),
-    }
+    testing::stop(&component("{}").component, host)
 }
 
 const EAST: &str =

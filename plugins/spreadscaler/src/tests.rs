@@ -1,4 +1,4 @@
-use trellis_sdk::testing::TestLattice;
+use trellis_sdk::testing::{self, TestLattice};
 
 use super::*;
 
@@ -32,29 +32,15 @@ fn provider(properties: &str) -> ScalerContext {
 }
 
 fn scale(host: &str, count: u32) -> Command {
-    Command::ScaleComponent {
-        host_id: host.into(),
-        component_id: ID.into(),
-        image: IMAGE.into(),
-        count,
-        config: vec![],
-    }
+    testing::scale(&component("{}").component, host, count)
 }
 
 fn start(host: &str) -> Command {
-    Command::StartProvider {
-        host_id: host.into(),
-        provider_id: ID.into(),
-        image: IMAGE.into(),
-        config: vec![],
-    }
+    testing::start(&component("{}").component, host)
 }
 
 fn stop(host: &str) -> Command {
-    Command::StopProvider {
-        host_id: host.into(),
-        provider_id: ID.into(),
-    }
+    testing::stop(&component("{}").component, host)
 }
 
 fn hosts(ids: &[(&str, &str)]) -> TestLattice {
