@@ -77,7 +77,7 @@ impl ApiServer {
             let payload = msg.payload;
             let found = tokio::task::spawn_blocking(move || {
                 let text = String::from_utf8_lossy(&payload);
-                validate::validate_text(&runtime, &text).1
+                validate::validate_text(&runtime, &text)
             })
             .await
             .unwrap_or_default();

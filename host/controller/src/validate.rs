@@ -23,24 +23,18 @@ use crate::reconciler::scaler_slots;
 const CONTROLLER: &str = "controller";
 
 /// Parses and validates manifest text. A manifest that does not parse gives one error.
-pub fn validate_text(runtime: &Runtime, text: &str) -> (Option<Manifest>, Vec<Diagnostic>) {
+pub fn validate_text(runtime: &Runtime, text: &str) -> Vec<Diagnostic> {
     match Manifest::parse(text) {
-        Ok(manifest) => {
-            let found = validate(runtime, &manifest);
-            (Some(manifest), found)
-        }
-        Err(e) => (
-            None,
-            vec![Diagnostic {
-                severity: Severity::Error,
-                path: String::new(),
-                message: e.to_string(),
-                hint: "fix the syntax at the line given; `trellis app validate FILE` checks a \
-                       file without putting it"
-                    .into(),
-                source: CONTROLLER.into(),
-            }],
-        ),
+        Ok(manifest) => validate(runtime, &manifest),
+        Err(e) => vec![Diagnostic {
+            severity: Severity::Error,
+            path: String::new(),
+            message: e.to_string(),
+            hint: "fix the syntax at the line given; `trellis app validate FILE` checks a file \
+                   without putting it"
+                .into(),
+            source: CONTROLLER.into(),
+        }],
     }
 }
 
