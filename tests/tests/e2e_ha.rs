@@ -3,42 +3,11 @@
 //! released) just as it starts scaling; another controller takes the app over within seconds,
 //! finishes the job, and no control command on the lattice is sent twice.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_lattice::api::StatusType;
-use trellis_tests::built_example;
 use trellis_tests::process::{wait_until, ProcessLattice, Role};
-
-fn write_app(lattice: &ProcessLattice, version: &str, instances: u32) -> PathBuf {
-    let path = lattice.dir().join(format!("web-{version}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: web
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
-            image = built_example("echo").display()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// The owner of `app` as the owners bucket says.
 async fn owner(js: &async_nats::jetstream::Context, lattice: &str, app: &str) -> Option<String> {
@@ -69,7 +38,7 @@ async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicat
     let js = async_nats::jetstream::new(async_nats::connect(lattice.nats.url()).await.unwrap());
     let counter = lattice.count_commands().await.unwrap();
 
-    let v1 = write_app(&lattice, "v1", 3);
+    let v1 = lattice.write_echo_app("v1", 3);
     let deploy = lattice
         .cli(&["app", "deploy", v1.to_str().unwrap(), "--timeout", "30"])
         .await
@@ -93,7 +62,7 @@ async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicat
     counter.clear();
 
     // Scale up, and kill the owner as soon as its first scale command is out.
-    let v2 = write_app(&lattice, "v2", 9);
+    let v2 = lattice.write_echo_app("v2", 9);
     let deploy = lattice
         .cli(&["app", "deploy", v2.to_str().unwrap(), "--no-wait"])
         .await

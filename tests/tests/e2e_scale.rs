@@ -4,42 +4,11 @@
 //! changes, none repeated, none after the app settles.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use trellis_tests::built_example;
 use trellis_tests::process::{wait_until, CommandCounter, ProcessLattice};
 
 const COMPONENT: &str = "web-echo";
-
-fn write_app(lattice: &ProcessLattice, version: &str, instances: u32) -> PathBuf {
-    let path = lattice.dir().join(format!("web-{version}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: web
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
-            image = built_example("echo").display()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// The scale commands for our component: (host, count) in the order sent.
 fn scale_commands(counter: &CommandCounter) -> Vec<(String, u32)> {
@@ -69,7 +38,7 @@ async fn scale_to(
 ) -> BTreeMap<String, u32> {
     let api = lattice.api().await.unwrap();
     counter.clear();
-    let file = write_app(lattice, version, instances);
+    let file = lattice.write_echo_app(version, instances);
     let deploy = lattice
         .cli(&["app", "deploy", file.to_str().unwrap(), "--timeout", "30"])
         .await
