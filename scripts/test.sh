@@ -8,6 +8,9 @@ scripts/setup.sh --test
 scripts/build-wasm.sh
 # The end-to-end harness runs the `trellis` binary this workspace build makes (it would
 # otherwise build its own, with other feature resolution, and recompile the CLI).
+# A one-off build (CI, a clean clone) gains nothing from incremental artifacts, which would
+# double the size of `target/`.
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
 export TRELLIS_BIN="${TRELLIS_BIN:-$(pwd)/target/debug/trellis}"
 cargo test "$@"
 cargo fmt --all --check
