@@ -24,15 +24,26 @@ pub struct Running {
     /// Hosts whose provider was started by someone else (another app, or a person). It counts
     /// as running there (one provider per id per host), but it is never stopped by this app.
     pub foreign: BTreeSet<String>,
+    /// Hosts where this app's instances run an image other than the spec's (the manifest
+    /// moved to a new version): they are replaced even when the count is already right.
+    pub outdated: BTreeSet<String>,
 }
 
 /// What runs now of `spec` (of application `app`).
 pub fn running(app: &str, spec: &ComponentSpec, lattice: &dyn Lattice) -> Running {
     match spec.kind {
-        ComponentKind::Component => Running {
-            counts: component_counts(&lattice.component_instances(&spec.id)),
-            foreign: BTreeSet::new(),
-        },
+        ComponentKind::Component => {
+            let instances = lattice.component_instances(&spec.id);
+            Running {
+                counts: component_counts(&instances),
+                foreign: BTreeSet::new(),
+                outdated: instances
+                    .iter()
+                    .filter(|i| i.count > 0 && is_outdated(&i.image, spec))
+                    .map(|i| i.host_id.clone())
+                    .collect(),
+            }
+        }
         ComponentKind::Provider => {
             let instances = lattice.provider_instances(&spec.id);
             Running {
@@ -43,6 +54,11 @@ pub fn running(app: &str, spec: &ComponentSpec, lattice: &dyn Lattice) -> Runnin
                 foreign: instances
                     .iter()
                     .filter(|i| !started_by(&i.annotations, app))
+                    .map(|i| i.host_id.clone())
+                    .collect(),
+                outdated: instances
+                    .iter()
+                    .filter(|i| started_by(&i.annotations, app) && is_outdated(&i.image, spec))
                     .map(|i| i.host_id.clone())
                     .collect(),
             }
@@ -59,13 +75,39 @@ pub fn remove_all(ctx: &crate::ScalerContext, lattice: &dyn Lattice) -> Vec<Comm
 
 /// The commands that take what runs to `desired` (host → instances; for a provider, any
 /// count above 0 means "runs there"), leaving foreign providers alone.
+///
+/// Outdated instances are replaced: a component by a scale command carrying the new image
+/// (the controller sends it with `allow_update`, so the host swaps the image in place), a
+/// provider by stopping it (a later pass starts the new image there, since a host refuses two
+/// providers with one id).
 pub fn converge(
     spec: &ComponentSpec,
     desired: &BTreeMap<String, u32>,
     running: &Running,
 ) -> Vec<Command> {
     match spec.kind {
-        ComponentKind::Component => scale_commands(spec, desired, &running.counts),
+        ComponentKind::Component => {
+            let mut commands = scale_commands(spec, desired, &running.counts);
+            let changed: BTreeSet<String> = commands.iter().filter_map(command_host).collect();
+            let updates = running.outdated.iter().filter_map(|host| {
+                let want = desired.get(host).copied().unwrap_or(0);
+                (want > 0 && !changed.contains(host)).then(|| Command::ScaleComponent {
+                    host_id: host.clone(),
+                    component_id: spec.id.clone(),
+                    image: spec.image.clone(),
+                    count: want,
+                    config: spec.config.clone(),
+                })
+            });
+            // Updates go last: new capacity (scale-ups) first, as for any rollout.
+            let updates: Vec<Command> = updates.collect();
+            let first_down = commands
+                .iter()
+                .position(|c| is_scale_down(c, &running.counts))
+                .unwrap_or(commands.len());
+            commands.splice(first_down..first_down, updates);
+            commands
+        }
         ComponentKind::Provider => {
             let hosts = |m: &BTreeMap<String, u32>| -> BTreeSet<String> {
                 m.iter()
@@ -73,13 +115,42 @@ pub fn converge(
                     .map(|(h, _)| h.clone())
                     .collect()
             };
-            let mut commands = provider_commands(spec, &hosts(desired), &hosts(&running.counts));
+            let wanted = hosts(desired);
+            let mut commands = provider_commands(spec, &wanted, &hosts(&running.counts));
             commands.retain(|c| {
                 !matches!(c, Command::StopProvider { host_id, .. } if running.foreign.contains(host_id))
             });
+            commands.extend(
+                running
+                    .outdated
+                    .iter()
+                    .filter(|host| wanted.contains(*host) && !running.foreign.contains(*host))
+                    .map(|host| Command::StopProvider {
+                        host_id: host.clone(),
+                        provider_id: spec.id.clone(),
+                    }),
+            );
             commands
         }
     }
+}
+
+/// A running image other than the spec's; an empty one (a host that does not say, or a test
+/// lattice that did not set it) is taken as current rather than replaced on a guess.
+fn is_outdated(running_image: &str, spec: &ComponentSpec) -> bool {
+    !running_image.is_empty() && running_image != spec.image
+}
+
+fn command_host(command: &Command) -> Option<String> {
+    match command {
+        Command::ScaleComponent { host_id, .. } => Some(host_id.clone()),
+        _ => None,
+    }
+}
+
+fn is_scale_down(command: &Command, actual: &BTreeMap<String, u32>) -> bool {
+    matches!(command, Command::ScaleComponent { host_id, count, .. }
+        if *count < actual.get(host_id).copied().unwrap_or(0))
 }
 
 /// Instances of a component per host (summing entries that share a host).
@@ -246,6 +317,78 @@ mod tests {
         );
         // Wanted on b: it already runs there, nothing to start.
         assert!(converge(&provider, &map(&[("a", 1), ("b", 1)]), &now).is_empty());
+    }
+
+    #[test]
+    fn a_new_image_replaces_instances_whose_count_is_already_right() {
+        use crate::testing::TestLattice;
+        let old = |host: &str, count| ComponentInstance {
+            host_id: host.into(),
+            component_id: "app-echo".into(),
+            image: "file://echo-v1.wasm".into(),
+            count,
+            ..Default::default()
+        };
+        let lattice = TestLattice::new()
+            .with_host("a", &[])
+            .with_host("b", &[])
+            .with_host("c", &[])
+            .with_component_instance(old("a", 2))
+            .with_component_instance(old("b", 3));
+        let now = running("app", &spec(), &lattice);
+        assert_eq!(now.outdated, set(&["a", "b"]));
+        // a keeps its count (an in-place update), b shrinks (the scale-down carries the new
+        // image), c is new; the update comes after the scale-up and before the scale-down.
+        assert_eq!(
+            converge(&spec(), &map(&[("a", 2), ("b", 1), ("c", 1)]), &now),
+            [scale("c", 1), scale("a", 2), scale("b", 1)]
+        );
+        // Not wanted any more: stopped, not updated.
+        assert_eq!(
+            converge(&spec(), &map(&[("b", 3)]), &now),
+            [scale("b", 3), scale("a", 0)]
+        );
+    }
+
+    #[test]
+    fn an_unknown_running_image_is_not_replaced() {
+        use crate::testing::TestLattice;
+        let lattice = TestLattice::new()
+            .with_host("a", &[])
+            .with_component("a", "app-echo", 1);
+        let now = running("app", &spec(), &lattice);
+        assert!(now.outdated.is_empty());
+        assert!(converge(&spec(), &map(&[("a", 1)]), &now).is_empty());
+    }
+
+    #[test]
+    fn an_outdated_provider_of_this_app_is_stopped_to_be_started_anew() {
+        use crate::testing::TestLattice;
+        let provider = ComponentSpec {
+            kind: ComponentKind::Provider,
+            ..spec()
+        };
+        let instance = |host: &str, app: &str| ProviderInstance {
+            host_id: host.into(),
+            provider_id: "app-echo".into(),
+            image: "file://old.wasm".into(),
+            annotations: crate::label_map(&[(APP_ANNOTATION, app)]),
+        };
+        let lattice = TestLattice::new()
+            .with_host("a", &[])
+            .with_host("b", &[])
+            .with_provider_instance(instance("a", "app"))
+            .with_provider_instance(instance("b", "other"));
+        let now = running("app", &provider, &lattice);
+        assert_eq!(now.outdated, set(&["a"]));
+        // Another app's provider is shared as it is, whatever its image.
+        assert_eq!(
+            converge(&provider, &map(&[("a", 1), ("b", 1)]), &now),
+            [Command::StopProvider {
+                host_id: "a".into(),
+                provider_id: "app-echo".into()
+            }]
+        );
     }
 
     #[test]

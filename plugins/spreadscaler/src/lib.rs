@@ -88,9 +88,11 @@ impl Scaler for SpreadScaler {
         let commands = diff::converge(spec, &as_u32(&plan.desired), &now);
 
         let wanted: usize = plan.desired.values().sum();
+        // An instance of an older image is not in place: it is about to be replaced.
         let in_place: usize = plan
             .desired
             .iter()
+            .filter(|(host, _)| !now.outdated.contains(*host))
             .map(|(host, &n)| n.min(actual.get(host).copied().unwrap_or(0)))
             .sum();
         let status = if !plan.failures.is_empty() {

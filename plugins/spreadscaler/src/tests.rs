@@ -310,3 +310,29 @@ fn check_reports_bad_properties_before_any_reconcile() {
     assert_eq!(found[0].path, "spread[0].weight");
     assert_eq!(found[0].severity, trellis_sdk::Severity::Error);
 }
+
+#[test]
+fn a_new_image_is_rolled_out_where_the_count_is_already_right() {
+    let old = |host: &str| trellis_sdk::ComponentInstance {
+        host_id: host.into(),
+        component_id: ID.into(),
+        image: "file://echo-v1.wasm".into(),
+        count: 1,
+        annotations: trellis_sdk::label_map(&[(trellis_sdk::diff::APP_ANNOTATION, "shop")]),
+    };
+    let lattice = hosts(&[("a", "east"), ("b", "east")])
+        .with_component_instance(old("a"))
+        .with_component_instance(old("b"));
+    let ctx = component(r#"{"instances": 2}"#);
+    let result = SpreadScaler::reconcile(&ctx, &lattice);
+    assert_eq!(result.commands, [scale("a", 1), scale("b", 1)]);
+    assert_eq!(
+        result.status,
+        Status::Reconciling("0 of 2 instances of 'echo' in place".into())
+    );
+    let settled = converge(&ctx, lattice);
+    assert!(settled
+        .component_instances(ID)
+        .iter()
+        .all(|i| i.image == IMAGE));
+}
