@@ -94,13 +94,18 @@ pub fn command_key(command: &Command) -> String {
 fn satisfied(command: &Command, state: &LatticeState) -> bool {
     match command {
         Command::ScaleComponent(c) => {
-            let count = state
+            let running = state
                 .hosts
                 .get(&c.host_id)
-                .and_then(|h| h.components.get(&c.component_id))
-                .map(|s| s.count)
-                .unwrap_or(0);
-            count == c.count
+                .and_then(|h| h.components.get(&c.component_id));
+            match running {
+                // A scale that also changes the image (an upgrade) is done when the host runs
+                // the new image, not merely the count it already had.
+                Some(running) => {
+                    running.count == c.count && (c.count == 0 || running.image == c.image)
+                }
+                None => c.count == 0,
+            }
         }
         Command::StartProvider(c) => state
             .hosts
@@ -129,6 +134,30 @@ fn satisfied(command: &Command, state: &LatticeState) -> bool {
             state.configs.get(&c.name) == Some(&want)
         }
         Command::DeleteConfig(name) => !state.configs.contains_key(name),
+    }
+}
+
+/// Whether two commands with one key ask for the same outcome.
+fn same_effect(a: &Command, b: &Command) -> bool {
+    match (a, b) {
+        (Command::ScaleComponent(a), Command::ScaleComponent(b)) => {
+            a.count == b.count && a.image == b.image
+        }
+        (Command::StartProvider(_), Command::StartProvider(_))
+        | (Command::StopProvider(_), Command::StopProvider(_))
+        | (Command::DeleteLink(_), Command::DeleteLink(_))
+        | (Command::DeleteConfig(_), Command::DeleteConfig(_)) => true,
+        (Command::PutLink(a), Command::PutLink(b)) => from_wit_link(a) == from_wit_link(b),
+        (Command::PutConfig(a), Command::PutConfig(b)) => {
+            let entries = |c: &PutConfig| -> Vec<(String, String)> {
+                c.entries
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect()
+            };
+            entries(a) == entries(b)
+        }
+        _ => false,
     }
 }
 
@@ -307,9 +336,17 @@ impl Executor {
     /// did not send — another controller's, typically the previous owner of an app — counts as
     /// in flight here too, so an owner taking over never re-sends what its predecessor sent
     /// and the lattice has not carried out yet.
+    ///
+    /// A later command for the same thing supersedes an earlier one (a host carries out the
+    /// newest scale it got), so the newest is what is awaited: awaiting the earlier one's
+    /// count would wait for a state the lattice never reaches.
     pub fn observe(&mut self, command: Command, origin: Origin, now: Instant) {
         let key = command_key(&command);
-        if self.in_flight.contains_key(&key) {
+        if self
+            .in_flight
+            .get(&key)
+            .is_some_and(|f| same_effect(&f.command, &command))
+        {
             return;
         }
         self.origins.entry(key.clone()).or_insert(origin);
@@ -569,6 +606,44 @@ mod tests {
             }
         }
         assert!(decode(&subjects, "wasmbus.ctl.v1.l.host.ping", b"").is_none());
+    }
+
+    fn scale(count: u32, image: &str) -> Command {
+        Command::ScaleComponent(ScaleComponent {
+            host_id: "NHOST".into(),
+            component_id: "shop-web".into(),
+            image: image.into(),
+            count,
+            config: vec![],
+        })
+    }
+
+    #[test]
+    fn an_upgrade_is_done_when_the_new_image_runs_not_when_the_count_matches() {
+        let mut state = LatticeState::default();
+        let mut host = crate::state::HostState::new(Instant::now());
+        host.components.insert(
+            "shop-web".into(),
+            crate::state::ComponentState {
+                image: "file:///v1.wasm".into(),
+                count: 2,
+                annotations: BTreeMap::new(),
+            },
+        );
+        state.hosts.insert("NHOST".into(), host);
+        assert!(satisfied(&scale(2, "file:///v1.wasm"), &state));
+        assert!(!satisfied(&scale(2, "file:///v2.wasm"), &state));
+        assert!(!satisfied(&scale(0, "file:///v1.wasm"), &state));
+        state.hosts.get_mut("NHOST").unwrap().components.clear();
+        assert!(satisfied(&scale(0, "file:///v2.wasm"), &state));
+    }
+
+    #[test]
+    fn a_later_scale_of_the_same_component_is_a_different_effect() {
+        // What `observe` relies on to await the newest of a predecessor's commands.
+        assert!(same_effect(&scale(3, "a"), &scale(3, "a")));
+        assert!(!same_effect(&scale(3, "a"), &scale(5, "a")));
+        assert!(!same_effect(&scale(3, "a"), &scale(3, "b")));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             friendly_name: String::new(),
             labels: BTreeMap::new(),
