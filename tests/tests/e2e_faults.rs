@@ -148,7 +148,6 @@ async fn restarting_nats_loses_no_manifest_and_everyone_reconnects() {
 
 /// After the restart the controller still drives the nodes: a new version scales 2 → 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "after a nats-server restart the controller hears no host event again: its event stream's ordered consumer fails with `consumer not found` and is not recreated (host/controller/src/reconciler.rs event_stream), so every host times out and deploys fail with `no host matches spread`"]
 async fn after_a_nats_restart_the_controller_still_drives_the_nodes() {
     restart_nats("restart nats-server, then scale", true).await;
 }

@@ -1,6 +1,9 @@
 //! NATS plumbing shared by the controller and the node, and nothing else: opening JetStream KV
-//! buckets on any nats-server from 2.9 on, and making sure the server has registered a
-//! connection's subscriptions before the process acts on them.
+//! buckets on any nats-server from 2.9 on, making sure the server has registered a
+//! connection's subscriptions before the process acts on them, and keeping long-lived
+//! JetStream inputs alive across a server restart ([`resume`]).
+
+pub mod resume;
 
 use async_nats::jetstream::{self, kv};
 

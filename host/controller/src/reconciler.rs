@@ -17,6 +17,7 @@
 //!    and kept in a KV bucket (so every controller answers `status`) when it changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use async_nats::jetstream::{self, kv};
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use trellis_bus::resume::{self, Resumed};
 use trellis_lattice::api::{
     GetResult, PlanResponse, PlannedCommand, ScalerStatus, Status, StatusInfo, StatusType,
 };
@@ -38,7 +40,7 @@ use trellis_runtime::bindings::{
 use trellis_runtime::{LatticeSnapshot, Runtime};
 
 use crate::executor::{command_key, decode, encode, Executor, Origin, Outcome};
-use crate::ownership::{Ownership, OwnershipWatches};
+use crate::ownership::{controllers_bucket, owners_bucket, Ownership, OwnershipWatches};
 use crate::state::{overlay, LatticeState, Touched};
 use crate::store::StoredApp;
 
@@ -102,15 +104,20 @@ pub struct EventMessage {
     pub age: Duration,
     /// How many more events the stream held when this one was delivered.
     pub pending: u64,
+    /// Its sequence in the stream: a reopened stream resumes after the last one read.
+    pub sequence: u64,
 }
 
 /// Opens the lattice's event stream (creating it when missing) and an ordered consumer that
-/// starts `replay` in the past.
+/// starts `replay` in the past. The consumer is reopened whenever it fails, ends or the NATS
+/// connection comes back (a nats-server restart loses it), resuming after the last event read
+/// ([`trellis_bus::resume`]); [`Resumed::Reopened`] then says that events may have been missed
+/// while the server was away (heartbeats, above all).
 pub async fn event_stream(
     js: &jetstream::Context,
     lattice: &str,
     replay: Duration,
-) -> anyhow::Result<BoxStream<'static, EventMessage>> {
+) -> anyhow::Result<BoxStream<'static, Resumed<EventMessage>>> {
     let subjects = event::all_subjects(lattice);
     let name = events_stream(lattice);
     let stream = match js.get_stream(&name).await {
@@ -143,12 +150,49 @@ pub async fn event_stream(
             }
         }
     };
+    // The stream actually read (ours, or the one found capturing the subject).
+    let name = stream.cached_info().config.name.clone();
     let start = time::OffsetDateTime::now_utc()
         - time::Duration::try_from(replay).unwrap_or(time::Duration::ZERO);
+    let first = open_event_consumer(js, &name, subjects.clone(), start, None).await?;
+    let reopen = {
+        let (js, name) = (js.clone(), name.clone());
+        move |after: Option<u64>| {
+            let (js, name, subjects) = (js.clone(), name.clone(), subjects.clone());
+            async move { open_event_consumer(&js, &name, subjects, start, after).await }
+        }
+    };
+    Ok(trellis_bus::resume::resume(
+        &js.client(),
+        format!("event stream {name} of lattice {lattice}"),
+        Some(first),
+        |event: &EventMessage| event.sequence,
+        reopen,
+    ))
+}
+
+/// An ordered consumer on the event stream `name`, from `start` or just after sequence `after`.
+async fn open_event_consumer(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: String,
+    start: time::OffsetDateTime,
+    after: Option<u64>,
+) -> anyhow::Result<BoxStream<'static, anyhow::Result<EventMessage>>> {
+    let deliver_policy = match after {
+        Some(sequence) => jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: sequence + 1,
+        },
+        None => jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
+    };
+    let stream = js
+        .get_stream(name)
+        .await
+        .with_context(|| format!("cannot open the event stream {name}"))?;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subjects.clone(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: start },
+            filter_subject: subjects,
+            deliver_policy,
             ..Default::default()
         })
         .await
@@ -157,45 +201,42 @@ pub async fn event_stream(
         .messages()
         .await
         .with_context(|| format!("cannot read lattice events from stream {name}"))?;
-    let lattice = lattice.to_string();
     Ok(messages
-        .filter_map(move |msg| {
-            let out = match msg {
-                Ok(msg) => {
-                    let (age, pending) = match msg.info() {
-                        Ok(info) => {
-                            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128;
-                            let age = (now - info.published.unix_timestamp_nanos()).max(0);
-                            (Duration::from_nanos(age as u64), info.pending)
-                        }
-                        Err(_) => (Duration::ZERO, 0),
-                    };
-                    Some(EventMessage {
-                        payload: msg.message.payload.clone(),
-                        age,
-                        pending,
-                    })
+        .map(|msg| -> anyhow::Result<EventMessage> {
+            let msg = msg?;
+            let (age, pending, sequence) = match msg.info() {
+                Ok(info) => {
+                    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128;
+                    let age = (now - info.published.unix_timestamp_nanos()).max(0);
+                    (
+                        Duration::from_nanos(age as u64),
+                        info.pending,
+                        info.stream_sequence,
+                    )
                 }
-                Err(e) => {
-                    // The ordered consumer recreates itself; a gap shows as a resync.
-                    tracing::warn!(lattice = %lattice, "event stream: {e}");
-                    None
-                }
+                Err(_) => (Duration::ZERO, 0, 0),
             };
-            std::future::ready(out)
+            Ok(EventMessage {
+                payload: msg.message.payload.clone(),
+                age,
+                pending,
+                sequence,
+            })
         })
         .boxed())
 }
 
 /// Everything the loop listens to, opened before the loop starts so nothing sent after
-/// `Controller::start` returns is missed.
+/// `Controller::start` returns is missed. The JetStream inputs (events and KV watches) reopen
+/// themselves after a nats-server restart and never end ([`trellis_bus::resume`]).
 pub struct Inputs {
-    events: BoxStream<'static, EventMessage>,
-    manifests: kv::Watch,
-    links: kv::Watch,
-    configs: kv::Watch,
-    statuses: kv::Watch,
-    ownership: OwnershipWatches,
+    events: BoxStream<'static, Resumed<EventMessage>>,
+    manifests: BoxStream<'static, kv::Entry>,
+    links: BoxStream<'static, kv::Entry>,
+    configs: BoxStream<'static, kv::Entry>,
+    statuses: BoxStream<'static, kv::Entry>,
+    owners: BoxStream<'static, kv::Entry>,
+    controllers: BoxStream<'static, kv::Entry>,
     plans: mpsc::Receiver<PlanQuery>,
     /// Every control-interface request on the lattice, to see what other controllers sent.
     commands: async_nats::Subscriber,
@@ -215,16 +256,28 @@ impl Inputs {
         plans: mpsc::Receiver<PlanQuery>,
         client: &async_nats::Client,
     ) -> anyhow::Result<Self> {
+        // Each value in these buckets is whole, so a resumed watch needs no reopen marker.
+        let watch = |store: &kv::Store, first: kv::Watch| {
+            resume::items(resume::kv_watch(client, store.clone(), Some(first), true))
+        };
+        let bucket = |name: String| async move {
+            js.get_key_value(&name)
+                .await
+                .with_context(|| format!("cannot open KV bucket {name}"))
+        };
+        let owners = bucket(owners_bucket(lattice)).await?;
+        let controllers = bucket(controllers_bucket(lattice)).await?;
         Ok(Self {
             commands: client
                 .subscribe(format!("{}.>", ctl::Subjects::new(lattice).prefix()))
                 .await?,
             events: event_stream(js, lattice, settings.event_replay).await?,
-            manifests: manifests.watch_with_history(">").await?,
-            links: links.watch_with_history(">").await?,
-            configs: configs.watch_with_history(">").await?,
-            statuses: statuses.watch_with_history(">").await?,
-            ownership,
+            manifests: watch(manifests, manifests.watch_with_history(">").await?),
+            links: watch(links, links.watch_with_history(">").await?),
+            configs: watch(configs, configs.watch_with_history(">").await?),
+            statuses: watch(statuses, statuses.watch_with_history(">").await?),
+            owners: watch(&owners, ownership.owners),
+            controllers: watch(&controllers, ownership.controllers),
             plans,
         })
     }
@@ -313,6 +366,10 @@ pub struct Reconciler {
     events_behind: u64,
     /// The last app the previous pass planned.
     pass_cursor: Option<String>,
+    /// The NATS client's connection count as last seen: a change means it reconnected.
+    connects: u64,
+    /// Hosts are to be asked for their inventory once NATS is back.
+    rediscover: bool,
     plugin_generation: u64,
     started: Instant,
 }
@@ -328,6 +385,7 @@ impl Reconciler {
         ownership: Ownership,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
         Self {
             lattice: lattice.to_string(),
             executor: Executor::new(client.clone(), lattice, settings.command_timeout, tx),
@@ -346,6 +404,8 @@ impl Reconciler {
             dirty: Dirty::default(),
             events_behind: 0,
             pass_cursor: None,
+            connects,
+            rediscover: false,
             plugin_generation: 0,
             started: Instant::now(),
         }
@@ -359,11 +419,8 @@ impl Reconciler {
             links: mut link_watch,
             configs: mut config_watch,
             statuses: mut status_watch,
-            ownership:
-                OwnershipWatches {
-                    owners: mut owner_watch,
-                    controllers: mut controller_watch,
-                },
+            owners: mut owner_watch,
+            controllers: mut controller_watch,
             mut plans,
             mut commands,
         } = inputs;
@@ -381,46 +438,35 @@ impl Reconciler {
         loop {
             let pass_due = self.dirty.since.map(|t| t + self.settings.debounce);
             tokio::select! {
-                Some(msg) = events.next() => {
-                    self.on_event(&msg);
+                // These inputs never end (they reopen themselves), so no branch goes quiet.
+                Some(input) = events.next() => {
+                    self.on_event_input(input);
                 }
                 Some(entry) = manifest_watch.next() => {
-                    if let Ok(entry) = entry {
-                        let app = entry.key.clone();
-                        self.on_manifest(entry);
-                        // The claim waits for the pass, so a burst of deploys makes one
-                        // batch of claims rather than one KV round trip each.
-                        self.dirty.app(&app, Instant::now());
-                    }
+                    let app = entry.key.clone();
+                    self.on_manifest(entry);
+                    // The claim waits for the pass, so a burst of deploys makes one
+                    // batch of claims rather than one KV round trip each.
+                    self.dirty.app(&app, Instant::now());
                 }
                 Some(entry) = link_watch.next() => {
-                    if let Ok(entry) = entry {
-                        self.on_link(entry);
-                    }
+                    self.on_link(entry);
                 }
                 Some(entry) = config_watch.next() => {
-                    if let Ok(entry) = entry {
-                        self.on_config(entry);
-                        self.dirty.all(Instant::now());
-                    }
+                    self.on_config(entry);
+                    self.dirty.all(Instant::now());
                 }
                 Some(entry) = status_watch.next() => {
-                    if let Ok(entry) = entry {
-                        self.on_status_entry(entry);
-                    }
+                    self.on_status_entry(entry);
                 }
                 Some(entry) = owner_watch.next() => {
-                    if let Ok(entry) = entry {
-                        let app = entry.key.clone();
-                        self.ownership.on_owner_entry(entry);
-                        // A new owner (maybe us) looks at the app at once.
-                        self.dirty.app(&app, Instant::now());
-                    }
+                    let app = entry.key.clone();
+                    self.ownership.on_owner_entry(entry);
+                    // A new owner (maybe us) looks at the app at once.
+                    self.dirty.app(&app, Instant::now());
                 }
                 Some(entry) = controller_watch.next() => {
-                    if let Ok(entry) = entry {
-                        self.ownership.on_controller_entry(entry, Instant::now());
-                    }
+                    self.ownership.on_controller_entry(entry, Instant::now());
                 }
                 Some(msg) = commands.next() => {
                     let theirs = !self.executor.sent_by_me(msg.headers.as_ref());
@@ -448,11 +494,13 @@ impl Reconciler {
                 }
                 _ = tick.tick() => {
                     // Read what already arrived before judging silence.
-                    while let Some(Some(msg)) = events.next().now_or_never() {
-                        self.on_event(&msg);
+                    while let Some(Some(input)) = events.next().now_or_never() {
+                        self.on_event_input(input);
                     }
+                    self.check_connection().await;
                     let now = Instant::now();
-                    let dead = if self.events_behind == 0 {
+                    // Hosts cannot be heard while NATS is away: silence then says nothing.
+                    let dead = if self.events_behind == 0 && self.connected() {
                         self.state.expire_hosts(self.settings.host_timeout, now)
                     } else {
                         Vec::new()
@@ -487,12 +535,14 @@ impl Reconciler {
 
     /// Applies the events replayed from the stream, up to the present, before the inventory
     /// queries (which are newer, so they win).
-    async fn catch_up(&mut self, events: &mut BoxStream<'static, EventMessage>) {
+    async fn catch_up(&mut self, events: &mut BoxStream<'static, Resumed<EventMessage>>) {
         let mut replayed = 0usize;
         // Nothing within the wait means nothing to replay (or an idle lattice).
-        while let Ok(Some(msg)) =
+        while let Ok(Some(input)) =
             tokio::time::timeout(Duration::from_millis(500), events.next()).await
         {
+            // Discovery follows the replay anyway.
+            let Resumed::Item(msg) = input else { continue };
             replayed += 1;
             self.on_event(&msg);
             if msg.pending == 0 {
@@ -500,6 +550,47 @@ impl Reconciler {
             }
         }
         tracing::info!(lattice = %self.lattice, replayed, "replayed lattice events");
+    }
+
+    fn on_event_input(&mut self, input: Resumed<EventMessage>) {
+        match input {
+            Resumed::Item(msg) => self.on_event(&msg),
+            Resumed::Reopened => self.after_outage("the event stream was reopened"),
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Notices a NATS reconnect (e.g. a nats-server restart) that the event stream has not
+    /// reported yet, and asks the hosts for their inventory once after an outage.
+    async fn check_connection(&mut self) {
+        let connects = self.client.statistics().connects.load(Ordering::Relaxed);
+        if connects != self.connects {
+            self.connects = connects;
+            // Once per outage: the event stream may have said so already.
+            if !self.rediscover {
+                self.after_outage("the NATS connection was re-established");
+            }
+        }
+        if self.rediscover && self.connected() {
+            self.rediscover = false;
+            self.discover_hosts().await;
+        }
+    }
+
+    /// After NATS was away, the heartbeats sent meanwhile are lost: give every known host a
+    /// full host timeout from now to be heard again rather than declaring them all dead, and
+    /// ask them for their inventory (what ran while we could not hear).
+    fn after_outage(&mut self, why: &str) {
+        let now = Instant::now();
+        tracing::info!(lattice = %self.lattice, hosts = self.state.hosts.len(), "{why}: hosts get a fresh heartbeat timeout and are asked for their inventory");
+        for host in self.state.hosts.values_mut() {
+            host.last_seen = host.last_seen.max(now);
+        }
+        self.rediscover = true;
+        self.dirty.all(now);
     }
 
     /// Applies one lattice event and marks the apps it concerns.

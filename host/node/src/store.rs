@@ -6,18 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
 use tracing::{debug, warn};
+use trellis_bus::resume::{self, Resumed};
 use trellis_lattice::ctl::{self, Link};
 
 use crate::host::Host;
-
-/// How long a watcher waits before watching again after its stream failed.
-const REWATCH_DELAY: Duration = Duration::from_secs(1);
 
 pub(crate) type ConfigValues = BTreeMap<String, String>;
 
@@ -128,24 +125,16 @@ impl LatticeStores {
     }
 }
 
-/// Keeps the host's view of the lattice's links current, and its HTTP routes with it.
+/// Keeps the host's view of the lattice's links current, and its HTTP routes with it. The
+/// watch reopens itself after a nats-server restart, resuming after the last revision seen
+/// ([`trellis_bus::resume`]), and never ends.
 pub(crate) async fn watch_links(host: Arc<Host>) {
-    loop {
-        match host.stores.links.watch_with_history(">").await {
-            Ok(mut entries) => {
-                while let Some(entry) = entries.next().await {
-                    match entry {
-                        Ok(entry) => apply_link_entry(&host, entry).await,
-                        Err(e) => {
-                            warn!(host_id = %host.id, error = %e, "link watch failed");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => warn!(host_id = %host.id, error = %e, "cannot watch the link bucket"),
+    let mut entries = resume::kv_watch(&host.client, host.stores.links.clone(), None, true);
+    while let Some(input) = entries.next().await {
+        // Each entry holds a whole link: a resumed watch leaves nothing stale.
+        if let Resumed::Item(entry) = input {
+            apply_link_entry(&host, entry).await;
         }
-        tokio::time::sleep(REWATCH_DELAY).await;
     }
 }
 
@@ -162,28 +151,21 @@ async fn apply_link_entry(host: &Host, entry: kv::Entry) {
 }
 
 /// Re-checks HTTP routes (a link's `address` may live in a config) and the components' runtime
-/// config and buckets whenever a config changes.
+/// config and buckets whenever a config changes, and after the watch was reopened (a
+/// nats-server restart): a change made before the reopen may not have been seen.
 pub(crate) async fn watch_configs(host: Arc<Host>) {
-    loop {
-        // Without history: routes read configs when they are computed, so only changes matter.
-        match host.stores.configs.watch_all().await {
-            Ok(mut entries) => {
-                while let Some(entry) = entries.next().await {
-                    match entry {
-                        Ok(entry) => {
-                            debug!(host_id = %host.id, config = %entry.key, "config changed");
-                            host.reconcile_routes().await;
-                            host.refresh_envs().await;
-                        }
-                        Err(e) => {
-                            warn!(host_id = %host.id, error = %e, "config watch failed");
-                            break;
-                        }
-                    }
-                }
+    // Without history: routes read configs when they are computed, so only changes matter.
+    let mut changes = resume::kv_watch(&host.client, host.stores.configs.clone(), None, false);
+    while let Some(input) = changes.next().await {
+        match input {
+            Resumed::Item(entry) => {
+                debug!(host_id = %host.id, config = %entry.key, "config changed");
             }
-            Err(e) => warn!(host_id = %host.id, error = %e, "cannot watch the config bucket"),
+            Resumed::Reopened => {
+                debug!(host_id = %host.id, "config watch reopened; re-reading configs");
+            }
         }
-        tokio::time::sleep(REWATCH_DELAY).await;
+        host.reconcile_routes().await;
+        host.refresh_envs().await;
     }
 }
