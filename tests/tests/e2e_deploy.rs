@@ -135,7 +135,6 @@ async fn upgrade_to_a_new_address_serves_v2_and_cleans_up_v1() {
 
 /// v2 also changes the component's image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "an image change alone is never rolled out: the SDK's scale diff (sdk/src/diff.rs scale_commands) compares counts only, and nodes refuse a new image without allow_update; v1's image keeps running"]
 async fn upgrade_to_a_new_image_replaces_the_running_component() {
     upgrade("upgrade v1 to v2: new image and HTTP address", true).await;
 }
