@@ -19,9 +19,6 @@ async fn owner(js: &async_nats::jetstream::Context, lattice: &str, app: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: in about one run of five the new owner's status stays at the instance \
-            count it saw at takeover although every instance runs (tests/tests/ha.rs covers \
-            takeover in-process); run with --ignored to reproduce"]
 async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicates() {
     let mut lattice = ProcessLattice::start(
         "three controllers, the owner killed with SIGKILL mid-scale",
