@@ -458,16 +458,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(server)
     };
     let nats_url = settings.url.clone();
-    let controller = Controller::start_with_options(
-        ControllerConfig {
-            nats_url: nats_url.clone(),
-            lattices: vec![lattice.clone()],
-            plugin_dir: args.plugins.clone(),
-            ..ControllerConfig::default()
-        },
-        settings.options().await?,
-    )
-    .await?;
+    let mut config = ControllerConfig {
+        nats_url: nats_url.clone(),
+        lattices: vec![lattice.clone()],
+        plugin_dir: args.plugins.clone(),
+        ..ControllerConfig::default()
+    };
+    apply_plugin_settings(&mut config, &args.conn)?;
+    let controller = Controller::start_with_options(config, settings.options().await?).await?;
     let many = node_labels.len() > 1;
     let mut nodes = Vec::new();
     for (i, labels) in node_labels.iter().enumerate() {
@@ -661,14 +659,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);
-    if let Some(file) = args.conn.nats.config_file()? {
-        let (base, per_plugin) = file.limits()?;
-        config.runtime.default_limits = base;
-        config.runtime.per_plugin = per_plugin;
-        if let Some(dir) = file.plugins.dir {
-            config.plugin_dir = dir;
-        }
-    }
+    apply_plugin_settings(&mut config, &args.conn.nats)?;
     let http = match args.http {
         Some(address) => Some(serve_http(&nats, address, args.http_token.clone()).await?),
         None => None,
@@ -683,6 +674,20 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         http.stop().await;
     }
     controller.stop().await;
+    Ok(())
+}
+
+/// The config file's `[plugins]` (folder, deadline and memory limits, per plugin or for all),
+/// the same for `trellis up` as for `trellis controller`.
+fn apply_plugin_settings(config: &mut ControllerConfig, conn: &ConnectArgs) -> anyhow::Result<()> {
+    if let Some(file) = conn.config_file()? {
+        let (base, per_plugin) = file.limits()?;
+        config.runtime.default_limits = base;
+        config.runtime.per_plugin = per_plugin;
+        if let Some(dir) = file.plugins.dir {
+            config.plugin_dir = dir;
+        }
+    }
     Ok(())
 }
 

@@ -524,9 +524,13 @@ impl Reconciler {
                     }
                 }
                 _ = sleep_until(pass_due) => {
+                    let started = Instant::now();
                     self.claim_apps().await;
                     let apps = self.dirty.take();
                     self.pass(apps).await;
+                    // No event was read meanwhile: that time is nobody's silence.
+                    let now = Instant::now();
+                    self.state.excuse(now.duration_since(started), now);
                 }
                 else => return Ok(()),
             }

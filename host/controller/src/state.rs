@@ -201,6 +201,16 @@ impl LatticeState {
         host.providers = providers_of(&inv.providers);
     }
 
+    /// Time the controller spent not reading events (a long reconcile pass) does not count as
+    /// a host's silence: every host's last sign of life moves forward by `stalled`, up to
+    /// `now`. Without this, heartbeats queued behind a pass of many apps on a large lattice
+    /// made live hosts look dead.
+    pub fn excuse(&mut self, stalled: Duration, now: Instant) {
+        for host in self.hosts.values_mut() {
+            host.last_seen = (host.last_seen + stalled).min(now);
+        }
+    }
+
     /// Forgets hosts not heard from within `timeout`; returns their ids.
     pub fn expire_hosts(&mut self, timeout: Duration, now: Instant) -> Vec<String> {
         let dead: Vec<String> = self
@@ -524,5 +534,22 @@ mod tests {
             .is_empty());
         assert_eq!(state.expire_hosts(Duration::from_secs(5), later), ["H1"]);
         assert!(state.hosts.is_empty());
+    }
+
+    #[test]
+    fn time_spent_not_listening_is_not_silence() {
+        let start = Instant::now();
+        let mut state = LatticeState::default();
+        state.apply("H1", &Event::HostHeartbeat(HostHeartbeat::default()), start);
+        // Silent 10 s, of which the controller spent 6 s in a pass reading nothing.
+        let later = start + Duration::from_secs(10);
+        state.excuse(Duration::from_secs(6), later);
+        assert!(state.expire_hosts(Duration::from_secs(5), later).is_empty());
+        // Never into the future: excusing more than the silence counts from now.
+        state.excuse(Duration::from_secs(60), later);
+        assert_eq!(
+            state.expire_hosts(Duration::from_secs(5), later + Duration::from_secs(6)),
+            ["H1"]
+        );
     }
 }
