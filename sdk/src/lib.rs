@@ -40,7 +40,13 @@ pub mod config;
 pub mod diff;
 pub mod labels;
 mod lattice;
+// The plugin build's allocator (installed below) and `memcmp`: compiled natively too, for
+// their unit tests.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod heap;
 mod log;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod memcmp;
 mod placement;
 mod scaler;
 pub mod spread;
@@ -107,6 +113,16 @@ pub mod bindings {
 
 #[cfg(target_arch = "wasm32")]
 mod export;
+
+/// Plugins are short-lived single-threaded instances: see `heap.rs` for why they get their own
+/// allocator, and the `fast-alloc` feature to turn it off.
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "fast-alloc"
+))]
+#[global_allocator]
+static ALLOCATOR: heap::SizeClasses = heap::SizeClasses::new();
 
 #[doc(hidden)]
 pub mod __private {

@@ -7,9 +7,13 @@
 //! - steady: the component already runs where it should (10 instances on 10 hosts); the
 //!   scaler reads its instances and answers "deployed". This is the common pass.
 //! - scale-up: 10 more instances are wanted, so the scaler asks placement to rank every host.
+//!
+//! Both sides see the same lattice: the same hosts, and instances with the same image and the
+//! same app annotation (the controller annotates what it starts). `BENCH_PLUGIN=file.wasm`
+//! measures another build of the spreadscaler (to compare SDK or build changes in one session).
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,7 @@ use trellis_runtime::{LatticeSnapshot, Runtime, RuntimeConfig};
 use trellis_sdk::testing::TestLattice;
 use trellis_sdk::Scaler;
 
+const APP: &str = "bench";
 const COMPONENT: &str = "bench-web";
 const IMAGE: &str = "file:///web.wasm";
 const RUNNING_DEFAULT: usize = 10;
@@ -62,7 +67,10 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
             component_id: COMPONENT.into(),
             image: IMAGE.into(),
             count: 1,
-            annotations: vec![],
+            annotations: vec![Pair {
+                key: trellis_sdk::diff::APP_ANNOTATION.into(),
+                value: APP.into(),
+            }],
         })
         .collect();
     snap.components.insert(COMPONENT.into(), instances);
@@ -70,12 +78,23 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
 }
 
 fn native_lattice(hosts: usize) -> TestLattice {
-    let mut lattice = TestLattice::new();
+    let mut lattice = TestLattice::new().for_app(APP);
     for i in 0..hosts {
-        lattice = lattice.with_host(&host_id(i), &[("region", region(i))]);
+        lattice = lattice.with_host_info(trellis_sdk::Host {
+            id: host_id(i),
+            friendly_name: host_id(i),
+            labels: trellis_sdk::label_map(&[("region", region(i))]),
+            uptime_seconds: 60,
+        });
     }
     for i in 0..running().min(hosts) {
-        lattice = lattice.with_component(&host_id(i), COMPONENT, 1);
+        lattice = lattice.with_component_instance(trellis_sdk::ComponentInstance {
+            host_id: host_id(i),
+            component_id: COMPONENT.into(),
+            image: IMAGE.into(),
+            count: 1,
+            annotations: trellis_sdk::label_map(&[(trellis_sdk::diff::APP_ANNOTATION, APP)]),
+        });
     }
     lattice
 }
@@ -89,7 +108,7 @@ fn wasm_ctx(instances: usize) -> ScalerContext {
         config: vec![],
     };
     ScalerContext {
-        app: "bench".into(),
+        app: APP.into(),
         version: "v1".into(),
         component: component.clone(),
         components: vec![component],
@@ -107,7 +126,7 @@ fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
         config: vec![],
     };
     trellis_sdk::ScalerContext {
-        app: "bench".into(),
+        app: APP.into(),
         version: "v1".into(),
         component: component.clone(),
         components: vec![component],
@@ -116,30 +135,33 @@ fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
     }
 }
 
-/// Mean time of one call of `f`, after a warm-up, over at least `budget`. With
-/// `BENCH_ITERS=n`, exactly n calls instead: for `perf stat -e instructions:u`, whose counts
-/// (unlike times) do not depend on what else the machine is doing.
+/// Time of one call of `f`: the median of single calls, after a warm-up, over at least
+/// `budget`. The median, not the mean, because this machine is shared: a call that another
+/// process preempts takes many times longer, and a few of those move a mean by more than the
+/// differences being measured. With `BENCH_ITERS=n`, exactly n calls (for `perf`).
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> Duration {
     for _ in 0..20 {
         f();
     }
-    if let Some(n) = std::env::var("BENCH_ITERS")
+    let exact = std::env::var("BENCH_ITERS")
         .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-    {
-        let started = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        return started.elapsed() / n.max(1);
-    }
-    let mut calls = 0u32;
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut times = Vec::new();
     let started = Instant::now();
-    while started.elapsed() < budget || calls < 20 {
+    loop {
+        let call = Instant::now();
         f();
-        calls += 1;
+        times.push(call.elapsed());
+        let done = match exact {
+            Some(n) => times.len() >= n.max(1),
+            None => started.elapsed() >= budget && times.len() >= 20,
+        };
+        if done {
+            break;
+        }
     }
-    started.elapsed() / calls
+    times.sort_unstable();
+    times[times.len() / 2]
 }
 
 fn micros(d: Duration) -> String {
@@ -147,13 +169,18 @@ fn micros(d: Duration) -> String {
 }
 
 fn main() {
-    let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins");
+    let plugin = std::env::var_os("BENCH_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/spreadscaler.wasm")
+        });
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(
-        plugin_dir.join("spreadscaler.wasm"),
-        dir.path().join("spreadscaler.wasm"),
-    )
-    .expect("build/plugins/spreadscaler.wasm is missing: run scripts/build-wasm.sh first");
+    std::fs::copy(&plugin, dir.path().join("spreadscaler.wasm")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run scripts/build-wasm.sh first)",
+            plugin.display()
+        )
+    });
     let runtime = Runtime::new(RuntimeConfig {
         plugin_dir: dir.path().to_path_buf(),
         // A 10,000-host scale-up takes milliseconds, more on a busy machine: the default 50 ms
@@ -188,7 +215,7 @@ fn main() {
     if std::env::var_os("BENCH_FIXED_ONLY").is_some() {
         return;
     }
-    println!("spreadscaler, one reconcile call (µs, mean)");
+    println!("spreadscaler, one reconcile call (µs, median)");
     println!("| hosts  | case     | native µs | wasm µs | wasm/native | commands |");
     println!("|-------:|----------|----------:|--------:|------------:|---------:|");
     // BENCH_HOSTS=1000 BENCH_CASE=steady narrow the table (for profiling one case).

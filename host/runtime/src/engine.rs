@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. Deadlines are counted in ticks, so this is their resolution;
 /// a millisecond costs one wake-up of one thread per millisecond and nothing on the call path.
@@ -51,7 +51,12 @@ pub fn new_engine() -> anyhow::Result<Engine> {
         // on the next call (measured: the fixed cost of a call fell from 34 µs; see
         // docs/decisions/0002-plugin-call-cost.md).
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(KEEP_RESIDENT)
+        // Where the kernel can say which pages a call wrote (Linux 6.7+), reset only those:
+        // pages no call ever touched (most of the guest stack, the unused heap) stay untouched.
+        // About 1 µs of a call's ~7 µs teardown (docs/decisions/0007-plugin-call-guest-code.md);
+        // elsewhere the memset above applies.
+        .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.memory_init_cow(true);
     // Plugin output is small and calls are short: we never need async support in the guest.

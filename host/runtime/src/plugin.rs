@@ -281,7 +281,7 @@ impl Plugin {
     ///
     /// Only the called function is looked up and type-checked: the generated bindings would
     /// check every export on each instantiation, a measurable share of a call's fixed cost
-    /// (docs/decisions/0003-plugin-call-fixed-cost.md). The exports' types were checked
+    /// (docs/decisions/0006-plugin-call-profile.md). The exports' types were checked
     /// once, at load, by the world's `*Pre::new`.
     fn invoke<P, R>(
         &self,

@@ -73,7 +73,7 @@ pub(crate) struct State {
     pub plugin: Arc<str>,
     table: ResourceTable,
     /// Built on the first WASI call only: a plugin that does not panic never makes one, and
-    /// building a context costs several microseconds per call (measured in decision 0003).
+    /// building a context costs several microseconds per call (measured in decision 0006).
     wasi: Option<WasiCtx>,
     stderr: MemoryOutputPipe,
     memory: MemoryCap,

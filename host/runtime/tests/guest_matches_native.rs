@@ -1,0 +1,234 @@
+//! The built-in spreadscaler as a wasm component decides exactly as the same code compiled
+//! natively. The plugin build runs on the SDK's own allocator and `memcmp` (sdk/src/heap.rs,
+//! sdk/src/memcmp.rs), which the scaler's native unit tests never exercise: a wrong
+//! comparison would reorder host ids and change the commands, a heap bug would corrupt them or
+//! trap. The lattices are large enough (thousands of hosts, many allocations of every size
+//! class, blocks reused after being freed) to reach past a first chunk.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use trellis_plugin_spreadscaler::SpreadScaler;
+use trellis_runtime::bindings::{
+    Command, ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, ScalerContext, Status,
+};
+use trellis_runtime::{LatticeSnapshot, Limits, Runtime, RuntimeConfig};
+use trellis_sdk::testing::TestLattice;
+use trellis_sdk::Scaler;
+
+const APP: &str = "shop";
+const ID: &str = "shop-web";
+const IMAGE: &str = "file:///web.wasm";
+const REGIONS: [&str; 3] = ["east", "west", "north"];
+
+/// Host ids that share long prefixes and differ at every position of an 8-byte word, so that
+/// ordering depends on each byte the comparison looks at.
+fn host_id(i: usize) -> String {
+    format!("host-{:02x}-{}", i % 251, i * 7919 % 10007)
+}
+
+fn region(i: usize) -> &'static str {
+    REGIONS[i % REGIONS.len()]
+}
+
+/// `running[k]` = (host index, count).
+fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, TestLattice) {
+    let mut snap = LatticeSnapshot::default();
+    let mut native = TestLattice::new().for_app(APP);
+    for i in 0..hosts {
+        let labels = [
+            ("region", region(i)),
+            ("tier", if i % 5 == 0 { "edge" } else { "core" }),
+        ];
+        snap.hosts.insert(
+            host_id(i),
+            HostInfo {
+                id: host_id(i),
+                friendly_name: format!("node {i}"),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| Pair {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                uptime_seconds: i as u64,
+            },
+        );
+        native = native.with_host_info(trellis_sdk::Host {
+            id: host_id(i),
+            friendly_name: format!("node {i}"),
+            labels: trellis_sdk::label_map(&labels),
+            uptime_seconds: i as u64,
+        });
+    }
+    let mut instances: Vec<ComponentInstance> = running
+        .iter()
+        .map(|&(i, count)| ComponentInstance {
+            host_id: host_id(i),
+            component_id: ID.into(),
+            image: IMAGE.into(),
+            count,
+            annotations: vec![Pair {
+                key: trellis_sdk::diff::APP_ANNOTATION.into(),
+                value: APP.into(),
+            }],
+        })
+        .collect();
+    instances.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+    for &(i, count) in running {
+        native = native.with_component_instance(trellis_sdk::ComponentInstance {
+            host_id: host_id(i),
+            component_id: ID.into(),
+            image: IMAGE.into(),
+            count,
+            annotations: trellis_sdk::label_map(&[(trellis_sdk::diff::APP_ANNOTATION, APP)]),
+        });
+    }
+    snap.components.insert(ID.into(), instances);
+    (Arc::new(snap), native)
+}
+
+fn contexts(properties: &str) -> (ScalerContext, trellis_sdk::ScalerContext) {
+    let spec = ComponentSpec {
+        name: "web".into(),
+        kind: ComponentKind::Component,
+        image: IMAGE.into(),
+        id: ID.into(),
+        config: vec!["web-config".into()],
+    };
+    let wasm = ScalerContext {
+        app: APP.into(),
+        version: "v1".into(),
+        component: spec.clone(),
+        components: vec![spec],
+        trait_type: "spreadscaler".into(),
+        properties: properties.into(),
+    };
+    let native = trellis_sdk::ScalerContext {
+        app: APP.into(),
+        version: "v1".into(),
+        component: trellis_sdk::ComponentSpec {
+            name: "web".into(),
+            kind: trellis_sdk::ComponentKind::Component,
+            image: IMAGE.into(),
+            id: ID.into(),
+            config: vec!["web-config".into()],
+        },
+        components: Vec::new(),
+        trait_type: "spreadscaler".into(),
+        properties: properties.into(),
+    };
+    let native = trellis_sdk::ScalerContext {
+        components: vec![native.component.clone()],
+        ..native
+    };
+    (wasm, native)
+}
+
+/// Scale commands as (host, count), in the order given.
+fn wasm_scales(commands: &[Command]) -> Vec<(String, u32)> {
+    commands
+        .iter()
+        .map(|c| match c {
+            Command::ScaleComponent(s) => (s.host_id.clone(), s.count),
+            other => panic!("unexpected command {other:?}"),
+        })
+        .collect()
+}
+
+fn native_scales(commands: &[trellis_sdk::Command]) -> Vec<(String, u32)> {
+    commands
+        .iter()
+        .map(|c| match c {
+            trellis_sdk::Command::ScaleComponent { host_id, count, .. } => {
+                (host_id.clone(), *count)
+            }
+            other => panic!("unexpected command {other:?}"),
+        })
+        .collect()
+}
+
+fn wasm_status(status: &Status) -> String {
+    match status {
+        Status::Deployed => "deployed".into(),
+        Status::Reconciling(why) => format!("reconciling: {why}"),
+        Status::Failed(why) => format!("failed: {why}"),
+        Status::Waiting(why) => format!("waiting: {why}"),
+    }
+}
+
+fn native_status(status: &trellis_sdk::Status) -> String {
+    match status {
+        trellis_sdk::Status::Deployed => "deployed".into(),
+        trellis_sdk::Status::Reconciling(why) => format!("reconciling: {why}"),
+        trellis_sdk::Status::Failed(why) => format!("failed: {why}"),
+        trellis_sdk::Status::Waiting(why) => format!("waiting: {why}"),
+    }
+}
+
+#[test]
+fn wasm_spreadscaler_decides_as_native() {
+    let plugin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/spreadscaler.wasm");
+    assert!(
+        plugin.exists(),
+        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+        plugin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&plugin, dir.path().join("spreadscaler.wasm")).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        plugin_dir: dir.path().to_path_buf(),
+        // Generous: this is about decisions, and the machine may be busy.
+        default_limits: Limits {
+            deadline: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    runtime.reload();
+    let plugins = runtime.plugins();
+    let scaler = plugins
+        .scaler_for("spreadscaler")
+        .unwrap_or_else(|| panic!("spreadscaler not loaded: {:?}", plugins.problems));
+
+    let spread = r#"{"instances": 40, "spread": [
+        {"name": "east-edge", "requirements": {"region": "east", "tier": "edge"}, "weight": 1},
+        {"name": "west", "requirements": {"region": "west"}, "weight": 2},
+        {"name": "rest", "weight": 1}]}"#;
+    // (hosts, running instances as (host index, count), the trait's properties)
+    type Case = (usize, Vec<(usize, u32)>, &'static str);
+    let cases: Vec<Case> = vec![
+        // Settled on a few hosts, grown from nothing, shrunk, and spread over thousands.
+        (30, vec![(0, 2), (1, 1), (7, 3)], r#"{"instances": 6}"#),
+        (300, vec![], spread),
+        (
+            300,
+            (0..60).map(|i| (i * 3, 2)).collect(),
+            r#"{"instances": 25}"#,
+        ),
+        (4000, (0..200).map(|i| (i * 17, 1)).collect(), spread),
+        (4000, vec![], r#"{"instances": 500}"#),
+    ];
+    for (hosts, running, properties) in cases {
+        let (snapshot, lattice) = lattices(hosts, &running);
+        let (wasm_ctx, native_ctx) = contexts(properties);
+        let native = SpreadScaler::reconcile(&native_ctx, &lattice);
+        // Twice: the second call runs in a recycled instance slot.
+        for round in 0..2 {
+            let wasm = scaler
+                .reconcile(&wasm_ctx, &snapshot, plugins.placements.clone())
+                .unwrap_or_else(|e| panic!("{hosts} hosts, round {round}: {e}"));
+            assert_eq!(
+                wasm_scales(&wasm.commands),
+                native_scales(&native.commands),
+                "{hosts} hosts, {} running, {properties}",
+                running.len()
+            );
+            assert_eq!(wasm_status(&wasm.status), native_status(&native.status));
+        }
+    }
+}
