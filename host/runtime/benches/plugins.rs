@@ -135,12 +135,12 @@ fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
     }
 }
 
-/// Time of one call of `f`: the median of single calls, after a warm-up, over at least
-/// `budget`. The median, not the mean, because this machine is shared: a call that another
+/// Time of one call of `f`: the median of single calls (at least 5), after a warm-up, over at
+/// least `budget`. The median, not the mean, because this machine is shared: a call that another
 /// process preempts takes many times longer, and a few of those move a mean by more than the
 /// differences being measured. With `BENCH_ITERS=n`, exactly n calls (for `perf`).
 fn time_per_call(budget: Duration, mut f: impl FnMut()) -> Duration {
-    for _ in 0..20 {
+    for _ in 0..3 {
         f();
     }
     let exact = std::env::var("BENCH_ITERS")
@@ -154,7 +154,7 @@ fn time_per_call(budget: Duration, mut f: impl FnMut()) -> Duration {
         times.push(call.elapsed());
         let done = match exact {
             Some(n) => times.len() >= n.max(1),
-            None => started.elapsed() >= budget && times.len() >= 20,
+            None => started.elapsed() >= budget && times.len() >= 5,
         };
         if done {
             break;
@@ -168,14 +168,10 @@ fn micros(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-fn main() {
-    let plugin = std::env::var_os("BENCH_PLUGIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/spreadscaler.wasm")
-        });
+/// A runtime whose plugin folder holds one spreadscaler build.
+fn runtime_with(plugin: &Path) -> (tempfile::TempDir, Runtime) {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(&plugin, dir.path().join("spreadscaler.wasm")).unwrap_or_else(|e| {
+    std::fs::copy(plugin, dir.path().join("spreadscaler.wasm")).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (run scripts/build-wasm.sh first)",
             plugin.display()
@@ -193,31 +189,121 @@ fn main() {
     })
     .expect("runtime");
     runtime.reload();
+    (dir, runtime)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The contenders of one table cell, measured in turns: each round times every contender for
+/// a slice of the budget. On this shared machine speed drifts by up to 2x over seconds (other
+/// builds and tests come and go); in turns, all contenders see the same drift, and the ratio
+/// is taken per round, then the median over rounds.
+struct Turns<'a> {
+    contenders: Vec<Box<dyn FnMut() + 'a>>,
+}
+
+impl<'a> Turns<'a> {
+    fn new() -> Self {
+        Self {
+            contenders: Vec::new(),
+        }
+    }
+
+    fn add(mut self, f: impl FnMut() + 'a) -> Self {
+        self.contenders.push(Box::new(f));
+        self
+    }
+
+    /// Per contender: the median over rounds of its per-round time; and per round, each
+    /// contender's time divided by the first one's (median over rounds).
+    fn run(mut self, budget: Duration, rounds: u32) -> (Vec<Duration>, Vec<f64>) {
+        let slice = budget / rounds.max(1);
+        let n = self.contenders.len();
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+        for _ in 0..rounds.max(1) {
+            let round: Vec<f64> = self
+                .contenders
+                .iter_mut()
+                .map(|f| time_per_call(slice, f).as_secs_f64())
+                .collect();
+            for i in 0..n {
+                times[i].push(round[i]);
+                ratios[i].push(round[i] / round[0]);
+            }
+        }
+        (
+            times
+                .iter_mut()
+                .map(|t| Duration::from_secs_f64(median(t)))
+                .collect(),
+            ratios.iter_mut().map(|r| median(r)).collect(),
+        )
+    }
+}
+
+fn main() {
+    let plugin = std::env::var_os("BENCH_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/spreadscaler.wasm")
+        });
+    let (_dir, runtime) = runtime_with(&plugin);
     let plugins = runtime.plugins();
     let scaler = plugins
         .scaler_for("spreadscaler")
         .expect("spreadscaler loaded");
+    // BENCH_BEFORE=old.wasm: another build of the spreadscaler, measured in the same turns (its
+    // own runtime, so a second engine: a measuring convenience, not how trellis runs).
+    let before = std::env::var_os("BENCH_BEFORE").map(|p| runtime_with(Path::new(&p)));
+    let before_plugins = before.as_ref().map(|(_, r)| r.plugins());
+    let before_scaler = before_plugins.as_ref().map(|p| {
+        p.scaler_for("spreadscaler")
+            .expect("before: spreadscaler loaded")
+    });
     let budget = Duration::from_millis(
         std::env::var("BENCH_MILLIS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(700),
+            .unwrap_or(1400),
     );
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
 
-    let describe = time_per_call(budget, || {
+    let mut turns = Turns::new().add(|| {
         black_box(scaler.describe().expect("describe"));
     });
-    println!(
-        "fixed cost of one call (fresh store + instance + describe()): {} µs\n",
-        micros(describe)
+    if let Some(old) = &before_scaler {
+        turns = turns.add(move || {
+            black_box(old.describe().expect("describe"));
+        });
+    }
+    let (describe, _) = turns.run(budget, rounds);
+    print!(
+        "fixed cost of one call (fresh store + instance + describe()): {} µs",
+        micros(describe[0])
     );
+    match describe.get(1) {
+        Some(old) => println!(" (before: {} µs)\n", micros(*old)),
+        None => println!("\n"),
+    }
     // For profiling the fixed cost alone: BENCH_FIXED_ONLY=1 perf record …
     if std::env::var_os("BENCH_FIXED_ONLY").is_some() {
         return;
     }
-    println!("spreadscaler, one reconcile call (µs, median)");
-    println!("| hosts  | case     | native µs | wasm µs | wasm/native | commands |");
-    println!("|-------:|----------|----------:|--------:|------------:|---------:|");
+    println!("spreadscaler, one reconcile call (µs, median over {rounds} rounds of turns)");
+    if before_scaler.is_some() {
+        println!("| hosts  | case     | native µs | wasm µs | wasm/native | before µs | before/native | commands |");
+        println!("|-------:|----------|----------:|--------:|------------:|----------:|--------------:|---------:|");
+    } else {
+        println!("| hosts  | case     | native µs | wasm µs | wasm/native | commands |");
+        println!("|-------:|----------|----------:|--------:|------------:|---------:|");
+    }
     // BENCH_HOSTS=1000 BENCH_CASE=steady narrow the table (for profiling one case).
     let only_hosts: Option<usize> = std::env::var("BENCH_HOSTS")
         .ok()
@@ -247,23 +333,36 @@ fn main() {
                 native_result.commands.len(),
                 "wasm and native decide alike"
             );
-            let native = time_per_call(budget, || {
-                black_box(SpreadScaler::reconcile(black_box(&nctx), &lattice));
-            });
-            let wasm = time_per_call(budget, || {
-                black_box(
-                    scaler
-                        .reconcile(black_box(&ctx), &snapshot, plugins.placements.clone())
-                        .expect("wasm call"),
-                );
-            });
-            println!(
-                "| {hosts:>6} | {case:<8} | {:>9} | {:>7} | {:>11.2} | {:>8} |",
-                micros(native),
-                micros(wasm),
-                wasm.as_secs_f64() / native.as_secs_f64(),
-                wasm_result.commands.len()
+            let mut turns = Turns::new()
+                .add(|| {
+                    black_box(SpreadScaler::reconcile(black_box(&nctx), &lattice));
+                })
+                .add(|| {
+                    black_box(
+                        scaler
+                            .reconcile(black_box(&ctx), &snapshot, plugins.placements.clone())
+                            .expect("wasm call"),
+                    );
+                });
+            if let (Some(old), Some(old_plugins)) = (&before_scaler, &before_plugins) {
+                turns = turns.add(|| {
+                    black_box(
+                        old.reconcile(black_box(&ctx), &snapshot, old_plugins.placements.clone())
+                            .expect("before: wasm call"),
+                    );
+                });
+            }
+            let (times, ratios) = turns.run(budget, rounds);
+            print!(
+                "| {hosts:>6} | {case:<8} | {:>9} | {:>7} | {:>11.2} |",
+                micros(times[0]),
+                micros(times[1]),
+                ratios[1],
             );
+            if let (Some(old), Some(ratio)) = (times.get(2), ratios.get(2)) {
+                print!(" {:>9} | {:>13.2} |", micros(*old), ratio);
+            }
+            println!(" {:>8} |", wasm_result.commands.len());
         }
     }
 }
