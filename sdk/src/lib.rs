@@ -42,7 +42,10 @@ pub mod labels;
 mod lattice;
 // The plugin build's allocator (installed below) and `memcmp`: compiled natively too, for
 // their unit tests.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[cfg_attr(
+    not(all(target_arch = "wasm32", feature = "fast-alloc")),
+    allow(dead_code)
+)]
 mod heap;
 mod log;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
