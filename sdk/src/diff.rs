@@ -33,9 +33,11 @@ pub struct Running {
 pub fn running(app: &str, spec: &ComponentSpec, lattice: &dyn Lattice) -> Running {
     match spec.kind {
         ComponentKind::Component => {
-            let instances = lattice.component_instances(&spec.id);
+            // Annotations play no part for a component (each host runs one count of it, and
+            // the count is the app's), so the lighter query serves.
+            let instances = lattice.component_counts(&spec.id);
             Running {
-                counts: component_counts(&instances),
+                counts: sum_by_host(instances.iter().map(|i| (&i.host_id, i.count))),
                 foreign: BTreeSet::new(),
                 outdated: instances
                     .iter()
@@ -155,9 +157,14 @@ fn is_scale_down(command: &Command, actual: &BTreeMap<String, u32>) -> bool {
 
 /// Instances of a component per host (summing entries that share a host).
 pub fn component_counts(instances: &[ComponentInstance]) -> BTreeMap<String, u32> {
+    sum_by_host(instances.iter().map(|i| (&i.host_id, i.count)))
+}
+
+/// Counts per host, summed over entries that share a host; hosts at 0 are left out.
+fn sum_by_host<'a>(entries: impl Iterator<Item = (&'a String, u32)>) -> BTreeMap<String, u32> {
     let mut counts = BTreeMap::new();
-    for i in instances {
-        *counts.entry(i.host_id.clone()).or_insert(0u32) += i.count;
+    for (host, n) in entries {
+        *counts.entry(host.clone()).or_insert(0u32) += n;
     }
     counts.retain(|_, n| *n > 0);
     counts

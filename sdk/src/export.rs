@@ -15,8 +15,8 @@ use crate::lattice::Lattice;
 use crate::placement::{HostScore, Placement, Verdict};
 use crate::scaler::{Reconciled, Scaler};
 use crate::types::{
-    Command, ComponentInstance, ComponentKind, ComponentSpec, Diagnostic, Host, Labels, Link,
-    PlacementRequest, PluginInfo, ProviderInstance, ScalerContext, Severity, Status,
+    Command, ComponentCount, ComponentInstance, ComponentKind, ComponentSpec, Diagnostic, Host,
+    Labels, Link, PlacementRequest, PluginInfo, ProviderInstance, ScalerContext, Severity, Status,
 };
 use crate::validator::Validator;
 
@@ -155,6 +155,14 @@ impl<R: Ranking> Lattice for View<'_, R> {
         self.0.host(id).map(Into::into)
     }
 
+    fn hosts_by_id(&self, ids: &[String]) -> Vec<Option<Host>> {
+        self.0
+            .hosts_by_id(ids)
+            .into_iter()
+            .map(|h| h.map(Into::into))
+            .collect()
+    }
+
     fn hosts_matching(&self, requirements: &Labels) -> Vec<Host> {
         self.0
             .hosts_matching(&to_pairs(requirements))
@@ -172,6 +180,18 @@ impl<R: Ranking> Lattice for View<'_, R> {
             .component_instances(component_id)
             .into_iter()
             .map(Into::into)
+            .collect()
+    }
+
+    fn component_counts(&self, component_id: &str) -> Vec<ComponentCount> {
+        self.0
+            .component_counts(component_id)
+            .into_iter()
+            .map(|c| ComponentCount {
+                host_id: c.host_id,
+                image: c.image,
+                count: c.count,
+            })
             .collect()
     }
 

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::{ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance};
+use crate::types::{
+    ComponentCount, ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance,
+};
 
 /// Read-only queries on one snapshot of the lattice. Every answer is ordered (by host id where
 /// it lists hosts), so that a plugin's decision is reproducible.
@@ -13,12 +15,33 @@ pub trait Lattice {
     fn hosts(&self) -> Vec<Host>;
     /// One host by id.
     fn host(&self, id: &str) -> Option<Host>;
+    /// Several hosts by id: at each position the host of the id at that position, `None` where
+    /// the lattice has no such host. In a wasm plugin this is one call into the host instead
+    /// of one per id (each call has a fixed cost); the default asks [`host`](Self::host) for
+    /// each id, which is as good for a lattice in the plugin's own memory.
+    fn hosts_by_id(&self, ids: &[String]) -> Vec<Option<Host>> {
+        ids.iter().map(|id| self.host(id)).collect()
+    }
     /// Hosts carrying every one of the given labels, ordered by id.
     fn hosts_matching(&self, requirements: &Labels) -> Vec<Host>;
     /// How many hosts the lattice has.
     fn host_count(&self) -> u32;
     /// Where a component runs, ordered by host id.
     fn component_instances(&self, component_id: &str) -> Vec<ComponentInstance>;
+    /// Where a component runs, ordered by host id: [`component_instances`](Self::component_instances)
+    /// without the component id and annotations, for a scaler that only counts instances and
+    /// compares images. In a wasm plugin every string left out is one copy fewer per instance;
+    /// the default takes them from `component_instances`.
+    fn component_counts(&self, component_id: &str) -> Vec<ComponentCount> {
+        self.component_instances(component_id)
+            .into_iter()
+            .map(|i| ComponentCount {
+                host_id: i.host_id,
+                image: i.image,
+                count: i.count,
+            })
+            .collect()
+    }
     /// Where a provider runs, ordered by host id.
     fn provider_instances(&self, provider_id: &str) -> Vec<ProviderInstance>;
     /// Links whose source is the given id.

@@ -63,9 +63,9 @@ pub use log::{log, Level};
 pub use placement::{HostScore, Placement, Verdict};
 pub use scaler::{Reconciled, Scaler};
 pub use types::{
-    label_map, Command, ComponentInstance, ComponentKind, ComponentSpec, Diagnostic, Host, Labels,
-    Link, PlacementRequest, PluginInfo, PropertyError, ProviderInstance, ScalerContext, Severity,
-    Status,
+    label_map, Command, ComponentCount, ComponentInstance, ComponentKind, ComponentSpec,
+    Diagnostic, Host, Labels, Link, PlacementRequest, PluginInfo, PropertyError, ProviderInstance,
+    ScalerContext, Severity, Status,
 };
 pub use validator::{path, Validator};
 

@@ -493,4 +493,38 @@ mod tests {
         assert!(lattice.component_instances("x").is_empty());
         assert!(lattice.host("b").is_none());
     }
+
+    #[test]
+    fn batched_queries_answer_as_the_single_ones() {
+        let lattice = TestLattice::new()
+            .with_host("a", &[("zone", "1")])
+            .with_host("c", &[])
+            .with_component("c", "x", 2)
+            .with_component("a", "x", 1)
+            .with_component("a", "y", 4);
+        let ids = ["c", "gone", "a", "c"].map(String::from);
+        let hosts = lattice.hosts_by_id(&ids);
+        assert_eq!(
+            hosts,
+            ids.iter().map(|id| lattice.host(id)).collect::<Vec<_>>()
+        );
+        assert_eq!(hosts[1], None);
+        assert_eq!(hosts[2].as_ref().unwrap().labels, pairs(&[("zone", "1")]));
+
+        let counts = lattice.component_counts("x");
+        let from_instances: Vec<(String, String, u32)> = lattice
+            .component_instances("x")
+            .into_iter()
+            .map(|i| (i.host_id, i.image, i.count))
+            .collect();
+        assert_eq!(
+            counts
+                .into_iter()
+                .map(|c| (c.host_id, c.image, c.count))
+                .collect::<Vec<_>>(),
+            from_instances
+        );
+        assert_eq!(from_instances.len(), 2);
+        assert!(lattice.component_counts("none").is_empty());
+    }
 }

@@ -19,6 +19,15 @@ pub struct Host {
     pub uptime_seconds: u64,
 }
 
+/// A component's instances on one host without their annotations: what
+/// [`Lattice::component_counts`](crate::Lattice::component_counts) answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentCount {
+    pub host_id: String,
+    pub image: String,
+    pub count: u32,
+}
+
 /// A component running on one host; `count` is the host's maximum concurrent instances.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ComponentInstance {

@@ -13,7 +13,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
 use crate::bindings::{
-    ComponentInstance, HostCount, HostInfo, Link, Pair, PlacementRequest, ProviderInstance,
+    ComponentCount, ComponentInstance, HostCount, HostInfo, Link, Pair, PlacementRequest,
+    ProviderInstance,
 };
 use crate::error::Fault;
 use crate::plugin::Plugin;
@@ -242,6 +243,14 @@ impl lattice::HostLatticeView for State {
         Ok(self.view(&this)?.hosts.get(&id).cloned())
     }
 
+    fn hosts_by_id(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        ids: Vec<String>,
+    ) -> wasmtime::Result<Vec<Option<HostInfo>>> {
+        Ok(self.view(&this)?.hosts_by_id(&ids))
+    }
+
     fn hosts_matching(
         &mut self,
         this: Resource<Arc<LatticeSnapshot>>,
@@ -260,6 +269,14 @@ impl lattice::HostLatticeView for State {
         component_id: String,
     ) -> wasmtime::Result<Vec<ComponentInstance>> {
         Ok(self.view(&this)?.component_instances(&component_id))
+    }
+
+    fn component_counts(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        component_id: String,
+    ) -> wasmtime::Result<Vec<ComponentCount>> {
+        Ok(self.view(&this)?.component_counts(&component_id))
     }
 
     fn provider_instances(

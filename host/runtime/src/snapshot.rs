@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bindings::{ComponentInstance, HostInfo, Link, Pair, ProviderInstance};
+use crate::bindings::{ComponentCount, ComponentInstance, HostInfo, Link, Pair, ProviderInstance};
 
 /// A read-only picture of the lattice. Vectors are kept sorted by host id so that every query
 /// answers in a stable order, which keeps plugin decisions reproducible.
@@ -36,6 +36,25 @@ impl LatticeSnapshot {
 
     pub fn component_instances(&self, id: &str) -> Vec<ComponentInstance> {
         self.components.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Where component `id` runs, without its id and annotations (see `component-counts`).
+    pub fn component_counts(&self, id: &str) -> Vec<ComponentCount> {
+        self.components
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|i| ComponentCount {
+                host_id: i.host_id.clone(),
+                image: i.image.clone(),
+                count: i.count,
+            })
+            .collect()
+    }
+
+    /// The hosts of `ids`, position by position; `None` where the lattice has no such host.
+    pub fn hosts_by_id(&self, ids: &[String]) -> Vec<Option<HostInfo>> {
+        ids.iter().map(|id| self.hosts.get(id).cloned()).collect()
     }
 
     pub fn provider_instances(&self, id: &str) -> Vec<ProviderInstance> {
@@ -83,4 +102,65 @@ pub fn host_matches(host: &HostInfo, requirements: &[Pair]) -> bool {
             .iter()
             .any(|l| l.key == r.key && l.value == r.value)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str) -> HostInfo {
+        HostInfo {
+            id: id.into(),
+            friendly_name: format!("node {id}"),
+            labels: vec![Pair {
+                key: "zone".into(),
+                value: id.into(),
+            }],
+            uptime_seconds: 1,
+        }
+    }
+
+    fn instance(host: &str, image: &str, count: u32) -> ComponentInstance {
+        ComponentInstance {
+            host_id: host.into(),
+            component_id: "app-web".into(),
+            image: image.into(),
+            count,
+            annotations: vec![Pair {
+                key: "wasmcloud.dev/appspec".into(),
+                value: "app".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn batched_queries_answer_position_by_position() {
+        let mut snap = LatticeSnapshot::default();
+        for id in ["a", "b"] {
+            snap.hosts.insert(id.into(), host(id));
+        }
+        snap.components.insert(
+            "app-web".into(),
+            vec![instance("a", "old", 2), instance("b", "new", 1)],
+        );
+
+        let ids = ["b", "gone", "a"].map(String::from);
+        let hosts = snap.hosts_by_id(&ids);
+        assert_eq!(hosts.len(), 3);
+        assert_eq!(hosts[0].as_ref().map(|h| h.id.as_str()), Some("b"));
+        assert!(hosts[1].is_none());
+        assert_eq!(
+            hosts[2].as_ref().map(|h| h.labels[0].value.as_str()),
+            Some("a")
+        );
+        assert!(snap.hosts_by_id(&[]).is_empty());
+
+        let counts = snap.component_counts("app-web");
+        let counts: Vec<(&str, &str, u32)> = counts
+            .iter()
+            .map(|c| (c.host_id.as_str(), c.image.as_str(), c.count))
+            .collect();
+        assert_eq!(counts, [("a", "old", 2), ("b", "new", 1)]);
+        assert!(snap.component_counts("other").is_empty());
+    }
 }

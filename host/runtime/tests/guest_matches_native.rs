@@ -3,7 +3,9 @@
 //! sdk/src/memcmp.rs), which the scaler's native unit tests never exercise: a wrong
 //! comparison would reorder host ids and change the commands, a heap bug would corrupt them or
 //! trap. The lattices are large enough (thousands of hosts, many allocations of every size
-//! class, blocks reused after being freed) to reach past a first chunk.
+//! class, blocks reused after being freed) to reach past a first chunk. Some instances run an
+//! older image and some run on hosts that left the lattice, so the guest's batched queries
+//! (`component-counts`, `hosts-by-id` with ids the lattice no longer has) are on the path too.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,16 @@ use trellis_sdk::Scaler;
 const APP: &str = "shop";
 const ID: &str = "shop-web";
 const IMAGE: &str = "file:///web.wasm";
+const OLD_IMAGE: &str = "file:///web-0.9.wasm";
+
+/// The image the instance on host `i` runs: every 13th an older one, to be replaced.
+fn image_on(i: usize) -> &'static str {
+    if i % 13 == 12 {
+        OLD_IMAGE
+    } else {
+        IMAGE
+    }
+}
 const REGIONS: [&str; 3] = ["east", "west", "north"];
 
 /// Host ids that share long prefixes and differ at every position of an 8-byte word, so that
@@ -68,7 +80,7 @@ fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, Te
         .map(|&(i, count)| ComponentInstance {
             host_id: host_id(i),
             component_id: ID.into(),
-            image: IMAGE.into(),
+            image: image_on(i).into(),
             count,
             annotations: vec![Pair {
                 key: trellis_sdk::diff::APP_ANNOTATION.into(),
@@ -81,7 +93,7 @@ fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, Te
         native = native.with_component_instance(trellis_sdk::ComponentInstance {
             host_id: host_id(i),
             component_id: ID.into(),
-            image: IMAGE.into(),
+            image: image_on(i).into(),
             count,
             annotations: trellis_sdk::label_map(&[(trellis_sdk::diff::APP_ANNOTATION, APP)]),
         });
@@ -128,23 +140,26 @@ fn contexts(properties: &str) -> (ScalerContext, trellis_sdk::ScalerContext) {
 }
 
 /// Scale commands as (host, count), in the order given.
-fn wasm_scales(commands: &[Command]) -> Vec<(String, u32)> {
+fn wasm_scales(commands: &[Command]) -> Vec<(String, u32, String)> {
     commands
         .iter()
         .map(|c| match c {
-            Command::ScaleComponent(s) => (s.host_id.clone(), s.count),
+            Command::ScaleComponent(s) => (s.host_id.clone(), s.count, s.image.clone()),
             other => panic!("unexpected command {other:?}"),
         })
         .collect()
 }
 
-fn native_scales(commands: &[trellis_sdk::Command]) -> Vec<(String, u32)> {
+fn native_scales(commands: &[trellis_sdk::Command]) -> Vec<(String, u32, String)> {
     commands
         .iter()
         .map(|c| match c {
-            trellis_sdk::Command::ScaleComponent { host_id, count, .. } => {
-                (host_id.clone(), *count)
-            }
+            trellis_sdk::Command::ScaleComponent {
+                host_id,
+                count,
+                image,
+                ..
+            } => (host_id.clone(), *count, image.clone()),
             other => panic!("unexpected command {other:?}"),
         })
         .collect()
@@ -204,6 +219,12 @@ fn wasm_spreadscaler_decides_as_native() {
     let cases: Vec<Case> = vec![
         // Settled on a few hosts, grown from nothing, shrunk, and spread over thousands.
         (30, vec![(0, 2), (1, 1), (7, 3)], r#"{"instances": 6}"#),
+        // Hosts 31 and 40 are gone from the lattice; host 12 runs the older image.
+        (
+            30,
+            vec![(0, 1), (12, 2), (31, 2), (40, 1)],
+            r#"{"instances": 5}"#,
+        ),
         (300, vec![], spread),
         (
             300,
