@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, InstancePre, Lift, Linker, Lower,
+    TypedFunc,
 };
 use wasmtime::{Engine, Store};
 
@@ -86,7 +87,7 @@ pub struct Plugin {
     engine: Engine,
     pre: Pre,
     /// Where each function of the plugin's API interface is, found once at load.
-    exports: BTreeMap<&'static str, ComponentExportIndex>,
+    exports: BTreeMap<&'static str, Export>,
     stats: Mutex<Stats>,
 }
 
@@ -279,10 +280,10 @@ impl Plugin {
 
     /// Instantiates the plugin in `store` and calls one function of its API interface.
     ///
-    /// Only the called function is looked up and type-checked: the generated bindings would
-    /// check every export on each instantiation, a measurable share of a call's fixed cost
-    /// (docs/decisions/0006-plugin-call-profile.md). The exports' types were checked
-    /// once, at load, by the world's `*Pre::new`.
+    /// Only the called function is looked up, and its type is checked once per plugin and
+    /// signature, not on every call: the generated bindings would check every export on each
+    /// instantiation, a measurable share of a call's fixed cost
+    /// (docs/decisions/0006-plugin-call-profile.md, 0007).
     fn invoke<P, R>(
         &self,
         store: &mut Store<State>,
@@ -293,13 +294,31 @@ impl Plugin {
         P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let Some(index) = self.exports.get(function) else {
+        let Some(export) = self.exports.get(function) else {
             return Err(CallFailure::Fault(Fault::Instantiate(format!(
                 "the plugin exports no `{function}`"
             ))));
         };
+        let signature = std::any::type_name::<(P, R)>();
         let instance = self.instance_pre().instantiate(&mut *store)?;
-        let func = instance.get_typed_func::<P, R>(&mut *store, index)?;
+        let func = if export.checked.get() == Some(&signature) {
+            let Some(func) = instance.get_func(&mut *store, export.index) else {
+                return Err(CallFailure::Fault(Fault::Instantiate(format!(
+                    "the plugin exports no `{function}`"
+                ))));
+            };
+            // SAFETY: an earlier call checked this export of this same component against the
+            // same Rust signature (`get_typed_func` below, which type-checks; `type_name`
+            // spells each type by its full path, and the parameter and result types are this
+            // crate's bindings), and a component's types never change after it is compiled.
+            unsafe { TypedFunc::<P, R>::new_unchecked(func) }
+        } else {
+            let func = instance.get_typed_func::<P, R>(&mut *store, export.index)?;
+            // A plugin whose functions are called with one signature each (as here) settles
+            // on its first call; another signature would only be checked every time.
+            let _ = export.checked.set(signature);
+            func
+        };
         Ok(func.call(&mut *store, params)?)
     }
 
@@ -453,12 +472,21 @@ impl From<Fault> for CallFailure {
     }
 }
 
+/// One function of a plugin's API interface.
+struct Export {
+    index: ComponentExportIndex,
+    /// The Rust signature (`type_name` of the parameters and results) this function's type was
+    /// checked against in an earlier call. The component never changes, so a signature that
+    /// matched once matches on every instance: later calls skip the check (see `invoke`).
+    checked: OnceLock<&'static str>,
+}
+
 /// The functions of each world's API interface, by name, found in the component's exports.
 fn export_indices(
     component: &Component,
     engine: &Engine,
     kind: PluginKind,
-) -> BTreeMap<&'static str, ComponentExportIndex> {
+) -> BTreeMap<&'static str, Export> {
     let (interface, functions): (&str, &[&'static str]) = match kind {
         PluginKind::Scaler => ("scaler-api", &["describe", "reconcile", "cleanup", "check"]),
         PluginKind::Placement => ("placement-api", &["describe", "filter", "score"]),
@@ -476,7 +504,11 @@ fn export_indices(
     };
     functions
         .iter()
-        .filter_map(|f| Some((*f, component.get_export_index(Some(&instance), f)?)))
+        .filter_map(|f| {
+            let index = component.get_export_index(Some(&instance), f)?;
+            let checked = OnceLock::new();
+            Some((*f, Export { index, checked }))
+        })
         .collect()
 }
 
