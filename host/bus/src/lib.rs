@@ -1,8 +1,10 @@
-//! NATS plumbing shared by the controller and the node, and nothing else: opening JetStream KV
-//! buckets on any nats-server from 2.9 on, making sure the server has registered a
-//! connection's subscriptions before the process acts on them, and keeping long-lived
-//! JetStream inputs alive across a server restart ([`resume`]).
+//! NATS plumbing shared by the controller, the node and the CLI, and nothing else: opening
+//! JetStream KV buckets on any nats-server from 2.9 on, making sure the server has registered a
+//! connection's subscriptions before the process acts on them, keeping long-lived JetStream
+//! inputs alive across a server restart ([`resume`]), and running a local `nats-server` child
+//! ([`nats_server`], for `trellis up` and for every crate's tests and benchmarks).
 
+pub mod nats_server;
 pub mod resume;
 
 use async_nats::jetstream::{self, kv};

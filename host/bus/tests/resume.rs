@@ -2,70 +2,12 @@
 //! reopened, then delivers what was written after the restart, in order, and nothing it had
 //! delivered before.
 
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
+use trellis_bus::nats_server::NatsServer;
 use trellis_bus::resume::{self, Resumed};
-
-/// A `nats-server -js` child on a fixed port and store, so it can be restarted in place.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let store = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = spawn(port, store.path());
-        Self { child, port, store }
-    }
-
-    /// Kills the server as a crash would and starts it again on the same port and store.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(self.port, self.store.path());
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(port: u16, store: &Path) -> Child {
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server must be installed to run these tests");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nats-server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 /// The next item of `watch`, within a bound generous for a loaded machine (the reopen itself
 /// takes well under a second once the server answers).
@@ -87,7 +29,7 @@ fn entry(input: Resumed<kv::Entry>) -> (String, kv::Operation, Vec<u8>) {
 
 #[tokio::test]
 async fn a_resumed_kv_watch_sees_writes_made_after_a_server_restart_and_no_replay() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     let store = trellis_bus::open_bucket(&js, "RESUME_TEST", 1)
@@ -106,7 +48,7 @@ async fn a_resumed_kv_watch_sees_writes_made_after_a_server_restart_and_no_repla
         ("b".into(), kv::Operation::Put, b"1".to_vec())
     );
 
-    nats.restart();
+    nats.restart().unwrap();
     // Another process writes as soon as the server is back, before (or while) this client
     // reconnects: a change to a key already seen, a new key and a delete.
     let writer = async_nats::connect(nats.url()).await.unwrap();

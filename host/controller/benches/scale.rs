@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use trellis_bus::nats_server::NatsServer;
 use trellis_controller::{Controller, ControllerConfig, LoopSettings};
 use trellis_lattice::api::{
     DeployModelResponse, DeployResult, PutModelResponse, Status, StatusType, Subjects,
@@ -131,50 +132,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A nats-server with JetStream for one size, stopped on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start nats-server ({e}): is it installed?"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn manifest(app: usize) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
@@ -198,7 +155,7 @@ spec:
 }
 
 async fn run(hosts: usize, apps: usize) -> anyhow::Result<Row> {
-    let nats = Nats::start()?;
+    let nats = NatsServer::start_temporary()?;
     let sim = SimLattice::start(SimConfig {
         nats_url: nats.url(),
         lattice: LATTICE.into(),

@@ -2,73 +2,15 @@
 //! ordered consumer is lost with the server, and the stream reopens itself after the last event
 //! read, so the events hosts publish after the restart arrive and none is read twice.
 
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt as _;
+use trellis_bus::nats_server::NatsServer;
 use trellis_bus::resume::Resumed;
 use trellis_controller::reconciler::{event_stream, events_stream, EventMessage};
 
 const LATTICE: &str = "resume";
-
-/// A `nats-server -js` child on a fixed port and store, so it can be restarted in place.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let store = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = spawn(port, store.path());
-        Self { child, port, store }
-    }
-
-    /// Kills the server as a crash would and starts it again on the same port and store.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(self.port, self.store.path());
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(port: u16, store: &Path) -> Child {
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server must be installed to run these tests");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nats-server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 /// The payloads of the next `n` events, skipping reopen markers; and how many markers there were.
 async fn read(
@@ -93,7 +35,7 @@ async fn read(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_resumes_after_a_nats_restart() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let mut events = event_stream(&js, LATTICE, Duration::from_secs(60))
@@ -110,7 +52,7 @@ async fn the_event_stream_resumes_after_a_nats_restart() {
     let (before, _) = read(&mut events, 2).await;
     assert_eq!(before, ["before-1", "before-2"]);
 
-    nats.restart();
+    nats.restart().unwrap();
     // A host publishes as soon as JetStream is back (it may take a moment to recover its store).
     let recovered = async {
         while js.get_stream(events_stream(LATTICE)).await.is_err() {

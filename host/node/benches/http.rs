@@ -19,7 +19,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -28,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use trellis_bus::nats_server::NatsServer;
 use trellis_lattice::ctl::{self, CtlResponse, Link, Subjects};
 use trellis_node::{Node, NodeConfig};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -63,7 +63,7 @@ async fn run() -> anyhow::Result<()> {
     let echo = echo_wasm()?;
 
     let baseline = serve_baseline(&echo).await?;
-    let nats = NatsServer::start()?;
+    let nats = NatsServer::start_temporary()?;
     let client = async_nats::connect(nats.url()).await?;
     let serving = start_node(&nats).await?;
     let remote = start_node(&nats).await?;
@@ -335,54 +335,6 @@ async fn handle_baseline(
 }
 
 // --- the nodes ---------------------------------------------------------------------------------
-
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
-        let port: u16 = free_address()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot run nats-server (is it installed?): {e}"))?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            child,
-            port,
-            _data: data,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn start_node(nats: &NatsServer) -> anyhow::Result<Node> {
     Node::start(NodeConfig {

@@ -2,15 +2,14 @@
 //! Its own test binary: it installs a global subscriber that captures what is logged.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use trellis_bus::nats_server::{free_port, NatsServer};
 use trellis_lattice::ctl::{self, CtlResponse, Link, Subjects};
 use trellis_lattice::event;
 use trellis_node::{Node, NodeConfig};
@@ -35,27 +34,6 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
-}
-
-/// A nats-server child process and its data folder, killed and removed on drop.
-struct NatsServer {
-    child: Child,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn request(client: &async_nats::Client, subject: String, body: serde_json::Value) {
@@ -83,25 +61,8 @@ async fn component_logs_carry_the_component_id() {
         "{} is missing: run scripts/build-wasm.sh first",
         wasm.display()
     );
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server must be installed to run these tests");
-    let _nats = NatsServer { child, _data: data };
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nats-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("nats://127.0.0.1:{port}");
+    let nats = NatsServer::start_temporary().unwrap();
+    let url = nats.url();
     let client = async_nats::connect(&url).await.unwrap();
     let mut events = client
         .subscribe(event::all_subjects(LATTICE))
@@ -118,7 +79,7 @@ async fn component_logs_carry_the_component_id() {
     let host_id = node.host_id().to_string();
     let subjects = Subjects::new(LATTICE);
 
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
     request(
         &client,
         subjects.config_put("log-http"),

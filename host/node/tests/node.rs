@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use trellis_bus::nats_server::{free_port, NatsServer};
 use trellis_lattice::ctl::{self, CtlResponse, Link, Subjects};
 use trellis_lattice::event::{self, CloudEvent};
 use trellis_node::{Node, NodeConfig};
@@ -20,52 +21,6 @@ use trellis_node::{Node, NodeConfig};
 const LATTICE: &str = "nodetest";
 /// Generous: the first scale compiles the component in a debug build on a busy machine.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A `nats-server -js` child process on a free port, killed on drop.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server must be installed to run these tests");
-        let server = Self {
-            child,
-            port,
-            _data: data,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Subscribes to every event of the test lattice, and returns once the server has the
 /// subscription (a request the server itself answers is a round trip; `flush` is not).
@@ -76,13 +31,6 @@ async fn subscribe_events(client: &async_nats::Client) -> async_nats::Subscriber
         .unwrap();
     let _ = client.request(client.new_inbox(), "".into()).await;
     events
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Builds the `hello-http` fixture component (once per test run) and returns its path. It
@@ -246,7 +194,7 @@ fn http_link(source_config: &str, target: &str) -> Link {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_ping_and_inventory() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -298,13 +246,13 @@ async fn answers_ping_and_inventory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_an_http_component_end_to_end() {
     let wasm = hello_http_wasm();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
     let host_id = node.host_id().to_string();
     let subjects = Subjects::new(LATTICE);
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
 
     let put: CtlResponse<()> = request(
         &client,
@@ -459,7 +407,7 @@ async fn serves_an_http_component_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -578,7 +526,7 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -587,7 +535,7 @@ async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_address = taken.local_addr().unwrap().to_string();
-    let free_address = format!("127.0.0.1:{}", free_port());
+    let free_address = format!("127.0.0.1:{}", free_port().unwrap());
     for (name, address) in [("taken", &taken_address), ("free", &free_address)] {
         let put: CtlResponse<()> = request(
             &client,
@@ -658,7 +606,7 @@ async fn serve_hello(
     count: u32,
 ) -> String {
     let subjects = Subjects::new(LATTICE);
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
     let put: CtlResponse<()> = request(
         client,
         subjects.config_put("hello-address"),
@@ -700,7 +648,7 @@ async fn serve_hello(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_finishes_requests_in_flight() {
     let wasm = hello_http_wasm();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -722,7 +670,7 @@ async fn stop_finishes_requests_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_count_caps_concurrent_requests() {
     let wasm = hello_http_wasm();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -748,7 +696,7 @@ async fn the_count_caps_concurrent_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_a_lattice_share_links_and_all_answer_ping() {
     let wasm = hello_http_wasm();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let first = start_node(&nats).await;
@@ -860,7 +808,7 @@ async fn serve_over_http(
     target: &str,
 ) -> String {
     let subjects = Subjects::new(LATTICE);
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
     let config = format!("{link_name}-address");
     put_config(client, &config, json!({ "address": address })).await;
     let link = Link {
@@ -886,7 +834,7 @@ fn json_body(body: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_counts_outlive_the_node_that_wrote_them() {
     let wasm = example_wasm("kvcounter");
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let east = start_labelled_node(&nats, &[("region", "east")]).await;
@@ -999,7 +947,7 @@ async fn calls_by_lattice_name_cross_nodes_and_fail_over() {
         example_wasm("pipeline-infer"),
         example_wasm("pipeline-store"),
     );
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let a = start_node(&nats).await;
@@ -1074,7 +1022,7 @@ async fn calls_by_lattice_name_cross_nodes_and_fail_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_to_a_missing_component_answers_with_the_reason() {
     let wasm = hello_http_wasm();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
@@ -1107,7 +1055,7 @@ struct Registry {
 impl Registry {
     fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let address = format!("127.0.0.1:{}", free_port());
+        let address = format!("127.0.0.1:{}", free_port().unwrap());
         let config = data.path().join("config.yml");
         std::fs::write(
             &config,
@@ -1184,7 +1132,7 @@ async fn pulls_components_from_an_oci_registry_and_caches_them_by_digest() {
 
     let wasm = hello_http_wasm();
     let registry = Registry::start();
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_temporary().unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;

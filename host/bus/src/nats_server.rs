@@ -14,6 +14,9 @@ pub struct NatsServer {
     data_dir: PathBuf,
     /// Extra command-line arguments (e.g. `--user`/`--pass`), kept for restarts.
     extra: Vec<String>,
+    /// The data folder when it is ours to remove ([`NatsServer::start_temporary`]); removed
+    /// after the server is killed.
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl NatsServer {
@@ -21,6 +24,15 @@ impl NatsServer {
     /// `data_dir`, and waits until it accepts connections.
     pub fn start(port: u16, data_dir: &Path) -> anyhow::Result<Self> {
         Self::start_with_args(port, data_dir, Vec::new())
+    }
+
+    /// Starts `nats-server -js` on a free port with its data in a new temporary folder,
+    /// removed when this is dropped: what a test or a benchmark wants.
+    pub fn start_temporary() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("creating a temporary NATS data folder")?;
+        let mut server = Self::start(0, dir.path())?;
+        server._temporary = Some(dir);
+        Ok(server)
     }
 
     /// Like [`NatsServer::start`], accepting only clients that log in as `user`/`password`.
@@ -42,6 +54,7 @@ impl NatsServer {
             port,
             data_dir: data_dir.to_path_buf(),
             extra,
+            _temporary: None,
         };
         server.wait_ready(Duration::from_secs(10))?;
         Ok(server)
