@@ -56,36 +56,88 @@ pub fn built_fixture(name: &str) -> PathBuf {
 /// moved to a free port. Returns the manifest and the address.
 pub fn echo_manifest() -> (trellis_lattice::Manifest, String) {
     built_example("echo");
-    let mut manifest =
-        trellis_cli::client::load_manifest_file(&repo_root().join("examples/echo/app.yaml"))
-            .expect("examples/echo/app.yaml loads");
-    let address = format!(
-        "127.0.0.1:{}",
-        trellis_cli::nats_server::free_port().expect("a free port")
+    let (manifest, mut addresses) = example_manifest("echo");
+    assert_eq!(
+        addresses.len(),
+        1,
+        "examples/echo/app.yaml has one HTTP address to move"
     );
-    let mut replaced = false;
-    for component in &mut manifest.spec.components {
-        for t in component.traits.iter_mut().flatten() {
-            if t.trait_type != "link" {
-                continue;
-            }
-            for config in t.properties["source"]["config"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-            {
-                if config["properties"].get("address").is_some() {
-                    config["properties"]["address"] = address.clone().into();
-                    replaced = true;
-                }
-            }
-        }
-    }
-    assert!(
-        replaced,
-        "examples/echo/app.yaml has no HTTP address to move"
-    );
-    (manifest, address)
+    (manifest, addresses.remove(0))
+}
+
+/// App `name` at `version`: the echo component (`instances` of it by spreadscaler, its image
+/// at `image`) behind the built-in HTTP server listening on `address`. The manifest the
+/// end-to-end tests deploy, upgrade, race and break.
+pub fn echo_http_app(
+    name: &str,
+    version: &str,
+    image: &Path,
+    instances: u32,
+    address: &str,
+) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+  annotations:
+    version: {version}
+spec:
+  components:
+    - name: echo
+      type: component
+      properties:
+        image: file://{image}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: {instances}
+    - name: httpserver
+      type: capability
+      properties:
+        image: builtin:http-server
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+        - type: link
+          properties:
+            target: echo
+            namespace: wasi
+            package: http
+            interfaces: [incoming-handler]
+            source:
+              config:
+                - name: echo-http
+                  properties:
+                    address: {address}
+"#,
+        image = image.display()
+    )
+}
+
+/// App `web` at `version`: the echo component alone, `instances` of it by spreadscaler.
+pub fn echo_app(version: &str, instances: u32) -> String {
+    format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: web
+  annotations:
+    version: {version}
+spec:
+  components:
+    - name: echo
+      type: component
+      properties:
+        image: file://{image}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: {instances}
+"#,
+        image = built_example("echo").display()
+    )
 }
 
 /// An example's manifest (`examples/{name}/app.yaml`, images made absolute as the CLI does)

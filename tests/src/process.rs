@@ -158,35 +158,20 @@ impl ProcessLattice {
         self.dir.path()
     }
 
+    /// Writes `text` to file `name` in the test's folder; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Writes app `web` (the echo component, `instances` of it by spreadscaler) at `version`
     /// to a manifest file in the test's folder; returns its path.
     pub fn write_echo_app(&self, version: &str, instances: u32) -> PathBuf {
-        let path = self.dir().join(format!("web-{version}.yaml"));
-        std::fs::write(
-            &path,
-            format!(
-                r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: web
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
-                image = crate::built_example("echo").display()
-            ),
+        self.write(
+            &format!("web-{version}.yaml"),
+            &crate::echo_app(version, instances),
         )
-        .unwrap();
-        path
     }
 
     pub fn plugin_dir(&self) -> &Path {

@@ -2,61 +2,11 @@
 //! processes, driven through the `trellis` CLI. Deploy, answer HTTP, undeploy to nothing; and an
 //! upgrade to a new image and HTTP address that leaves nothing of the old version behind.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use trellis_cli::nats_server::free_port;
 use trellis_tests::process::{wait_until, ProcessLattice};
-use trellis_tests::{built_example, http_get};
-
-/// The echo app served on `address`, with its component's image at `image`.
-fn echo_app(version: &str, image: &Path, address: &str) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: echo
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 2
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: echo-http
-                  properties:
-                    address: {address}
-"#,
-        image = image.display()
-    )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use trellis_tests::{built_example, echo_http_app, http_get};
 
 fn free_address() -> String {
     format!("127.0.0.1:{}", free_port().unwrap())
@@ -86,10 +36,9 @@ async fn deploy_answers_http_and_undeploy_leaves_nothing_running() {
     let api = lattice.api().await.unwrap();
 
     let address = free_address();
-    let file = write(
-        lattice.dir(),
+    let file = lattice.write(
         "echo.yaml",
-        &echo_app("v1", &built_example("echo"), &address),
+        &echo_http_app("echo", "v1", &built_example("echo"), 2, &address),
     );
     let deploy = lattice
         .cli(&["app", "deploy", file.to_str().unwrap(), "--timeout", "30"])
@@ -156,15 +105,13 @@ async fn upgrade(scenario: &str, new_image: bool) {
     std::fs::copy(built_example("echo"), &image_v1).unwrap();
     std::fs::copy(built_example("echo"), &image_v2).unwrap();
     let (address_v1, address_v2) = (free_address(), free_address());
-    let v1 = write(
-        lattice.dir(),
+    let v1 = lattice.write(
         "v1.yaml",
-        &echo_app("v1", &image_v1, &address_v1),
+        &echo_http_app("echo", "v1", &image_v1, 2, &address_v1),
     );
-    let v2 = write(
-        lattice.dir(),
+    let v2 = lattice.write(
         "v2.yaml",
-        &echo_app("v2", &image_v2, &address_v2),
+        &echo_http_app("echo", "v2", &image_v2, 2, &address_v2),
     );
 
     let deploy = lattice

@@ -8,56 +8,13 @@ use std::time::{Duration, Instant};
 use trellis_cli::nats_server::free_port;
 use trellis_lattice::api::StatusType;
 use trellis_tests::process::{wait_until, ProcessLattice, HOST_TIMEOUT_SECS};
-use trellis_tests::{built_example, http_get};
+use trellis_tests::{built_example, echo_http_app, http_get};
 
 fn write_app(lattice: &ProcessLattice, version: &str, instances: u32, address: &str) -> PathBuf {
-    let path = lattice.dir().join(format!("echo-{version}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: echo
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: echo-http
-                  properties:
-                    address: {address}
-"#,
-            image = built_example("echo").display()
-        ),
-    )
-    .unwrap();
-    path
+    let image = built_example("echo");
+    let text = echo_http_app("echo", version, &image, instances, address);
+    lattice.write(&format!("echo-{version}.yaml"), &text)
 }
-
 async fn get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let (address, path) = (address.to_string(), path.to_string());
     tokio::task::spawn_blocking(move || http_get(&address, &path, Duration::from_secs(5)))

@@ -3,58 +3,14 @@
 //! delete of one app racing through two CLI clients (and two controllers) leave the store
 //! consistent.
 
-use std::path::PathBuf;
-
 use trellis_lattice::api::GetResult;
-use trellis_tests::built_example;
 use trellis_tests::process::ProcessLattice;
+use trellis_tests::{built_example, echo_http_app};
 
+/// App `name` at `version`, valid, with an HTTP address nothing will ever serve (these tests
+/// only put manifests).
 fn echo_app(name: &str, version: &str) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: echo-http
-                  properties:
-                    address: 127.0.0.1:1
-"#,
-        image = built_example("echo").display()
-    )
-}
-
-fn write(lattice: &ProcessLattice, name: &str, text: &str) -> PathBuf {
-    let path = lattice.dir().join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    echo_http_app(name, version, &built_example("echo"), 1, "127.0.0.1:1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +45,7 @@ async fn bad_manifests_are_refused_by_the_cli_and_nothing_is_stored() {
         ),
     ];
     for (case, text, expected) in &cases {
-        let file = write(&lattice, &format!("{}.yaml", case.replace(' ', "-")), text);
+        let file = lattice.write(&format!("{}.yaml", case.replace(' ', "-")), text);
         let put = lattice
             .cli(&["app", "put", file.to_str().unwrap()])
             .await
@@ -107,7 +63,7 @@ async fn bad_manifests_are_refused_by_the_cli_and_nothing_is_stored() {
     assert_eq!(stored, serde_json::json!([]), "nothing stored");
 
     // The same manifest, fixed, goes in.
-    let file = write(&lattice, "good.yaml", &good);
+    let file = lattice.write("good.yaml", &good);
     let put = lattice
         .cli(&["app", "put", file.to_str().unwrap()])
         .await
@@ -133,12 +89,8 @@ async fn racing_put_and_delete_through_two_clients_stay_consistent() {
     for round in 0..ROUNDS {
         let base = format!("b{round}");
         let contender = format!("c{round}");
-        let base_file = write(&lattice, "base.yaml", &echo_app("contested", &base));
-        let contender_file = write(
-            &lattice,
-            "contender.yaml",
-            &echo_app("contested", &contender),
-        );
+        let base_file = lattice.write("base.yaml", &echo_app("contested", &base));
+        let contender_file = lattice.write("contender.yaml", &echo_app("contested", &contender));
         let put = lattice
             .cli(&["app", "put", base_file.to_str().unwrap()])
             .await

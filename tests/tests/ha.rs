@@ -13,32 +13,9 @@ use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_controller::{Controller, ControllerConfig};
 use trellis_lattice::api::{DeployResult, PutResult, StatusType};
 use trellis_node::{Node, NodeConfig};
-use trellis_tests::{built_example, built_plugin, fast_settings};
+use trellis_tests::{built_plugin, echo_app, fast_settings};
 
 const LATTICE: &str = "ha";
-
-fn manifest(version: &str, instances: usize) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: web
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
-        image = built_example("echo").display()
-    )
-}
 
 /// The owner of `app` as the owners bucket says.
 async fn owner(js: &async_nats::jetstream::Context, app: &str) -> Option<String> {
@@ -123,7 +100,7 @@ async fn killing_an_apps_owner_mid_scale_hands_it_over_without_duplicate_command
     let api = ApiClient::connect(&nats.url(), LATTICE).await.unwrap();
     let js = async_nats::jetstream::new(observer.clone());
 
-    let put = api.put_text(&manifest("v1", 3)).await.unwrap();
+    let put = api.put_text(&echo_app("v1", 3)).await.unwrap();
     assert_eq!(put.result, PutResult::Created, "{}", put.message);
     api.deploy("web", Some("v1")).await.unwrap();
     api.wait_deployed("web", Duration::from_secs(60), |_| {})
@@ -138,7 +115,7 @@ async fn killing_an_apps_owner_mid_scale_hands_it_over_without_duplicate_command
 
     // Scale up, and kill the owner as soon as its first command of the new version is out:
     // the nodes are still loading the component when it dies.
-    let put = api.put_text(&manifest("v2", 9)).await.unwrap();
+    let put = api.put_text(&echo_app("v2", 9)).await.unwrap();
     assert_eq!(put.result, PutResult::NewVersion, "{}", put.message);
     let deploy = api.deploy("web", Some("v2")).await.unwrap();
     assert_eq!(
