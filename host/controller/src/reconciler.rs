@@ -91,6 +91,19 @@ const EVENTS_MAX_BYTES: i64 = 512 * 1024 * 1024;
 /// pass: the loop must keep reading events, or heartbeats go unread and hosts look dead.
 const PASS_BUDGET: Duration = Duration::from_millis(250);
 
+/// How fresh the last event read must be for the controller to count as caught up although
+/// the stream held more: those are newer still, so no host's silence is misjudged by more
+/// than this.
+const CAUGHT_UP_LAG: Duration = Duration::from_millis(500);
+
+/// Whether the controller reads events as they come: nothing was left in the stream when it
+/// read the last one, or that one was only just published. Requiring nothing left alone is not
+/// enough: two hosts heartbeating moments apart, in step with the controller's tick, leave the
+/// second heartbeat pending at every tick, and a dead host was then never declared dead.
+fn caught_up(pending: u64, lag: Duration) -> bool {
+    pending == 0 || lag <= CAUGHT_UP_LAG
+}
+
 /// The KV bucket where the owner of each app keeps its status, so that every controller of the
 /// lattice answers `status` and `list` alike.
 pub fn status_bucket(lattice: &str) -> String {
@@ -361,9 +374,11 @@ pub struct Reconciler {
     status_writes: mpsc::UnboundedSender<(String, bytes::Bytes)>,
     ownership: Ownership,
     dirty: Dirty,
-    /// Events the stream still held when the last one was read: a host is declared dead only
-    /// when the controller is caught up, never because a long pass left heartbeats unread.
+    /// Events the stream still held when the last one was read, and how long before that read
+    /// it was published: a host is declared dead only when the controller is caught up
+    /// ([`caught_up`]), never because a long pass left heartbeats unread.
     events_behind: u64,
+    events_lag: Duration,
     /// The last app the previous pass planned.
     pass_cursor: Option<String>,
     /// The NATS client's connection count as last seen: a change means it reconnected.
@@ -403,6 +418,7 @@ impl Reconciler {
             ownership,
             dirty: Dirty::default(),
             events_behind: 0,
+            events_lag: Duration::ZERO,
             pass_cursor: None,
             connects,
             rediscover: false,
@@ -500,7 +516,7 @@ impl Reconciler {
                     self.check_connection().await;
                     let now = Instant::now();
                     // Hosts cannot be heard while NATS is away: silence then says nothing.
-                    let dead = if self.events_behind == 0 && self.connected() {
+                    let dead = if caught_up(self.events_behind, self.events_lag) && self.connected() {
                         self.state.expire_hosts(self.settings.host_timeout, now)
                     } else {
                         Vec::new()
@@ -600,6 +616,7 @@ impl Reconciler {
     /// Applies one lattice event and marks the apps it concerns.
     fn on_event(&mut self, msg: &EventMessage) {
         self.events_behind = msg.pending;
+        self.events_lag = msg.age;
         let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else {
             tracing::debug!(lattice = %self.lattice, "ignoring a message that is not a CloudEvent");
             return;
@@ -815,8 +832,11 @@ impl Reconciler {
     /// The lattice as plugins see it now: the state, with the commands in flight taken as done.
     fn snapshot(&mut self, now: Instant) -> LatticeSnapshot {
         // While events are unread, an unconfirmed command may well be done: no timeouts then.
-        self.executor
-            .settle(&self.state, now, self.events_behind == 0);
+        self.executor.settle(
+            &self.state,
+            now,
+            caught_up(self.events_behind, self.events_lag),
+        );
         let mut snapshot = self
             .state
             .snapshot(now.duration_since(self.started).as_millis() as u64);
@@ -1327,5 +1347,19 @@ fn plugin_status(status: PluginStatus) -> StatusInfo {
         PluginStatus::Reconciling(m) => StatusInfo::new(StatusType::Reconciling, m),
         PluginStatus::Failed(m) => StatusInfo::new(StatusType::Failed, m),
         PluginStatus::Waiting(m) => StatusInfo::new(StatusType::Waiting, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caught_up_when_nothing_is_left_or_the_last_event_is_fresh() {
+        assert!(caught_up(0, Duration::from_secs(30)));
+        // A heartbeat published a moment after the one just read.
+        assert!(caught_up(1, Duration::from_millis(20)));
+        // Behind after a long pass: thousands left, the last read seconds old.
+        assert!(!caught_up(5_000, Duration::from_secs(3)));
     }
 }
