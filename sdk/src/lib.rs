@@ -57,6 +57,9 @@ pub mod suggest;
 pub mod testing;
 mod types;
 mod validator;
+// WASI answered inside the plugin, so that plugin components import none.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod wasi;
 
 pub use lattice::Lattice;
 pub use log::{log, Level};

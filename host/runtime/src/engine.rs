@@ -61,6 +61,10 @@ pub fn new_engine() -> anyhow::Result<Engine> {
     config.memory_init_cow(true);
     // Plugin output is small and calls are short: we never need async support in the guest.
     config.wasm_component_model(true);
+    // TRELLIS_PERFMAP=1 writes /tmp/perf-PID.map, so `perf report` names guest functions.
+    if std::env::var_os("TRELLIS_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     start_ticker(engine.weak());
     Ok(engine)

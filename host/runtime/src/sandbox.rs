@@ -1,8 +1,10 @@
 //! The sandbox one plugin call runs in: a fresh store whose only imports are the lattice view,
-//! placement ranking and logging. WASI is linked (Rust's std imports it) but grants nothing:
-//! no files, no sockets, no environment, a clock stuck at zero and a fixed random stream, so a
-//! plugin's decision depends on its input alone.
+//! placement ranking and logging. Plugins built with the SDK import nothing else (it answers
+//! its libc's WASI calls inside the plugin, see `sdk/src/wasi.rs`). For plugins built without
+//! it, WASI is linked but grants nothing: no files, no sockets, no environment, a clock stuck
+//! at zero and a fixed random stream, so a plugin's decision depends on its input alone.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +24,10 @@ use crate::snapshot::LatticeSnapshot;
 
 /// How much of a plugin's stderr (panic messages) is kept to explain a trap.
 const STDERR_CAPACITY: usize = 16 << 10;
+
+/// How many of a call's last error lines are kept to explain a trap: a Rust panic message is
+/// three lines (where, what, the backtrace hint).
+const ERROR_LINES: usize = 3;
 
 /// Per-call limits of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +83,9 @@ pub(crate) struct State {
     /// building a context costs several microseconds per call (measured in decision 0006).
     wasi: Option<WasiCtx>,
     stderr: MemoryOutputPipe,
+    /// The last error lines the plugin logged in this call. An SDK plugin's stderr (where a
+    /// panic message goes) arrives as error lines through `log`, not through WASI.
+    errors: VecDeque<String>,
     memory: MemoryCap,
     /// What `rank-hosts` consults; empty for placement and validator calls.
     placements: Arc<[Arc<Plugin>]>,
@@ -141,6 +150,7 @@ pub(crate) fn new_store(
         table: ResourceTable::new(),
         wasi: None,
         stderr: MemoryOutputPipe::new(STDERR_CAPACITY),
+        errors: VecDeque::new(),
         memory: MemoryCap {
             limit: limits.memory,
             hit: false,
@@ -176,19 +186,23 @@ pub(crate) fn classify(err: wasmtime::Error, store: &Store<State>, limits: Limit
     if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
         return Fault::Timeout(limits.deadline);
     }
-    let stderr = String::from_utf8_lossy(&state.stderr.contents())
-        .trim()
-        .to_string();
+    let stderr = String::from_utf8_lossy(&state.stderr.contents()).to_string();
     let trap = match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
-    if stderr.is_empty() {
+    // A Rust panic prints its message on stderr before the `unreachable` trap: through WASI,
+    // or as error lines through `log` for a plugin built with the SDK.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .chain(state.errors.iter().map(String::as_str))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    if lines.is_empty() {
         Fault::Trap(trap)
     } else {
-        // A Rust panic prints its message on stderr before the `unreachable` trap.
-        let last = stderr.lines().rev().take(3).collect::<Vec<_>>();
-        let said = last.into_iter().rev().collect::<Vec<_>>().join(" | ");
+        let said = lines[lines.len().saturating_sub(ERROR_LINES)..].join(" | ");
         Fault::Trap(format!("{trap} ({said})"))
     }
 }
@@ -349,6 +363,12 @@ impl log::Host for State {
             log::Level::Info => tracing::info!(plugin, "{message}"),
             log::Level::Warn => tracing::warn!(plugin, "{message}"),
             log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        if level == log::Level::Error {
+            if self.errors.len() == ERROR_LINES {
+                self.errors.pop_front();
+            }
+            self.errors.push_back(message);
         }
         Ok(())
     }

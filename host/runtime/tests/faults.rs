@@ -94,6 +94,23 @@ fn a_panic_fails_the_call_with_the_panic_message() {
     }
 }
 
+/// A plugin built with the SDK imports no WASI: its panic message reaches the runtime as error
+/// lines through `log` (sdk/src/wasi.rs), and still explains the trap.
+#[test]
+fn an_sdk_plugins_panic_fails_the_call_with_the_panic_message() {
+    let (_dir, runtime) = runtime_with(&["sdktrap"]);
+    match fault_of(&runtime, "sdktrap") {
+        Fault::Trap(reason) => {
+            assert!(
+                reason.contains("sdk fixture: panicking on purpose in app"),
+                "{reason}"
+            );
+            assert!(reason.contains("panicked at"), "{reason}");
+        }
+        other => panic!("expected a trap, got {other}"),
+    }
+}
+
 #[test]
 fn an_endless_loop_hits_the_deadline() {
     let (_dir, runtime) = runtime_with(&["spin"]);
