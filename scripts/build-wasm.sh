@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the wasm components of this repository for wasm32-wasip2 (release) and copies them
+# Builds the wasm components of this repository for wasm32-wasip2 (profile `wasm`: release
+# with LTO, see Cargo.toml) and copies them
 # where trellis, the examples and the tests look for them:
 #   build/plugins/{spreadscaler,daemonscaler,linkscaler,configscaler}.wasm  built-in scalers
 #   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
@@ -47,13 +48,13 @@ for name in "${fixtures[@]}"; do
 done
 
 # One invocation, so cargo shares the dependency builds among all packages.
-cargo build --target wasm32-wasip2 --release "${packages[@]}" "$@"
+cargo build --target wasm32-wasip2 --profile wasm "${packages[@]}" "$@"
 
 # The hot-reload test swaps `fixed` for a build that decides differently (FIXTURE_COUNT=2).
 # It gets its own target folder so the two builds do not rebuild each other on every run.
 variant_dir="$target_dir/fixture-variants"
 if [[ " ${fixtures[*]} " == *" fixed "* ]]; then
-    FIXTURE_COUNT=2 cargo build --target wasm32-wasip2 --release -p fixture-fixed \
+    FIXTURE_COUNT=2 cargo build --target wasm32-wasip2 --profile wasm -p fixture-fixed \
         --target-dir "$variant_dir" "$@"
 fi
 
@@ -75,8 +76,8 @@ install_component() { # artifact destination
 }
 
 for pair in "${copies[@]}"; do
-    install_component "$target_dir/wasm32-wasip2/release/${pair%%:*}" "${pair#*:}"
+    install_component "$target_dir/wasm32-wasip2/wasm/${pair%%:*}" "${pair#*:}"
 done
 if [[ " ${fixtures[*]} " == *" fixed "* ]]; then
-    install_component "$variant_dir/wasm32-wasip2/release/fixture_fixed.wasm" build/fixtures/fixed-2.wasm
+    install_component "$variant_dir/wasm32-wasip2/wasm/fixture_fixed.wasm" build/fixtures/fixed-2.wasm
 fi

@@ -39,7 +39,8 @@ pub mod validator {
 
 pub use scaler::exports::trellis::plugin::scaler_api::{ReconcileResult, ScalerContext};
 pub use scaler::trellis::plugin::types::{
-    Command, ComponentCount, ComponentInstance, ComponentKind, ComponentSpec, DeleteLink,
-    Diagnostic, HostCount, HostInfo, Link, Pair, PlacementRequest, PluginInfo, ProviderInstance,
-    PutConfig, ScaleComponent, Severity, StartProvider, Status, StopProvider,
+    Command, ComponentCount, ComponentInstance, ComponentKind, ComponentSpec, CountRow, CountTable,
+    DeleteLink, Diagnostic, HostCount, HostInfo, HostRow, HostTable, LabelRow, Link, Pair,
+    PlacementRequest, PluginInfo, ProviderInstance, PutConfig, ScaleComponent, Severity, Span,
+    StartProvider, Status, StopProvider,
 };

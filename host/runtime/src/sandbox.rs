@@ -15,8 +15,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
 use crate::bindings::{
-    ComponentCount, ComponentInstance, HostCount, HostInfo, Link, Pair, PlacementRequest,
-    ProviderInstance,
+    ComponentCount, ComponentInstance, CountTable, HostCount, HostInfo, HostTable, Link, Pair,
+    PlacementRequest, ProviderInstance,
 };
 use crate::error::Fault;
 use crate::plugin::Plugin;
@@ -291,6 +291,22 @@ impl lattice::HostLatticeView for State {
         component_id: String,
     ) -> wasmtime::Result<Vec<ComponentCount>> {
         Ok(self.view(&this)?.component_counts(&component_id))
+    }
+
+    fn hosts_by_id_packed(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        ids: Vec<String>,
+    ) -> wasmtime::Result<HostTable> {
+        Ok(self.view(&this)?.host_table(&ids))
+    }
+
+    fn component_counts_packed(
+        &mut self,
+        this: Resource<Arc<LatticeSnapshot>>,
+        component_id: String,
+    ) -> wasmtime::Result<CountTable> {
+        Ok(self.view(&this)?.count_table(&component_id))
     }
 
     fn provider_instances(
