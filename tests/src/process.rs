@@ -311,6 +311,20 @@ impl ProcessLattice {
         self.nats.restart()
     }
 
+    /// Stops nats-server, keeps it away for `down`, and starts it again on the same store.
+    pub fn restart_nats_after(&mut self, down: Duration) -> anyhow::Result<()> {
+        self.nats.restart_after(down)
+    }
+
+    /// The whole log of every process whose name starts with `prefix` (`controller`, `node-1`).
+    pub fn logs_of(&self, prefix: &str) -> String {
+        self.procs
+            .iter()
+            .filter(|p| p.name.starts_with(prefix))
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .collect()
+    }
+
     pub async fn api(&self) -> anyhow::Result<ApiClient> {
         ApiClient::connect(&self.nats.url(), &self.lattice).await
     }

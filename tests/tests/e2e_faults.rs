@@ -1,6 +1,7 @@
 //! Faults with real processes: a node killed with SIGKILL (its work moves to the others within
 //! seconds of the heartbeat timeout), and nats-server killed and restarted on the same store
-//! (everyone reconnects, nothing stored is lost, and the lattice still obeys).
+//! (everyone reconnects, nothing stored is lost, and the lattice still obeys), at once or after
+//! an outage longer than the host timeout (no host is declared dead for it).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -109,6 +110,90 @@ async fn after_a_nats_restart_the_controller_still_drives_the_nodes() {
     restart_nats("restart nats-server, then scale", true).await;
 }
 
+/// Waits until every node of the lattice answers the host inventory again.
+async fn every_node_answers(lattice: &ProcessLattice, api: &trellis_cli::client::ApiClient) {
+    let hosts = lattice.host_ids();
+    wait_until("every node answers again", Duration::from_secs(20), || {
+        let hosts = &hosts;
+        async move {
+            let answering: Vec<String> = api
+                .hosts()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            if hosts.iter().all(|h| answering.contains(h)) {
+                Ok(())
+            } else {
+                Err(format!("{answering:?} of {hosts:?}"))
+            }
+        }
+    })
+    .await;
+}
+
+/// nats-server away for twice the host timeout: every heartbeat sent meanwhile is lost, yet no
+/// host is declared dead and nothing moves. The controller could not hear; the hosts were not
+/// silent (it gives every host a fresh timeout once NATS is back, `after_outage`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_host_timeout_moves_nothing() {
+    let mut lattice = ProcessLattice::start(
+        "nats-server away for twice the host timeout",
+        &["spreadscaler", "linkscaler"],
+    )
+    .unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    lattice.add_controller().await.unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let v1 = write_app(&lattice, "v1", 2, &address);
+    let deploy = lattice
+        .cli(&["app", "deploy", v1.to_str().unwrap(), "--timeout", "30"])
+        .await
+        .unwrap();
+    assert_eq!(deploy.code, 0, "{}", deploy.text());
+    let api = lattice.api().await.unwrap();
+    let before = wait_until("2 echo instances", Duration::from_secs(15), || {
+        let (lattice, api) = (&lattice, &api);
+        async move {
+            let running = lattice.instances(api, "echo-echo").await;
+            if running.values().sum::<u32>() == 2 {
+                Ok(running)
+            } else {
+                Err(format!("{running:?}"))
+            }
+        }
+    })
+    .await;
+
+    let down = Duration::from_secs(2 * HOST_TIMEOUT_SECS);
+    tokio::task::block_in_place(|| lattice.restart_nats_after(down)).unwrap();
+    let api = lattice.api().await.unwrap();
+    every_node_answers(&lattice, &api).await;
+    // Long enough for a wrongly declared death to show: another host timeout, plus a pass.
+    tokio::time::sleep(Duration::from_secs(HOST_TIMEOUT_SECS + 2)).await;
+
+    let after = lattice.instances(&api, "echo-echo").await;
+    assert_eq!(
+        after, before,
+        "where echo runs, before and after the outage"
+    );
+    let deaths: Vec<String> = lattice
+        .logs_of("controller")
+        .lines()
+        .filter(|line| line.contains("missed its heartbeats"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        deaths.is_empty(),
+        "hosts declared dead after an outage of {down:?}:\n{}",
+        deaths.join("\n")
+    );
+    let (code, body) = get(&address, "/after-outage").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+}
+
 async fn restart_nats(scenario: &str, then_scale: bool) {
     let mut lattice = ProcessLattice::start(scenario, &["spreadscaler", "linkscaler"]).unwrap();
     lattice.add_node(&[]).await.unwrap();
@@ -142,25 +227,7 @@ async fn restart_nats(scenario: &str, then_scale: bool) {
     let restarted = Instant::now();
 
     let api = lattice.api().await.unwrap();
-    let hosts = lattice.host_ids();
-    wait_until("both nodes answer again", Duration::from_secs(20), || {
-        let (api, hosts) = (&api, &hosts);
-        async move {
-            let answering: Vec<String> = api
-                .hosts()
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|h| h.id)
-                .collect();
-            if hosts.iter().all(|h| answering.contains(h)) {
-                Ok(())
-            } else {
-                Err(format!("{answering:?} of {hosts:?}"))
-            }
-        }
-    })
-    .await;
+    every_node_answers(&lattice, &api).await;
     let stored_after = wait_until("the controller answers", Duration::from_secs(20), || {
         let api = &api;
         async move { api.list().await.map_err(|e| e.to_string()) }

@@ -93,8 +93,15 @@ impl NatsServer {
 
     /// Stops the server (as a crash would) and starts it again on the same port and data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// As [`restart`](Self::restart), with the server away for `down` in between: an outage
+    /// rather than a blip.
+    pub fn restart_after(&mut self, down: Duration) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(down);
         self.child = spawn(self.port, &self.data_dir, &self.extra)?;
         self.wait_ready(Duration::from_secs(10))
     }
