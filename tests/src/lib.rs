@@ -75,24 +75,10 @@ pub fn echo_http_app(
     instances: u32,
     address: &str,
 ) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-    - name: httpserver
+    // The HTTP server's entry continues the echo-only manifest's component list.
+    echo_only(name, version, image, instances)
+        + &format!(
+            r#"    - name: httpserver
       type: capability
       properties:
         image: builtin:http-server
@@ -111,18 +97,23 @@ spec:
                 - name: echo-http
                   properties:
                     address: {address}
-"#,
-        image = image.display()
-    )
+"#
+        )
 }
 
 /// App `web` at `version`: the echo component alone, `instances` of it by spreadscaler.
 pub fn echo_app(version: &str, instances: u32) -> String {
+    echo_only("web", version, &built_example("echo"), instances)
+}
+
+/// App `name` at `version` whose only component is echo (image at `image`), `instances` of it
+/// by spreadscaler; the component list is last, so more components can follow.
+fn echo_only(name: &str, version: &str, image: &Path, instances: u32) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
 metadata:
-  name: web
+  name: {name}
   annotations:
     version: {version}
 spec:
@@ -136,7 +127,7 @@ spec:
           properties:
             instances: {instances}
 "#,
-        image = built_example("echo").display()
+        image = image.display()
     )
 }
 

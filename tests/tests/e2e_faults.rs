@@ -3,9 +3,11 @@
 //! (everyone reconnects, nothing stored is lost, and the lattice still obeys), at once or after
 //! an outage longer than the host timeout (no host is declared dead for it).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use trellis_cli::client::ApiClient;
 use trellis_cli::nats_server::free_port;
 use trellis_lattice::api::StatusType;
 use trellis_tests::process::{wait_until, ProcessLattice, HOST_TIMEOUT_SECS};
@@ -23,6 +25,49 @@ async fn get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .unwrap()
 }
 
+/// `trellis app deploy FILE`, which must succeed.
+async fn deploy(lattice: &ProcessLattice, file: &Path) {
+    let deploy = lattice
+        .cli(&["app", "deploy", file.to_str().unwrap(), "--timeout", "30"])
+        .await
+        .unwrap();
+    assert_eq!(deploy.code, 0, "{}", deploy.text());
+}
+
+/// Two nodes and a controller, with echo v1 deployed twice behind an HTTP server; returns the
+/// lattice and the server's address.
+async fn two_nodes_serving_echo(scenario: &str) -> (ProcessLattice, String) {
+    let mut lattice = ProcessLattice::start(scenario, &["spreadscaler", "linkscaler"]).unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    lattice.add_node(&[]).await.unwrap();
+    lattice.add_controller().await.unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let v1 = write_app(&lattice, "v1", 2, &address);
+    deploy(&lattice, &v1).await;
+    (lattice, address)
+}
+
+/// Waits until `n` echo instances run in all; returns where (host → instances).
+async fn echo_instances(
+    lattice: &ProcessLattice,
+    api: &ApiClient,
+    n: u32,
+) -> BTreeMap<String, u32> {
+    wait_until(
+        &format!("{n} echo instances"),
+        Duration::from_secs(15),
+        || async move {
+            let running = lattice.instances(api, "echo-echo").await;
+            if running.values().sum::<u32>() == n {
+                Ok(running)
+            } else {
+                Err(format!("{running:?}"))
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_work_moves_to_the_others() {
     let mut lattice = ProcessLattice::start(
@@ -38,11 +83,7 @@ async fn a_killed_nodes_work_moves_to_the_others() {
     let api = lattice.api().await.unwrap();
     let address = format!("127.0.0.1:{}", free_port().unwrap());
     let file = write_app(&lattice, "v1", 3, &address);
-    let deploy = lattice
-        .cli(&["app", "deploy", file.to_str().unwrap(), "--timeout", "30"])
-        .await
-        .unwrap();
-    assert_eq!(deploy.code, 0, "{}", deploy.text());
+    deploy(&lattice, &file).await;
     assert_eq!(get(&address, "/before").await.unwrap().0, 200);
 
     // The victim: the node running the HTTP server provider (and an echo instance).
@@ -111,7 +152,7 @@ async fn after_a_nats_restart_the_controller_still_drives_the_nodes() {
 }
 
 /// Waits until every node of the lattice answers the host inventory again.
-async fn every_node_answers(lattice: &ProcessLattice, api: &trellis_cli::client::ApiClient) {
+async fn every_node_answers(lattice: &ProcessLattice, api: &ApiClient) {
     let hosts = lattice.host_ids();
     wait_until("every node answers again", Duration::from_secs(20), || {
         let hosts = &hosts;
@@ -138,34 +179,10 @@ async fn every_node_answers(lattice: &ProcessLattice, api: &trellis_cli::client:
 /// silent (it gives every host a fresh timeout once NATS is back, `after_outage`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_host_timeout_moves_nothing() {
-    let mut lattice = ProcessLattice::start(
-        "nats-server away for twice the host timeout",
-        &["spreadscaler", "linkscaler"],
-    )
-    .unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    lattice.add_controller().await.unwrap();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let v1 = write_app(&lattice, "v1", 2, &address);
-    let deploy = lattice
-        .cli(&["app", "deploy", v1.to_str().unwrap(), "--timeout", "30"])
-        .await
-        .unwrap();
-    assert_eq!(deploy.code, 0, "{}", deploy.text());
+    let (mut lattice, address) =
+        two_nodes_serving_echo("nats-server away for twice the host timeout").await;
     let api = lattice.api().await.unwrap();
-    let before = wait_until("2 echo instances", Duration::from_secs(15), || {
-        let (lattice, api) = (&lattice, &api);
-        async move {
-            let running = lattice.instances(api, "echo-echo").await;
-            if running.values().sum::<u32>() == 2 {
-                Ok(running)
-            } else {
-                Err(format!("{running:?}"))
-            }
-        }
-    })
-    .await;
+    let before = echo_instances(&lattice, &api, 2).await;
 
     let down = Duration::from_secs(2 * HOST_TIMEOUT_SECS);
     tokio::task::block_in_place(|| lattice.restart_nats_after(down)).unwrap();
@@ -195,17 +212,7 @@ async fn an_outage_longer_than_the_host_timeout_moves_nothing() {
 }
 
 async fn restart_nats(scenario: &str, then_scale: bool) {
-    let mut lattice = ProcessLattice::start(scenario, &["spreadscaler", "linkscaler"]).unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    lattice.add_controller().await.unwrap();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let v1 = write_app(&lattice, "v1", 2, &address);
-    let deploy = lattice
-        .cli(&["app", "deploy", v1.to_str().unwrap(), "--timeout", "30"])
-        .await
-        .unwrap();
-    assert_eq!(deploy.code, 0, "{}", deploy.text());
+    let (mut lattice, address) = two_nodes_serving_echo(scenario).await;
     // A second app with two versions, stored but never deployed.
     let idle_v1 = lattice.dir().join("idle-v1.yaml");
     let idle_v2 = lattice.dir().join("idle-v2.yaml");
@@ -271,23 +278,8 @@ async fn restart_nats(scenario: &str, then_scale: bool) {
 
     // The controller still drives the nodes: scale 2 → 4, and HTTP still answers.
     let v2 = write_app(&lattice, "v2", 4, &address);
-    let deploy = lattice
-        .cli(&["app", "deploy", v2.to_str().unwrap(), "--timeout", "30"])
-        .await
-        .unwrap();
-    assert_eq!(deploy.code, 0, "{}", deploy.text());
-    wait_until("4 echo instances", Duration::from_secs(15), || {
-        let (lattice, api) = (&lattice, &api);
-        async move {
-            let running = lattice.instances(api, "echo-echo").await;
-            if running.values().sum::<u32>() == 4 {
-                Ok(())
-            } else {
-                Err(format!("{running:?}"))
-            }
-        }
-    })
-    .await;
+    deploy(&lattice, &v2).await;
+    echo_instances(&lattice, &api, 4).await;
     let (code, body) = get(&address, "/after-scale").await.unwrap();
     assert_eq!(code, 200, "{body}");
 }
