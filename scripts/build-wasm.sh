@@ -9,6 +9,8 @@
 #   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
+#   build/fixtures/hostile.wasm                                     tests/components/hostile (the
+#                                                                   sandbox end-to-end test's guest)
 # Works from any folder. Extra arguments go to cargo (e.g. --locked, --offline).
 set -euo pipefail
 
@@ -37,11 +39,13 @@ copies=(
     "pipeline_sensor.wasm:build/examples/pipeline-sensor.wasm"
     "pipeline_infer.wasm:build/examples/pipeline-infer.wasm"
     "pipeline_store.wasm:build/examples/pipeline-store.wasm"
+    "hostile.wasm:build/fixtures/hostile.wasm"
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
     -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-validator -p echo
     -p failover-scaler)
 packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
+packages+=(-p hostile)
 for name in "${fixtures[@]}"; do
     packages+=(-p "fixture-$name")
     copies+=("fixture_${name//-/_}.wasm:build/fixtures/$name.wasm")

@@ -235,7 +235,9 @@ impl TestLattice {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             heartbeat_interval: Duration::from_secs(1),
-            friendly_name: None,
+            // The built examples, and the images a test writes into its folder.
+            allowed_image_dirs: vec![repo_root().join("build"), self.dir.path().to_path_buf()],
+            ..NodeConfig::default()
         })
         .await?;
         self.nodes.push(node);

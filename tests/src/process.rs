@@ -188,6 +188,11 @@ impl ProcessLattice {
             HEARTBEAT_SECS.to_string(),
             "--name".into(),
             format!("node-{n}"),
+            // The built examples, and the images a test writes into its folder.
+            "--allow-images".into(),
+            repo_root().join("build").display().to_string(),
+            "--allow-images".into(),
+            self.dir().display().to_string(),
         ];
         for (k, v) in labels {
             args.push("--label".into());
@@ -209,6 +214,11 @@ impl ProcessLattice {
     /// Starts a `trellis controller` on the plugin folder with a short host timeout; returns its
     /// index once it serves.
     pub async fn add_controller(&mut self) -> anyhow::Result<usize> {
+        self.add_controller_with(&[]).await
+    }
+
+    /// Like [`ProcessLattice::add_controller`], with more arguments (e.g. `--http ADDR`).
+    pub async fn add_controller_with(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
         let n = self
             .procs
             .iter()
@@ -232,6 +242,10 @@ impl ProcessLattice {
             "--config".into(),
             config.display().to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         let index = self.spawn(&format!("controller-{n}"), Role::Controller, &args)?;
         self.wait_for_line(index, "controller running").await?;
         Ok(index)

@@ -13,7 +13,7 @@ use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_controller::{Controller, ControllerConfig};
 use trellis_lattice::api::{DeployResult, PutResult, StatusType};
 use trellis_node::{Node, NodeConfig};
-use trellis_tests::{built_plugin, echo_app, fast_settings};
+use trellis_tests::{built_plugin, echo_app, fast_settings, repo_root};
 
 const LATTICE: &str = "ha";
 
@@ -76,6 +76,7 @@ async fn killing_an_apps_owner_mid_scale_hands_it_over_without_duplicate_command
                 nats_url: nats.url(),
                 lattice: LATTICE.into(),
                 heartbeat_interval: Duration::from_secs(1),
+                allowed_image_dirs: vec![repo_root().join("build")],
                 ..NodeConfig::default()
             })
             .await

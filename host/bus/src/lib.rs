@@ -57,10 +57,33 @@ pub async fn open_bucket(
     bucket: &str,
     history: i64,
 ) -> anyhow::Result<kv::Store> {
+    open_bucket_with(js, bucket, kv_stream_config(bucket, history)).await
+}
+
+/// Like [`open_bucket`], creating the bucket (if missing) with room for at most `max_bytes`:
+/// a bucket that application code fills must not be able to fill the server.
+pub async fn open_capped_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    history: i64,
+    max_bytes: i64,
+) -> anyhow::Result<kv::Store> {
+    let config = jetstream::stream::Config {
+        max_bytes,
+        ..kv_stream_config(bucket, history)
+    };
+    open_bucket_with(js, bucket, config).await
+}
+
+async fn open_bucket_with(
+    js: &jetstream::Context,
+    bucket: &str,
+    config: jetstream::stream::Config,
+) -> anyhow::Result<kv::Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
-    let created = js.create_stream(kv_stream_config(bucket, history)).await;
+    let created = js.create_stream(config).await;
     match js.get_key_value(bucket).await {
         Ok(store) => Ok(store),
         Err(open_err) => {

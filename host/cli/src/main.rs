@@ -191,6 +191,16 @@ struct UpArgs {
     /// --http is not a loopback address.
     #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// Let the nodes read file images from this folder too (repeat for several; in
+    /// TRELLIS_ALLOW_IMAGES, separate them with `:`). They always may from the current folder
+    /// and from the folder of the manifest deployed.
+    #[arg(
+        long = "allow-images",
+        value_name = "DIR",
+        env = "TRELLIS_ALLOW_IMAGES",
+        value_delimiter = ':'
+    )]
+    allow_images: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -232,6 +242,16 @@ struct NodeArgs {
     /// publish the same events, but run no wasm (for trying a controller at scale).
     #[arg(long, value_name = "N")]
     simulate: Option<usize>,
+    /// Read file images (`file://…` or a path) from this folder (repeat for several; in
+    /// TRELLIS_ALLOW_IMAGES, separate them with `:`). Without it the node reads no file image:
+    /// only OCI and built-in images run.
+    #[arg(
+        long = "allow-images",
+        value_name = "DIR",
+        env = "TRELLIS_ALLOW_IMAGES",
+        value_delimiter = ':'
+    )]
+    allow_images: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -436,6 +456,32 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         trellis_http::check_address(args.http, args.http_token.as_deref(), &lattice)?;
     }
     let node_labels = up_node_labels(&args)?;
+    let manifest = match (&args.example, &args.deploy) {
+        (Some(name), _) => {
+            let path = PathBuf::from("examples").join(name).join("app.yaml");
+            if !path.exists() {
+                bail!("example `{name}` not found at {}: run from the repository root, or pass --deploy FILE", path.display());
+            }
+            Some(path)
+        }
+        (None, Some(path)) => Some(path.clone()),
+        (None, None) => None,
+    };
+    // A local lattice runs what is here: the current folder and the manifest's own.
+    let mut allowed_image_dirs = vec![std::env::current_dir()
+        .context("cannot tell the current folder (images are allowed from it)")?];
+    if let Some(folder) = manifest
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        allowed_image_dirs.push(
+            std::path::absolute(folder).with_context(|| {
+                format!("cannot tell the manifest's folder {}", folder.display())
+            })?,
+        );
+    }
+    allowed_image_dirs.extend(args.allow_images.iter().cloned());
     if plugin_count(&args.plugins) == 0 {
         eprintln!(
             "warning: no plugins in {}: build them with scripts/build-wasm.sh, or pass --plugins DIR",
@@ -475,6 +521,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 lattice: lattice.clone(),
                 labels: labels.clone(),
                 friendly_name: many.then(|| format!("node-{}", i + 1)),
+                allowed_image_dirs: allowed_image_dirs.clone(),
                 ..NodeConfig::default()
             },
             settings.options().await?,
@@ -531,17 +578,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         },
     };
 
-    let manifest = match (&args.example, &args.deploy) {
-        (Some(name), _) => {
-            let path = PathBuf::from("examples").join(name).join("app.yaml");
-            if !path.exists() {
-                bail!("example `{name}` not found at {}: run from the repository root, or pass --deploy FILE", path.display());
-            }
-            Some(path)
-        }
-        (None, Some(path)) => Some(path.clone()),
-        (None, None) => None,
-    };
     if let Some(path) = manifest {
         let client = ApiClient::connect_with(&settings).await?;
         let name = put_and_deploy(&client, &path, None).await?;
@@ -736,6 +772,8 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
             labels: args.labels.into_iter().collect(),
             heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
             friendly_name: args.name,
+            allowed_image_dirs: args.allow_images,
+            ..NodeConfig::default()
         },
         nats.options().await?,
     )

@@ -237,6 +237,7 @@ impl TestLattice {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            allowed_image_dirs: vec![repo_root().join("build"), self.dir.path().to_path_buf()],
             ..Default::default()
         })
         .await

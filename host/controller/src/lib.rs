@@ -8,6 +8,7 @@
 pub mod api;
 pub mod executor;
 pub mod extensions;
+pub mod isolation;
 pub mod ownership;
 pub mod reconciler;
 pub mod state;

@@ -2,11 +2,16 @@
 //! version and the deployment history. Every write is a compare-and-swap on the entry's
 //! revision, so a put racing a delete ends with one winner and one conflict error, never with
 //! a half-written app.
+//!
+//! Puts and deploys are also checked against the other deployed apps ([`crate::isolation`]):
+//! an app may not claim another's component ids, configs or buckets.
 
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use trellis_lattice::Manifest;
+
+use crate::isolation;
 
 /// The KV bucket of a lattice's manifests.
 pub fn bucket(lattice: &str) -> String {
@@ -25,6 +30,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("app `{0}` has no earlier deployed version to roll back to; see its history (model.history)")]
     NoRollback(String),
+    #[error(transparent)]
+    Isolation(#[from] isolation::Conflict),
     #[error("manifest store: {0}")]
     Nats(String),
 }
@@ -163,6 +170,7 @@ impl ManifestStore {
         if app.version(&version).is_some() {
             return Err(StoreError::VersionExists { app: name, version });
         }
+        self.check_isolation(&manifest).await?;
         let created = app.versions.is_empty();
         app.versions.push(StoredVersion {
             version,
@@ -197,6 +205,9 @@ impl ManifestStore {
                 .version
                 .clone(),
         };
+        if let Some(manifest) = app.version(&version).map(|v| &v.manifest) {
+            self.check_isolation(manifest).await?;
+        }
         app.deployed = Some(version.clone());
         app.history.push(HistoryEntry {
             version: Some(version.clone()),
@@ -218,6 +229,9 @@ impl ManifestStore {
             .rollback_target()
             .ok_or_else(|| StoreError::NoRollback(name.into()))?
             .to_string();
+        if let Some(manifest) = app.version(&target).map(|v| &v.manifest) {
+            self.check_isolation(manifest).await?;
+        }
         let mut app = app;
         app.deployed = Some(target.clone());
         app.history.push(HistoryEntry {
@@ -280,6 +294,14 @@ impl ManifestStore {
         }
     }
 
+    /// Refuses `manifest` when it claims what another deployed app owns. The one check behind
+    /// put, deploy and rollback: an app put while its rival was undeployed is caught when
+    /// either of them is deployed.
+    async fn check_isolation(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let apps = self.list().await?;
+        Ok(isolation::check(manifest, deployed_manifests(&apps))?)
+    }
+
     /// Deletes the app's entry if it is still at `revision`.
     async fn delete_entry(&self, name: &str, revision: u64) -> Result<(), StoreError> {
         self.kv
@@ -308,5 +330,56 @@ impl ManifestStore {
         }
         apps.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(apps)
+    }
+}
+
+/// The deployed version of each app: what owns names on the lattice now.
+fn deployed_manifests(apps: &[(String, StoredApp)]) -> impl Iterator<Item = &Manifest> {
+    apps.iter().filter_map(|(_, app)| app.deployed_manifest())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(name: &str, id: &str, deployed: bool) -> (String, StoredApp) {
+        let text = format!(
+            r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: {name}
+  annotations:
+    version: v1
+spec:
+  components:
+    - name: worker
+      type: component
+      properties:
+        image: file://worker.wasm
+        id: {id}
+"#
+        );
+        let manifest = Manifest::parse(&text).unwrap();
+        let app = StoredApp {
+            versions: vec![StoredVersion {
+                version: "v1".into(),
+                manifest,
+                put_at: Utc::now(),
+            }],
+            deployed: deployed.then(|| "v1".to_string()),
+            history: Vec::new(),
+        };
+        (name.to_string(), app)
+    }
+
+    #[test]
+    fn only_deployed_apps_own_names() {
+        let (_, shop) = stored("shop", "worker", false);
+        let shop = shop.versions[0].manifest.clone();
+        let undeployed = [stored("web", "worker", false)];
+        assert!(isolation::check(&shop, deployed_manifests(&undeployed)).is_ok());
+        let deployed = [stored("web", "worker", true)];
+        let refused = isolation::check(&shop, deployed_manifests(&deployed)).unwrap_err();
+        assert_eq!(refused.owner, "web");
     }
 }

@@ -340,6 +340,7 @@ async fn start_node(nats: &NatsServer) -> anyhow::Result<Node> {
     Node::start(NodeConfig {
         nats_url: nats.url(),
         lattice: LATTICE.into(),
+        allowed_image_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build")],
         ..Default::default()
     })
     .await

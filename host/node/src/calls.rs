@@ -32,8 +32,11 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::component::Components;
 
-/// How long a caller waits for a callee's answer.
+/// How long a caller waits for a callee's answer at most; the caller's own deadline, when
+/// sooner, wins, and travels with the call so that the callee stops when it passes.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// What is left of the caller's deadline when the call was sent, in milliseconds.
+const DEADLINE_HEADER: &str = "Trellis-Deadline-Ms";
 
 const METHOD_HEADER: &str = "Trellis-Method";
 const PATH_HEADER: &str = "Trellis-Path";
@@ -114,6 +117,11 @@ impl LatticeCalls {
         Self { client, lattice }
     }
 
+    /// The largest body a call or its answer can carry: one NATS message.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.client.max_payload()
+    }
+
     /// Sends the request to the first of `candidates` that some node runs, and returns its
     /// answer, or a gateway-style error answer saying what went wrong.
     pub(crate) async fn call(
@@ -122,8 +130,21 @@ impl LatticeCalls {
         caller: &str,
         parts: http::request::Parts,
         body: Bytes,
+        deadline: tokio::time::Instant,
     ) -> http::Response<Bytes> {
-        let headers = request_headers(&parts, caller);
+        let mut headers = request_headers(&parts, caller);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return error_response(
+                504,
+                format!(
+                    "the caller's deadline passed before it called {}",
+                    candidates.join(" or ")
+                ),
+            );
+        }
+        headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
+        let timeout = left.min(CALL_TIMEOUT);
         'candidates: for id in candidates {
             let Some(subject) = call_subject(&self.lattice, id) else {
                 continue;
@@ -133,7 +154,7 @@ impl LatticeCalls {
                 let request = async_nats::Request::new()
                     .payload(body.clone())
                     .headers(headers.clone())
-                    .timeout(Some(CALL_TIMEOUT));
+                    .timeout(Some(timeout));
                 let reply = self.client.send_request(subject.clone(), request).await;
                 let refused = reply.as_ref().is_ok_and(|reply| {
                     reply
@@ -158,7 +179,7 @@ impl LatticeCalls {
                         Kind::NoResponders => continue,
                         Kind::TimedOut => (
                             504,
-                            format!("component {id} did not answer within {CALL_TIMEOUT:?}"),
+                            format!("component {id} did not answer within {timeout:?}"),
                         ),
                         Kind::MaxPayloadExceeded => (
                             413,
@@ -317,7 +338,7 @@ pub(crate) async fn serve(
         tokio::spawn(
             async move {
                 let _guard = guard;
-                let (headers, body) = answer(&components, &component_id, msg).await;
+                let (headers, body) = answer(&client, &components, &component_id, msg).await;
                 if let Err(e) = client.publish_with_headers(reply, headers, body).await {
                     warn!(error = %e, "cannot send a lattice call's answer");
                 }
@@ -329,6 +350,7 @@ pub(crate) async fn serve(
 
 /// Runs one call through the component and encodes its answer.
 async fn answer(
+    client: &async_nats::Client,
     components: &Components,
     component_id: &str,
     msg: async_nats::Message,
@@ -341,13 +363,18 @@ async fn answer(
             return (headers, Bytes::new());
         }
         (_, Err(reason)) => error_response(400, reason).map(full_body),
-        (Some(component), Ok(request)) => component.serve_http(request).await,
+        (Some(component), Ok(request)) => component.serve_http(request, budget(&msg)).await,
     };
     let (parts, body) = response.into_parts();
-    let body = match body.collect().await {
+    let cap = client.max_payload();
+    let body = match http_body_util::Limited::new(body, cap).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let reason = format!("component {component_id}'s response body failed: {e:?}");
+            let reason = if e.is::<http_body_util::LengthLimitError>() {
+                format!("component {component_id}'s answer is larger than a lattice call carries ({cap} bytes, the NATS server's max_payload)")
+            } else {
+                format!("component {component_id}'s response body failed: {e:?}")
+            };
             return encode_response(
                 &error_response(502, reason.clone()).map(|_| ()),
                 reason.into(),
@@ -358,6 +385,18 @@ async fn answer(
         encode_response(&http::Response::from_parts(parts, ()), body.clone()).0,
         body,
     )
+}
+
+/// What is left of the caller's deadline, as the call says.
+fn budget(msg: &async_nats::Message) -> Option<Duration> {
+    let ms = msg
+        .headers
+        .as_ref()?
+        .get(DEADLINE_HEADER)?
+        .as_str()
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 fn encode_response(response: &http::Response<()>, body: Bytes) -> (async_nats::HeaderMap, Bytes) {

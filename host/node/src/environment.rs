@@ -9,16 +9,27 @@
 //! - `trellis.host.label.{name}`: each of the node's labels (e.g. `trellis.host.label.region`),
 //!   so that one component spread over several nodes can tell where it runs.
 //!
+//! Two keys of the merged config are settings the node reads, not only the component:
+//! - `allowed_outbound_hosts`: the hosts it may send HTTP requests to ([`crate::grants`]);
+//! - `request_timeout_ms`: how long one of its requests may take, up to the node's bound
+//!   ([`crate::limits::MAX_REQUEST_TIMEOUT`]; default: the node's `request_timeout`).
+//!
 //! An environment is computed when a component is scaled and again whenever a config, a link
 //! or a label changes, and handed to each request as an immutable snapshot.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tracing::{debug, error, info, trace, warn};
 
 use crate::bindings::{config, logging};
-use crate::component::RequestState;
+use crate::grants::{Grants, OutboundHosts, ALLOWED_HOSTS_KEY};
+use crate::limits::MAX_REQUEST_TIMEOUT;
+use crate::request::RequestState;
 use crate::store::ConfigValues;
+
+/// Runtime config key of a component's own request deadline, in milliseconds.
+pub(crate) const REQUEST_TIMEOUT_KEY: &str = "request_timeout_ms";
 
 /// Runtime config key holding the node's host id.
 pub(crate) const HOST_ID_KEY: &str = "trellis.host.id";
@@ -34,30 +45,52 @@ pub(crate) struct ComponentEnv {
     pub(crate) app: Option<String>,
     /// What `wasi:config/store` answers.
     pub(crate) config: ConfigValues,
-    /// The JetStream bucket `wasi:keyvalue/store.open("")` opens.
-    pub(crate) bucket: String,
+    /// Buckets, hosts and callees it may reach.
+    pub(crate) grants: Grants,
+    /// How long one of its requests may take.
+    pub(crate) request_timeout: Duration,
 }
 
 impl ComponentEnv {
+    /// Fails, naming the key, when a setting in the config cannot be read: the component then
+    /// keeps its previous environment (or does not start) rather than run with a grant or
+    /// deadline nobody asked for.
     pub(crate) fn new(
         id: &str,
         app: Option<String>,
         named_config: ConfigValues,
-        host_id: &str,
-        labels: &BTreeMap<String, String>,
-        bucket: String,
-    ) -> Self {
+        host: (&str, &BTreeMap<String, String>),
+        mut grants: Grants,
+        node_request_timeout: Duration,
+    ) -> Result<Self, String> {
+        let (host_id, labels) = host;
         let mut config = named_config;
         config.insert(HOST_ID_KEY.into(), host_id.into());
         for (name, value) in labels {
             config.insert(format!("{HOST_LABEL_PREFIX}{name}"), value.clone());
         }
-        Self {
+        if let Some(text) = config.get(ALLOWED_HOSTS_KEY) {
+            grants.outbound = OutboundHosts::parse(text)?;
+        }
+        let request_timeout = match config.get(REQUEST_TIMEOUT_KEY) {
+            None => node_request_timeout,
+            Some(ms) => ms
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(|ms| Duration::from_millis(ms).min(MAX_REQUEST_TIMEOUT))
+                .ok_or_else(|| {
+                    format!("{REQUEST_TIMEOUT_KEY} {ms:?} is not a positive number of milliseconds")
+                })?,
+        };
+        Ok(Self {
             id: id.into(),
             app,
             config,
-            bucket,
-        }
+            grants,
+            request_timeout,
+        })
     }
 }
 

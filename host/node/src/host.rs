@@ -21,7 +21,10 @@ use crate::calls::{self, LatticeCalls};
 use crate::component::{ComponentRuntime, Components, RunningComponent, Services};
 use crate::environment::ComponentEnv;
 use crate::http_server::{HttpServer, ListenerChange, Route};
-use crate::keyvalue::{self, KeyValue};
+use crate::grants::{self, Grants};
+use crate::keyvalue::KeyValue;
+use crate::limits::Limits;
+use crate::outgoing::OwnListeners;
 use crate::store::LatticeStores;
 use crate::NodeConfig;
 
@@ -91,6 +94,7 @@ pub(crate) struct Host {
     scale_queues: Mutex<HashMap<String, ScaleQueue>>,
     /// Serialises HTTP route reconciliation.
     routes_lock: tokio::sync::Mutex<()>,
+    pub(crate) limits: Limits,
 }
 
 impl Host {
@@ -118,8 +122,10 @@ impl Host {
             .unwrap_or_else(|| format!("trellis-{}", id[1..7].to_lowercase()));
         let components = Components::default();
         let services = Arc::new(Services {
-            keyvalue: KeyValue::new(client.clone()),
+            keyvalue: KeyValue::new(client.clone(), config.limits.kv_bucket_max_bytes),
             calls: LatticeCalls::new(client.clone(), config.lattice.clone()),
+            limits: config.limits.clone(),
+            own_listeners: OwnListeners::default(),
         });
         Ok(Self {
             lattice: config.lattice.clone(),
@@ -137,10 +143,11 @@ impl Host {
             components,
             providers: RwLock::default(),
             links: RwLock::default(),
-            runtime: ComponentRuntime::new()?,
+            runtime: ComponentRuntime::new(config)?,
             changed: Notify::new(),
             scale_queues: Mutex::default(),
             routes_lock: tokio::sync::Mutex::new(()),
+            limits: config.limits.clone(),
             id,
         })
     }
@@ -324,18 +331,46 @@ impl Host {
         cmd: ScaleComponentCommand,
         ticket: ScaleTicket,
     ) {
-        let _serialised = ticket.lock.lock().await;
-        if !self.is_latest(&cmd.component_id, &ticket) {
-            debug!(host_id = %self.id, component_id = %cmd.component_id, "scale command superseded by a newer one");
-            return;
-        }
         let span = tracing::info_span!(
             "scale",
             host_id = %self.id,
             component_id = %cmd.component_id,
             count = cmd.max_instances
         );
-        match self.apply_scale(&cmd).instrument(span.clone()).await {
+        // The image is read and compiled before taking the component's place in line: a slow
+        // pull must not hold up a newer command for the same component. Which command applies
+        // is still decided in line, below; a superseded one loads nothing it can avoid and
+        // publishes nothing.
+        let superseded = |host: &Self| {
+            let latest = host.is_latest(&cmd.component_id, &ticket);
+            if !latest {
+                debug!(host_id = %host.id, component_id = %cmd.component_id, "scale command superseded by a newer one");
+            }
+            !latest
+        };
+        if superseded(&self) {
+            return;
+        }
+        let preloaded = match self.components.get(&cmd.component_id) {
+            _ if cmd.max_instances == 0 => None,
+            Some(running)
+                if cmd.component_ref.is_empty()
+                    || running.image_ref == cmd.component_ref
+                    || !cmd.allow_update =>
+            {
+                None
+            }
+            _ => Some(self.load_image(&cmd).instrument(span.clone()).await),
+        };
+        let _serialised = ticket.lock.lock().await;
+        if superseded(&self) {
+            return;
+        }
+        match self
+            .apply_scale(&cmd, preloaded)
+            .instrument(span.clone())
+            .await
+        {
             Ok(image_ref) => {
                 span.in_scope(|| info!(%image_ref, "component scaled"));
                 let annotations = cmd.annotations.clone().unwrap_or_default();
@@ -355,12 +390,18 @@ impl Host {
     }
 
     /// Changes what runs; returns the image ref now running (or last run, for a count of 0).
-    async fn apply_scale(&self, cmd: &ScaleComponentCommand) -> Result<String, String> {
+    /// `preloaded` is `cmd`'s image, if it was loaded before the command's turn came.
+    async fn apply_scale(
+        &self,
+        cmd: &ScaleComponentCommand,
+        preloaded: Option<Result<crate::component::LoadedComponent, String>>,
+    ) -> Result<String, String> {
         if cmd.max_instances == 0 {
             self.stop_taking_calls(&cmd.component_id);
             let stopped = self.components.remove(&cmd.component_id);
             return Ok(stopped.map_or_else(|| cmd.component_ref.clone(), |c| c.image_ref.clone()));
         }
+        self.check_capacity(cmd)?;
         let (image_ref, loaded) = match self.components.get(&cmd.component_id) {
             Some(running)
                 if cmd.component_ref.is_empty() || running.image_ref == cmd.component_ref =>
@@ -374,12 +415,11 @@ impl Host {
                 ));
             }
             _ => {
-                let loaded = self.runtime.load(&cmd.component_ref).await.map_err(|e| {
-                    format!(
-                        "cannot start {} from {}: {e}",
-                        cmd.component_id, cmd.component_ref
-                    )
-                })?;
+                let loaded = match preloaded {
+                    Some(loaded) => loaded?,
+                    // What runs changed while the command waited: load it now.
+                    None => self.load_image(cmd).await?,
+                };
                 (cmd.component_ref.clone(), loaded)
             }
         };
@@ -402,7 +442,41 @@ impl Host {
         Ok(image_ref)
     }
 
-    /// What a component sees of the lattice: its runtime config, its bucket, its identity.
+    /// Reads and compiles the image `cmd` names.
+    async fn load_image(
+        &self,
+        cmd: &ScaleComponentCommand,
+    ) -> Result<crate::component::LoadedComponent, String> {
+        self.runtime.load(&cmd.component_ref).await.map_err(|e| {
+            format!(
+                "cannot start {} from {}: {e}",
+                cmd.component_id, cmd.component_ref
+            )
+        })
+    }
+
+    /// Refuses a scale that would take the instances this node runs (every component's count
+    /// together) past its limit.
+    fn check_capacity(&self, cmd: &ScaleComponentCommand) -> Result<(), String> {
+        let others: u64 = self
+            .components
+            .all()
+            .iter()
+            .filter(|c| c.id != cmd.component_id)
+            .map(|c| u64::from(c.max_instances))
+            .sum();
+        let total = others + u64::from(cmd.max_instances);
+        let limit = self.limits.max_node_instances;
+        if total > u64::from(limit) {
+            return Err(format!(
+                "scaling {} to {} would run {total} instances on this node, over its limit of {limit} (max node instances); place it on another node or raise the limit",
+                cmd.component_id, cmd.max_instances
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a component sees of the lattice: its runtime config, its grants, its identity.
     async fn component_env(
         &self,
         component_id: &str,
@@ -414,43 +488,58 @@ impl Host {
             .merged_config(config_names)
             .await
             .map_err(|e| format!("cannot read the runtime config of {component_id}: {e:#}"))?;
-        Ok(ComponentEnv::new(
+        let app = annotations.get(trellis_lattice::annotations::APP).cloned();
+        let grants = self.grants_of(component_id, app.as_deref()).await?;
+        ComponentEnv::new(
             component_id,
-            annotations.get(trellis_lattice::annotations::APP).cloned(),
+            app,
             named,
-            &self.id,
-            &self.labels(),
-            self.bucket_of(component_id).await?,
-        ))
+            (&self.id, &self.labels()),
+            grants,
+            self.limits.request_timeout,
+        )
+        .map_err(|e| format!("the runtime config of {component_id}: {e}"))
     }
 
-    /// The key-value bucket of a component: the one its `wasi:keyvalue` link's target config
-    /// names (`bucket`), else the lattice's shared bucket.
-    async fn bucket_of(&self, component_id: &str) -> Result<String, String> {
-        let link = read(&self.links)
+    /// What a component's links grant it: the buckets its `wasi:keyvalue` links name in their
+    /// target config (`bucket`) and the components its `wasi:http` `outgoing-handler` links
+    /// point at ([`crate::grants`]).
+    async fn grants_of(&self, component_id: &str, app: Option<&str>) -> Result<Grants, String> {
+        let links: Vec<Link> = read(&self.links)
             .values()
-            .find(|link| {
-                link.source_id == component_id
-                    && link.wit_namespace == "wasi"
-                    && link.wit_package == "keyvalue"
-            })
-            .cloned();
-        let Some(link) = link else {
-            return Ok(keyvalue::default_bucket(&self.lattice));
+            .filter(|link| link.source_id == component_id && link.wit_namespace == "wasi")
+            .cloned()
+            .collect();
+        let mut grants = Grants {
+            app_bucket: grants::app_bucket(&self.lattice, app),
+            ..Grants::default()
         };
-        let values = self
-            .stores
-            .merged_config(&link.target_config)
-            .await
-            .map_err(|e| format!("cannot read the config of link {}: {e:#}", link.key()))?;
-        match values.get(BUCKET_KEY) {
-            None => Ok(keyvalue::default_bucket(&self.lattice)),
-            Some(bucket) if keyvalue::valid_bucket_name(bucket) => Ok(bucket.clone()),
-            Some(bucket) => Err(format!(
-                "link {} names key-value bucket {bucket:?}, which JetStream does not accept: use letters, digits, - and _",
-                link.key()
-            )),
+        for link in links {
+            match link.wit_package.as_str() {
+                "keyvalue" => {
+                    let values = self
+                        .stores
+                        .merged_config(&link.target_config)
+                        .await
+                        .map_err(|e| format!("cannot read the config of link {}: {e:#}", link.key()))?;
+                    match values.get(BUCKET_KEY) {
+                        None => {}
+                        Some(bucket) if grants::valid_bucket_name(bucket) => {
+                            grants.linked_buckets.push(bucket.clone())
+                        }
+                        Some(bucket) => return Err(format!(
+                            "link {} names key-value bucket {bucket:?}, which JetStream does not accept: use letters, digits, - and _",
+                            link.key()
+                        )),
+                    }
+                }
+                "http" if link.interfaces.iter().any(|i| i == "outgoing-handler") => {
+                    grants.callees.insert(link.target.clone());
+                }
+                _ => {}
+            }
         }
+        Ok(grants)
     }
 
     /// Recomputes every running component's environment after a config, link or label change.

@@ -1,6 +1,10 @@
 //! The built-in HTTP server provider: one listener per HTTP link, routing every request to the
 //! link's target component: on this node if it runs here, else over NATS to a node that runs it
 //! (see [`crate::calls`]), so the provider and the component need not share a node.
+//!
+//! Each listener bounds what a client can hold: open connections (past the cap a new one is
+//! closed at once), the time to send a request's headers, and the request body (413 past the
+//! cap; see [`crate::request`] for requests served here).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,7 +20,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper_util::rt::TokioTimer;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::calls::full_body;
 use crate::component::{text_response, Components, Services};
@@ -201,6 +208,13 @@ impl HttpServer {
         let components = self.components.clone();
         let services = self.services.clone();
         let host_id = self.host_id.clone();
+        let limits = self.services.limits.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let own = self.services.own_listeners.clone();
+        let bound = socket.local_addr().ok();
+        if let Some(address) = bound {
+            own.add(address);
+        }
         let task = tokio::spawn(async move {
             let graceful = GracefulShutdown::new();
             loop {
@@ -216,6 +230,11 @@ impl HttpServer {
                         }
                     },
                 };
+                let Ok(connection_slot) = connections.clone().try_acquire_owned() else {
+                    warn!(host_id = %host_id, %peer, limit = limits.max_connections, "HTTP connection refused: the listener has as many open connections as it accepts (max connections)");
+                    drop(stream);
+                    continue;
+                };
                 let components = components.clone();
                 let services = services.clone();
                 let target = target.clone();
@@ -228,36 +247,29 @@ impl HttpServer {
                         .clone();
                     async move {
                         let response = match components.get(&target) {
-                            Some(component) => component.serve_http(request).await,
-                            None => {
-                                let (parts, body) = request.into_parts();
-                                match body.collect().await {
-                                    Ok(body) => services
-                                        .calls
-                                        .call(&[target], "http-server", parts, body.to_bytes())
-                                        .await
-                                        .map(full_body),
-                                    Err(e) => text_response(
-                                        400,
-                                        format!("cannot read the request body: {e}"),
-                                    ),
-                                }
-                            }
+                            Some(component) => component.serve_http(request, None).await,
+                            None => route_over_nats(&services, target, request).await,
                         };
                         Ok::<_, Infallible>(response)
                     }
                 });
                 let connection = http1::Builder::new()
                     .keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _slot = connection_slot;
                     if let Err(e) = connection.await {
                         debug!(%peer, error = %e, "HTTP connection ended with an error");
                     }
                 });
             }
             drop(socket);
+            if let Some(address) = bound {
+                own.remove(address);
+            }
             let _ = closed_tx.send(());
             graceful.shutdown().await;
         });
@@ -266,6 +278,33 @@ impl HttpServer {
             closed,
             task,
         }
+    }
+}
+
+/// Sends a request for a component that does not run here to a node that runs it, with the
+/// node's default deadline and the body capped at what both the node and a NATS message take.
+async fn route_over_nats(
+    services: &Services,
+    target: String,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<HyperOutgoingBody> {
+    let (parts, body) = request.into_parts();
+    let node_cap = usize::try_from(services.limits.max_request_body).unwrap_or(usize::MAX);
+    let cap = node_cap.min(services.calls.max_payload());
+    match Limited::new(body, cap).collect().await {
+        Ok(body) => {
+            let deadline = tokio::time::Instant::now() + services.limits.request_timeout;
+            services
+                .calls
+                .call(&[target], "http-server", parts, body.to_bytes(), deadline)
+                .await
+                .map(full_body)
+        }
+        Err(e) if e.is::<LengthLimitError>() => text_response(
+            413,
+            format!("the request body for component {target} is larger than this node sends to another ({cap} bytes: the smaller of max request body and the NATS server's max_payload)"),
+        ),
+        Err(e) => text_response(400, format!("cannot read the request body: {e}")),
     }
 }
 

@@ -4,13 +4,17 @@
 //! other node running the component reads and writes the same bucket, so nothing is lost with
 //! it.
 //!
-//! Which bucket a component gets (`store.open(identifier)`):
+//! Which bucket a component gets (`store.open(identifier)`) is what its app grants it
+//! ([`crate::grants`]):
 //! - `""` or `"default"`: the component's bucket. A `wasi:keyvalue` link from the component
 //!   names it in its target config (`bucket: NAME`, as wasmCloud's NATS key-value provider
-//!   does); without such a link it is the lattice's shared bucket `trellis-kv-{lattice}`.
-//! - any other identifier: the JetStream bucket of that name (letters, digits, `-`, `_`).
+//!   does); without such a link it is its app's own bucket `trellis-kv-{lattice}-{app}`.
+//! - any other identifier: that bucket, if it is one of those two; anything else (another
+//!   app's bucket, the control plane's) is `access-denied`, and the node logs the component
+//!   and the bucket.
 //!
-//! Buckets are created on first use. Key-value is built into every node rather than run as a
+//! Buckets are created on first use, each capped in size (the node's `kv_bucket_max_bytes`)
+//! so that one app cannot fill JetStream for the lattice. Key-value is built into every node rather than run as a
 //! separate provider process: it is a thin binding to the JetStream connection the node already
 //! has, and a component must be able to use it on whichever node it lands. A manifest may still
 //! declare a `builtin:keyvalue` capability as the link's target (wadm-style manifests do); the
@@ -25,52 +29,32 @@ use std::collections::HashMap;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt as _;
+use tracing::warn;
 use wasmtime::component::Resource;
 
 use crate::bindings::{atomics, batch, store};
-use crate::component::RequestState;
+use crate::grants::BucketRefusal;
+use crate::request::RequestState;
 
-/// The identifiers that mean "this component's bucket".
-const DEFAULT_IDENTIFIERS: [&str; 2] = ["", "default"];
 /// Keys returned by one `list-keys` call; the cursor continues from there.
 const LIST_PAGE: usize = 1000;
 /// Compare-and-swap attempts of one `increment` before it gives up under contention.
 const INCREMENT_ATTEMPTS: usize = 64;
 
-/// The lattice-wide bucket a component uses when no link names one.
-pub(crate) fn default_bucket(lattice: &str) -> String {
-    let lattice: String = lattice
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("trellis-kv-{lattice}")
-}
-
-/// Whether JetStream accepts `name` as a bucket name.
-pub(crate) fn valid_bucket_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// The node's JetStream KV access, with buckets kept open once opened.
 pub(crate) struct KeyValue {
     js: jetstream::Context,
     opened: tokio::sync::Mutex<HashMap<String, kv::Store>>,
+    /// The size of each bucket this node creates.
+    max_bytes: i64,
 }
 
 impl KeyValue {
-    pub(crate) fn new(client: async_nats::Client) -> Self {
+    pub(crate) fn new(client: async_nats::Client, max_bytes: i64) -> Self {
         Self {
             js: jetstream::new(client),
             opened: tokio::sync::Mutex::default(),
+            max_bytes,
         }
     }
 
@@ -79,7 +63,7 @@ impl KeyValue {
         if let Some(store) = opened.get(bucket) {
             return Ok(store.clone());
         }
-        let store = trellis_bus::open_bucket(&self.js, bucket, 1).await?;
+        let store = trellis_bus::open_capped_bucket(&self.js, bucket, 1, self.max_bytes).await?;
         opened.insert(bucket.to_string(), store.clone());
         Ok(store)
     }
@@ -254,12 +238,13 @@ impl store::Host for RequestState {
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        let name = if DEFAULT_IDENTIFIERS.contains(&identifier.as_str()) {
-            self.env.bucket.clone()
-        } else if valid_bucket_name(&identifier) {
-            identifier
-        } else {
-            return Ok(Err(store::Error::NoSuchStore));
+        let name = match self.env.grants.bucket(&identifier) {
+            Ok(name) => name,
+            Err(BucketRefusal::Invalid) => return Ok(Err(store::Error::NoSuchStore)),
+            Err(BucketRefusal::Denied(why)) => {
+                warn!(component_id = %self.env.id, bucket = %identifier, "key-value bucket refused: {why}");
+                return Ok(Err(store::Error::AccessDenied));
+            }
         };
         let store = match self.services.keyvalue.open(&name).await {
             Ok(store) => store,
@@ -404,12 +389,5 @@ mod tests {
         }
         assert_eq!(encode_key("visits/east").unwrap(), "visits/east");
         assert!(encode_key("").is_err());
-    }
-
-    #[test]
-    fn default_bucket_is_a_valid_name() {
-        assert_eq!(default_bucket("default"), "trellis-kv-default");
-        assert!(valid_bucket_name(&default_bucket("my.lattice")));
-        assert!(!valid_bucket_name("a.b"));
     }
 }

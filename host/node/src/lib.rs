@@ -13,9 +13,14 @@ mod calls;
 mod component;
 mod ctl;
 mod environment;
+mod grants;
 mod host;
 mod host_id;
 mod http_server;
+mod image;
+pub mod limits;
+mod outgoing;
+mod request;
 mod oci;
 // `pub` only because the generated bindings name its resource type; nothing in it is public.
 #[doc(hidden)]
@@ -23,6 +28,7 @@ pub mod keyvalue;
 mod store;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +38,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::host::Host;
+pub use crate::limits::Limits;
 
 /// How long `stop` waits for in-flight HTTP requests before closing their connections.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +52,17 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     pub heartbeat_interval: Duration,
     pub friendly_name: Option<String>,
+    /// The folders file images (`file://…` or a path) may be read from; none by default, so a
+    /// node reads no file image unless told where (`trellis node --allow-images DIR`). OCI and
+    /// built-in images do not need one. See the `image` module for the rules and why.
+    pub allowed_image_dirs: Vec<PathBuf>,
+    /// The largest image the node reads, from a file or a registry (64 MiB by default).
+    pub max_image_bytes: u64,
+    /// How long one pull from a registry, manifest and component together, may take (5 min by
+    /// default).
+    pub image_pull_timeout: Duration,
+    /// The bounds on what components may use ([`limits`]).
+    pub limits: Limits,
 }
 
 impl Default for NodeConfig {
@@ -55,6 +73,10 @@ impl Default for NodeConfig {
             labels: BTreeMap::new(),
             heartbeat_interval: Duration::from_secs(5),
             friendly_name: None,
+            allowed_image_dirs: Vec::new(),
+            max_image_bytes: image::MAX_IMAGE_BYTES,
+            image_pull_timeout: image::PULL_TIMEOUT,
+            limits: Limits::default(),
         }
     }
 }

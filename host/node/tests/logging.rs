@@ -72,6 +72,7 @@ async fn component_logs_carry_the_component_id() {
         nats_url: url,
         lattice: LATTICE.into(),
         labels: [("region".to_string(), "north".to_string())].into(),
+        allowed_image_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build")],
         ..Default::default()
     })
     .await

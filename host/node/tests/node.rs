@@ -75,6 +75,12 @@ async fn start_node(nats: &NatsServer) -> Node {
         lattice: LATTICE.into(),
         heartbeat_interval: Duration::from_secs(1),
         friendly_name: Some("test-node".into()),
+        // The built examples, the fixture, and the files tests write into temporary folders.
+        allowed_image_dirs: vec![
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-http/target"),
+            std::env::temp_dir(),
+        ],
         ..Default::default()
     })
     .await
@@ -491,7 +497,8 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
     .await;
     let error = failed.data["error"].as_str().unwrap();
     assert!(
-        error.contains("/nowhere/missing.wasm") && error.contains("does not exist"),
+        error.contains("/nowhere/missing.wasm")
+            && error.contains("is not a file under the node's allowed image folders"),
         "{error}"
     );
 
