@@ -94,7 +94,7 @@ pub fn echo_http_app(
             interfaces: [incoming-handler]
             source:
               config:
-                - name: echo-http
+                - name: {name}-http
                   properties:
                     address: {address}
 "#

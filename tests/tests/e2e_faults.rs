@@ -219,7 +219,9 @@ async fn restart_nats(scenario: &str, then_scale: bool) {
     for (path, version) in [(&idle_v1, "v1"), (&idle_v2, "v2")] {
         let text = std::fs::read_to_string(write_app(&lattice, version, 1, "127.0.0.1:1"))
             .unwrap()
-            .replace("name: echo\n  annotations", "name: idle\n  annotations");
+            .replace("name: echo\n  annotations", "name: idle\n  annotations")
+            // Configs are the app's own: a second app defining echo's would be refused.
+            .replace("name: echo-http", "name: idle-http");
         std::fs::write(path, text).unwrap();
         let put = lattice
             .cli(&["app", "put", path.to_str().unwrap()])

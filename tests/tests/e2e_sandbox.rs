@@ -16,8 +16,8 @@ use trellis_tests::process::{wait_until, ProcessLattice};
 use trellis_tests::{built_example, built_fixture, echo_http_app, http_get};
 
 /// The hostile app: the hostile component (one instance, a 2 s deadline, every host granted
-/// by wildcard, and one loopback port granted by name), a sink it is linked to, and an HTTP
-/// server in front of it.
+/// by wildcard, and one loopback port granted by name), a sink and a victim it is linked to,
+/// and an HTTP server in front of it.
 fn hostile_app(address: &str, granted: &str) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
@@ -47,6 +47,23 @@ spec:
             namespace: wasi
             package: http
             interfaces: [outgoing-handler]
+        - type: link
+          properties:
+            name: victim
+            target: victim
+            namespace: wasi
+            package: http
+            interfaces: [outgoing-handler]
+    # Another copy of the hostile component, with the node's default deadline (30 s): a call
+    # into its endless loop must stop at the caller's 2 s deadline.
+    - name: victim
+      type: component
+      properties:
+        image: file://{hostile}
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
     - name: sink
       type: component
       properties:
@@ -298,6 +315,19 @@ async fn a_hostile_component_reaches_nothing_it_was_not_granted() {
         started.elapsed()
     );
     assert_eq!(ask(&hostile_address, "/").await, (200, "hostile ok".into()));
+
+    // The caller's deadline travels with a lattice call: the victim's loop (its own deadline
+    // is 30 s) is stopped when the caller's 2 s have passed, and the victim's slot is free.
+    let started = Instant::now();
+    let (status, body) = ask(&hostile_address, "/fetch?url=http://victim/loop").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, body) = ask(&hostile_address, "/fetch?url=http://victim/").await;
+    assert_eq!(body, "status 200: hostile ok");
 
     // Memory and host resources.
     let (status, body) = ask(&hostile_address, "/memory").await;

@@ -11,6 +11,7 @@ use trellis_cli::client::{load_manifest_file, ApiClient};
 use trellis_cli::connect::ConnectArgs;
 use trellis_cli::failure::{exit_code, Failure, EXIT_CODES_HELP};
 use trellis_cli::nats_server::NatsServer;
+use trellis_cli::node_limits::LimitArgs;
 use trellis_controller::{Controller, ControllerConfig};
 use trellis_lattice::api::{DeployResult, PutResult, Status, StatusType};
 use trellis_node::{Node, NodeConfig};
@@ -201,6 +202,8 @@ struct UpArgs {
         value_delimiter = ':'
     )]
     allow_images: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -252,6 +255,8 @@ struct NodeArgs {
         value_delimiter = ':'
     )]
     allow_images: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Subcommand)]
@@ -515,18 +520,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let many = node_labels.len() > 1;
     let mut nodes = Vec::new();
     for (i, labels) in node_labels.iter().enumerate() {
-        let node = Node::start_with_options(
-            NodeConfig {
-                nats_url: nats_url.clone(),
-                lattice: lattice.clone(),
-                labels: labels.clone(),
-                friendly_name: many.then(|| format!("node-{}", i + 1)),
-                allowed_image_dirs: allowed_image_dirs.clone(),
-                ..NodeConfig::default()
-            },
-            settings.options().await?,
-        )
-        .await?;
+        let mut node_config = NodeConfig {
+            nats_url: nats_url.clone(),
+            lattice: lattice.clone(),
+            labels: labels.clone(),
+            friendly_name: many.then(|| format!("node-{}", i + 1)),
+            allowed_image_dirs: allowed_image_dirs.clone(),
+            ..NodeConfig::default()
+        };
+        args.limits.apply(&mut node_config);
+        let node = Node::start_with_options(node_config, settings.options().await?).await?;
         nodes.push(node);
     }
 
@@ -765,19 +768,17 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
         return sim.stop().await;
     }
-    let node = Node::start_with_options(
-        NodeConfig {
-            nats_url: nats.url.clone(),
-            lattice: nats.lattice.clone(),
-            labels: args.labels.into_iter().collect(),
-            heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
-            friendly_name: args.name,
-            allowed_image_dirs: args.allow_images,
-            ..NodeConfig::default()
-        },
-        nats.options().await?,
-    )
-    .await?;
+    let mut config = NodeConfig {
+        nats_url: nats.url.clone(),
+        lattice: nats.lattice.clone(),
+        labels: args.labels.into_iter().collect(),
+        heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
+        friendly_name: args.name,
+        allowed_image_dirs: args.allow_images,
+        ..NodeConfig::default()
+    };
+    args.limits.apply(&mut config);
+    let node = Node::start_with_options(config, nats.options().await?).await?;
     println!(
         "node {} joined lattice {}; Ctrl-C to stop",
         node.host_id(),

@@ -179,8 +179,15 @@ impl Bucket {
     }
 
     fn failed(&self, what: &str, key: &str, e: impl std::fmt::Display) -> store::Error {
+        let e = e.to_string();
+        // JetStream's words when a capped stream refuses a write.
+        let hint = if e.contains("maximum bytes") {
+            " (the bucket is full: it holds at most the node's kv bucket size; delete keys or ask the operator for a larger --kv-bucket-size)"
+        } else {
+            ""
+        };
         store::Error::Other(format!(
-            "cannot {what} {key:?} in bucket {}: {e}",
+            "cannot {what} {key:?} in bucket {}: {e}{hint}",
             self.name
         ))
     }

@@ -3,10 +3,13 @@
 //! size before and during the download and in time. Each refusal is a clear
 //! `component_scale_failed`, and the node goes on serving.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{built_wasm, next_component_event, scale_fails, send_scale, subscribe_events};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,41 +21,25 @@ use trellis_lattice::ctl::{self, CtlResponse, Subjects};
 use trellis_lattice::event::{self, CloudEvent};
 use trellis_node::{Node, NodeConfig};
 
-const LATTICE: &str = "imagetest";
-/// Generous: a scale compiles the component in a debug build on a busy machine.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The image size limit of the test nodes: above the echo example, small enough to exceed.
 const MAX_BYTES: u64 = 8 << 20;
 
 /// The echo example, built by scripts/build-wasm.sh.
 fn echo_wasm() -> PathBuf {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/examples/echo.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run scripts/build-wasm.sh first",
-        wasm.display()
-    );
-    wasm
+    built_wasm("examples/echo.wasm")
 }
 
 async fn start_node(nats: &NatsServer, allowed: &[&Path], pull_timeout: Duration) -> Node {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "trellis_node=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    Node::start(NodeConfig {
-        nats_url: nats.url(),
-        lattice: LATTICE.into(),
-        allowed_image_dirs: allowed.iter().map(|dir| dir.to_path_buf()).collect(),
-        max_image_bytes: MAX_BYTES,
-        image_pull_timeout: pull_timeout,
-        ..NodeConfig::default()
-    })
+    common::start_node(
+        nats,
+        NodeConfig {
+            allowed_image_dirs: allowed.iter().map(|dir| dir.to_path_buf()).collect(),
+            max_image_bytes: MAX_BYTES,
+            image_pull_timeout: pull_timeout,
+            ..NodeConfig::default()
+        },
+    )
     .await
-    .expect("node starts")
 }
 
 /// A connection to the test lattice, subscribed to all its events.
@@ -65,16 +52,11 @@ struct Lattice {
 impl Lattice {
     async fn connect(nats: &NatsServer) -> Self {
         let client = async_nats::connect(nats.url()).await.unwrap();
-        let events = client
-            .subscribe(event::all_subjects(LATTICE))
-            .await
-            .unwrap();
-        // A request the server itself answers: it has the subscription once this returns.
-        let _ = client.request(client.new_inbox(), "".into()).await;
+        let events = subscribe_events(&client).await;
         Self {
             client,
             events,
-            subjects: Subjects::new(LATTICE),
+            subjects: Subjects::new(common::LATTICE),
         }
     }
 
@@ -83,53 +65,35 @@ impl Lattice {
         subject: String,
         body: &impl Serialize,
     ) -> CtlResponse<T> {
-        let payload = serde_json::to_vec(body).unwrap();
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.client.request(subject.clone(), payload.into()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("no reply on {subject}"))
-        .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
-        serde_json::from_slice(&reply.payload).unwrap()
+        common::request(&self.client, subject, body).await
     }
 
-    /// Sends `component.scale` of `id` to `image` on `host` (one instance); the node accepts
-    /// it at once and reports the outcome as an event.
-    async fn scale(&self, host: &str, id: &str, image: &str) {
-        let scale = ctl::ScaleComponentCommand {
+    /// `component.scale` of `id` to `image` on `host` (one instance).
+    fn command(host: &str, id: &str, image: &str) -> ctl::ScaleComponentCommand {
+        ctl::ScaleComponentCommand {
             component_ref: image.into(),
             component_id: id.into(),
             max_instances: 1,
             host_id: host.into(),
             ..Default::default()
-        };
-        let accepted: CtlResponse<()> = self
-            .request(self.subjects.component_scale(host), &scale)
-            .await;
-        assert!(accepted.success, "{}", accepted.message);
+        }
+    }
+
+    /// Sends `component.scale` of `id` to `image` on `host` (one instance); the node accepts
+    /// it at once and reports the outcome as an event.
+    async fn scale(&self, host: &str, id: &str, image: &str) {
+        send_scale(&self.client, host, &Self::command(host, id, image)).await;
     }
 
     /// The next event of `kind` about component `id`, skipping others.
     async fn next_event(&mut self, kind: &str, id: &str) -> CloudEvent {
-        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.events.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind} event for {id} within {EVENT_TIMEOUT:?}"))
-                .expect("event subscription open");
-            let event: CloudEvent = serde_json::from_slice(&msg.payload).unwrap();
-            if event.kind() == kind && event.data["component_id"] == id {
-                return event;
-            }
-        }
+        next_component_event(&mut self.events, kind, id).await
     }
 
     /// Scales `id` to `image` and returns the error its `component_scale_failed` carries.
     async fn scale_fails(&mut self, host: &str, id: &str, image: &str) -> String {
-        self.scale(host, id, image).await;
-        let failed = self.next_event(event::COMPONENT_SCALE_FAILED, id).await;
-        failed.data["error"].as_str().unwrap().to_string()
+        let cmd = Self::command(host, id, image);
+        scale_fails(&self.client, &mut self.events, host, &cmd).await
     }
 
     /// Whether any event of `kind` about `id` arrives within `window`.
@@ -146,9 +110,7 @@ impl Lattice {
 
     /// Asks `host` for its inventory: it answers while it serves.
     async fn answers(&self, host: &str) -> ctl::HostInventory {
-        let inventory: CtlResponse<ctl::HostInventory> =
-            self.request(self.subjects.host_get(host), &json!({})).await;
-        inventory.response.expect("an inventory")
+        common::host_inventory(&self.client, host).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! A real node against a real `nats-server`, driven over the control interface with a raw NATS
 //! client, the way the controller (or `wash`) drives it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -8,30 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{
+    built_wasm, host_inventory, http_get, http_get_until, http_link, next_event, put_config,
+    put_link, request, scale_fails, scale_file, scale_succeeds, send_scale, serve_over_http,
+    start_http_server, subscribe_events, LATTICE,
+};
 use futures::StreamExt as _;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use trellis_bus::nats_server::{free_port, NatsServer};
 use trellis_lattice::ctl::{self, CtlResponse, Link, Subjects};
-use trellis_lattice::event::{self, CloudEvent};
+use trellis_lattice::event;
 use trellis_node::{Node, NodeConfig};
-
-const LATTICE: &str = "nodetest";
-/// Generous: the first scale compiles the component in a debug build on a busy machine.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Subscribes to every event of the test lattice, and returns once the server has the
-/// subscription (a request the server itself answers is a round trip; `flush` is not).
-async fn subscribe_events(client: &async_nats::Client) -> async_nats::Subscriber {
-    let events = client
-        .subscribe(event::all_subjects(LATTICE))
-        .await
-        .unwrap();
-    let _ = client.request(client.new_inbox(), "".into()).await;
-    events
-}
 
 /// Builds the `hello-http` fixture component (once per test run) and returns its path. It
 /// blocks: call it first thing in a test, before the node shares the runtime's threads.
@@ -62,140 +51,23 @@ fn hello_http_wasm() -> PathBuf {
     wasm
 }
 
+/// A node that reads images from the built examples, the fixture, and the files tests write
+/// into temporary folders.
 async fn start_node(nats: &NatsServer) -> Node {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "trellis_node=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    Node::start(NodeConfig {
-        nats_url: nats.url(),
-        lattice: LATTICE.into(),
-        heartbeat_interval: Duration::from_secs(1),
-        friendly_name: Some("test-node".into()),
-        // The built examples, the fixture, and the files tests write into temporary folders.
-        allowed_image_dirs: vec![
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build"),
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-http/target"),
-            std::env::temp_dir(),
-        ],
-        ..Default::default()
-    })
-    .await
-    .expect("node starts")
-}
-
-async fn request<T: DeserializeOwned + Default>(
-    client: &async_nats::Client,
-    subject: String,
-    body: &impl Serialize,
-) -> CtlResponse<T> {
-    let payload = serde_json::to_vec(body).unwrap();
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(subject.clone(), payload.into()),
+    common::start_node(
+        nats,
+        NodeConfig {
+            heartbeat_interval: Duration::from_secs(1),
+            friendly_name: Some("test-node".into()),
+            allowed_image_dirs: vec![
+                common::build_dir(),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-http/target"),
+                std::env::temp_dir(),
+            ],
+            ..Default::default()
+        },
     )
     .await
-    .unwrap_or_else(|_| panic!("no reply on {subject}"))
-    .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
-    serde_json::from_slice(&reply.payload).unwrap_or_else(|e| {
-        panic!(
-            "bad reply on {subject}: {e}: {}",
-            String::from_utf8_lossy(&reply.payload)
-        )
-    })
-}
-
-/// The next event of `kind` for which `accept` holds, skipping others.
-async fn next_event(
-    events: &mut async_nats::Subscriber,
-    kind: &str,
-    accept: impl Fn(&serde_json::Value) -> bool,
-) -> CloudEvent {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} event within {EVENT_TIMEOUT:?}"))
-            .expect("event subscription open");
-        let event: CloudEvent = serde_json::from_slice(&msg.payload).expect("a CloudEvent");
-        if event.kind() == kind && accept(&event.data) {
-            return event;
-        }
-    }
-}
-
-/// `GET http://{address}{path}` with a bare HTTP/1.1 client: (status, body).
-async fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Ok((
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    ))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Polls `GET` until `done` holds for the answer (listeners open asynchronously).
-async fn http_get_until(address: &str, path: &str, done: impl Fn(u16) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = http_get(address, path).await;
-        if let Ok((status, body)) = &answer {
-            if done(*status) {
-                return (*status, body.clone());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {address}{path} never got the expected answer; last: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn http_link(source_config: &str, target: &str) -> Link {
-    Link {
-        source_id: "http-server".into(),
-        target: target.into(),
-        name: "default".into(),
-        wit_namespace: "wasi".into(),
-        wit_package: "http".into(),
-        interfaces: vec!["incoming-handler".into()],
-        source_config: vec![source_config.into()],
-        target_config: vec![],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,9 +105,7 @@ async fn answers_ping_and_inventory() {
     .await;
     assert_eq!(heartbeat.source, host_id);
 
-    let inventory: CtlResponse<ctl::HostInventory> =
-        request(&client, subjects.host_get(&host_id), &json!({})).await;
-    let inventory = inventory.response.unwrap();
+    let inventory = host_inventory(&client, &host_id).await;
     assert_eq!(inventory.host_id, host_id);
     assert!(inventory.components.is_empty());
     assert_eq!(inventory.labels["zone"], "eu-1");
@@ -260,13 +130,7 @@ async fn serves_an_http_component_end_to_end() {
     let subjects = Subjects::new(LATTICE);
     let address = format!("127.0.0.1:{}", free_port().unwrap());
 
-    let put: CtlResponse<()> = request(
-        &client,
-        subjects.config_put("hello-http-address"),
-        &json!({ "address": address }),
-    )
-    .await;
-    assert!(put.success, "{}", put.message);
+    put_config(&client, "hello-http-address", json!({ "address": address })).await;
     next_event(&mut events, event::CONFIG_SET, |data| {
         data["config_name"] == "hello-http-address"
     })
@@ -280,22 +144,13 @@ async fn serves_an_http_component_end_to_end() {
     assert_eq!(got.response.unwrap()["address"], address);
 
     let link = http_link("hello-http-address", "hello");
-    let put: CtlResponse<()> = request(&client, subjects.link_put(), &link).await;
-    assert!(put.success, "{}", put.message);
+    put_link(&client, &link).await;
     next_event(&mut events, event::LINKDEF_SET, |data| {
         data["target"] == "hello"
     })
     .await;
 
-    let start = ctl::StartProviderCommand {
-        provider_id: "http-server".into(),
-        provider_ref: "builtin:http-server".into(),
-        host_id: host_id.clone(),
-        ..Default::default()
-    };
-    let started: CtlResponse<()> =
-        request(&client, subjects.provider_start(&host_id), &start).await;
-    assert!(started.success, "{}", started.message);
+    start_http_server(&client, &host_id).await;
     next_event(&mut events, event::PROVIDER_STARTED, |data| {
         data["provider_id"] == "http-server"
     })
@@ -307,20 +162,11 @@ async fn serves_an_http_component_end_to_end() {
     assert!(body.contains("hello"), "{body}");
 
     let scale = ctl::ScaleComponentCommand {
-        component_ref: format!("file://{}", wasm.display()),
-        component_id: "hello".into(),
         annotations: Some([("app".to_string(), "greeter".to_string())].into()),
-        max_instances: 2,
         host_id: host_id.clone(),
-        ..Default::default()
+        ..scale_file("hello", &wasm, 2)
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &scale).await;
-    assert!(accepted.success, "{}", accepted.message);
-    let scaled = next_event(&mut events, event::COMPONENT_SCALED, |data| {
-        data["component_id"] == "hello"
-    })
-    .await;
+    let scaled = scale_succeeds(&client, &mut events, &host_id, &scale).await;
     assert_eq!(scaled.data["max_instances"], 2);
     assert_eq!(scaled.data["host_id"], host_id.as_str());
     assert_eq!(scaled.data["annotations"]["app"], "greeter");
@@ -341,9 +187,7 @@ async fn serves_an_http_component_end_to_end() {
     );
     assert_eq!(heartbeat.data["providers"][0]["id"], "http-server");
 
-    let inventory: CtlResponse<ctl::HostInventory> =
-        request(&client, subjects.host_get(&host_id), &json!({})).await;
-    let inventory = inventory.response.unwrap();
+    let inventory = host_inventory(&client, &host_id).await;
     assert_eq!(inventory.components.len(), 1);
     assert_eq!(inventory.components[0].max_instances, 2);
     assert_eq!(inventory.providers[0].id, "http-server");
@@ -356,9 +200,7 @@ async fn serves_an_http_component_end_to_end() {
         max_instances: 5,
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &rescale).await;
-    assert!(accepted.success);
+    send_scale(&client, &host_id, &rescale).await;
     next_event(&mut events, event::COMPONENT_SCALED, |data| {
         data["max_instances"] == 5
     })
@@ -370,17 +212,14 @@ async fn serves_an_http_component_end_to_end() {
             max_instances: count,
             ..scale.clone()
         };
-        let accepted: CtlResponse<()> =
-            request(&client, subjects.component_scale(&host_id), &cmd).await;
-        assert!(accepted.success);
+        send_scale(&client, &host_id, &cmd).await;
     }
     next_event(&mut events, event::COMPONENT_SCALED, |data| {
         data["max_instances"] == 0
     })
     .await;
-    let inventory: CtlResponse<ctl::HostInventory> =
-        request(&client, subjects.host_get(&host_id), &json!({})).await;
-    assert!(inventory.response.unwrap().components.is_empty());
+    let inventory = host_inventory(&client, &host_id).await;
+    assert!(inventory.components.is_empty());
     let (status, body) = http_get(&address, "/").await.unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("hello is not running"), "{body}");
@@ -424,20 +263,10 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
     let corrupt = dir.path().join("corrupt.wasm");
     std::fs::write(&corrupt, b"\0asm this is not a component").unwrap();
     let scale = ctl::ScaleComponentCommand {
-        component_ref: format!("file://{}", corrupt.display()),
-        component_id: "broken".into(),
-        max_instances: 1,
         host_id: host_id.clone(),
-        ..Default::default()
+        ..scale_file("broken", &corrupt, 1)
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &scale).await;
-    assert!(accepted.success, "{}", accepted.message);
-    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
-        data["component_id"] == "broken"
-    })
-    .await;
-    let error = failed.data["error"].as_str().unwrap();
+    let error = scale_fails(&client, &mut events, &host_id, &scale).await;
     assert!(error.contains("corrupt.wasm"), "{error}");
     assert!(
         error.contains("not a valid WebAssembly component"),
@@ -452,14 +281,7 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
         component_id: "core".into(),
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &core).await;
-    assert!(accepted.success);
-    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
-        data["component_id"] == "core"
-    })
-    .await;
-    let error = failed.data["error"].as_str().unwrap();
+    let error = scale_fails(&client, &mut events, &host_id, &core).await;
     assert!(
         error.contains("module.wasm") && error.contains("core WebAssembly module, not a component"),
         "{error}"
@@ -470,14 +292,7 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
         component_id: "unknown".into(),
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &unknown).await;
-    assert!(accepted.success);
-    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
-        data["component_id"] == "unknown"
-    })
-    .await;
-    let error = failed.data["error"].as_str().unwrap();
+    let error = scale_fails(&client, &mut events, &host_id, &unknown).await;
     assert!(
         error.contains("unsupported image reference \"ftp://example.com/app.wasm\""),
         "{error}"
@@ -488,14 +303,7 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
         component_id: "missing".into(),
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &missing).await;
-    assert!(accepted.success);
-    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
-        data["component_id"] == "missing"
-    })
-    .await;
-    let error = failed.data["error"].as_str().unwrap();
+    let error = scale_fails(&client, &mut events, &host_id, &missing).await;
     assert!(
         error.contains("/nowhere/missing.wasm")
             && error.contains("is not a file under the node's allowed image folders"),
@@ -504,9 +312,8 @@ async fn a_broken_component_fails_to_scale_and_the_node_keeps_serving() {
 
     let pong: CtlResponse<ctl::Host> = request(&client, subjects.host_ping(), &json!({})).await;
     assert_eq!(pong.response.unwrap().id, host_id);
-    let inventory: CtlResponse<ctl::HostInventory> =
-        request(&client, subjects.host_get(&host_id), &json!({})).await;
-    assert!(inventory.response.unwrap().components.is_empty());
+    let inventory = host_inventory(&client, &host_id).await;
+    assert!(inventory.components.is_empty());
 
     // An unknown provider is refused in the reply and in an event.
     let start = ctl::StartProviderCommand {
@@ -544,13 +351,7 @@ async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
     let taken_address = taken.local_addr().unwrap().to_string();
     let free_address = format!("127.0.0.1:{}", free_port().unwrap());
     for (name, address) in [("taken", &taken_address), ("free", &free_address)] {
-        let put: CtlResponse<()> = request(
-            &client,
-            subjects.config_put(name),
-            &json!({ "address": address }),
-        )
-        .await;
-        assert!(put.success);
+        put_config(&client, name, json!({ "address": address })).await;
     }
     let taken_link = Link {
         name: "taken".into(),
@@ -558,8 +359,7 @@ async fn an_address_in_use_is_reported_and_other_routes_keep_serving() {
     };
     let free_link = http_link("free", "nobody");
     for link in [&taken_link, &free_link] {
-        let put: CtlResponse<()> = request(&client, subjects.link_put(), link).await;
-        assert!(put.success, "{}", put.message);
+        put_link(&client, link).await;
     }
     let start = ctl::StartProviderCommand {
         provider_id: "http-server".into(),
@@ -612,42 +412,8 @@ async fn serve_hello(
     host_id: &str,
     count: u32,
 ) -> String {
-    let subjects = Subjects::new(LATTICE);
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let put: CtlResponse<()> = request(
-        client,
-        subjects.config_put("hello-address"),
-        &json!({ "address": address }),
-    )
-    .await;
-    assert!(put.success, "{}", put.message);
-    let put: CtlResponse<()> = request(
-        client,
-        subjects.link_put(),
-        &http_link("hello-address", "hello"),
-    )
-    .await;
-    assert!(put.success, "{}", put.message);
-    let start = ctl::StartProviderCommand {
-        provider_id: "http-server".into(),
-        provider_ref: "builtin:http-server".into(),
-        ..Default::default()
-    };
-    let started: CtlResponse<()> = request(client, subjects.provider_start(host_id), &start).await;
-    assert!(started.success, "{}", started.message);
-    let scale = ctl::ScaleComponentCommand {
-        component_ref: format!("file://{}", wasm.display()),
-        component_id: "hello".into(),
-        max_instances: count,
-        ..Default::default()
-    };
-    let accepted: CtlResponse<()> =
-        request(client, subjects.component_scale(host_id), &scale).await;
-    assert!(accepted.success, "{}", accepted.message);
-    next_event(events, event::COMPONENT_SCALED, |data| {
-        data["component_id"] == "hello"
-    })
-    .await;
+    let address = serve_over_http(client, host_id, "default", "hello").await;
+    scale_succeeds(client, events, host_id, &scale_file("hello", wasm, count)).await;
     http_get_until(&address, "/", |s| s == 200).await;
     address
 }
@@ -745,15 +511,7 @@ async fn nodes_of_a_lattice_share_links_and_all_answer_ping() {
 
 /// A component built by scripts/build-wasm.sh into `build/examples/`.
 fn example_wasm(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../build/examples")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-wasm.sh first",
-        path.display()
-    );
-    path.canonicalize().unwrap()
+    built_wasm(&format!("examples/{name}.wasm"))
 }
 
 async fn start_labelled_node(nats: &NatsServer, labels: &[(&str, &str)]) -> Node {
@@ -782,56 +540,16 @@ async fn scale_component(
     wasm: &Path,
     config: &[&str],
 ) {
-    let subjects = Subjects::new(LATTICE);
     let scale = ctl::ScaleComponentCommand {
-        component_ref: format!("file://{}", wasm.display()),
-        component_id: component_id.into(),
-        max_instances: 4,
         config: config.iter().map(|c| c.to_string()).collect(),
-        ..Default::default()
+        ..scale_file(component_id, wasm, 4)
     };
-    let accepted: CtlResponse<()> =
-        request(client, subjects.component_scale(host_id), &scale).await;
-    assert!(accepted.success, "{}", accepted.message);
+    send_scale(client, host_id, &scale).await;
     let host = host_id.to_string();
     next_event(events, event::COMPONENT_SCALED, move |data| {
         data["component_id"] == component_id && data["host_id"] == host.as_str()
     })
     .await;
-}
-
-async fn put_config(client: &async_nats::Client, name: &str, values: serde_json::Value) {
-    let put: CtlResponse<()> =
-        request(client, Subjects::new(LATTICE).config_put(name), &values).await;
-    assert!(put.success, "{}", put.message);
-}
-
-/// Serves `target` over HTTP from the built-in HTTP server on `host_id`, through a link named
-/// `link_name`, on a fresh address. Returns the address.
-async fn serve_over_http(
-    client: &async_nats::Client,
-    host_id: &str,
-    link_name: &str,
-    target: &str,
-) -> String {
-    let subjects = Subjects::new(LATTICE);
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let config = format!("{link_name}-address");
-    put_config(client, &config, json!({ "address": address })).await;
-    let link = Link {
-        name: link_name.into(),
-        ..http_link(&config, target)
-    };
-    let put: CtlResponse<()> = request(client, subjects.link_put(), &link).await;
-    assert!(put.success, "{}", put.message);
-    let start = ctl::StartProviderCommand {
-        provider_id: "http-server".into(),
-        provider_ref: "builtin:http-server".into(),
-        ..Default::default()
-    };
-    let started: CtlResponse<()> = request(client, subjects.provider_start(host_id), &start).await;
-    assert!(started.success, "{}", started.message);
-    address
 }
 
 fn json_body(body: &str) -> serde_json::Value {
@@ -864,8 +582,7 @@ async fn key_value_counts_outlive_the_node_that_wrote_them() {
         source_config: vec![],
         target_config: vec!["counter-bucket".into()],
     };
-    let put: CtlResponse<()> = request(&client, subjects.link_put(), &kv_link).await;
-    assert!(put.success, "{}", put.message);
+    put_link(&client, &kv_link).await;
     let start = ctl::StartProviderCommand {
         provider_id: "keyvalue".into(),
         provider_ref: "builtin:keyvalue".into(),
@@ -966,6 +683,21 @@ async fn calls_by_lattice_name_cross_nodes_and_fail_over() {
         c.host_id().to_string(),
     );
 
+    // A component calls another only along a link that grants it (as the pipeline's manifest
+    // has them).
+    for (caller, callee) in [("sensor", "infer"), ("infer", "store")] {
+        let grant = Link {
+            source_id: caller.into(),
+            target: callee.into(),
+            name: "default".into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "http".into(),
+            interfaces: vec!["outgoing-handler".into()],
+            source_config: vec![],
+            target_config: vec![],
+        };
+        put_link(&client, &grant).await;
+    }
     scale_component(&client, &mut events, &a_id, "sensor", &sensor, &[]).await;
     scale_component(&client, &mut events, &a_id, "store", &store, &[]).await;
     scale_component(&client, &mut events, &b_id, "infer", &infer, &[]).await;
@@ -1144,7 +876,6 @@ async fn pulls_components_from_an_oci_registry_and_caches_them_by_digest() {
     let mut events = subscribe_events(&client).await;
     let node = start_node(&nats).await;
     let host_id = node.host_id().to_string();
-    let subjects = Subjects::new(LATTICE);
 
     // Publish the component as `wash push` does: one application/wasm layer.
     let image = format!("{}/trellis/hello:0.1.0", registry.address);
@@ -1182,13 +913,7 @@ async fn pulls_components_from_an_oci_registry_and_caches_them_by_digest() {
         max_instances: 1,
         ..Default::default()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &scale).await;
-    assert!(accepted.success, "{}", accepted.message);
-    let scaled = next_event(&mut events, event::COMPONENT_SCALED, |data| {
-        data["component_id"] == "hello"
-    })
-    .await;
+    let scaled = scale_succeeds(&client, &mut events, &host_id, &scale).await;
     assert_eq!(scaled.data["image_ref"], image.as_str());
     let address = serve_over_http(&client, &host_id, "hello", "hello").await;
     let (_, body) = http_get_until(&address, "/oci", |s| s == 200).await;
@@ -1204,25 +929,12 @@ async fn pulls_components_from_an_oci_registry_and_caches_them_by_digest() {
         component_id: "pinned".into(),
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &pinned).await;
-    assert!(accepted.success);
-    next_event(&mut events, event::COMPONENT_SCALED, |data| {
-        data["component_id"] == "pinned"
-    })
-    .await;
+    scale_succeeds(&client, &mut events, &host_id, &pinned).await;
     let by_tag = ctl::ScaleComponentCommand {
         component_id: "by-tag".into(),
         ..scale.clone()
     };
-    let accepted: CtlResponse<()> =
-        request(&client, subjects.component_scale(&host_id), &by_tag).await;
-    assert!(accepted.success);
-    let failed = next_event(&mut events, event::COMPONENT_SCALE_FAILED, |data| {
-        data["component_id"] == "by-tag"
-    })
-    .await;
-    let error = failed.data["error"].as_str().unwrap();
+    let error = scale_fails(&client, &mut events, &host_id, &by_tag).await;
     assert!(
         error.contains(&format!("cannot pull {image}")) && error.contains("registry"),
         "{error}"
