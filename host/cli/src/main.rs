@@ -11,7 +11,7 @@ use trellis_cli::client::{load_manifest_file, ApiClient};
 use trellis_cli::connect::ConnectArgs;
 use trellis_cli::failure::{exit_code, Failure, EXIT_CODES_HELP};
 use trellis_cli::nats_server::NatsServer;
-use trellis_cli::node_limits::LimitArgs;
+use trellis_cli::node_flags::NodeFlags;
 use trellis_controller::{Controller, ControllerConfig};
 use trellis_lattice::api::{DeployResult, PutResult, Status, StatusType};
 use trellis_node::{Node, NodeConfig};
@@ -192,18 +192,9 @@ struct UpArgs {
     /// --http is not a loopback address.
     #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
-    /// Let the nodes read file images from this folder too (repeat for several; in
-    /// TRELLIS_ALLOW_IMAGES, separate them with `:`). They always may from the current folder
-    /// and from the folder of the manifest deployed.
-    #[arg(
-        long = "allow-images",
-        value_name = "DIR",
-        env = "TRELLIS_ALLOW_IMAGES",
-        value_delimiter = ':'
-    )]
-    allow_images: Vec<PathBuf>,
+    /// What components may use: file image folders, time, memory, counts, sizes.
     #[command(flatten)]
-    limits: LimitArgs,
+    sandbox: NodeFlags,
 }
 
 #[derive(Args)]
@@ -245,18 +236,9 @@ struct NodeArgs {
     /// publish the same events, but run no wasm (for trying a controller at scale).
     #[arg(long, value_name = "N")]
     simulate: Option<usize>,
-    /// Read file images (`file://…` or a path) from this folder (repeat for several; in
-    /// TRELLIS_ALLOW_IMAGES, separate them with `:`). Without it the node reads no file image:
-    /// only OCI and built-in images run.
-    #[arg(
-        long = "allow-images",
-        value_name = "DIR",
-        env = "TRELLIS_ALLOW_IMAGES",
-        value_delimiter = ':'
-    )]
-    allow_images: Vec<PathBuf>,
+    /// What components may use: file image folders, time, memory, counts, sizes.
     #[command(flatten)]
-    limits: LimitArgs,
+    sandbox: NodeFlags,
 }
 
 #[derive(Subcommand)]
@@ -486,7 +468,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             })?,
         );
     }
-    allowed_image_dirs.extend(args.allow_images.iter().cloned());
     if plugin_count(&args.plugins) == 0 {
         eprintln!(
             "warning: no plugins in {}: build them with scripts/build-wasm.sh, or pass --plugins DIR",
@@ -528,7 +509,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             allowed_image_dirs: allowed_image_dirs.clone(),
             ..NodeConfig::default()
         };
-        args.limits.apply(&mut node_config);
+        args.sandbox.apply(&mut node_config);
         let node = Node::start_with_options(node_config, settings.options().await?).await?;
         nodes.push(node);
     }
@@ -774,10 +755,9 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect(),
         heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
         friendly_name: args.name,
-        allowed_image_dirs: args.allow_images,
         ..NodeConfig::default()
     };
-    args.limits.apply(&mut config);
+    args.sandbox.apply(&mut config);
     let node = Node::start_with_options(config, nats.options().await?).await?;
     println!(
         "node {} joined lattice {}; Ctrl-C to stop",

@@ -453,7 +453,8 @@ fn decode_request(msg: &async_nats::Message) -> Result<http::Request<Full<Bytes>
         .map_err(|e| format!("a lattice call that is not a valid HTTP request: {e}"))
 }
 
-/// A whole body in the type wasmtime-wasi-http's responses carry.
+/// A whole body in the type wasmtime-wasi-http's requests and responses carry (its
+/// `HyperOutgoingBody` and `WasiBody` are the same type).
 pub(crate) fn full_body(bytes: Bytes) -> HyperOutgoingBody {
     Full::new(bytes)
         .map_err(|never| match never {})

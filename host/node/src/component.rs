@@ -17,7 +17,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine};
@@ -177,13 +176,10 @@ impl RunningComponent {
 
 /// A plain-text response with the body type wasmtime-wasi-http's responses have.
 pub(crate) fn text_response(status: u16, body: String) -> hyper::Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(body))
-        .map_err(|never| match never {})
-        .boxed_unsync();
     hyper::Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
-        .body(body)
+        .body(crate::calls::full_body(Bytes::from(body)))
         .expect("a static status and header are valid")
 }
 

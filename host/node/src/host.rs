@@ -20,8 +20,8 @@ use trellis_lattice::event::{self, CloudEvent};
 use crate::calls::{self, LatticeCalls};
 use crate::component::{ComponentRuntime, Components, RunningComponent, Services};
 use crate::environment::ComponentEnv;
-use crate::http_server::{HttpServer, ListenerChange, Route};
 use crate::grants::{self, Grants};
+use crate::http_server::{HttpServer, ListenerChange, Route};
 use crate::keyvalue::KeyValue;
 use crate::limits::Limits;
 use crate::outgoing::OwnListeners;
@@ -521,7 +521,9 @@ impl Host {
                         .stores
                         .merged_config(&link.target_config)
                         .await
-                        .map_err(|e| format!("cannot read the config of link {}: {e:#}", link.key()))?;
+                        .map_err(|e| {
+                            format!("cannot read the config of link {}: {e:#}", link.key())
+                        })?;
                     match values.get(BUCKET_KEY) {
                         None => {}
                         Some(bucket) if grants::valid_bucket_name(bucket) => {

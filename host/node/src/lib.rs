@@ -19,9 +19,9 @@ mod host_id;
 mod http_server;
 mod image;
 pub mod limits;
+mod oci;
 mod outgoing;
 mod request;
-mod oci;
 // `pub` only because the generated bindings name its resource type; nothing in it is public.
 #[doc(hidden)]
 pub mod keyvalue;

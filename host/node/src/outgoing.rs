@@ -21,14 +21,13 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::http::uri::{Authority, Uri};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::calls;
+use crate::calls::{self, full_body};
 use crate::component::Services;
 use crate::environment::ComponentEnv;
 use crate::grants::{sensitive_ip, Destination};
@@ -238,12 +237,6 @@ fn bounded(options: Option<RequestOptions>, deadline: Instant) -> RequestOptions
         first_byte_timeout: cap(options.first_byte_timeout),
         between_bytes_timeout: cap(options.between_bytes_timeout),
     }
-}
-
-fn full_body(bytes: Bytes) -> WasiBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 #[cfg(test)]

@@ -161,16 +161,17 @@ impl RunningComponent {
             }
             Err(_) => stopped_at_deadline(id, timeout),
             Ok(Err(_)) => {
-                let (outcome, limit_hit) =
-                    match guest.await {
-                        Ok(finished) => finished,
-                        Err(e) => return text_response(
+                let (outcome, limit_hit) = match guest.await {
+                    Ok(finished) => finished,
+                    Err(e) => {
+                        return text_response(
                             500,
                             format!(
                                 "component {id} failed to handle the request: its task failed: {e}"
                             ),
-                        ),
-                    };
+                        )
+                    }
+                };
                 if over_cap.load(Ordering::Relaxed) {
                     return too_large(id, body_cap);
                 }

@@ -1,7 +1,9 @@
-//! The flags of `trellis node` and `trellis up` that bound what components may use. Each
-//! defaults to the node's named constant (`trellis_node::limits`), where its reason is written;
-//! operators of small devices lower them, operators of big machines raise them.
+//! The flags of `trellis node` and `trellis up` that bound what components may use: where file
+//! images may come from, and time, memory, counts and sizes. Each limit defaults to the node's
+//! named constant (`trellis_node::limits`), where its reason is written; operators of small
+//! devices lower them, operators of big machines raise them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -9,8 +11,19 @@ use trellis_node::limits::{self, Limits};
 use trellis_node::NodeConfig;
 
 #[derive(Args, Clone, Debug)]
-#[command(next_help_heading = "Limits on components")]
-pub struct LimitArgs {
+#[command(next_help_heading = "What components may use")]
+pub struct NodeFlags {
+    /// Read file images (`file://…` or a path) from this folder (repeat for several; in
+    /// TRELLIS_ALLOW_IMAGES, separate them with `:`). `trellis node` reads no file image
+    /// without it (OCI and built-in images need none); `trellis up` also allows its current
+    /// folder and the folder of the manifest it deploys.
+    #[arg(
+        long = "allow-images",
+        value_name = "DIR",
+        env = "TRELLIS_ALLOW_IMAGES",
+        value_delimiter = ':'
+    )]
+    pub allow_images: Vec<PathBuf>,
     /// Seconds one request may take before its instance is stopped (a component's
     /// `request_timeout_ms` config sets its own, up to 600 s).
     #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_REQUEST_TIMEOUT.as_secs())]
@@ -41,9 +54,12 @@ pub struct LimitArgs {
     pub image_pull_timeout: u64,
 }
 
-impl LimitArgs {
-    /// Sets the limits of `config` from the flags.
+impl NodeFlags {
+    /// Sets the limits of `config` from the flags, and adds the allowed image folders.
     pub fn apply(&self, config: &mut NodeConfig) {
+        config
+            .allowed_image_dirs
+            .extend(self.allow_images.iter().cloned());
         config.limits = Limits {
             request_timeout: Duration::from_secs(self.request_timeout.max(1)),
             instance_memory: self.instance_memory.saturating_mul(1 << 20),
@@ -67,13 +83,13 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        limits: LimitArgs,
+        flags: NodeFlags,
     }
 
     #[test]
     fn defaults_are_the_nodes_own() {
         let mut config = NodeConfig::default();
-        Cli::parse_from(["node"]).limits.apply(&mut config);
+        Cli::parse_from(["node"]).flags.apply(&mut config);
         assert_eq!(config.limits, Limits::default());
         assert_eq!(
             config.max_image_bytes,
@@ -98,9 +114,15 @@ mod tests {
             "8",
             "--max-request-body",
             "1",
+            "--allow-images",
+            "/srv/images",
         ])
-        .limits
+        .flags
         .apply(&mut config);
+        assert_eq!(
+            config.allowed_image_dirs,
+            [std::path::PathBuf::from("/srv/images")]
+        );
         assert_eq!(config.limits.request_timeout, Duration::from_secs(5));
         assert_eq!(config.limits.instance_memory, 32 << 20);
         assert_eq!(config.limits.max_node_instances, 8);
