@@ -2,8 +2,13 @@
 //! JetStream KV buckets on any nats-server from 2.9 on, making sure the server has registered a
 //! connection's subscriptions before the process acts on them, keeping long-lived JetStream
 //! inputs alive across a server restart ([`resume`]), and running a local `nats-server` child
-//! ([`nats_server`], for `trellis up` and for every crate's tests and benchmarks).
+//! ([`nats_server`], for `trellis up` and for every crate's tests and benchmarks). Hosts
+//! (trellis nodes and simulated ones) share the control-interface server ([`control`]) and the
+//! lattice's links and configs in KV ([`lattice_data`]), so that they answer alike.
 
+pub mod control;
+pub mod gather;
+pub mod lattice_data;
 pub mod nats_server;
 pub mod resume;
 

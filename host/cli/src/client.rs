@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use trellis_bus::gather::{gather, Window};
 use trellis_lattice::api::*;
 use trellis_lattice::ctl::{CtlResponse, Link};
 use trellis_lattice::Manifest;
@@ -16,6 +17,9 @@ use crate::failure::Failure;
 
 /// How long an API request may take before we say the controller is not answering.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Hosts answer `host.ping` at once; `get hosts` lists those that answered within a second.
+const PING_WINDOW: Window = Window::fixed(Duration::from_secs(1));
 
 pub struct ApiClient {
     client: async_nats::Client,
@@ -159,7 +163,7 @@ impl ApiClient {
     }
 
     /// One named config (`config.get.{name}`). A config that does not exist is a
-    /// [`Failure::NotFound`] (the control interface answers it as empty, with a message).
+    /// [`Failure::NotFound`] (a trellis node answers it as empty, with the code `not_found`).
     pub async fn config(&self, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
         let subject = trellis_lattice::ctl::Subjects::new(&self.lattice).config_get(name);
         let reply: CtlResponse<BTreeMap<String, String>> =
@@ -171,7 +175,7 @@ impl ApiClient {
             );
         }
         let values = reply.response.unwrap_or_default();
-        if values.is_empty() && reply.message.contains("not found") {
+        if reply.code == Some(trellis_lattice::ErrorCode::NotFound) {
             return Err(Failure::NotFound.error(format!(
                 "lattice `{}` has no config named `{name}`; `trellis get config` lists them",
                 self.lattice
@@ -203,25 +207,17 @@ impl ApiClient {
 
     /// Every host that answers a ping within a second.
     pub async fn hosts(&self) -> anyhow::Result<Vec<trellis_lattice::ctl::Host>> {
-        use futures::StreamExt;
         let subjects = trellis_lattice::ctl::Subjects::new(&self.lattice);
-        let inbox = self.client.new_inbox();
-        let mut replies = self.client.subscribe(inbox.clone()).await?;
-        self.client
-            .publish_with_reply(subjects.host_ping(), inbox, "".into())
-            .await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let mut hosts = Vec::new();
-        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            if let Ok(trellis_lattice::ctl::CtlResponse {
-                response: Some(host),
-                ..
-            }) = serde_json::from_slice(&msg.payload)
-            {
-                hosts.push(host);
-            }
-        }
-        hosts.sort_by(|a: &trellis_lattice::ctl::Host, b| a.id.cmp(&b.id));
+        let replies = gather(&self.client, subjects.host_ping(), Vec::new(), PING_WINDOW).await?;
+        let mut hosts: Vec<trellis_lattice::ctl::Host> = replies
+            .iter()
+            .filter_map(|reply| {
+                serde_json::from_slice::<CtlResponse<trellis_lattice::ctl::Host>>(&reply.payload)
+                    .ok()?
+                    .response
+            })
+            .collect();
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(hosts)
     }
 

@@ -1,9 +1,42 @@
 //! The `trellis` binary as a user runs it.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn trellis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trellis"))
+}
+
+/// `trellis get hosts -o json` against `nats_url` and `lattice`; add login flags to it.
+fn get_hosts_json(nats_url: &str, lattice: &str) -> Command {
+    let mut command = trellis();
+    command.args([
+        "get",
+        "hosts",
+        "-o",
+        "json",
+        "--nats",
+        nats_url,
+        "--lattice",
+        lattice,
+    ]);
+    command
+}
+
+/// `trellis plugin new NAME [--kind KIND] --dir DIR`.
+fn plugin_new(dir: &Path, name: &str, kind: Option<&str>) -> Command {
+    let mut command = trellis();
+    command.args(["plugin", "new", name]);
+    if let Some(kind) = kind {
+        command.args(["--kind", kind]);
+    }
+    command.arg("--dir").arg(dir);
+    command
+}
+
+/// Where scaffolded plugins build, shared between tests so their dependencies build once.
+fn plugin_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin")
 }
 
 #[test]
@@ -15,18 +48,20 @@ fn malformed_manifest_error_names_file_and_line() {
         "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: [oops\n",
     )
     .unwrap();
-    let out = trellis().args(["app", "put"]).arg(&path).output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("broken.yaml"), "{stderr}");
-    assert!(stderr.contains("line 4"), "{stderr}");
+    let mut put = trellis();
+    put.args(["app", "put"]).arg(&path);
+    let out = run_now(put);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("broken.yaml"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 4"), "{}", out.stderr);
 }
 
 #[test]
 fn help_teaches_the_first_steps() {
-    let out = trellis().arg("--help").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    let mut help = trellis();
+    help.arg("--help");
+    let out = run_now(help);
+    let stdout = out.ok();
     assert!(stdout.contains("trellis up --example echo"), "{stdout}");
     assert!(
         stdout.contains("Exit codes") && stdout.contains("3  not found"),
@@ -42,13 +77,15 @@ fn no_controller_is_a_clear_error() {
         .local_addr()
         .unwrap()
         .port();
-    let out = trellis()
-        .args(["app", "list", "--nats", &format!("nats://127.0.0.1:{port}")])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    let mut list = trellis();
+    list.args(["app", "list", "--nats", &format!("nats://127.0.0.1:{port}")]);
+    let out = run_now(list);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("cannot connect to NATS"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `trellis plugin new` as the plugin guide says: the crate's own tests pass, it builds to
@@ -58,13 +95,9 @@ fn a_new_plugin_tests_natively_builds_to_wasm_and_loads() {
     let (dir, set) = scaffold_test_build_load("scaler", "myscaler", 3);
     assert_eq!(set.scaler_for("myscaler").unwrap().info.name, "myscaler");
 
-    let again = trellis()
-        .args(["plugin", "new", "myscaler", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let again = run_now(plugin_new(dir.path(), "myscaler", None));
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("already exists"));
 }
 
 /// `trellis plugin new --kind placement|validator`: like the scaler's, each new crate passes its
@@ -95,20 +128,9 @@ fn scaffold_test_build_load(
     std::sync::Arc<trellis_runtime::PluginSet>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let out = trellis()
-        .args(["plugin", "new", name, "--kind", kind, "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_now(plugin_new(dir.path(), name, Some(kind))).ok();
     let root = dir.path().join(name);
-
-    // Shared between runs so the plugins' dependencies build once.
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
+    let target = plugin_target();
     let cargo = |args: &[&str]| {
         let out = Command::new(env!("CARGO"))
             .args(args)
@@ -162,17 +184,7 @@ async fn get_hosts_lists_a_running_node_as_json() {
     })
     .await
     .unwrap();
-    let out = trellis()
-        .args(["get", "hosts", "-o", "json", "--lattice", "cli", "--nats"])
-        .arg(nats.url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts = run(get_hosts_json(&nats.url(), "cli")).await.json();
     assert_eq!(hosts[0]["id"], node.host_id());
     assert_eq!(hosts[0]["labels"]["region"], "east");
     node.stop().await.unwrap();
@@ -182,8 +194,8 @@ async fn get_hosts_lists_a_running_node_as_json() {
 // Commands against a real nats-server, controller and node.
 
 /// The repository root (the built plugins live under build/plugins).
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// nats-server and a controller with the named built plugins, for one test.
@@ -302,10 +314,16 @@ impl Run {
     }
 }
 
-async fn run(mut command: Command) -> Run {
-    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+/// Runs `command` to its end, off the async workers.
+async fn run(command: Command) -> Run {
+    tokio::task::spawn_blocking(move || run_now(command))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `command` to its end.
+fn run_now(mut command: Command) -> Run {
+    let out = command.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
@@ -313,16 +331,19 @@ async fn run(mut command: Command) -> Run {
     }
 }
 
-/// A manifest of one component, written to `dir/{name}-{version}.yaml`.
-fn write_manifest(dir: &std::path::Path, name: &str, version: &str) -> String {
-    let path = dir.join(format!("{name}-{version}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: web\n      type: component\n      properties:\n        image: file:///nowhere/web.wasm\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n"
-        ),
+/// A manifest of app `name` at `version`: one component `web` of `image`, `instances` of it
+/// spread.
+fn manifest_yaml(name: &str, version: &str, image: &str, instances: u32) -> String {
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: {name}\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: web\n      type: component\n      properties:\n        image: {image}\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: {instances}\n"
     )
-    .unwrap();
+}
+
+/// A manifest of one component, written to `dir/{name}-{version}.yaml`.
+fn write_manifest(dir: &Path, name: &str, version: &str) -> String {
+    let path = dir.join(format!("{name}-{version}.yaml"));
+    let yaml = manifest_yaml(name, version, "file:///nowhere/web.wasm", 1);
+    std::fs::write(&path, yaml).unwrap();
     path.display().to_string()
 }
 
@@ -493,29 +514,10 @@ async fn user_and_password_from_flags_environment_or_config_file() {
         password: Some("s3cret".into()),
         ..trellis_cli::connect::NatsSettings::new(&nats.url(), "auth")
     };
-    let node = trellis_node::Node::start_with_options(
-        trellis_node::NodeConfig {
-            nats_url: nats.url(),
-            lattice: "auth".into(),
-            ..Default::default()
-        },
-        settings.options().await.unwrap(),
-    )
-    .await
-    .unwrap();
+    let node = start_node(&settings).await;
     let get_hosts = |extra: &[&str]| {
-        let mut c = trellis();
-        c.args([
-            "get",
-            "hosts",
-            "-o",
-            "json",
-            "--nats",
-            &nats.url(),
-            "--lattice",
-            "auth",
-        ])
-        .args(extra);
+        let mut c = get_hosts_json(&nats.url(), "auth");
+        c.args(extra);
         c
     };
 
@@ -545,15 +547,16 @@ async fn user_and_password_from_flags_environment_or_config_file() {
         .arg(&config);
     assert_eq!(run(from_file).await.json()[0]["id"], node.host_id());
 
-    run(get_hosts(&["--user", "trellis", "--password", "wrong"]))
-        .await
-        .fails_with(1, "refused our credentials");
-    run(get_hosts(&[]))
-        .await
-        .fails_with(1, "refused our credentials");
-    run(get_hosts(&["--user", "trellis"]))
-        .await
-        .fails_with(1, "--user needs --password");
+    for (login, said) in [
+        (
+            &["--user", "trellis", "--password", "wrong"][..],
+            "refused our credentials",
+        ),
+        (&[], "refused our credentials"),
+        (&["--user", "trellis"], "--user needs --password"),
+    ] {
+        run(get_hosts(login)).await.fails_with(1, said);
+    }
     node.stop().await.unwrap();
 }
 
@@ -618,18 +621,8 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     assert!(printed.contains("user local"), "{printed}");
 
     let get = |login: &[&str]| {
-        let mut get = trellis();
-        get.args([
-            "get",
-            "hosts",
-            "-o",
-            "json",
-            "--lattice",
-            "local",
-            "--nats",
-            &url,
-        ])
-        .args(login);
+        let mut get = get_hosts_json(&url, "local");
+        get.args(login);
         get
     };
     run(get(&[])).await.fails_with(1, "refused our credentials");
@@ -687,74 +680,40 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
 #[test]
 fn plugin_test_and_build_run_cargo_and_name_the_wasm() {
     let dir = tempfile::tempdir().unwrap();
-    let made = trellis()
-        .args(["plugin", "new", "buildme", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    run_now(plugin_new(dir.path(), "buildme", None)).ok();
     let root = dir.path().join("buildme");
     // Shared with the scaffolding test, so the plugin's dependencies build once.
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
+    let target = plugin_target();
+    let plugin = |args: &[&str], folder: &Path| {
+        let mut command = trellis();
+        command.arg("plugin").args(args).arg(folder);
+        command
+    };
 
-    let tested = trellis()
-        .args(["plugin", "test"])
-        .arg(&root)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        tested.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tested.stderr)
-    );
-    assert!(String::from_utf8_lossy(&tested.stdout).contains("test result: ok"));
+    let mut test = plugin(&["test"], &root);
+    test.env("CARGO_TARGET_DIR", &target);
+    assert!(run_now(test).ok().contains("test result: ok"));
 
-    let built = trellis()
-        .args(["plugin", "build", "-o", "json"])
-        .arg(&root)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let built: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
-    let wasm = std::path::PathBuf::from(built["wasm"].as_str().unwrap());
+    let mut build = plugin(&["build", "-o", "json"], &root);
+    build.env("CARGO_TARGET_DIR", &target);
+    let built = run_now(build).json();
+    let wasm = PathBuf::from(built["wasm"].as_str().unwrap());
     assert_eq!(wasm, target.join("wasm32-wasip2/release/buildme.wasm"));
     assert!(wasm.is_file());
 
-    let no_cargo = trellis()
-        .args(["plugin", "build"])
-        .arg(&root)
-        .env("PATH", dir.path())
-        .env_remove("CARGO")
-        .output()
-        .unwrap();
-    assert_eq!(no_cargo.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&no_cargo.stderr);
-    assert!(
-        said.contains("cargo is not installed") && said.contains("rustup"),
-        "{said}"
-    );
+    let mut no_cargo = plugin(&["build"], &root);
+    no_cargo.env("PATH", dir.path()).env_remove("CARGO");
+    let no_cargo = run_now(no_cargo);
+    no_cargo.fails_with(1, "cargo is not installed");
+    assert!(no_cargo.stderr.contains("rustup"), "{}", no_cargo.stderr);
 
-    let not_a_crate = trellis()
-        .args(["plugin", "build"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&not_a_crate.stderr).contains("no Cargo.toml"));
+    let not_a_crate = run_now(plugin(&["build"], dir.path()));
+    assert!(not_a_crate.stderr.contains("no Cargo.toml"));
 }
 
 /// A manifest running the echo example component (`instances` of it), for tests that need a
 /// component that really starts.
-fn write_echo_manifest(dir: &std::path::Path, version: &str, instances: u32) -> String {
+fn write_echo_manifest(dir: &Path, version: &str, instances: u32) -> String {
     let wasm = repo_root().join("build/examples/echo.wasm");
     assert!(
         wasm.exists(),
@@ -763,14 +722,8 @@ fn write_echo_manifest(dir: &std::path::Path, version: &str, instances: u32) -> 
     );
     let wasm = std::fs::canonicalize(wasm).unwrap();
     let path = dir.join(format!("echo-{version}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: shop\n  annotations:\n    version: {version}\nspec:\n  components:\n    - name: web\n      type: component\n      properties:\n        image: file://{}\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: {instances}\n",
-            wasm.display()
-        ),
-    )
-    .unwrap();
+    let image = format!("file://{}", wasm.display());
+    std::fs::write(&path, manifest_yaml("shop", version, &image, instances)).unwrap();
     path.display().to_string()
 }
 
@@ -849,9 +802,23 @@ async fn plan_shows_a_deploy_before_it_happens_and_rollback_goes_back() {
     lattice.stop().await;
 }
 
+/// A node of the lattice `settings` names, logged in (credentials, TLS) as `settings` say.
+async fn start_node(settings: &trellis_cli::connect::NatsSettings) -> trellis_node::Node {
+    trellis_node::Node::start_with_options(
+        trellis_node::NodeConfig {
+            nats_url: settings.url.clone(),
+            lattice: settings.lattice.clone(),
+            ..Default::default()
+        },
+        settings.options().await.unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`, in
 /// `dir`. Returns the paths (ca, server cert, server key, client cert, client key).
-fn make_certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
+fn make_certificates(dir: &Path) -> [PathBuf; 5] {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -935,7 +902,7 @@ fn make_certificates(dir: &std::path::Path) -> [std::path::PathBuf; 5] {
 async fn mutual_tls_with_ca_and_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let [ca, server_cert, server_key, client_cert, client_key] = make_certificates(dir.path());
-    let path = |p: &std::path::PathBuf| p.display().to_string();
+    let path = |p: &PathBuf| p.display().to_string();
     let nats = trellis_cli::nats_server::NatsServer::start_with_args(
         0,
         &dir.path().join("nats"),
@@ -956,29 +923,10 @@ async fn mutual_tls_with_ca_and_client_certificate() {
         tls_key: Some(client_key.clone()),
         ..trellis_cli::connect::NatsSettings::new(&nats.url(), "tls")
     };
-    let node = trellis_node::Node::start_with_options(
-        trellis_node::NodeConfig {
-            nats_url: nats.url(),
-            lattice: "tls".into(),
-            ..Default::default()
-        },
-        settings.options().await.unwrap(),
-    )
-    .await
-    .unwrap();
+    let node = start_node(&settings).await;
     let get_hosts = |extra: &[String]| {
-        let mut c = trellis();
-        c.args([
-            "get",
-            "hosts",
-            "-o",
-            "json",
-            "--lattice",
-            "tls",
-            "--nats",
-            &nats.url(),
-        ])
-        .args(extra);
+        let mut c = get_hosts_json(&nats.url(), "tls");
+        c.args(extra);
         c
     };
     let hosts = run(get_hosts(&[
@@ -993,10 +941,12 @@ async fn mutual_tls_with_ca_and_client_certificate() {
     .json();
     assert_eq!(hosts[0]["id"], node.host_id());
 
-    run(get_hosts(&[])).await.fails_with(1, "--tls-ca");
-    run(get_hosts(&["--tls-ca".into(), path(&ca)]))
-        .await
-        .fails_with(1, "--tls-cert");
+    for (login, said) in [
+        (vec![], "--tls-ca"),
+        (vec!["--tls-ca".into(), path(&ca)], "--tls-cert"),
+    ] {
+        run(get_hosts(&login)).await.fails_with(1, said);
+    }
     node.stop().await.unwrap();
 }
 
@@ -1005,16 +955,7 @@ async fn mutual_tls_with_ca_and_client_certificate() {
 #[test]
 fn plugin_build_without_the_wasm_target_says_how_to_add_it() {
     let dir = tempfile::tempdir().unwrap();
-    let made = trellis()
-        .args(["plugin", "new", "notarget", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    run_now(plugin_new(dir.path(), "notarget", None)).ok();
     // A rustup that knows only the native target, first on PATH.
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -1027,15 +968,12 @@ fn plugin_build_without_the_wasm_target_says_how_to_add_it() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = trellis()
+    let mut build = trellis();
+    build
         .args(["plugin", "build"])
         .arg(dir.path().join("notarget"))
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("rustup target add wasm32-wasip2"), "{said}");
+        .env("PATH", path);
+    run_now(build).fails_with(1, "rustup target add wasm32-wasip2");
 }
 
 /// `trellis app validate FILE`: each finding with its place and hint, like a compiler; exit 1

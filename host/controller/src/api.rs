@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 use trellis_lattice::api::*;
-use trellis_lattice::Manifest;
+use trellis_lattice::{ErrorCode, Manifest};
 use trellis_runtime::Runtime;
 
 use crate::reconciler::Statuses;
@@ -25,6 +25,8 @@ pub struct ApiServer {
 #[derive(Debug, Serialize)]
 struct HistoryResponse {
     result: GetResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<ErrorCode>,
     message: String,
     history: Vec<crate::store::HistoryEntry>,
 }
@@ -165,8 +167,9 @@ impl ApiServer {
     }
 
     async fn put(&self, payload: &[u8]) -> PutModelResponse {
-        let error = |message: String| PutModelResponse {
+        let error = |code, message: String| PutModelResponse {
             result: PutResult::Error,
+            code: Some(code),
             total_versions: 0,
             current_version: String::new(),
             message,
@@ -174,11 +177,11 @@ impl ApiServer {
         };
         let text = match std::str::from_utf8(payload) {
             Ok(t) => t,
-            Err(_) => return error("manifest is not UTF-8 text".into()),
+            Err(_) => return error(ErrorCode::Invalid, "manifest is not UTF-8 text".into()),
         };
         let mut manifest = match Manifest::parse(text) {
             Ok(m) => m,
-            Err(e) => return error(e.to_string()),
+            Err(e) => return error(ErrorCode::Invalid, e.to_string()),
         };
         if manifest.version().is_empty() {
             // As wadm does: a manifest without a version gets a unique one.
@@ -195,12 +198,13 @@ impl ApiServer {
             .await
             .unwrap_or_default();
         if validate::has_errors(&found) {
-            return error(validate::describe_errors(&found));
+            return error(ErrorCode::Invalid, validate::describe_errors(&found));
         }
         let name = manifest.name().to_string();
         let version = manifest.version().to_string();
         match self.store.put(manifest).await {
             Ok(outcome) => PutModelResponse {
+                code: None,
                 result: if outcome.created {
                     PutResult::Created
                 } else {
@@ -213,7 +217,7 @@ impl ApiServer {
             },
             Err(e) => PutModelResponse {
                 name,
-                ..error(e.to_string())
+                ..error(e.code(), e.to_string())
             },
         }
     }
@@ -286,11 +290,13 @@ impl ApiServer {
                 match found {
                     Some(v) => GetModelResponse {
                         result: GetResult::Success,
+                        code: None,
                         message: String::new(),
                         manifest: Some(v.manifest.clone()),
                     },
                     None => GetModelResponse {
                         result: GetResult::NotFound,
+                        code: Some(ErrorCode::NotFound),
                         message: format!(
                             "app {name} has no version {}",
                             request.version.unwrap_or_default()
@@ -301,11 +307,13 @@ impl ApiServer {
             }
             Ok(None) => GetModelResponse {
                 result: GetResult::NotFound,
+                code: Some(ErrorCode::NotFound),
                 message: format!("app {name} not found"),
                 manifest: None,
             },
             Err(e) => GetModelResponse {
                 result: GetResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 manifest: None,
             },
@@ -316,6 +324,7 @@ impl ApiServer {
         match self.store.get(name).await {
             Ok(Some((app, _))) => VersionResponse {
                 result: GetResult::Success,
+                code: None,
                 message: String::new(),
                 versions: app
                     .versions
@@ -328,11 +337,13 @@ impl ApiServer {
             },
             Ok(None) => VersionResponse {
                 result: GetResult::NotFound,
+                code: Some(ErrorCode::NotFound),
                 message: format!("app {name} not found"),
                 versions: Vec::new(),
             },
             Err(e) => VersionResponse {
                 result: GetResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 versions: Vec::new(),
             },
@@ -344,6 +355,7 @@ impl ApiServer {
         match self.store.delete(name, request.version.as_deref()).await {
             Ok(undeploy) => DeleteModelResponse {
                 result: DeleteResult::Deleted,
+                code: None,
                 message: match &request.version {
                     Some(v) => format!("deleted version {v} of app {name}"),
                     None => format!("deleted app {name}"),
@@ -353,12 +365,14 @@ impl ApiServer {
             Err(StoreError::NotFound(_)) | Err(StoreError::VersionNotFound { .. }) => {
                 DeleteModelResponse {
                     result: DeleteResult::Noop,
+                    code: None,
                     message: format!("app {name} has nothing to delete"),
                     undeploy: false,
                 }
             }
             Err(e) => DeleteModelResponse {
                 result: DeleteResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 undeploy: false,
             },
@@ -370,6 +384,7 @@ impl ApiServer {
         match self.store.deploy(name, request.version.as_deref()).await {
             Ok(version) => DeployModelResponse {
                 result: DeployResult::Acknowledged,
+                code: None,
                 message: format!("deploying app {name} version {version}"),
                 name: name.into(),
                 version: Some(version),
@@ -377,6 +392,7 @@ impl ApiServer {
             Err(e @ (StoreError::NotFound(_) | StoreError::VersionNotFound { .. })) => {
                 DeployModelResponse {
                     result: DeployResult::NotFound,
+                    code: Some(ErrorCode::NotFound),
                     message: e.to_string(),
                     name: name.into(),
                     version: request.version,
@@ -384,6 +400,7 @@ impl ApiServer {
             }
             Err(e) => DeployModelResponse {
                 result: DeployResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 name: name.into(),
                 version: request.version,
@@ -396,6 +413,7 @@ impl ApiServer {
         match self.store.undeploy(name, request.non_destructive).await {
             Ok(()) => DeployModelResponse {
                 result: DeployResult::Acknowledged,
+                code: None,
                 message: if request.non_destructive {
                     format!("undeploying app {name}; what it runs stays in place, unmanaged")
                 } else {
@@ -406,12 +424,14 @@ impl ApiServer {
             },
             Err(e @ StoreError::NotFound(_)) => DeployModelResponse {
                 result: DeployResult::NotFound,
+                code: Some(ErrorCode::NotFound),
                 message: e.to_string(),
                 name: name.into(),
                 version: None,
             },
             Err(e) => DeployModelResponse {
                 result: DeployResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 name: name.into(),
                 version: None,
@@ -423,16 +443,19 @@ impl ApiServer {
         match self.store.get(name).await {
             Ok(Some((app, _))) => StatusResponse {
                 result: StatusResult::Ok,
+                code: None,
                 message: String::new(),
                 status: Some(self.current_status(name, app.deployed.as_deref())),
             },
             Ok(None) => StatusResponse {
                 result: StatusResult::NotFound,
+                code: Some(ErrorCode::NotFound),
                 message: format!("app {name} not found"),
                 status: None,
             },
             Err(e) => StatusResponse {
                 result: StatusResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 status: None,
             },
@@ -443,16 +466,19 @@ impl ApiServer {
         match self.store.get(name).await {
             Ok(Some((app, _))) => HistoryResponse {
                 result: GetResult::Success,
+                code: None,
                 message: String::new(),
                 history: app.history,
             },
             Ok(None) => HistoryResponse {
                 result: GetResult::NotFound,
+                code: Some(ErrorCode::NotFound),
                 message: format!("app {name} not found"),
                 history: Vec::new(),
             },
             Err(e) => HistoryResponse {
                 result: GetResult::Error,
+                code: Some(e.code()),
                 message: e.to_string(),
                 history: Vec::new(),
             },

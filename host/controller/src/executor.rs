@@ -1,26 +1,22 @@
-//! The command executor: turns plugin commands into control-interface requests, and makes sure
-//! a command is never issued twice while it is in flight.
+//! The command executor: sends plugin commands as control-interface requests
+//! ([`crate::commands::encode`]), and makes sure a command is never issued twice while it is in
+//! flight.
 //!
 //! A command is *in flight* from the moment it is sent until the lattice state shows its effect,
 //! a failure arrives (a `false` reply or a `*_failed` event), or it times out. A failed command
 //! backs off exponentially (with jitter, capped) before it may be issued again, and the failure
 //! is reported in the scaler's status.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use trellis_lattice::annotations;
-use trellis_lattice::ctl::{
-    self, CtlResponse, DeleteLinkRequest, ScaleComponentCommand, StartProviderCommand,
-    StopProviderCommand,
-};
+use trellis_lattice::ctl::{self, CtlResponse};
 use trellis_lattice::event::Event;
-use trellis_runtime::bindings::{
-    Command, DeleteLink, Pair, PutConfig, ScaleComponent, StartProvider, StopProvider,
-};
+use trellis_runtime::bindings::Command;
 
-use crate::state::{from_wit_link, LatticeState};
+use crate::commands::{command_host, command_key, encode, same_effect, satisfied, Origin};
+use crate::state::LatticeState;
 
 /// First retry delay after a failure; doubles per failure up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -29,13 +25,6 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// The header naming the executor that sent a request, so that an executor watching the
 /// lattice's commands can tell its own (already tracked) from other controllers'.
 pub const SENDER_HEADER: &str = "Trellis-Sender";
-
-/// Who asked for a command.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Origin {
-    pub app: String,
-    pub scaler: String,
-}
 
 /// The answer to a request, sent back to the reconcile loop.
 #[derive(Debug)]
@@ -69,106 +58,6 @@ pub struct Executor {
     sender: String,
     /// Every command sent, for tests and `plan`-style accounting.
     pub sent_total: u64,
-}
-
-/// The key of the thing a command changes: two commands with one key must not overlap.
-pub fn command_key(command: &Command) -> String {
-    match command {
-        Command::ScaleComponent(c) => format!("component/{}/{}", c.host_id, c.component_id),
-        Command::StartProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
-        Command::StopProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
-        Command::PutLink(l) => format!(
-            "link/{}",
-            ctl::link_key(&l.source_id, &l.name, &l.wit_namespace, &l.wit_package)
-        ),
-        Command::DeleteLink(l) => format!(
-            "link/{}",
-            ctl::link_key(&l.source_id, &l.name, &l.wit_namespace, &l.wit_package)
-        ),
-        Command::PutConfig(c) => format!("config/{}", c.name),
-        Command::DeleteConfig(name) => format!("config/{name}"),
-    }
-}
-
-/// Whether the lattice state already shows what the command asks for.
-fn satisfied(command: &Command, state: &LatticeState) -> bool {
-    match command {
-        Command::ScaleComponent(c) => {
-            let running = state
-                .hosts
-                .get(&c.host_id)
-                .and_then(|h| h.components.get(&c.component_id));
-            match running {
-                // A scale that also changes the image (an upgrade) is done when the host runs
-                // the new image, not merely the count it already had.
-                Some(running) => {
-                    running.count == c.count && (c.count == 0 || running.image == c.image)
-                }
-                None => c.count == 0,
-            }
-        }
-        Command::StartProvider(c) => state
-            .hosts
-            .get(&c.host_id)
-            .is_some_and(|h| h.providers.contains_key(&c.provider_id)),
-        Command::StopProvider(c) => !state
-            .hosts
-            .get(&c.host_id)
-            .is_some_and(|h| h.providers.contains_key(&c.provider_id)),
-        Command::PutLink(l) => {
-            let link = from_wit_link(l);
-            state.links.get(&link.key()) == Some(&link)
-        }
-        Command::DeleteLink(l) => !state.links.contains_key(&ctl::link_key(
-            &l.source_id,
-            &l.name,
-            &l.wit_namespace,
-            &l.wit_package,
-        )),
-        Command::PutConfig(c) => {
-            let want: BTreeMap<String, String> = c
-                .entries
-                .iter()
-                .map(|p| (p.key.clone(), p.value.clone()))
-                .collect();
-            state.configs.get(&c.name) == Some(&want)
-        }
-        Command::DeleteConfig(name) => !state.configs.contains_key(name),
-    }
-}
-
-/// Whether two commands with one key ask for the same outcome.
-fn same_effect(a: &Command, b: &Command) -> bool {
-    match (a, b) {
-        (Command::ScaleComponent(a), Command::ScaleComponent(b)) => {
-            a.count == b.count && a.image == b.image
-        }
-        (Command::StartProvider(_), Command::StartProvider(_))
-        | (Command::StopProvider(_), Command::StopProvider(_))
-        | (Command::DeleteLink(_), Command::DeleteLink(_))
-        | (Command::DeleteConfig(_), Command::DeleteConfig(_)) => true,
-        (Command::PutLink(a), Command::PutLink(b)) => from_wit_link(a) == from_wit_link(b),
-        (Command::PutConfig(a), Command::PutConfig(b)) => {
-            let entries = |c: &PutConfig| -> Vec<(String, String)> {
-                c.entries
-                    .iter()
-                    .map(|p| (p.key.clone(), p.value.clone()))
-                    .collect()
-            };
-            entries(a) == entries(b)
-        }
-        _ => false,
-    }
-}
-
-/// Command target host, when the command concerns one host.
-fn command_host(command: &Command) -> Option<&str> {
-    match command {
-        Command::ScaleComponent(c) => Some(&c.host_id),
-        Command::StartProvider(c) => Some(&c.host_id),
-        Command::StopProvider(c) => Some(&c.host_id),
-        _ => None,
-    }
 }
 
 impl Executor {
@@ -400,155 +289,6 @@ impl Executor {
     }
 }
 
-/// The control-interface request for a command: its subject and body, annotated with the app,
-/// the scaler and managed-by. `plan` shows exactly these.
-pub fn encode(subjects: &ctl::Subjects, command: &Command, origin: &Origin) -> (String, Vec<u8>) {
-    let annotations: BTreeMap<String, String> = [
-        (annotations::MANAGED_BY, annotations::MANAGED_BY_VALUE),
-        (annotations::APP, origin.app.as_str()),
-        (annotations::SCALER, origin.scaler.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let (subject, body) = match command {
-        Command::ScaleComponent(c) => (
-            subjects.component_scale(&c.host_id),
-            serde_json::to_vec(&ScaleComponentCommand {
-                component_ref: c.image.clone(),
-                component_id: c.component_id.clone(),
-                annotations: Some(annotations),
-                max_instances: c.count,
-                host_id: c.host_id.clone(),
-                config: c.config.clone(),
-                allow_update: true,
-            }),
-        ),
-        Command::StartProvider(c) => (
-            subjects.provider_start(&c.host_id),
-            serde_json::to_vec(&StartProviderCommand {
-                provider_id: c.provider_id.clone(),
-                provider_ref: c.image.clone(),
-                host_id: c.host_id.clone(),
-                config: c.config.clone(),
-                annotations: Some(annotations),
-            }),
-        ),
-        Command::StopProvider(c) => (
-            subjects.provider_stop(&c.host_id),
-            serde_json::to_vec(&StopProviderCommand {
-                host_id: c.host_id.clone(),
-                provider_id: c.provider_id.clone(),
-            }),
-        ),
-        Command::PutLink(l) => (subjects.link_put(), serde_json::to_vec(&from_wit_link(l))),
-        Command::DeleteLink(l) => (
-            subjects.link_del(),
-            serde_json::to_vec(&DeleteLinkRequest {
-                source_id: l.source_id.clone(),
-                name: l.name.clone(),
-                wit_namespace: l.wit_namespace.clone(),
-                wit_package: l.wit_package.clone(),
-            }),
-        ),
-        Command::PutConfig(c) => (
-            subjects.config_put(&c.name),
-            serde_json::to_vec(
-                &c.entries
-                    .iter()
-                    .map(|p| (p.key.clone(), p.value.clone()))
-                    .collect::<BTreeMap<_, _>>(),
-            ),
-        ),
-        Command::DeleteConfig(name) => (subjects.config_del(name), Ok(b"{}".to_vec())),
-    };
-    (subject, body.unwrap_or_default())
-}
-
-/// The command a control-interface request carries, and who asked for it (from its
-/// annotations; empty for requests that carry none). The inverse of [`encode`]; `None` for
-/// subjects that are not commands (queries, pings).
-pub fn decode(subjects: &ctl::Subjects, subject: &str, body: &[u8]) -> Option<(Command, Origin)> {
-    let tail = subject.strip_prefix(subjects.prefix())?.strip_prefix('.')?;
-    let parts: Vec<&str> = tail.splitn(3, '.').collect();
-    let origin_of = |annotations: &Option<BTreeMap<String, String>>| {
-        let get = |k: &str| {
-            annotations
-                .as_ref()
-                .and_then(|a| a.get(k).cloned())
-                .unwrap_or_default()
-        };
-        Origin {
-            app: get(annotations::APP),
-            scaler: get(annotations::SCALER),
-        }
-    };
-    let none = Origin {
-        app: String::new(),
-        scaler: String::new(),
-    };
-    Some(match parts.as_slice() {
-        ["component", "scale", host] => {
-            let c: ScaleComponentCommand = serde_json::from_slice(body).ok()?;
-            let origin = origin_of(&c.annotations);
-            let command = Command::ScaleComponent(ScaleComponent {
-                host_id: host.to_string(),
-                component_id: c.component_id,
-                image: c.component_ref,
-                count: c.max_instances,
-                config: c.config,
-            });
-            (command, origin)
-        }
-        ["provider", "start", host] => {
-            let c: StartProviderCommand = serde_json::from_slice(body).ok()?;
-            let origin = origin_of(&c.annotations);
-            let command = Command::StartProvider(StartProvider {
-                host_id: host.to_string(),
-                provider_id: c.provider_id,
-                image: c.provider_ref,
-                config: c.config,
-            });
-            (command, origin)
-        }
-        ["provider", "stop", host] => {
-            let c: StopProviderCommand = serde_json::from_slice(body).ok()?;
-            let command = Command::StopProvider(StopProvider {
-                host_id: host.to_string(),
-                provider_id: c.provider_id,
-            });
-            (command, none)
-        }
-        ["link", "put"] => {
-            let link: ctl::Link = serde_json::from_slice(body).ok()?;
-            (Command::PutLink(crate::state::to_wit_link(&link)), none)
-        }
-        ["link", "del"] => {
-            let l: DeleteLinkRequest = serde_json::from_slice(body).ok()?;
-            let command = Command::DeleteLink(DeleteLink {
-                source_id: l.source_id,
-                name: l.name,
-                wit_namespace: l.wit_namespace,
-                wit_package: l.wit_package,
-            });
-            (command, none)
-        }
-        ["config", "put", name] => {
-            let entries: BTreeMap<String, String> = serde_json::from_slice(body).ok()?;
-            let command = Command::PutConfig(PutConfig {
-                name: name.to_string(),
-                entries: entries
-                    .into_iter()
-                    .map(|(key, value)| Pair { key, value })
-                    .collect(),
-            });
-            (command, none)
-        }
-        ["config", "del", name] => (Command::DeleteConfig(name.to_string()), none),
-        _ => return None,
-    })
-}
-
 /// Exponential backoff with ±20% jitter derived from the key, so that many commands failing at
 /// once do not retry in lock step.
 fn backoff(key: &str, attempts: u32) -> Duration {
@@ -565,86 +305,6 @@ fn backoff(key: &str, attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_decode_from_what_encode_sends() {
-        let subjects = ctl::Subjects::new("l");
-        let origin = Origin {
-            app: "shop".into(),
-            scaler: "spreadscaler-web-0".into(),
-        };
-        let commands = [
-            Command::ScaleComponent(ScaleComponent {
-                host_id: "NHOST".into(),
-                component_id: "shop-web".into(),
-                image: "file:///web.wasm".into(),
-                count: 3,
-                config: vec!["c".into()],
-            }),
-            Command::StartProvider(StartProvider {
-                host_id: "NHOST".into(),
-                provider_id: "shop-http".into(),
-                image: "builtin:http-server".into(),
-                config: vec![],
-            }),
-            Command::PutConfig(PutConfig {
-                name: "c".into(),
-                entries: vec![Pair {
-                    key: "k".into(),
-                    value: "v".into(),
-                }],
-            }),
-            Command::DeleteConfig("c".into()),
-        ];
-        for command in commands {
-            let (subject, body) = encode(&subjects, &command, &origin);
-            let (back, from) = decode(&subjects, &subject, &body).expect("a command");
-            assert_eq!(command_key(&back), command_key(&command));
-            assert_eq!(encode(&subjects, &back, &origin), (subject, body));
-            if matches!(command, Command::ScaleComponent(_)) {
-                assert_eq!(from, origin);
-            }
-        }
-        assert!(decode(&subjects, "wasmbus.ctl.v1.l.host.ping", b"").is_none());
-    }
-
-    fn scale(count: u32, image: &str) -> Command {
-        Command::ScaleComponent(ScaleComponent {
-            host_id: "NHOST".into(),
-            component_id: "shop-web".into(),
-            image: image.into(),
-            count,
-            config: vec![],
-        })
-    }
-
-    #[test]
-    fn an_upgrade_is_done_when_the_new_image_runs_not_when_the_count_matches() {
-        let mut state = LatticeState::default();
-        let mut host = crate::state::HostState::new(Instant::now());
-        host.components.insert(
-            "shop-web".into(),
-            crate::state::ComponentState {
-                image: "file:///v1.wasm".into(),
-                count: 2,
-                annotations: BTreeMap::new(),
-            },
-        );
-        state.hosts.insert("NHOST".into(), host);
-        assert!(satisfied(&scale(2, "file:///v1.wasm"), &state));
-        assert!(!satisfied(&scale(2, "file:///v2.wasm"), &state));
-        assert!(!satisfied(&scale(0, "file:///v1.wasm"), &state));
-        state.hosts.get_mut("NHOST").unwrap().components.clear();
-        assert!(satisfied(&scale(0, "file:///v2.wasm"), &state));
-    }
-
-    #[test]
-    fn a_later_scale_of_the_same_component_is_a_different_effect() {
-        // What `observe` relies on to await the newest of a predecessor's commands.
-        assert!(same_effect(&scale(3, "a"), &scale(3, "a")));
-        assert!(!same_effect(&scale(3, "a"), &scale(5, "a")));
-        assert!(!same_effect(&scale(3, "a"), &scale(3, "b")));
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -9,7 +9,9 @@ use trellis_lattice::api::{
 
 use crate::api::parse_or_default;
 use crate::reconciler::PlanQuery;
-use crate::store::{ManifestStore, StoreError};
+use trellis_lattice::ErrorCode;
+
+use crate::store::ManifestStore;
 
 pub struct ExtensionServer {
     pub lattice: String,
@@ -67,8 +69,9 @@ impl ExtensionServer {
 
     async fn plan(&self, name: &str, payload: &[u8]) -> PlanResponse {
         let request: PlanRequest = parse_or_default(payload);
-        let failed = |result, message: String| PlanResponse {
+        let failed = |result, code, message: String| PlanResponse {
             result,
+            code: Some(code),
             message,
             name: name.to_string(),
             version: request.version.clone().unwrap_or_default(),
@@ -80,10 +83,11 @@ impl ExtensionServer {
             Ok(None) => {
                 return failed(
                     GetResult::NotFound,
+                    ErrorCode::NotFound,
                     format!("app {name} not found; put its manifest first"),
                 )
             }
-            Err(e) => return failed(GetResult::Error, e.to_string()),
+            Err(e) => return failed(GetResult::Error, e.code(), e.to_string()),
         };
         let stored = match &request.version {
             Some(v) => app.version(v),
@@ -92,6 +96,7 @@ impl ExtensionServer {
         let Some(stored) = stored else {
             return failed(
                 GetResult::NotFound,
+                ErrorCode::NotFound,
                 format!(
                     "app {name} has no version {}; `model.versions` lists them",
                     request.version.clone().unwrap_or_default()
@@ -106,12 +111,14 @@ impl ExtensionServer {
         if self.plans.send(query).await.is_err() {
             return failed(
                 GetResult::Error,
+                ErrorCode::Unavailable,
                 "the reconcile loop of this lattice is not running".into(),
             );
         }
         rx.await.unwrap_or_else(|_| {
             failed(
                 GetResult::Error,
+                ErrorCode::Unavailable,
                 "the reconcile loop dropped the plan request".into(),
             )
         })
@@ -124,11 +131,24 @@ impl ExtensionServer {
                 format!("rolling app {name} back to version {version}"),
                 Some(version),
             ),
-            Err(e @ StoreError::NotFound(_)) => (DeployResult::NotFound, e.to_string(), None),
-            Err(e) => (DeployResult::Error, e.to_string(), None),
+            Err(e) => {
+                let code = e.code();
+                let result = match code {
+                    ErrorCode::NotFound => DeployResult::NotFound,
+                    _ => DeployResult::Error,
+                };
+                return DeployModelResponse {
+                    result,
+                    code: Some(code),
+                    message: e.to_string(),
+                    name: name.to_string(),
+                    version: None,
+                };
+            }
         };
         DeployModelResponse {
             result,
+            code: None,
             message,
             name: name.to_string(),
             version,

@@ -6,6 +6,7 @@
 //! interface. It never runs application code and never decides placement itself.
 
 pub mod api;
+pub mod commands;
 pub mod executor;
 pub mod extensions;
 pub mod isolation;

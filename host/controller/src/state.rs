@@ -1,16 +1,14 @@
 //! What the controller knows of a lattice: hosts and what runs on them (from events and
 //! inventory), links and configs (from the lattice's KV buckets). It turns that into the
-//! immutable [`LatticeSnapshot`] plugins read.
+//! immutable [`LatticeSnapshot`] plugins read. Facts only: what a command will change, and
+//! whether the state shows it done, is in [`crate::commands`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use trellis_lattice::annotations;
 use trellis_lattice::ctl::{ComponentDescription, HostInventory, Link, ProviderDescription};
 use trellis_lattice::event::Event;
-use trellis_runtime::bindings::{Command, ComponentInstance, HostInfo, Pair, ProviderInstance};
-
-use crate::executor::Origin;
+use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
 use trellis_runtime::LatticeSnapshot;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,103 +278,6 @@ impl LatticeState {
     }
 }
 
-/// Applies the effect `command` will have to `snapshot`, as if it were done: plugins then see
-/// commands in flight (and those planned earlier in the same pass) as done, so they neither
-/// re-plan them elsewhere nor pile every app onto the same "empty" hosts.
-pub fn overlay(snapshot: &mut LatticeSnapshot, command: &Command, origin: &Origin) {
-    let annotations = || {
-        vec![
-            Pair {
-                key: annotations::APP.into(),
-                value: origin.app.clone(),
-            },
-            Pair {
-                key: annotations::SCALER.into(),
-                value: origin.scaler.clone(),
-            },
-            Pair {
-                key: annotations::MANAGED_BY.into(),
-                value: annotations::MANAGED_BY_VALUE.into(),
-            },
-        ]
-    };
-    match command {
-        Command::ScaleComponent(c) => {
-            let instances = snapshot
-                .components
-                .entry(c.component_id.clone())
-                .or_default();
-            match instances.binary_search_by(|i| i.host_id.cmp(&c.host_id)) {
-                Ok(at) if c.count == 0 => {
-                    instances.remove(at);
-                }
-                Ok(at) => {
-                    instances[at].count = c.count;
-                    instances[at].image = c.image.clone();
-                }
-                Err(_) if c.count == 0 => {}
-                Err(at) => instances.insert(
-                    at,
-                    ComponentInstance {
-                        host_id: c.host_id.clone(),
-                        component_id: c.component_id.clone(),
-                        image: c.image.clone(),
-                        count: c.count,
-                        annotations: annotations(),
-                    },
-                ),
-            }
-            if instances.is_empty() {
-                snapshot.components.remove(&c.component_id);
-            }
-        }
-        Command::StartProvider(p) => {
-            let instances = snapshot.providers.entry(p.provider_id.clone()).or_default();
-            if let Err(at) = instances.binary_search_by(|i| i.host_id.cmp(&p.host_id)) {
-                instances.insert(
-                    at,
-                    ProviderInstance {
-                        host_id: p.host_id.clone(),
-                        provider_id: p.provider_id.clone(),
-                        image: p.image.clone(),
-                        annotations: annotations(),
-                    },
-                );
-            }
-        }
-        Command::StopProvider(p) => {
-            if let Some(instances) = snapshot.providers.get_mut(&p.provider_id) {
-                instances.retain(|i| i.host_id != p.host_id);
-                if instances.is_empty() {
-                    snapshot.providers.remove(&p.provider_id);
-                }
-            }
-        }
-        Command::PutLink(l) => {
-            let links = snapshot.links.entry(l.source_id.clone()).or_default();
-            links.retain(|x| {
-                (&x.name, &x.wit_namespace, &x.wit_package)
-                    != (&l.name, &l.wit_namespace, &l.wit_package)
-            });
-            links.push(l.clone());
-        }
-        Command::DeleteLink(l) => {
-            if let Some(links) = snapshot.links.get_mut(&l.source_id) {
-                links.retain(|x| {
-                    (&x.name, &x.wit_namespace, &x.wit_package)
-                        != (&l.name, &l.wit_namespace, &l.wit_package)
-                });
-            }
-        }
-        Command::PutConfig(c) => {
-            snapshot.configs.insert(c.name.clone(), c.entries.clone());
-        }
-        Command::DeleteConfig(name) => {
-            snapshot.configs.remove(name);
-        }
-    }
-}
-
 /// The host an event is about: the one it names, or else the one that sent it.
 fn event_host<'a>(named: &'a str, source: &'a str) -> &'a str {
     if named.is_empty() {
@@ -488,39 +389,6 @@ mod tests {
         assert_eq!(snap.hosts["H1"].labels[0].value, "east");
         assert!(snap.component_instances("app-a").is_empty());
         assert_eq!(snap.now_ms, 7);
-    }
-
-    #[test]
-    fn overlay_shows_a_command_as_done() {
-        use trellis_runtime::bindings::ScaleComponent;
-        let origin = Origin {
-            app: "shop".into(),
-            scaler: "spreadscaler-web-0".into(),
-        };
-        let scale = |host: &str, count| {
-            Command::ScaleComponent(ScaleComponent {
-                host_id: host.into(),
-                component_id: "shop-web".into(),
-                image: "file:///web.wasm".into(),
-                count,
-                config: Vec::new(),
-            })
-        };
-        let mut snap = LatticeSnapshot::default();
-        overlay(&mut snap, &scale("H2", 2), &origin);
-        overlay(&mut snap, &scale("H1", 1), &origin);
-        let hosts: Vec<(&str, u32)> = snap.components["shop-web"]
-            .iter()
-            .map(|i| (i.host_id.as_str(), i.count))
-            .collect();
-        assert_eq!(hosts, [("H1", 1), ("H2", 2)], "ordered by host id");
-        assert!(snap.components["shop-web"][0]
-            .annotations
-            .iter()
-            .any(|p| p.key == annotations::APP && p.value == "shop"));
-        overlay(&mut snap, &scale("H1", 0), &origin);
-        overlay(&mut snap, &scale("H2", 0), &origin);
-        assert!(snap.component_instances("shop-web").is_empty());
     }
 
     #[test]

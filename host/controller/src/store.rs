@@ -9,7 +9,7 @@
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use trellis_lattice::Manifest;
+use trellis_lattice::{ErrorCode, Manifest};
 
 use crate::isolation;
 
@@ -34,6 +34,20 @@ pub enum StoreError {
     Isolation(#[from] isolation::Conflict),
     #[error("manifest store: {0}")]
     Nats(String),
+}
+
+impl StoreError {
+    /// What the error means for a client, on the wire beside its message.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::NotFound(_)
+            | StoreError::VersionNotFound { .. }
+            | StoreError::NoRollback(_) => ErrorCode::NotFound,
+            StoreError::VersionExists { .. } => ErrorCode::Exists,
+            StoreError::Conflict(_) | StoreError::Isolation(_) => ErrorCode::Conflict,
+            StoreError::Nats(_) => ErrorCode::Unavailable,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

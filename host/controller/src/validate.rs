@@ -18,7 +18,7 @@ use trellis_runtime::bindings;
 use trellis_runtime::Runtime;
 use trellis_sdk::suggest::closest;
 
-use crate::reconciler::scaler_slots;
+use crate::reconciler::planning::scaler_slots;
 
 const CONTROLLER: &str = "controller";
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use trellis_bus::gather::{gather, Window};
 use trellis_lattice::api::Subjects;
 use trellis_lattice::ctl::{self, CtlResponse};
+use trellis_lattice::ErrorCode;
 
 use crate::error;
 
@@ -19,10 +20,9 @@ use crate::error;
 /// (the CLI waits as long).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Hosts answer `host.ping` at once; after the first answer, the gateway waits this long for
-/// more before it stops listening, and never longer than [`PING_LIMIT`] in all.
-const PING_QUIET: Duration = Duration::from_millis(250);
-const PING_LIMIT: Duration = Duration::from_secs(1);
+/// Hosts answer `host.ping` at once; after an answer, the gateway waits 250 ms for more before
+/// it stops listening, and never longer than a second in all.
+const PING_WINDOW: Window = Window::until_quiet(Duration::from_millis(250), Duration::from_secs(1));
 
 /// How long a host may take to tell its inventory; it answers from memory, at once.
 const HOST_PATIENCE: Duration = Duration::from_secs(2);
@@ -161,38 +161,24 @@ impl Gateway {
 
     /// Every host that answers a ping, sorted by id.
     pub async fn hosts(&self) -> Result<Vec<ctl::Host>, Unanswered> {
-        let failed = |e: &dyn std::fmt::Display| Unanswered {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("cannot ping the hosts of lattice `{}`: {e}", self.lattice),
-        };
-        let inbox = self.client.new_inbox();
-        let mut replies = self
-            .client
-            .subscribe(inbox.clone())
+        let replies = gather(&self.client, self.ctl.host_ping(), Vec::new(), PING_WINDOW)
             .await
-            .map_err(|e| failed(&e))?;
-        self.client
-            .publish_with_reply(self.ctl.host_ping(), inbox, "".into())
-            .await
-            .map_err(|e| failed(&e))?;
-        let limit = tokio::time::Instant::now() + PING_LIMIT;
-        let mut deadline = limit;
-        let mut hosts = Vec::new();
-        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            if let Ok(CtlResponse {
-                response: Some(host),
-                ..
-            }) = serde_json::from_slice::<CtlResponse<ctl::Host>>(&msg.payload)
-            {
-                hosts.push(host);
-            }
-            deadline = limit.min(tokio::time::Instant::now() + PING_QUIET);
-        }
+            .map_err(|e| Unanswered {
+                status: StatusCode::BAD_GATEWAY,
+                message: format!("cannot ping the hosts of lattice `{}`: {e}", self.lattice),
+            })?;
+        let mut hosts: Vec<ctl::Host> = replies
+            .iter()
+            .filter_map(|reply| {
+                serde_json::from_slice::<CtlResponse<ctl::Host>>(&reply.payload)
+                    .ok()?
+                    .response
+            })
+            .collect();
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(hosts)
     }
 
-    /// What runs on one host; a host nobody answers for is a 404.
     /// What runs on one host. A host that does not answer within [`HOST_PATIENCE`] is a 404:
     /// other listeners on the control subjects (controllers noting commands) mean an unknown
     /// host shows as silence, not as "no responders".
@@ -254,7 +240,7 @@ impl Gateway {
             });
         }
         let values = reply.response.unwrap_or_default();
-        if values.is_empty() && reply.message.contains("not found") {
+        if reply.code == Some(ErrorCode::NotFound) {
             return Err(Unanswered {
                 status: StatusCode::NOT_FOUND,
                 message: format!(
@@ -287,15 +273,21 @@ impl Gateway {
     }
 }
 
-/// The HTTP status of a controller answer, from its `result` field: `notfound` is 404, `error`
-/// is 400 (the controller refused the request; its message says why), `created` is 201, and
-/// anything else (success, ok, acknowledged, deleted, noop, newversion, a bare list) is 200.
+/// The HTTP status of a controller answer. A failed answer's `code` decides: `not_found` is
+/// 404, `exists` and `conflict` 409, `invalid` 400, `unavailable` 503. Without a code (an older
+/// controller), its `result`: `notfound` is 404, `error` 400. `created` is 201, and anything
+/// else (success, ok, acknowledged, deleted, noop, newversion, a bare list) is 200.
 pub fn status_of(answer: &serde_json::Value) -> StatusCode {
-    match answer.get("result").and_then(|r| r.as_str()) {
-        Some("notfound") => StatusCode::NOT_FOUND,
-        Some("error") => StatusCode::BAD_REQUEST,
-        Some("created") => StatusCode::CREATED,
-        _ => StatusCode::OK,
+    let code = answer
+        .get("code")
+        .and_then(|code| serde_json::from_value::<ErrorCode>(code.clone()).ok());
+    match (code, answer.get("result").and_then(|r| r.as_str())) {
+        (Some(ErrorCode::NotFound), _) | (None, Some("notfound")) => StatusCode::NOT_FOUND,
+        (Some(ErrorCode::Exists | ErrorCode::Conflict), _) => StatusCode::CONFLICT,
+        (Some(ErrorCode::Invalid), _) | (None, Some("error")) => StatusCode::BAD_REQUEST,
+        (Some(ErrorCode::Unavailable), _) => StatusCode::SERVICE_UNAVAILABLE,
+        (None, Some("created")) => StatusCode::CREATED,
+        (None, _) => StatusCode::OK,
     }
 }
 
@@ -323,5 +315,26 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(of(serde_json::json!([])), StatusCode::OK);
+        // The code, when there is one, says more than the result.
+        assert_eq!(
+            of(serde_json::json!({"result": "error", "code": "exists"})),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "error", "code": "conflict"})),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "error", "code": "not_found"})),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "error", "code": "unavailable"})),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            of(serde_json::json!({"result": "error", "code": "invalid"})),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

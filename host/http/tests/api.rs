@@ -28,13 +28,16 @@ async fn an_app_goes_through_its_whole_life_over_http() {
             .await
     );
 
-    // Put: 201 for a new app, then the same version again is refused with the NATS message.
+    // Put: 201 for a new app, then the same version again is refused (409, from the answer's
+    // code) with the NATS message.
     let put = http.post("/api/v1/apps", yaml.as_bytes()).await;
     assert_eq!(put.status, 201, "{}", put.body);
     assert_eq!(put.json()["result"], "created");
+    assert!(put.json().get("code").is_none(), "{}", put.body);
     assert_eq!(put.json()["current_version"], "v0.1.0");
     let again = http.post("/api/v1/apps", yaml.as_bytes()).await;
-    assert_eq!(again.status, 400, "{}", again.body);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json()["code"], "exists");
     assert_eq!(
         again.json(),
         served.nats_answer(subjects.put(), yaml.as_bytes()).await
@@ -182,6 +185,7 @@ async fn bad_input_gets_the_controllers_own_messages() {
     let put = http.post("/api/v1/apps", malformed).await;
     assert_eq!(put.status, 400, "{}", put.body);
     assert_eq!(put.json()["result"], "error");
+    assert_eq!(put.json()["code"], "invalid");
     assert_eq!(
         put.json(),
         served.nats_answer(subjects.put(), malformed).await
@@ -213,6 +217,7 @@ async fn bad_input_gets_the_controllers_own_messages() {
     assert!(!first["hint"].as_str().unwrap().is_empty(), "{checked}");
     let put = http.post("/api/v1/apps", unknown_trait.as_bytes()).await;
     assert_eq!(put.status, 400, "{}", put.body);
+    assert_eq!(put.json()["code"], "invalid");
 
     // An unknown app: 404 everywhere, with the NATS answer as the body.
     for (method, path, subject, body) in [
@@ -307,6 +312,7 @@ async fn bad_input_gets_the_controllers_own_messages() {
         .post("/api/v1/apps/echo/deploy", br#"{"version":"v9"}"#)
         .await;
     assert_eq!(deploy.status, 404, "{}", deploy.body);
+    assert_eq!(deploy.json()["code"], "not_found");
     assert_eq!(
         deploy.json()["message"],
         "app `echo` has no version `v9`",

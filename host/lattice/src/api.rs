@@ -211,6 +211,9 @@ pub struct GetModelRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetModelResponse {
     pub result: GetResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +231,9 @@ pub enum GetResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutModelResponse {
     pub result: PutResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub total_versions: usize,
     #[serde(default)]
@@ -263,6 +269,9 @@ pub struct ModelSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionResponse {
     pub result: GetResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     pub versions: Vec<VersionInfo>,
@@ -283,6 +292,9 @@ pub struct DeleteModelRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteModelResponse {
     pub result: DeleteResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     #[serde(default)]
@@ -306,6 +318,9 @@ pub struct DeployModelRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployModelResponse {
     pub result: DeployResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     #[serde(default)]
@@ -345,6 +360,9 @@ pub struct PlanRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanResponse {
     pub result: GetResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     #[serde(default)]
@@ -379,6 +397,9 @@ pub struct PlannedCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusResponse {
     pub result: StatusResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
     #[serde(default)]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

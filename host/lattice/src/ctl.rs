@@ -106,6 +106,9 @@ pub struct CtlResponse<T> {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<T>,
+    /// trellis's addition: why, for a script, when something is missing or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
 }
 
 impl<T> CtlResponse<T> {
@@ -114,6 +117,7 @@ impl<T> CtlResponse<T> {
             success: true,
             message: String::new(),
             response: Some(response),
+            code: None,
         }
     }
     pub fn error(message: impl Into<String>) -> Self {
@@ -121,7 +125,13 @@ impl<T> CtlResponse<T> {
             success: false,
             message: message.into(),
             response: None,
+            code: None,
         }
+    }
+    /// The same answer, carrying `code`.
+    pub fn with_code(mut self, code: crate::ErrorCode) -> Self {
+        self.code = Some(code);
+        self
     }
 }
 
@@ -131,6 +141,7 @@ impl CtlResponse<()> {
             success: true,
             message: message.into(),
             response: None,
+            code: None,
         }
     }
 }
@@ -326,6 +337,15 @@ mod tests {
         let json = serde_json::to_value(&cmd).unwrap();
         assert_eq!(json["count"], 3);
         assert!(json.get("max_instances").is_none());
+    }
+
+    #[test]
+    fn uptime_reads_like_wasmcloud() {
+        use std::time::Duration;
+        assert_eq!(uptime_human(Duration::from_secs(5)), "5s");
+        assert_eq!(uptime_human(Duration::from_secs(65)), "1m 5s");
+        assert_eq!(uptime_human(Duration::from_secs(3_726)), "1h 2m 6s");
+        assert_eq!(uptime_human(Duration::from_secs(90_061)), "1d 1h 1m 1s");
     }
 
     #[test]

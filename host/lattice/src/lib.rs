@@ -7,9 +7,11 @@
 
 pub mod annotations;
 pub mod api;
+pub mod code;
 pub mod ctl;
 pub mod event;
 pub mod host_id;
 pub mod manifest;
 
+pub use code::ErrorCode;
 pub use manifest::{Manifest, ManifestError};

@@ -19,32 +19,29 @@
 //! default). The caller sees failures the way it would behind an HTTP gateway: `503` when no
 //! node runs the callee, `504` on a timeout, `413` for a body too large, `502` otherwise, each
 //! with a plain-text reason. See docs/decisions/0004-lattice-calls.md.
+//!
+//! This module is the wire protocol and the calling side; a node answers the calls to its
+//! components in the host's call server (`host::call_server`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt as _;
-use http_body_util::{BodyExt as _, Full};
-use hyper::http::{self, HeaderName, HeaderValue, Method, Uri};
-use tracing::{debug, warn, Instrument as _};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-
-use crate::component::Components;
+use hyper::http::{self, HeaderName, HeaderValue, Uri};
+use tracing::{debug, warn};
 
 /// How long a caller waits for a callee's answer at most; the caller's own deadline, when
 /// sooner, wins, and travels with the call so that the callee stops when it passes.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is left of the caller's deadline when the call was sent, in milliseconds.
-const DEADLINE_HEADER: &str = "Trellis-Deadline-Ms";
+pub(crate) const DEADLINE_HEADER: &str = "Trellis-Deadline-Ms";
 
-const METHOD_HEADER: &str = "Trellis-Method";
-const PATH_HEADER: &str = "Trellis-Path";
-const CALLER_HEADER: &str = "Trellis-Caller";
-const STATUS_HEADER: &str = "Trellis-Status";
+pub(crate) const METHOD_HEADER: &str = "Trellis-Method";
+pub(crate) const PATH_HEADER: &str = "Trellis-Path";
+pub(crate) const CALLER_HEADER: &str = "Trellis-Caller";
+pub(crate) const STATUS_HEADER: &str = "Trellis-Status";
 /// Set by a node that did not run the call (it is stopping, or no longer runs the component):
 /// the call is safe to send again, and another member of the queue group will likely take it.
-const REFUSED_HEADER: &str = "Trellis-Refused";
+pub(crate) const REFUSED_HEADER: &str = "Trellis-Refused";
 /// How many refusals a call takes before the caller gives up on a component id.
 const REFUSALS: usize = 3;
 /// Set on answers the node made up (no callee, timeout, …) rather than the callee's.
@@ -217,7 +214,7 @@ fn request_headers(parts: &http::request::Parts, caller: &str) -> async_nats::He
     headers
 }
 
-fn copy_headers(from: &http::HeaderMap, to: &mut async_nats::HeaderMap) {
+pub(crate) fn copy_headers(from: &http::HeaderMap, to: &mut async_nats::HeaderMap) {
     for (name, value) in from {
         if HOP_BY_HOP.contains(&name.as_str()) || name.as_str().starts_with("trellis-") {
             continue;
@@ -274,191 +271,6 @@ pub(crate) fn error_response(status: u16, reason: String) -> http::Response<Byte
         .header(ERROR_HEADER, "true")
         .body(Bytes::from(reason))
         .expect("a valid status and static headers")
-}
-
-/// Serves calls to one component on this node until the task is aborted (which unsubscribes,
-/// taking this node out of the component's queue group).
-///
-/// On `stop` it leaves the queue group, answers the calls NATS had already sent it, and
-/// returns: a stopping node loses no call that reached it.
-pub(crate) async fn serve(
-    client: async_nats::Client,
-    subject: String,
-    component_id: String,
-    components: Components,
-    in_flight: Arc<tokio::sync::RwLock<()>>,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut calls = match client
-        .queue_subscribe(subject.clone(), subject.clone())
-        .await
-    {
-        Ok(calls) => calls,
-        Err(e) => {
-            warn!(component_id, error = %e, "cannot subscribe to lattice calls; this node will not take calls for the component");
-            return;
-        }
-    };
-    debug!(component_id, subject, "taking lattice calls");
-    let mut stop = std::pin::pin!(stop);
-    let mut stopping = false;
-    loop {
-        let msg = tokio::select! {
-            _ = &mut stop, if !stopping => {
-                stopping = true;
-                // Drain, not unsubscribe: calls the server sent before it saw us leave still
-                // arrive, and are answered; the stream ends after the last of them.
-                if let Err(e) = calls.drain().await {
-                    warn!(component_id, error = %e, "cannot leave the call queue group");
-                    return;
-                }
-                continue;
-            }
-            msg = calls.next() => match msg {
-                Some(msg) => msg,
-                None => break,
-            },
-        };
-        let Some(reply) = msg.reply.clone() else {
-            continue;
-        };
-        let Ok(guard) = in_flight.clone().try_read_owned() else {
-            // The node is draining already: the caller sends the call again elsewhere.
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(REFUSED_HEADER, "stopping");
-            let _ = client
-                .publish_with_headers(reply, headers, Bytes::new())
-                .await;
-            continue;
-        };
-        let client = client.clone();
-        let components = components.clone();
-        let component_id = component_id.clone();
-        let span = tracing::debug_span!("lattice_call", component_id = %component_id);
-        tokio::spawn(
-            async move {
-                let _guard = guard;
-                let (headers, body) = answer(&client, &components, &component_id, msg).await;
-                if let Err(e) = client.publish_with_headers(reply, headers, body).await {
-                    warn!(error = %e, "cannot send a lattice call's answer");
-                }
-            }
-            .instrument(span),
-        );
-    }
-}
-
-/// Runs one call through the component and encodes its answer.
-async fn answer(
-    client: &async_nats::Client,
-    components: &Components,
-    component_id: &str,
-    msg: async_nats::Message,
-) -> (async_nats::HeaderMap, Bytes) {
-    let response = match (components.get(component_id), decode_request(&msg)) {
-        (None, _) => {
-            // Scaled down here a moment ago: not run, so the caller may send it again.
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(REFUSED_HEADER, "not running");
-            return (headers, Bytes::new());
-        }
-        (_, Err(reason)) => error_response(400, reason).map(full_body),
-        (Some(component), Ok(request)) => component.serve_http(request, budget(&msg)).await,
-    };
-    let (parts, body) = response.into_parts();
-    let cap = client.max_payload();
-    let body = match http_body_util::Limited::new(body, cap).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let reason = if e.is::<http_body_util::LengthLimitError>() {
-                format!("component {component_id}'s answer is larger than a lattice call carries ({cap} bytes, the NATS server's max_payload)")
-            } else {
-                format!("component {component_id}'s response body failed: {e:?}")
-            };
-            return encode_response(
-                &error_response(502, reason.clone()).map(|_| ()),
-                reason.into(),
-            );
-        }
-    };
-    (
-        encode_response(&http::Response::from_parts(parts, ()), body.clone()).0,
-        body,
-    )
-}
-
-/// What is left of the caller's deadline, as the call says.
-fn budget(msg: &async_nats::Message) -> Option<Duration> {
-    let ms = msg
-        .headers
-        .as_ref()?
-        .get(DEADLINE_HEADER)?
-        .as_str()
-        .parse()
-        .ok()?;
-    Some(Duration::from_millis(ms))
-}
-
-fn encode_response(response: &http::Response<()>, body: Bytes) -> (async_nats::HeaderMap, Bytes) {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(STATUS_HEADER, response.status().as_str());
-    copy_headers(response.headers(), &mut headers);
-    (headers, body)
-}
-
-fn decode_request(msg: &async_nats::Message) -> Result<http::Request<Full<Bytes>>, String> {
-    let headers = msg
-        .headers
-        .as_ref()
-        .ok_or("a lattice call without headers")?;
-    let method = headers
-        .get(METHOD_HEADER)
-        .and_then(|m| Method::from_bytes(m.as_str().as_bytes()).ok())
-        .ok_or("a lattice call without a valid method")?;
-    let path = headers.get(PATH_HEADER).map_or("/", |p| p.as_str());
-    let caller = headers.get(CALLER_HEADER).map_or("", |c| c.as_str());
-    // The component sees the authority it was called by: its own name.
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(
-            msg.subject
-                .as_str()
-                .rsplit('.')
-                .next()
-                .unwrap_or("component"),
-        )
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("a lattice call with an invalid path {path:?}: {e}"))?;
-    let mut request = http::Request::builder().method(method).uri(uri);
-    for (name, values) in headers.iter() {
-        let name: &str = name.as_ref();
-        if name.starts_with("Trellis-") {
-            continue;
-        }
-        let Ok(name) = HeaderName::try_from(name) else {
-            continue;
-        };
-        for value in values {
-            if let Ok(value) = HeaderValue::try_from(value.as_str()) {
-                request = request.header(name.clone(), value);
-            }
-        }
-    }
-    if !caller.is_empty() {
-        request = request.header("trellis-caller", caller);
-    }
-    request
-        .body(Full::new(msg.payload.clone()))
-        .map_err(|e| format!("a lattice call that is not a valid HTTP request: {e}"))
-}
-
-/// A whole body in the type wasmtime-wasi-http's requests and responses carry (its
-/// `HyperOutgoingBody` and `WasiBody` are the same type).
-pub(crate) fn full_body(bytes: Bytes) -> HyperOutgoingBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 #[cfg(test)]

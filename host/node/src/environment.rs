@@ -1,5 +1,6 @@
-//! What a component sees of the lattice besides its requests: its runtime config
-//! (`wasi:config`), its key-value bucket, and where its log lines go (`wasi:logging`).
+//! What a component sees of the lattice besides its requests: its runtime config, what it may
+//! reach (its grants), its identity and its deadline. A guest reads it through `crate::guest`
+//! (`wasi:config`, `wasi:keyvalue`, `wasi:logging`).
 //!
 //! Runtime config is the component's named configs (`properties.config` in the manifest, sent
 //! as config names in `component.scale`) read from `CONFIGDATA_{lattice}` and merged in order,
@@ -20,13 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracing::{debug, error, info, trace, warn};
+use trellis_bus::lattice_data::ConfigValues;
 
-use crate::bindings::{config, logging};
 use crate::grants::{Grants, OutboundHosts, ALLOWED_HOSTS_KEY};
 use crate::limits::MAX_REQUEST_TIMEOUT;
-use crate::request::RequestState;
-use crate::store::ConfigValues;
 
 /// Runtime config key of a component's own request deadline, in milliseconds.
 pub(crate) const REQUEST_TIMEOUT_KEY: &str = "request_timeout_ms";
@@ -91,46 +89,5 @@ impl ComponentEnv {
             grants,
             request_timeout,
         })
-    }
-}
-
-impl config::Host for RequestState {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
-        Ok(Ok(self.env.config.get(&key).cloned()))
-    }
-
-    async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config::Error>> {
-        Ok(Ok(self
-            .env
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()))
-    }
-}
-
-impl logging::Host for RequestState {
-    async fn log(
-        &mut self,
-        level: logging::Level,
-        context: String,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        let component_id = self.env.id.as_str();
-        // `tracing` levels are static, hence one arm per level.
-        match level {
-            logging::Level::Trace => trace!(component_id, %context, "{message}"),
-            logging::Level::Debug => debug!(component_id, %context, "{message}"),
-            logging::Level::Info => info!(component_id, %context, "{message}"),
-            logging::Level::Warn => warn!(component_id, %context, "{message}"),
-            logging::Level::Error => error!(component_id, %context, "{message}"),
-            logging::Level::Critical => {
-                error!(component_id, %context, critical = true, "{message}")
-            }
-        }
-        Ok(())
     }
 }

@@ -25,8 +25,9 @@ use hyper_util::rt::TokioTimer;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::calls::full_body;
-use crate::component::{text_response, Components, Services};
+use crate::body::{full_body, text_response};
+use crate::component::Components;
+use crate::guest::Services;
 
 /// Where one HTTP link wants requests served.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,7 +37,6 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::Engine;
 
 use crate::oci::human_bytes;
-use crate::request::RequestState;
 use crate::NodeConfig;
 
 /// The largest component image a node reads, from a file or a registry. Components are small
@@ -343,13 +342,13 @@ fn read_capped(reader: impl std::io::Read, limit: u64) -> std::io::Result<Option
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
-/// Compiles an image into a component linked against what this node provides (slow: call it
-/// on a blocking thread).
-pub(crate) fn compile(
+/// Compiles an image into a component linked against what this node provides, the host
+/// functions in `linker` (slow: call it on a blocking thread).
+pub(crate) fn compile<T: 'static>(
     engine: &Engine,
-    linker: &Linker<RequestState>,
+    linker: &Linker<T>,
     image: &Image,
-) -> Result<InstancePre<RequestState>, ImageError> {
+) -> Result<InstancePre<T>, ImageError> {
     let path = &image.path;
     // A core module (version 1) is the most common mistake: say so, and how to fix it.
     if image.bytes.starts_with(b"\0asm\x01\0\0\0") {

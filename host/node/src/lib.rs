@@ -3,29 +3,36 @@
 //! A node joins a lattice over NATS, obeys the wasmCloud control interface v1
 //! (`wasmbus.ctl.v1.{lattice}.…`), publishes CloudEvents and heartbeats on
 //! `wasmbus.evt.{lattice}.…`, runs components with wasmtime (WASI 0.2, `wasi:http`) and serves
-//! the built-in HTTP server provider. Components also get key-value on JetStream
-//! (`keyvalue`), runtime config and logging (`environment`), and calls to other components of
-//! the lattice by name over NATS (`calls`). It decides nothing: what runs where is the
-//! controller's job. Wire types come from `trellis-lattice`; this crate only does I/O with them.
+//! the built-in HTTP server provider. Components also get key-value on JetStream, runtime
+//! config and logging (`guest`), and calls to other components of the lattice by name over
+//! NATS (`calls`). It decides nothing: what runs where is the controller's job. Wire types come
+//! from `trellis-lattice`, the control-interface server from `trellis-bus` (shared with
+//! simulated hosts); this crate only does I/O with them.
+//!
+//! The modules in layers, each using only modules listed before it:
+//! - bounds and rules: `limits`, `grants`, `environment` (what a component sees), `body`;
+//! - images and the lattice-call protocol: `oci`, `image`, `calls` (the calling side);
+//! - what a guest gets: `outgoing` (its HTTP requests), `guest` (request state, WASI,
+//!   `wasi:config`, `wasi:logging`, `wasi:keyvalue`);
+//! - the engine and what runs on it: `engine`, `component`, `request` (one request served);
+//! - the HTTP server provider: `http_server`;
+//! - the node itself: `host`, split by job (control requests, scaling, providers and routes,
+//!   links and configs, events and heartbeats, the call server).
 
-mod bindings;
+mod body;
 mod calls;
 mod component;
-mod ctl;
+mod engine;
 mod environment;
 mod grants;
+mod guest;
 mod host;
-mod host_id;
 mod http_server;
 mod image;
 pub mod limits;
 mod oci;
 mod outgoing;
 mod request;
-// `pub` only because the generated bindings name its resource type; nothing in it is public.
-#[doc(hidden)]
-pub mod keyvalue;
-mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +43,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
+use trellis_bus::control::{Addressed, ControlInterface};
+use trellis_bus::lattice_data::LatticeData;
 
 use crate::host::Host;
 pub use crate::limits::Limits;
@@ -101,21 +110,24 @@ impl Node {
         config: NodeConfig,
         options: async_nats::ConnectOptions,
     ) -> anyhow::Result<Node> {
-        let host_id = host_id::generate();
+        // Shaped like wasmCloud's, by the generator simulated hosts use too.
+        let host_id = trellis_lattice::host_id::generate();
         let client = trellis_bus::connect(
             &config.nats_url,
             options.name(format!("trellis-node {host_id}")),
         )
         .await?;
-        let stores = store::LatticeStores::open(&client, &config.lattice).await?;
-        let host = Arc::new(Host::new(host_id, &config, client, stores)?);
+        let data = LatticeData::open(&client, &config.lattice).await?;
+        let host = Arc::new(Host::new(host_id, &config, client, data)?);
 
-        let requests = ctl::subscribe(&host).await?;
-        let (stop_tx, stop_requested) = watch::channel(false);
+        let control =
+            ControlInterface::subscribe(&host.client, &host.lattice, Addressed::To(&host.id))
+                .await?;
+        let stop_requested = host.stop_requested.subscribe();
         let mut tasks = Tasks::default();
-        tasks.push(tokio::spawn(ctl::serve(host.clone(), requests, stop_tx)));
-        tasks.push(tokio::spawn(store::watch_links(host.clone())));
-        tasks.push(tokio::spawn(store::watch_configs(host.clone())));
+        tasks.push(tokio::spawn(control.serve(host.clone())));
+        tasks.push(tokio::spawn(host::watch_links(host.clone())));
+        tasks.push(tokio::spawn(host::watch_configs(host.clone())));
 
         // Make sure the server has our subscriptions before anyone learns we exist.
         trellis_bus::sync(&host.client).await?;

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::calls::{self, full_body};
-use crate::component::Services;
+use crate::body::full_body;
+use crate::calls::{self, LatticeCalls};
 use crate::environment::ComponentEnv;
 use crate::grants::{sensitive_ip, Destination};
 
@@ -79,7 +79,8 @@ fn is_local(ip: IpAddr) -> bool {
 /// The hooks of one request's store: sends what the component sends, if granted.
 pub(crate) struct OutgoingHttp {
     pub(crate) caller: Arc<ComponentEnv>,
-    pub(crate) services: Arc<Services>,
+    pub(crate) calls: Arc<LatticeCalls>,
+    pub(crate) own_listeners: OwnListeners,
     /// The deadline of the request being served; nothing sent may outlive it.
     pub(crate) deadline: Instant,
 }
@@ -92,11 +93,16 @@ impl WasiHttpHooks for OutgoingHttp {
         _fut: IoFuture,
     ) -> SendFuture {
         let caller = self.caller.clone();
-        let services = self.services.clone();
         let deadline = self.deadline;
         match calls::lattice_name(request.uri()).map(str::to_string) {
-            Some(name) => Box::new(call_component(caller, services, deadline, name, request)),
-            None => Box::new(send_granted(caller, services, deadline, request, options)),
+            Some(name) => {
+                let calls = self.calls.clone();
+                Box::new(call_component(caller, calls, deadline, name, request))
+            }
+            None => {
+                let own = self.own_listeners.clone();
+                Box::new(send_granted(caller, own, deadline, request, options))
+            }
         }
     }
 }
@@ -104,7 +110,7 @@ impl WasiHttpHooks for OutgoingHttp {
 /// A call to another component of the lattice, along a link of the caller's.
 async fn call_component(
     caller: Arc<ComponentEnv>,
-    services: Arc<Services>,
+    calls: Arc<LatticeCalls>,
     deadline: Instant,
     name: String,
     request: hyper::Request<WasiBody>,
@@ -118,11 +124,10 @@ async fn call_component(
         return Err(HttpError::HttpRequestDenied);
     }
     let (parts, body) = request.into_parts();
-    let cap = services.calls.max_payload();
+    let cap = calls.max_payload();
     let response = match Limited::new(body, cap).collect().await {
         Ok(body) => {
-            services
-                .calls
+            calls
                 .call(&candidates, &caller.id, parts, body.to_bytes(), deadline)
                 .await
         }
@@ -145,7 +150,7 @@ async fn call_component(
 /// A request over TCP to a host the caller is granted.
 async fn send_granted(
     caller: Arc<ComponentEnv>,
-    services: Arc<Services>,
+    own_listeners: OwnListeners,
     deadline: Instant,
     mut request: hyper::Request<WasiBody>,
     options: Option<RequestOptions>,
@@ -174,7 +179,7 @@ async fn send_granted(
     let addresses = resolve(&host, port).await?;
     let sensitive = addresses
         .iter()
-        .any(|a| sensitive_ip(a.ip()) || services.own_listeners.contains(*a));
+        .any(|a| sensitive_ip(a.ip()) || own_listeners.contains(*a));
     if !caller.grants.outbound.allows(to, sensitive) {
         let why = if sensitive {
             "it is this machine, its link or a node listener, which only an entry naming that host grants"

@@ -23,32 +23,13 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 use tracing::{warn, Instrument as _};
-use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpView as _;
 
-use crate::component::{text_response, RunningComponent, Services};
-use crate::environment::ComponentEnv;
-use crate::limits::InstanceLimiter;
-use crate::outgoing::OutgoingHttp;
-
-/// The trap message of an instance stopped at its deadline.
-const DEADLINE_TRAP: &str = "the request's deadline passed";
-
-/// What a store holds while one instance serves one request.
-pub(crate) struct RequestState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    pub(crate) table: ResourceTable,
-    limiter: InstanceLimiter,
-    /// The component's environment when the request arrived.
-    pub(crate) env: Arc<ComponentEnv>,
-    pub(crate) services: Arc<Services>,
-    hooks: OutgoingHttp,
-}
+use crate::body::text_response;
+use crate::component::RunningComponent;
+use crate::guest::{RequestState, DEADLINE_TRAP};
 
 impl RunningComponent {
     /// Serves one HTTP request in a fresh instance, waiting (within its deadline) for a free
@@ -113,7 +94,7 @@ impl RunningComponent {
             read: 0,
             over: over_cap.clone(),
         });
-        let mut store = new_store(proxy.engine(), env, self.services.clone(), deadline);
+        let mut store = RequestState::store(proxy.engine(), env, self.services.clone(), deadline);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = store
             .data_mut()
@@ -143,7 +124,7 @@ impl RunningComponent {
                         .await
                 };
                 let outcome = tokio::time::timeout_at(deadline, run).await;
-                let limit_hit = store.data_mut().limiter.hit.take();
+                let limit_hit = store.data_mut().limit_hit();
                 (outcome, limit_hit)
             }
             .instrument(span),
@@ -223,61 +204,6 @@ fn declared_length<B>(request: &hyper::Request<B>) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-fn new_store(
-    engine: &Engine,
-    env: Arc<ComponentEnv>,
-    services: Arc<Services>,
-    deadline: Instant,
-) -> Store<RequestState> {
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(services.limits.instance_resources);
-    let state = RequestState {
-        wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
-        http: WasiHttpCtx::new(),
-        table,
-        limiter: InstanceLimiter::new(&services.limits),
-        hooks: OutgoingHttp {
-            caller: env.clone(),
-            services: services.clone(),
-            deadline,
-        },
-        env,
-        services,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limiter);
-    // Every tick a computing guest yields to the executor (so one busy component cannot
-    // starve the node's other tasks) or, past its deadline, is interrupted.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(wasmtime::Error::msg(DEADLINE_TRAP))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store
-}
-
-impl WasiView for RequestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for RequestState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
 }
 
 /// A request body that fails once more than `cap` bytes have come through, and says so in

@@ -1,16 +1,288 @@
-//! `trellis app get|versions|delete|history|plan|rollback`: reading and removing what the
-//! manifest store holds, planning a deploy and rolling one back.
+//! `trellis app …`: storing manifests and reading them back, deploying, watching and rolling
+//! back apps, and planning a deploy without sending it.
 
-use anyhow::bail;
+mod plan;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use trellis_cli::client::{load_manifest_file, ApiClient};
 use trellis_cli::failure::Failure;
-use trellis_lattice::api::{DeleteResult, DeployResult, GetResult, PlanResponse, PlannedCommand};
+use trellis_lattice::api::{DeleteResult, DeployResult, GetResult, PutResult, StatusType};
+use trellis_lattice::ErrorCode;
 
 use super::api_error;
-use crate::{print_json, Connection, Output};
+use crate::args::{AppCmd, Connection};
+use crate::output::{print_json, print_progress, Output};
+
+pub async fn run(cmd: AppCmd) -> anyhow::Result<()> {
+    match cmd {
+        AppCmd::Validate { conn, file } => validate(&conn, &file).await,
+        AppCmd::Put { conn, file } => put(&conn, &file).await,
+        AppCmd::Deploy {
+            conn,
+            app,
+            version,
+            no_wait,
+            timeout,
+        } => {
+            let timeout = Duration::from_secs(timeout);
+            deploy(&conn, &app, version.as_deref(), no_wait, timeout).await
+        }
+        AppCmd::Undeploy { conn, name } => undeploy(&conn, &name).await,
+        AppCmd::Status {
+            conn,
+            name,
+            watch: true,
+        } => watch(&conn, &name).await,
+        AppCmd::Status {
+            conn,
+            name,
+            watch: false,
+        } => status(&conn, &name).await,
+        AppCmd::List { conn } => list(&conn).await,
+        AppCmd::Get {
+            conn,
+            name,
+            version,
+        } => get(&conn, &name, version.as_deref()).await,
+        AppCmd::Versions { conn, name } => versions(&conn, &name).await,
+        AppCmd::Delete {
+            conn,
+            name,
+            version,
+        } => delete(&conn, &name, version.as_deref()).await,
+        AppCmd::History { conn, name } => history(&conn, &name).await,
+        AppCmd::Plan {
+            conn,
+            name,
+            version,
+        } => plan(&conn, &name, version.as_deref()).await,
+        AppCmd::Rollback {
+            conn,
+            name,
+            no_wait,
+            timeout,
+        } => {
+            let timeout = Duration::from_secs(timeout);
+            rollback(&conn, &name, no_wait, timeout).await
+        }
+    }
+}
+
+/// The controller's findings about a manifest, like a compiler's; an error if `put` would
+/// refuse it.
+async fn validate(conn: &Connection, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read manifest {}", file.display()))?;
+    let client = conn.client().await?;
+    let response = client.validate(&text).await?;
+    if conn.output == Output::Json {
+        print_json(&response)?;
+    } else {
+        print!("{}", trellis_cli::validate::render(file, &response));
+    }
+    if !response.valid {
+        bail!("{} has errors: `put` would refuse it", file.display());
+    }
+    Ok(())
+}
+
+/// Stores a manifest file as a new version of its app.
+async fn put(conn: &Connection, file: &Path) -> anyhow::Result<()> {
+    let manifest = load_manifest_file(file)?;
+    let client = conn.client().await?;
+    let resp = client.put(&manifest).await?;
+    if conn.output == Output::Json {
+        print_json(&resp)?;
+    }
+    if resp.result == PutResult::Error {
+        return Err(api_error(
+            resp.code,
+            format!("{}: {}", file.display(), resp.message),
+        ));
+    }
+    if conn.output == Output::Table {
+        println!(
+            "put {} version {} ({} versions stored)",
+            resp.name, resp.current_version, resp.total_versions
+        );
+    }
+    Ok(())
+}
+
+/// Puts a manifest file and deploys the version it holds (or `version`). A version already
+/// stored is deployed as it is. Returns the app name.
+pub async fn put_and_deploy(
+    client: &ApiClient,
+    path: &Path,
+    version: Option<&str>,
+) -> anyhow::Result<String> {
+    let manifest = load_manifest_file(path)?;
+    let name = manifest.name().to_string();
+    let put = client.put(&manifest).await?;
+    match put.result {
+        // That version is stored already: deploy it.
+        PutResult::Error if put.code == Some(ErrorCode::Exists) => {}
+        PutResult::Error => {
+            return Err(api_error(
+                put.code,
+                format!("{}: {}", path.display(), put.message),
+            ))
+        }
+        _ => {}
+    }
+    let version = version.map(String::from).or_else(|| {
+        let v = manifest.version();
+        (!v.is_empty()).then(|| v.to_string())
+    });
+    let deployed = client.deploy(&name, version.as_deref()).await?;
+    if deployed.result != DeployResult::Acknowledged {
+        return Err(api_error(
+            deployed.code,
+            format!("cannot deploy {name}: {}", deployed.message),
+        ));
+    }
+    Ok(name)
+}
+
+/// Deploys a manifest file (put, then deploy) or a stored app, and waits until it is deployed
+/// unless `no_wait`.
+async fn deploy(
+    conn: &Connection,
+    app: &str,
+    version: Option<&str>,
+    no_wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let path = Path::new(app);
+    let name = if path.is_file() {
+        put_and_deploy(&client, path, version).await?
+    } else {
+        let resp = client.deploy(app, version).await?;
+        if resp.result != DeployResult::Acknowledged {
+            return Err(api_error(
+                resp.code,
+                format!("cannot deploy {app}: {}", resp.message),
+            ));
+        }
+        app.to_string()
+    };
+    if no_wait {
+        println!("deploying {name}");
+        return Ok(());
+    }
+    let json = conn.output == Output::Json;
+    let status = client
+        .wait_deployed(&name, timeout, |s| {
+            if !json {
+                print_progress(&name, s)
+            }
+        })
+        .await?;
+    if json {
+        print_json(&status)?;
+    }
+    Ok(())
+}
+
+async fn undeploy(conn: &Connection, name: &str) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let resp = client.undeploy(name).await?;
+    if resp.result != DeployResult::Acknowledged {
+        return Err(api_error(
+            resp.code,
+            format!("cannot undeploy {name}: {}", resp.message),
+        ));
+    }
+    println!("{}", resp.message);
+    Ok(())
+}
+
+/// `app status --watch`: every change, per scaler, until the app is deployed or failed.
+async fn watch(conn: &Connection, name: &str) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let json = conn.output == Output::Json;
+    client
+        .wait_deployed(name, Duration::from_secs(24 * 3600), |s| {
+            if json {
+                let _ = print_json(s);
+            } else {
+                print_progress(name, s);
+                for scaler in &s.scalers {
+                    println!(
+                        "    {:<28} {:<12} {}",
+                        scaler.id,
+                        format!("{:?}", scaler.info.status_type).to_lowercase(),
+                        scaler.info.message
+                    );
+                }
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// The app's status and each scaler's; a failed app is an error (exit code 5).
+async fn status(conn: &Connection, name: &str) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let resp = client.status(name).await?;
+    let Some(status) = resp.status else {
+        return Err(api_error(resp.code, resp.message));
+    };
+    let failed = status.info.status_type == StatusType::Failed;
+    if conn.output == Output::Json {
+        print_json(&status)?;
+        if failed {
+            return Err(Failure::AppFailed.error(format!("app {name} failed")));
+        }
+        return Ok(());
+    }
+    print_progress(name, &status);
+    println!(
+        "{:<28} {:<14} {:<12} MESSAGE",
+        "SCALER", "COMPONENT", "STATUS"
+    );
+    for s in &status.scalers {
+        println!(
+            "{:<28} {:<14} {:<12} {}",
+            s.id,
+            s.name,
+            format!("{:?}", s.info.status_type).to_lowercase(),
+            s.info.message
+        );
+    }
+    if failed {
+        return Err(Failure::AppFailed.error(format!("app {name} failed: {}", status.info.message)));
+    }
+    Ok(())
+}
+
+/// Every stored app: its latest and deployed versions and its status.
+async fn list(conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let apps = client.list().await?;
+    if conn.output == Output::Json {
+        return print_json(&apps);
+    }
+    println!("{:<20} {:<14} {:<14} STATUS", "NAME", "LATEST", "DEPLOYED");
+    for a in apps {
+        println!(
+            "{:<20} {:<14} {:<14} {}",
+            a.name,
+            a.version,
+            a.deployed_version.unwrap_or_else(|| "-".into()),
+            format!("{:?}", a.detailed_status.info.status_type).to_lowercase()
+        );
+    }
+    Ok(())
+}
 
 /// Prints one stored manifest: YAML for people (ready to edit and `app put` again), JSON with
 /// `-o json`.
-pub async fn get(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
+async fn get(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.get(name, version).await?;
     match resp.result {
@@ -35,7 +307,7 @@ pub async fn get(conn: &Connection, name: &str, version: Option<&str>) -> anyhow
 }
 
 /// Every stored version of an app, oldest first, and which one is deployed.
-pub async fn versions(conn: &Connection, name: &str) -> anyhow::Result<()> {
+async fn versions(conn: &Connection, name: &str) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.versions(name).await?;
     match resp.result {
@@ -59,7 +331,7 @@ pub async fn versions(conn: &Connection, name: &str) -> anyhow::Result<()> {
 }
 
 /// Deletes one version, or the app with every version. Deleting what is deployed undeploys it.
-pub async fn delete(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
+async fn delete(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.delete(name, version).await?;
     if conn.output == Output::Json {
@@ -77,10 +349,10 @@ pub async fn delete(conn: &Connection, name: &str, version: Option<&str>) -> any
             )));
         }
         DeleteResult::Error => {
-            return Err(api_error(format!(
-                "cannot delete app {name}: {}",
-                resp.message
-            )))
+            return Err(api_error(
+                resp.code,
+                format!("cannot delete app {name}: {}", resp.message),
+            ))
         }
     }
     if conn.output == Output::Table {
@@ -93,7 +365,7 @@ pub async fn delete(conn: &Connection, name: &str, version: Option<&str>) -> any
 }
 
 /// Which version was deployed when, oldest first.
-pub async fn history(conn: &Connection, name: &str) -> anyhow::Result<()> {
+async fn history(conn: &Connection, name: &str) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.history(name).await?;
     match resp.result {
@@ -126,7 +398,7 @@ pub async fn history(conn: &Connection, name: &str) -> anyhow::Result<()> {
 
 /// Shows what deploying a version would do now, like a diff: `+` what would start, be scaled
 /// or put, `-` what would stop or be deleted. Nothing is sent to the lattice.
-pub async fn plan(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
+async fn plan(conn: &Connection, name: &str, version: Option<&str>) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.plan(name, version).await?;
     match resp.result {
@@ -137,160 +409,24 @@ pub async fn plan(conn: &Connection, name: &str, version: Option<&str>) -> anyho
     if conn.output == Output::Json {
         return print_json(&resp);
     }
-    print!("{}", render_plan(&resp));
+    print!("{}", plan::render_plan(&resp));
     Ok(())
 }
 
-/// The plan as text for people, one line per command.
-fn render_plan(plan: &PlanResponse) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "plan: deploy {} {}", plan.name, plan.version);
-    if plan.commands.is_empty() {
-        let _ = writeln!(
-            out,
-            "no changes: the lattice already runs what {} {} asks for",
-            plan.name, plan.version
-        );
-    }
-    let (mut adds, mut removes, mut held) = (0, 0, 0);
-    for command in &plan.commands {
-        let (sign, what) = describe_command(command);
-        match sign {
-            '+' => adds += 1,
-            _ => removes += 1,
-        }
-        let note = if command.held {
-            held += 1;
-            "  (in flight: a deploy would not send it again yet)"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "{sign} {what}  [{}]{note}", command.scaler);
-    }
-    if !plan.commands.is_empty() {
-        let _ = writeln!(
-            out,
-            "{} commands: {adds} to start, scale or put, {removes} to stop or delete{}",
-            plan.commands.len(),
-            if held > 0 {
-                format!(", {held} already in flight")
-            } else {
-                String::new()
-            }
-        );
-    }
-    if !plan.scalers.is_empty() {
-        let _ = writeln!(out, "then:");
-        for s in &plan.scalers {
-            let state = format!("{:?}", s.info.status_type).to_lowercase();
-            let _ = writeln!(out, "  {:<28} {:<12} {}", s.id, state, s.info.message);
-        }
-    }
-    out
-}
-
-/// `+` or `-`, and the command in words, from its control-interface subject and body.
-fn describe_command(command: &PlannedCommand) -> (char, String) {
-    let body = &command.body;
-    let text = |key: &str| body[key].as_str().unwrap_or("?").to_string();
-    // wasmbus.ctl.v1.{lattice}.{noun}.{verb}[.{host or name}]
-    let parts: Vec<&str> = command.subject.splitn(6, '.').collect();
-    let (noun, verb, last) = (
-        parts.get(4).copied().unwrap_or_default(),
-        parts
-            .get(5)
-            .map(|rest| rest.split_once('.').map_or(*rest, |(v, _)| v))
-            .unwrap_or_default(),
-        parts
-            .get(5)
-            .and_then(|rest| rest.split_once('.'))
-            .map(|(_, x)| x)
-            .unwrap_or_default(),
-    );
-    match (noun, verb) {
-        ("component", "scale") => {
-            let count = body["count"]
-                .as_u64()
-                .or(body["max_instances"].as_u64())
-                .unwrap_or(0);
-            if count == 0 {
-                (
-                    '-',
-                    format!("stop component {} on {last}", text("component_id")),
-                )
-            } else {
-                (
-                    '+',
-                    format!(
-                        "scale component {} to {count} on {last} ({})",
-                        text("component_id"),
-                        text("component_ref")
-                    ),
-                )
-            }
-        }
-        ("provider", "start") => (
-            '+',
-            format!(
-                "start provider {} on {last} ({})",
-                text("provider_id"),
-                text("provider_ref")
-            ),
-        ),
-        ("provider", "stop") => (
-            '-',
-            format!("stop provider {} on {last}", text("provider_id")),
-        ),
-        ("link", "put") => (
-            '+',
-            format!(
-                "put link {} → {} ({}:{}/{}, name {})",
-                text("source_id"),
-                text("target"),
-                text("wit_namespace"),
-                text("wit_package"),
-                body["interfaces"]
-                    .as_array()
-                    .map(|i| i
-                        .iter()
-                        .filter_map(|x| x.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default(),
-                text("name")
-            ),
-        ),
-        ("link", "del") => (
-            '-',
-            format!(
-                "delete link from {} ({}:{}, name {})",
-                text("source_id"),
-                text("wit_namespace"),
-                text("wit_package"),
-                text("name")
-            ),
-        ),
-        ("config", "put") => ('+', format!("put config {last}")),
-        ("config", "del") => ('-', format!("delete config {last}")),
-        _ => ('+', format!("send {} {body}", command.subject)),
-    }
-}
-
 /// Deploys the version deployed before the current one, and waits like `app deploy`.
-pub async fn rollback(
+async fn rollback(
     conn: &Connection,
     name: &str,
     no_wait: bool,
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let resp = client.rollback(name).await?;
     if resp.result != DeployResult::Acknowledged {
-        return Err(api_error(format!(
-            "cannot roll {name} back: {}",
-            resp.message
-        )));
+        return Err(api_error(
+            resp.code,
+            format!("cannot roll {name} back: {}", resp.message),
+        ));
     }
     let json = conn.output == Output::Json;
     if !json {
@@ -305,7 +441,7 @@ pub async fn rollback(
     let status = client
         .wait_deployed(name, timeout, |s| {
             if !json {
-                crate::print_progress(name, s)
+                print_progress(name, s)
             }
         })
         .await?;
@@ -313,57 +449,4 @@ pub async fn rollback(
         print_json(&status)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn command(subject: &str, body: serde_json::Value) -> PlannedCommand {
-        PlannedCommand {
-            scaler: "spreadscaler-web-0".into(),
-            subject: subject.into(),
-            body,
-            held: false,
-        }
-    }
-
-    #[test]
-    fn commands_read_like_a_diff() {
-        let scale = command(
-            "wasmbus.ctl.v1.default.component.scale.NHOST",
-            json!({"component_id": "shop-web", "component_ref": "file:///w.wasm", "count": 2, "host_id": "NHOST"}),
-        );
-        assert_eq!(
-            describe_command(&scale),
-            (
-                '+',
-                "scale component shop-web to 2 on NHOST (file:///w.wasm)".into()
-            )
-        );
-        let stop = command(
-            "wasmbus.ctl.v1.default.component.scale.NHOST",
-            json!({"component_id": "shop-web", "count": 0}),
-        );
-        assert_eq!(describe_command(&stop).0, '-');
-        let config = command("wasmbus.ctl.v1.default.config.del.web-http", json!({}));
-        assert_eq!(
-            describe_command(&config),
-            ('-', "delete config web-http".into())
-        );
-        let plan = PlanResponse {
-            result: GetResult::Success,
-            message: String::new(),
-            name: "shop".into(),
-            version: "v2".into(),
-            commands: vec![scale, stop],
-            scalers: Vec::new(),
-        };
-        let text = render_plan(&plan);
-        assert!(
-            text.contains("2 commands: 1 to start, scale or put, 1 to stop or delete"),
-            "{text}"
-        );
-    }
 }

@@ -1,31 +1,30 @@
-//! Bodies of the `trellis` subcommands that have more than a few lines of their own, one file
-//! per group; `main.rs` holds the argument definitions and dispatch. (Part of the binary, not of
-//! the `trellis_cli` library: they print for people and scripts; the library does the talking.)
+//! The bodies of the `trellis` commands, one file per group: `up`, `controller` and `node` run
+//! a part of the lattice; `app`, `get` and `plugin` are the client side. Each group's `run`
+//! takes its parsed arguments from [`crate::args`]. (Part of the binary, not of the
+//! `trellis_cli` library: they print for people and scripts; the library does the talking.)
 
 pub mod app;
-pub mod lattice;
+pub mod controller;
+pub mod get;
+pub mod node;
 pub mod plugin;
+pub mod up;
 
 use trellis_cli::failure::Failure;
+use trellis_lattice::ErrorCode;
 
-/// The failure an API error message means, for the exit code: the controller answers conflicts
-/// in words (wadm's shapes have no code for them).
-pub fn failure_in(message: &str) -> Option<Failure> {
-    if message.contains("already has a version") || message.contains("at the same time") {
-        Some(Failure::Conflict)
-    } else if message.contains("not found")
-        || message.contains("has no version")
-        || message.contains("no earlier deployed version")
-    {
-        Some(Failure::NotFound)
-    } else {
-        None
+/// The failure an API answer's code means, for the exit code.
+pub fn failure_of(code: Option<ErrorCode>) -> Option<Failure> {
+    match code? {
+        ErrorCode::NotFound => Some(Failure::NotFound),
+        ErrorCode::Exists | ErrorCode::Conflict => Some(Failure::Conflict),
+        ErrorCode::Invalid | ErrorCode::Unavailable => None,
     }
 }
 
-/// An error with `message`, tagged with the failure it means, if any.
-pub fn api_error(message: String) -> anyhow::Error {
-    match failure_in(&message) {
+/// An error with `message`, tagged with the failure the answer's `code` means, if any.
+pub fn api_error(code: Option<ErrorCode>, message: String) -> anyhow::Error {
+    match failure_of(code) {
         Some(failure) => failure.error(message),
         None => anyhow::anyhow!(message),
     }

@@ -1,5 +1,6 @@
-//! `trellis plugin build|test`: cargo, run the way the plugin guide says, with errors that name
-//! the missing tool and the command that installs it.
+//! `trellis plugin list|new|build|test`: what a controller has loaded, and the plugin author's
+//! loop. `build` and `test` run cargo the way the plugin guide says, with errors that name the
+//! missing tool and the command that installs it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,61 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use crate::{print_json, Output};
+use crate::args::{Connection, PluginCmd};
+use crate::output::{print_json, Output};
+
+pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
+    match cmd {
+        PluginCmd::List { conn } => list(&conn).await,
+        PluginCmd::New { name, kind, dir } => new(&dir, &name, &kind),
+        PluginCmd::Build { dir, output } => build(&dir, output),
+        PluginCmd::Test { dir } => test(&dir),
+    }
+}
+
+/// The plugins a controller has loaded, with their calls, failures and latency, and the files
+/// it refused.
+async fn list(conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let list = client.plugins().await?;
+    if conn.output == Output::Json {
+        return print_json(&list);
+    }
+    println!("plugins in {}", list.plugin_dir);
+    println!(
+        "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
+        "NAME", "VERSION", "KIND", "TRAITS", "CALLS", "FAILED", "P50", "P99"
+    );
+    let micros = |v: Option<u64>| v.map(|v| format!("{v}µs")).unwrap_or_else(|| "-".into());
+    for p in &list.plugins {
+        println!(
+            "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
+            p.name,
+            p.version,
+            p.kind,
+            p.trait_types.join(","),
+            p.calls,
+            p.failures.values().sum::<u64>(),
+            micros(p.p50_us),
+            micros(p.p99_us)
+        );
+    }
+    for problem in &list.problems {
+        println!("refused {}: {}", problem.file, problem.error);
+    }
+    Ok(())
+}
+
+/// `trellis plugin new NAME --kind KIND --dir DIR`: a plugin crate, and what to run next.
+fn new(dir: &Path, name: &str, kind: &str) -> anyhow::Result<()> {
+    let root = trellis_cli::scaffold::new_plugin(dir, name, kind)?;
+    println!("created {kind} plugin `{name}` in {}", root.display());
+    println!(
+        "next:  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+        root.display()
+    );
+    Ok(())
+}
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -171,7 +226,7 @@ fn run_cargo(krate: &PluginCrate, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// `trellis plugin build [DIR]`: the release component, and where it is.
-pub fn build(dir: &Path, output: Output) -> anyhow::Result<()> {
+fn build(dir: &Path, output: Output) -> anyhow::Result<()> {
     let krate = PluginCrate::find(dir)?;
     check_wasm_target(krate.folder())?;
     run_cargo(&krate, &["build", "--target", WASM_TARGET, "--release"])?;
@@ -200,7 +255,7 @@ pub fn build(dir: &Path, output: Output) -> anyhow::Result<()> {
 }
 
 /// `trellis plugin test [DIR]`: the plugin's unit tests, natively (no wasm needed).
-pub fn test(dir: &Path) -> anyhow::Result<()> {
+fn test(dir: &Path) -> anyhow::Result<()> {
     let krate = PluginCrate::find(dir)?;
     run_cargo(&krate, &["test"])
 }

@@ -32,9 +32,9 @@ use futures::StreamExt as _;
 use tracing::warn;
 use wasmtime::component::Resource;
 
-use crate::bindings::{atomics, batch, store};
+use super::bindings::{atomics, batch, store, Bucket};
+use super::RequestState;
 use crate::grants::BucketRefusal;
-use crate::request::RequestState;
 
 /// Keys returned by one `list-keys` call; the cursor continues from there.
 const LIST_PAGE: usize = 1000;
@@ -67,12 +67,6 @@ impl KeyValue {
         opened.insert(bucket.to_string(), store.clone());
         Ok(store)
     }
-}
-
-/// The concrete type behind a `wasi:keyvalue/store.bucket` resource.
-pub struct Bucket {
-    name: String,
-    store: kv::Store,
 }
 
 impl Bucket {

@@ -1,0 +1,359 @@
+//! The command line of `trellis`: every command, its flags and its help text. `--help` prints
+//! what the doc comments here say, so they are written for the user.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use trellis_cli::client::ApiClient;
+use trellis_cli::connect::ConnectArgs;
+use trellis_cli::failure::EXIT_CODES_HELP;
+use trellis_cli::node_flags::NodeFlags;
+
+use crate::output::Output;
+
+#[derive(Parser)]
+#[command(
+    name = "trellis",
+    version,
+    about = "Deploy WebAssembly applications onto a lattice of hosts, and keep them deployed",
+    long_about = "Deploy WebAssembly applications onto a lattice of hosts joined over NATS, and keep them deployed.\n\n\
+Start here:  trellis up --example echo     (a local lattice with an example app)\n\
+then:        curl http://127.0.0.1:8080/\n\n\
+Scalers, placement policies and validators are WebAssembly plugins loaded from a folder; \
+trellis speaks the wadm API and the wasmCloud control interface, so `wash app` works against it.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Output format: tables for people, JSON for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub nats: ConnectArgs,
+}
+
+impl Connection {
+    /// A client of the lattice's controller API, connected with the resolved connection flags.
+    pub async fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::connect_with(&self.nats.resolve()?).await
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run a whole lattice on this machine: nats-server (with JetStream), a controller and a node.
+    ///
+    /// Data (NATS JetStream) goes under --data-dir. Stop with Ctrl-C.
+    Up(UpArgs),
+    /// Run a controller: stores manifests, reconciles the lattice with the scaler plugins.
+    Controller(ControllerArgs),
+    /// Run a lattice node: runs components and the built-in providers, obeys the controller.
+    Node(NodeArgs),
+    /// Manage applications: put, validate, plan, deploy, status, history, rollback, delete.
+    #[command(subcommand)]
+    App(AppCmd),
+    /// Plugins: what a controller has loaded; create, test and build your own.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Look at the lattice: hosts, what runs on them, links and configs.
+    #[command(subcommand)]
+    Get(GetCmd),
+}
+
+#[derive(Subcommand)]
+pub enum GetCmd {
+    /// Every host of the lattice (each answers a ping), with its labels and uptime.
+    Hosts {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// What runs on one host: components (with their counts) and providers.
+    Inventory {
+        #[command(flatten)]
+        conn: Connection,
+        /// The host id (from `trellis get hosts`); a unique prefix is enough.
+        host: String,
+    },
+    /// Every link of the lattice: source, target, WIT interfaces and the configs they carry.
+    Links {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// A named config's keys and values; without a name, the names of every config.
+    Config {
+        #[command(flatten)]
+        conn: Connection,
+        /// The config's name (as in a manifest's `config: - name: …`).
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCmd {
+    /// The plugins a controller has loaded, their calls, failures and latency, and the files it
+    /// refused (with why).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Create a plugin crate: a trait impl and its unit tests, ready to build for wasm32-wasip2.
+    ///
+    ///   trellis plugin new myscaler --kind scaler
+    ///   cd myscaler && cargo test && cargo build --target wasm32-wasip2 --release
+    New {
+        /// The plugin's name; for a scaler it is also the trait type it handles.
+        name: String,
+        /// What the plugin decides: scaler (how many, where), placement (which host), validator.
+        #[arg(long, default_value = "scaler")]
+        kind: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin crate to a component (cargo build --target wasm32-wasip2 --release) and
+    /// say where the .wasm is; copy it into the controller's plugin folder to load it.
+    Build {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Output format: `json` prints the .wasm path for scripts.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Run a plugin crate's unit tests natively (cargo test): no wasm, no lattice needed.
+    Test {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Without --nats (or TRELLIS_NATS, or [nats] url in the config file), `up` starts its own \
+nats-server; with --user/--password that server requires them.\n\n\
+A local lattice of three nodes in two regions:\n  \
+trellis up --nodes 3 --node-labels region=east --node-labels region=east --node-labels region=west\n\
+Every node gets the label node=1..N; --label applies to all nodes, --node-labels (k=v,k=v) to the next one."
+)]
+pub struct UpArgs {
+    /// Use this NATS server (with JetStream) instead of starting one (--nats), and how to log in.
+    #[command(flatten)]
+    pub conn: ConnectArgs,
+    /// Port for the nats-server that `up` starts.
+    #[arg(long, default_value_t = 4222)]
+    pub nats_port: u16,
+    /// Folder for NATS data and logs.
+    #[arg(long, default_value = ".trellis")]
+    pub data_dir: PathBuf,
+    /// Folder of plugins (*.wasm); watched for changes.
+    #[arg(long, env = "TRELLIS_PLUGINS", default_value = "build/plugins")]
+    pub plugins: PathBuf,
+    /// Also put and deploy an example from examples/ (e.g. `echo`).
+    #[arg(long)]
+    pub example: Option<String>,
+    /// Also put and deploy this manifest.
+    #[arg(long)]
+    pub deploy: Option<PathBuf>,
+    /// Labels of every local node, as key=value (repeat for several).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// How many nodes to start [default: 1, or as many as --node-labels].
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Labels of one node, as k=v[,k=v…]: the first use is node 1's, the second node 2's, …
+    #[arg(long = "node-labels", value_parser = parse_labels)]
+    pub node_labels: Vec<Vec<(String, String)>>,
+    /// Serve the HTTP API and dashboard on this address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8800")]
+    pub http: std::net::SocketAddr,
+    /// Serve no HTTP API and dashboard.
+    #[arg(long, conflicts_with = "http")]
+    pub no_http: bool,
+    /// The token every HTTP API request must carry (`Authorization: Bearer …`); required when
+    /// --http is not a loopback address.
+    #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// What components may use: file image folders, time, memory, counts, sizes.
+    #[command(flatten)]
+    pub sandbox: NodeFlags,
+}
+
+#[derive(Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Folder of plugins (*.wasm); watched for changes.
+    #[arg(long, env = "TRELLIS_PLUGINS", default_value = "build/plugins")]
+    pub plugins: PathBuf,
+    /// Manage these lattices too (repeat for several).
+    #[arg(long = "also-lattice")]
+    pub also: Vec<String>,
+    /// Seconds without a heartbeat after which a host counts as gone.
+    #[arg(long, default_value_t = 15)]
+    pub host_timeout: u64,
+    /// Also serve the HTTP API and dashboard of the lattice on this address (e.g. 127.0.0.1:8800).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The token every HTTP API request must carry (`Authorization: Bearer …`); required when
+    /// --http is not a loopback address.
+    #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Labels of this node, as key=value (repeat for several). Placement uses them.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat: u64,
+    /// A human-friendly name for this node.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run N simulated hosts instead of one real node: they obey the control interface and
+    /// publish the same events, but run no wasm (for trying a controller at scale).
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+    /// What components may use: file image folders, time, memory, counts, sizes.
+    #[command(flatten)]
+    pub sandbox: NodeFlags,
+}
+
+#[derive(Subcommand)]
+pub enum AppCmd {
+    /// Store a manifest (a new version of its app). Relative file:// images resolve against the manifest's folder.
+    Put {
+        #[command(flatten)]
+        conn: Connection,
+        /// The manifest file (YAML or JSON).
+        file: PathBuf,
+    },
+    /// Deploy an app: a manifest file (put, then deploy) or the name of a stored app.
+    Deploy {
+        #[command(flatten)]
+        conn: Connection,
+        /// A manifest file, or the name of an app already put.
+        app: String,
+        /// Version to deploy (default: the latest).
+        #[arg(long)]
+        version: Option<String>,
+        /// Return at once instead of waiting until the app is deployed.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for deployed, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Stop an app: remove what it runs (the manifest stays stored).
+    Undeploy {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Show an app's status, per scaler.
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Keep showing each change until the app is deployed or failed.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List the stored apps.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Print a stored manifest (YAML; -o json for JSON): the latest version, or --version.
+    Get {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// The version to print (default: the latest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List an app's stored versions, oldest first, and which one is deployed.
+    Versions {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Delete an app with all its versions, or one --version. Deleting the deployed version
+    /// undeploys it.
+    Delete {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Delete only this version.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// When which version was deployed or undeployed, oldest first.
+    History {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Show what deploying a version would do now, as a diff; nothing is sent.
+    ///
+    /// Lines with `+` start, scale or put; lines with `-` stop or delete. Computed by the same
+    /// plugin calls as a deploy, against the lattice as the controller sees it now.
+    ///
+    ///   trellis app put shop-v2.yaml && trellis app plan shop && trellis app deploy shop
+    Plan {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// The version to plan (default: the latest stored).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Deploy the version that was deployed before the current one, and wait until deployed.
+    ///
+    /// The version comes from the deploy history (`trellis app history NAME`).
+    Rollback {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Return at once instead of waiting until the app is deployed.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for deployed, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Check a manifest without storing it, with the plugins the controller has loaded: prints
+    /// each finding with its place in the manifest and a hint, like a compiler; exits non-zero
+    /// when there is an error (`put` would refuse the manifest).
+    Validate {
+        #[command(flatten)]
+        conn: Connection,
+        /// The manifest file (YAML or JSON).
+        file: PathBuf,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not a label: write key=value")),
+    }
+}
+
+/// `k=v,k=v`: one node's labels.
+fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| parse_label(part.trim()))
+        .collect()
+}

@@ -1,0 +1,71 @@
+//! `trellis controller`: a controller for one or more lattices, and the parts `trellis up`
+//! shares with it (the config file's plugin settings, the HTTP API).
+
+use std::time::Duration;
+
+use trellis_cli::connect::{ConnectArgs, NatsSettings};
+use trellis_controller::{Controller, ControllerConfig};
+
+use crate::args::ControllerArgs;
+
+/// `trellis controller`: runs until Ctrl-C, with the HTTP API if --http asks for it.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let nats = args.conn.nats.resolve()?;
+    let mut lattices = vec![nats.lattice.clone()];
+    lattices.extend(args.also.iter().cloned());
+    let mut config = ControllerConfig {
+        nats_url: nats.url.clone(),
+        lattices,
+        plugin_dir: args.plugins.clone(),
+        ..ControllerConfig::default()
+    };
+    config.settings.host_timeout = Duration::from_secs(args.host_timeout);
+    apply_plugin_settings(&mut config, &args.conn.nats)?;
+    let http = match args.http {
+        Some(address) => Some(serve_http(&nats, address, args.http_token.clone()).await?),
+        None => None,
+    };
+    let controller = Controller::start_with_options(config, nats.options().await?).await?;
+    if let Some(http) = &http {
+        println!("HTTP API and dashboard on {}", http.url());
+    }
+    println!("controller running; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    if let Some(http) = http {
+        http.stop().await;
+    }
+    controller.stop().await;
+    Ok(())
+}
+
+/// The config file's `[plugins]` (folder, deadline and memory limits, per plugin or for all),
+/// the same for `trellis up` as for `trellis controller`.
+pub fn apply_plugin_settings(
+    config: &mut ControllerConfig,
+    conn: &ConnectArgs,
+) -> anyhow::Result<()> {
+    if let Some(file) = conn.config_file()? {
+        let (base, per_plugin) = file.limits()?;
+        config.runtime.default_limits = base;
+        config.runtime.per_plugin = per_plugin;
+        if let Some(dir) = file.plugins.dir {
+            config.plugin_dir = dir;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the HTTP API and dashboard of the lattice (trellis-http) on a NATS connection of its own.
+pub async fn serve_http(
+    settings: &NatsSettings,
+    address: std::net::SocketAddr,
+    token: Option<String>,
+) -> anyhow::Result<trellis_http::HttpServer> {
+    let client = settings.connect().await?;
+    let config = trellis_http::HttpConfig {
+        address,
+        token,
+        lattice: settings.lattice.clone(),
+    };
+    trellis_http::HttpServer::start(config, client).await
+}

@@ -1,0 +1,162 @@
+//! `trellis get hosts|inventory|links|config`: what the lattice runs and holds, as its hosts
+//! and the control interface tell it.
+
+use anyhow::bail;
+use trellis_cli::failure::Failure;
+
+use crate::args::{Connection, GetCmd};
+use crate::output::{print_json, Output};
+
+pub async fn run(cmd: GetCmd) -> anyhow::Result<()> {
+    match cmd {
+        GetCmd::Hosts { conn } => hosts(&conn).await,
+        GetCmd::Inventory { conn, host } => inventory(&conn, &host).await,
+        GetCmd::Links { conn } => links(&conn).await,
+        GetCmd::Config { conn, name } => config(&conn, name.as_deref()).await,
+    }
+}
+
+/// Every host that answers a ping, with its labels (without the `hostcore.` ones) and uptime.
+async fn hosts(conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let hosts = client.hosts().await?;
+    if conn.output == Output::Json {
+        return print_json(&hosts);
+    }
+    if hosts.is_empty() {
+        println!(
+            "no hosts answered in lattice `{}`; start one with `trellis node` or `trellis up`",
+            client.lattice()
+        );
+        return Ok(());
+    }
+    println!("{:<58} {:<20} {:>9}  LABELS", "HOST", "NAME", "UPTIME");
+    for h in hosts {
+        let labels = h
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("hostcore."))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!(
+            "{:<58} {:<20} {:>8}s  {labels}",
+            h.id, h.friendly_name, h.uptime_seconds
+        );
+    }
+    Ok(())
+}
+
+/// What runs on the one host whose id starts with `host`.
+async fn inventory(conn: &Connection, host: &str) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let hosts = client.hosts().await?;
+    let matching: Vec<_> = hosts.iter().filter(|h| h.id.starts_with(host)).collect();
+    let id = match matching.as_slice() {
+        [one] => one.id.clone(),
+        [] => {
+            return Err(Failure::NotFound.error(format!(
+                "no host of lattice `{}` has an id starting with `{host}`; see `trellis get hosts`",
+                client.lattice()
+            )))
+        }
+        _ => bail!(
+            "`{host}` names {} hosts; give more of the id",
+            matching.len()
+        ),
+    };
+    let inventory = client.inventory(&id).await?;
+    if conn.output == Output::Json {
+        return print_json(&inventory);
+    }
+    println!("host {} ({})", inventory.host_id, inventory.friendly_name);
+    println!("{:<10} {:<28} {:>6}  IMAGE", "KIND", "ID", "COUNT");
+    for c in &inventory.components {
+        println!(
+            "{:<10} {:<28} {:>6}  {}",
+            "component", c.id, c.max_instances, c.image_ref
+        );
+    }
+    for p in &inventory.providers {
+        println!(
+            "{:<10} {:<28} {:>6}  {}",
+            "provider",
+            p.id,
+            "-",
+            p.image_ref.clone().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Every link: which source calls which target through which WIT interfaces, with its configs.
+async fn links(conn: &Connection) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let mut links = client.links().await?;
+    links.sort_by(|a, b| {
+        (&a.source_id, &a.name, &a.target).cmp(&(&b.source_id, &b.name, &b.target))
+    });
+    if conn.output == Output::Json {
+        return print_json(&links);
+    }
+    if links.is_empty() {
+        println!("no links in lattice `{}`", client.lattice());
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<24} {:<10} {:<36} CONFIG",
+        "SOURCE", "TARGET", "NAME", "INTERFACES"
+    );
+    for link in &links {
+        let interfaces = format!(
+            "{}:{}/{}",
+            link.wit_namespace,
+            link.wit_package,
+            link.interfaces.join(",")
+        );
+        let mut config = Vec::new();
+        if !link.source_config.is_empty() {
+            config.push(format!("source={}", link.source_config.join(",")));
+        }
+        if !link.target_config.is_empty() {
+            config.push(format!("target={}", link.target_config.join(",")));
+        }
+        println!(
+            "{:<24} {:<24} {:<10} {:<36} {}",
+            link.source_id,
+            link.target,
+            link.name,
+            interfaces,
+            config.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// One named config's keys and values, or (without a name) the names of every config.
+async fn config(conn: &Connection, name: Option<&str>) -> anyhow::Result<()> {
+    let client = conn.client().await?;
+    let Some(name) = name else {
+        let names = client.config_names().await?;
+        if conn.output == Output::Json {
+            return print_json(&names);
+        }
+        if names.is_empty() {
+            println!("no configs in lattice `{}`", client.lattice());
+        }
+        for name in names {
+            println!("{name}");
+        }
+        return Ok(());
+    };
+    let values = client.config(name).await?;
+    if conn.output == Output::Json {
+        return print_json(&values);
+    }
+    let width = values.keys().map(|k| k.len()).max().unwrap_or(3).max(3);
+    println!("{:<width$}  VALUE", "KEY");
+    for (key, value) in &values {
+        println!("{key:<width$}  {value}");
+    }
+    Ok(())
+}

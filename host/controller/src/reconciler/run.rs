@@ -1,0 +1,580 @@
+//! The reconcile loop of one lattice: every input arrives in one `select!` in [`Reconciler::run`],
+//! updates what the loop knows and marks the apps it concerns dirty; a short debounce later,
+//! [`Reconciler::pass`] plans those apps and hands their commands to the executor.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use futures::stream::BoxStream;
+use futures::{FutureExt as _, StreamExt};
+use tokio::sync::mpsc;
+use trellis_bus::resume::Resumed;
+use trellis_lattice::api::{GetResult, PlanResponse, Status, StatusInfo, StatusType};
+use trellis_lattice::ctl::{self, Link};
+use trellis_lattice::event::CloudEvent;
+use trellis_lattice::{ErrorCode, Manifest};
+use trellis_runtime::bindings::Command;
+use trellis_runtime::{LatticeSnapshot, Runtime};
+
+use super::deployed::DeployedApps;
+use super::dirty::Dirty;
+use super::discovery;
+use super::inputs::{caught_up, EventMessage, Inputs};
+use super::planning::{cleanup_scalers, plan_app, plan_response};
+use super::settings::LoopSettings;
+use super::status::{app_statuses, StatusPublisher, Statuses};
+use crate::commands::{command_key, decode, overlay, Origin};
+use crate::executor::{Executor, Outcome};
+use crate::ownership::Ownership;
+use crate::state::{LatticeState, Touched};
+
+/// How long one pass may spend in plugin calls before leaving the remaining apps to the next
+/// pass: the loop must keep reading events, or heartbeats go unread and hosts look dead.
+const PASS_BUDGET: Duration = Duration::from_millis(250);
+
+/// The reconcile loop of one lattice, with all it keeps between two inputs.
+pub struct Reconciler {
+    lattice: String,
+    client: async_nats::Client,
+    runtime: Arc<Runtime>,
+    settings: LoopSettings,
+    state: LatticeState,
+    executor: Executor,
+    outcomes: mpsc::UnboundedReceiver<Outcome>,
+    apps: DeployedApps,
+    status: StatusPublisher,
+    ownership: Ownership,
+    dirty: Dirty,
+    /// Events the stream still held when the last one was read, and how long before that read
+    /// it was published: a host is declared dead only when the controller is caught up
+    /// ([`caught_up`]), never because a long pass left heartbeats unread.
+    events_behind: u64,
+    events_lag: Duration,
+    /// The last app the previous pass planned.
+    pass_cursor: Option<String>,
+    /// The NATS client's connection count as last seen: a change means it reconnected.
+    connects: u64,
+    /// Hosts are to be asked for their inventory once NATS is back.
+    rediscover: bool,
+    plugin_generation: u64,
+    started: Instant,
+}
+
+impl Reconciler {
+    pub fn new(
+        lattice: &str,
+        client: async_nats::Client,
+        runtime: Arc<Runtime>,
+        settings: LoopSettings,
+        statuses: Statuses,
+        status_kv: kv::Store,
+        ownership: Ownership,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        Self {
+            lattice: lattice.to_string(),
+            executor: Executor::new(client.clone(), lattice, settings.command_timeout, tx),
+            status: StatusPublisher::new(lattice, client.clone(), statuses, status_kv),
+            client,
+            runtime,
+            settings,
+            state: LatticeState::default(),
+            outcomes: rx,
+            apps: DeployedApps::default(),
+            ownership,
+            dirty: Dirty::default(),
+            events_behind: 0,
+            events_lag: Duration::ZERO,
+            pass_cursor: None,
+            connects,
+            rediscover: false,
+            plugin_generation: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs until the NATS connection's subscriptions end.
+    pub async fn run(mut self, inputs: Inputs) -> anyhow::Result<()> {
+        let Inputs {
+            mut events,
+            manifests: mut manifest_watch,
+            links: mut link_watch,
+            configs: mut config_watch,
+            statuses: mut status_watch,
+            owners: mut owner_watch,
+            controllers: mut controller_watch,
+            mut plans,
+            mut commands,
+        } = inputs;
+        let ctl_subjects = ctl::Subjects::new(&self.lattice);
+        self.catch_up(&mut events).await;
+        self.discover_hosts().await;
+
+        let mut tick =
+            tokio::time::interval(self.settings.resync_interval.min(Duration::from_secs(1)));
+        // Ownership is checked often enough that a takeover follows a lease expiry closely.
+        let mut ownership_tick = tokio::time::interval(self.settings.lease / 6);
+        ownership_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_full_pass = Instant::now() - self.settings.resync_interval;
+        self.dirty.all(Instant::now());
+        loop {
+            let pass_due = self.dirty.since.map(|t| t + self.settings.debounce);
+            tokio::select! {
+                // These inputs never end (they reopen themselves), so no branch goes quiet.
+                Some(input) = events.next() => {
+                    self.on_event_input(input);
+                }
+                Some(entry) = manifest_watch.next() => {
+                    let app = entry.key.clone();
+                    self.on_manifest(entry);
+                    // The claim waits for the pass, so a burst of deploys makes one
+                    // batch of claims rather than one KV round trip each.
+                    self.dirty.app(&app, Instant::now());
+                }
+                Some(entry) = link_watch.next() => {
+                    self.on_link(entry);
+                }
+                Some(entry) = config_watch.next() => {
+                    self.on_config(entry);
+                    self.dirty.all(Instant::now());
+                }
+                Some(entry) = status_watch.next() => {
+                    self.status.on_entry(entry);
+                }
+                Some(entry) = owner_watch.next() => {
+                    let app = entry.key.clone();
+                    self.ownership.on_owner_entry(entry);
+                    // A new owner (maybe us) looks at the app at once.
+                    self.dirty.app(&app, Instant::now());
+                }
+                Some(entry) = controller_watch.next() => {
+                    self.ownership.on_controller_entry(entry, Instant::now());
+                }
+                Some(msg) = commands.next() => {
+                    let theirs = !self.executor.sent_by_me(msg.headers.as_ref());
+                    if let Some((command, origin)) = theirs
+                        .then(|| decode(&ctl_subjects, msg.subject.as_str(), &msg.payload))
+                        .flatten()
+                    {
+                        self.executor.observe(command, origin, Instant::now());
+                    }
+                }
+                Some(query) = plans.recv() => {
+                    let response = self.plan(query.manifest).await;
+                    let _ = query.reply.send(response);
+                }
+                Some(outcome) = self.outcomes.recv() => {
+                    let failed = outcome.result.is_err();
+                    let origin = self.executor.origin_of(&outcome.key);
+                    self.executor.on_outcome(outcome, Instant::now());
+                    if let (true, Some(origin)) = (failed, origin) {
+                        self.dirty.app(&origin.app, Instant::now());
+                    }
+                }
+                _ = ownership_tick.tick() => {
+                    self.claim_apps().await;
+                }
+                _ = tick.tick() => {
+                    // Read what already arrived before judging silence.
+                    while let Some(Some(input)) = events.next().now_or_never() {
+                        self.on_event_input(input);
+                    }
+                    self.check_connection().await;
+                    let now = Instant::now();
+                    // Hosts cannot be heard while NATS is away: silence then says nothing.
+                    let dead = if caught_up(self.events_behind, self.events_lag) && self.connected() {
+                        self.state.expire_hosts(self.settings.host_timeout, now)
+                    } else {
+                        Vec::new()
+                    };
+                    for host in &dead {
+                        tracing::warn!(lattice = %self.lattice, host, "host missed its heartbeats; rescheduling what it ran");
+                    }
+                    let generation = self.runtime.generation();
+                    if !dead.is_empty()
+                        || generation != self.plugin_generation
+                        || now.duration_since(last_full_pass) >= self.settings.resync_interval
+                    {
+                        self.plugin_generation = generation;
+                        last_full_pass = now;
+                        self.dirty.all(now);
+                    }
+                    let busy: Vec<String> =
+                        self.executor.in_flight_origins().map(|o| o.app.clone()).collect();
+                    for app in busy {
+                        self.dirty.app(&app, now);
+                    }
+                }
+                _ = sleep_until(pass_due) => {
+                    let started = Instant::now();
+                    self.claim_apps().await;
+                    let apps = self.dirty.take();
+                    self.pass(apps).await;
+                    // No event was read meanwhile: that time is nobody's silence.
+                    let now = Instant::now();
+                    self.state.excuse(now.duration_since(started), now);
+                }
+                else => return Ok(()),
+            }
+        }
+    }
+
+    /// Applies the events replayed from the stream, up to the present, before the inventory
+    /// queries (which are newer, so they win).
+    async fn catch_up(&mut self, events: &mut BoxStream<'static, Resumed<EventMessage>>) {
+        let mut replayed = 0usize;
+        // Nothing within the wait means nothing to replay (or an idle lattice).
+        while let Ok(Some(input)) =
+            tokio::time::timeout(Duration::from_millis(500), events.next()).await
+        {
+            // Discovery follows the replay anyway.
+            let Resumed::Item(msg) = input else { continue };
+            replayed += 1;
+            self.on_event(&msg);
+            if msg.pending == 0 {
+                break;
+            }
+        }
+        tracing::info!(lattice = %self.lattice, replayed, "replayed lattice events");
+    }
+
+    fn on_event_input(&mut self, input: Resumed<EventMessage>) {
+        match input {
+            Resumed::Item(msg) => self.on_event(&msg),
+            Resumed::Reopened => self.after_outage("the event stream was reopened"),
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Notices a NATS reconnect (e.g. a nats-server restart) that the event stream has not
+    /// reported yet, and asks the hosts for their inventory once after an outage.
+    async fn check_connection(&mut self) {
+        let connects = self.client.statistics().connects.load(Ordering::Relaxed);
+        if connects != self.connects {
+            self.connects = connects;
+            // Once per outage: the event stream may have said so already.
+            if !self.rediscover {
+                self.after_outage("the NATS connection was re-established");
+            }
+        }
+        if self.rediscover && self.connected() {
+            self.rediscover = false;
+            self.discover_hosts().await;
+        }
+    }
+
+    /// After NATS was away, the heartbeats sent meanwhile are lost: give every known host a
+    /// full host timeout from now to be heard again rather than declaring them all dead, and
+    /// ask them for their inventory (what ran while we could not hear).
+    fn after_outage(&mut self, why: &str) {
+        let now = Instant::now();
+        tracing::info!(lattice = %self.lattice, hosts = self.state.hosts.len(), "{why}: hosts get a fresh heartbeat timeout and are asked for their inventory");
+        for host in self.state.hosts.values_mut() {
+            host.last_seen = host.last_seen.max(now);
+        }
+        self.rediscover = true;
+        self.dirty.all(now);
+    }
+
+    /// Applies one lattice event and marks the apps it concerns.
+    fn on_event(&mut self, msg: &EventMessage) {
+        self.events_behind = msg.pending;
+        self.events_lag = msg.age;
+        let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else {
+            tracing::debug!(lattice = %self.lattice, "ignoring a message that is not a CloudEvent");
+            return;
+        };
+        let event = match cloud_event.decode() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(lattice = %self.lattice, kind = cloud_event.kind(), "unreadable event: {e}");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let at = now.checked_sub(msg.age).unwrap_or(now);
+        self.executor.on_event(&event, now);
+        match self.state.apply(&cloud_event.source, &event, at) {
+            Touched::Nothing => {}
+            Touched::Everything => self.dirty.all(now),
+            Touched::Ids(ids) => self.mark_ids(ids.iter().map(String::as_str), now),
+        }
+    }
+
+    fn mark_ids<'a>(&mut self, ids: impl Iterator<Item = &'a str>, now: Instant) {
+        for id in ids {
+            for app in self.apps.apps_of(id) {
+                self.dirty.app(app, now);
+            }
+        }
+    }
+
+    fn on_manifest(&mut self, entry: kv::Entry) {
+        let app = entry.key.clone();
+        if !self.apps.on_manifest(entry) {
+            self.status.note_undeployed(app);
+        }
+    }
+
+    fn on_link(&mut self, entry: kv::Entry) {
+        let now = Instant::now();
+        let touched: Vec<String> = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<Link>(&entry.value) {
+                Ok(link) => {
+                    let ids = vec![link.source_id.clone(), link.target.clone()];
+                    self.state.links.insert(link.key(), link);
+                    ids
+                }
+                Err(_) => Vec::new(),
+            },
+            _ => match self.state.links.remove(&entry.key) {
+                Some(link) => vec![link.source_id, link.target],
+                None => Vec::new(),
+            },
+        };
+        self.mark_ids(touched.iter().map(String::as_str), now);
+    }
+
+    fn on_config(&mut self, entry: kv::Entry) {
+        match entry.operation {
+            kv::Operation::Put => {
+                if let Ok(config) = serde_json::from_slice(&entry.value) {
+                    self.state.configs.insert(entry.key.clone(), config);
+                }
+            }
+            _ => {
+                self.state.configs.remove(&entry.key);
+            }
+        }
+    }
+
+    /// Claims the apps that need an owner: deployed ones, and undeployed ones with cleanup
+    /// or a status still to publish.
+    async fn claim_apps(&mut self) {
+        let wanted = self.apps.wanted();
+        let won = self.ownership.claim(&wanted, Instant::now()).await;
+        for app in won {
+            self.dirty.app(&app, Instant::now());
+        }
+    }
+
+    /// Asks every host for its inventory, so a restarted controller knows the lattice at once
+    /// instead of after the next heartbeats.
+    async fn discover_hosts(&mut self) {
+        let inventories = match discovery::inventories(&self.client, &self.lattice).await {
+            Ok(inventories) => inventories,
+            Err(e) => {
+                tracing::warn!(lattice = %self.lattice, "host discovery failed: {e}");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for inventory in &inventories {
+            self.state.apply_inventory(inventory, now);
+        }
+        tracing::info!(lattice = %self.lattice, hosts = self.state.hosts.len(), "discovered hosts");
+    }
+
+    /// The lattice as plugins see it now: the state, with the commands in flight taken as done.
+    fn snapshot(&mut self, now: Instant) -> LatticeSnapshot {
+        // While events are unread, an unconfirmed command may well be done: no timeouts then.
+        self.executor.settle(
+            &self.state,
+            now,
+            caught_up(self.events_behind, self.events_lag),
+        );
+        let mut snapshot = self
+            .state
+            .snapshot(now.duration_since(self.started).as_millis() as u64);
+        let unknown = Origin {
+            app: String::new(),
+            scaler: String::new(),
+        };
+        for (command, origin) in self.executor.in_flight() {
+            overlay(&mut snapshot, command, origin.unwrap_or(&unknown));
+        }
+        snapshot
+    }
+
+    /// One reconcile pass over the dirty apps this controller owns (`None`: every app).
+    async fn pass(&mut self, dirty: Option<BTreeSet<String>>) {
+        let now = Instant::now();
+        let snapshot = self.snapshot(now);
+        let in_scope = |app: &str| dirty.as_ref().is_none_or(|d| d.contains(app));
+        let mut apps: Vec<(String, Manifest)> = self
+            .apps
+            .manifests
+            .iter()
+            .filter(|(name, _)| in_scope(name) && self.ownership.owns(name, now))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Start after the last app the previous pass planned, so that when passes run out of
+        // budget every app gets its turn.
+        if let Some(cursor) = &self.pass_cursor {
+            let split = apps.partition_point(|(name, _)| name <= cursor);
+            apps.rotate_left(split);
+        }
+        let to_clean = self.apps.take_cleanups(&self.ownership, now);
+        let mut planned_apps: BTreeSet<String> = apps.iter().map(|(n, _)| n.clone()).collect();
+        planned_apps.extend(to_clean.iter().map(|c| c.app.clone()));
+        let runtime = Arc::clone(&self.runtime);
+        let lattice = self.lattice.clone();
+        // Plugin calls are synchronous CPU work with their own deadlines: keep them off the
+        // async workers.
+        let planned = tokio::task::spawn_blocking(move || {
+            let mut snap = Arc::new(snapshot);
+            // Cleanups first: what they remove frees room for the apps planned after them.
+            let cleanups = to_clean
+                .iter()
+                .map(|cleanup| {
+                    let planned = cleanup_scalers(&runtime, cleanup, &snap);
+                    for (origin, commands) in &planned {
+                        for c in commands {
+                            overlay(Arc::make_mut(&mut snap), c, origin);
+                        }
+                    }
+                    planned
+                })
+                .collect::<Vec<_>>();
+            let started = Instant::now();
+            let mut done = Vec::with_capacity(apps.len());
+            let mut deferred = Vec::new();
+            for (name, manifest) in apps {
+                // A pass that ran past its budget leaves the rest for the next one, so the
+                // loop reads events (heartbeats, command effects) in between.
+                if started.elapsed() > PASS_BUDGET {
+                    deferred.push(name);
+                    continue;
+                }
+                let span = tracing::info_span!("reconcile", lattice = %lattice, app = %name);
+                let _guard = span.enter();
+                let planned = plan_app(&runtime, &manifest, &snap);
+                // The next app sees this one's commands as done (plugin calls keep no handle
+                // on the snapshot, so this does not copy it).
+                for p in &planned {
+                    for c in &p.commands {
+                        overlay(Arc::make_mut(&mut snap), c, &p.origin);
+                    }
+                }
+                done.push((name, planned));
+            }
+            (done, cleanups, deferred)
+        })
+        .await;
+        let Ok((apps, cleanups, deferred)) = planned else {
+            tracing::error!(lattice = %self.lattice, "a reconcile pass panicked; retrying on the next tick");
+            self.dirty.all(Instant::now());
+            return;
+        };
+
+        for app in &deferred {
+            planned_apps.remove(app);
+            self.dirty.app(app, Instant::now());
+        }
+        if let Some((last, _)) = apps.last() {
+            self.pass_cursor = Some(last.clone());
+        }
+        if !deferred.is_empty() {
+            tracing::debug!(lattice = %self.lattice, planned = apps.len(), deferred = deferred.len(), "pass over budget; the rest follows");
+        }
+        let mut wanted: HashMap<String, Command> = HashMap::new();
+        for planned in &cleanups {
+            for (origin, commands) in planned {
+                for c in commands {
+                    wanted.insert(command_key(c), c.clone());
+                }
+                self.executor.issue(origin, commands.clone(), now);
+            }
+        }
+        let mut results = Vec::with_capacity(apps.len());
+        for (app, scalers) in apps {
+            let mut statuses = Vec::with_capacity(scalers.len());
+            for mut planned in scalers {
+                for c in &planned.commands {
+                    wanted.insert(command_key(c), c.clone());
+                }
+                let commands = std::mem::take(&mut planned.commands);
+                self.executor.issue(&planned.origin, commands, now);
+                statuses.push(planned);
+            }
+            results.push((app, statuses));
+        }
+        let manifests = &self.apps.manifests;
+        let version_of = |app: &str| manifests.get(app).map(|m| m.version().to_string());
+        for (app, status) in app_statuses(results, &self.executor, version_of) {
+            self.status.publish(&app, status).await;
+        }
+        self.executor
+            .forget_failures(&wanted, &planned_apps, &self.state);
+
+        // Undeployed apps: say so, and give the app up once nothing is left to clean.
+        let undeployed = std::mem::take(&mut self.apps.undeployed);
+        for app in undeployed {
+            if self.apps.manifests.contains_key(&app) {
+                continue;
+            }
+            let owned = self.ownership.owns(&app, now);
+            if owned {
+                let status = Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new());
+                self.status.publish_always(&app, status).await;
+            } else if self.ownership.owner_of(&app).is_none() {
+                // Not claimed yet: keep it until someone owns it.
+                self.apps.undeployed.insert(app);
+                continue;
+            }
+            if owned && !self.apps.to_clean.iter().any(|c| c.app == app) {
+                self.ownership.release(&app).await;
+            }
+        }
+    }
+
+    /// What deploying `manifest` would issue now: the same plugin calls as a pass, with the
+    /// commands returned instead of sent.
+    async fn plan(&mut self, manifest: Manifest) -> PlanResponse {
+        let now = Instant::now();
+        let snapshot = Arc::new(self.snapshot(now));
+        let name = manifest.name().to_string();
+        let version = manifest.version().to_string();
+        // Scalers the deployed version has and this one drops would be cleaned up.
+        let cleanup = self.apps.cleanup_for(&manifest);
+        let runtime = Arc::clone(&self.runtime);
+        let planned = tokio::task::spawn_blocking(move || {
+            let scalers = plan_app(&runtime, &manifest, &snapshot);
+            let cleanups = cleanup
+                .map(|c| cleanup_scalers(&runtime, &c, &snapshot))
+                .unwrap_or_default();
+            (scalers, cleanups)
+        })
+        .await;
+        let Ok((scalers, cleanups)) = planned else {
+            return PlanResponse {
+                result: GetResult::Error,
+                code: Some(ErrorCode::Unavailable),
+                message: "a plugin call panicked while planning; see the controller log".into(),
+                name,
+                version,
+                commands: Vec::new(),
+                scalers: Vec::new(),
+            };
+        };
+        let subjects = ctl::Subjects::new(&self.lattice);
+        let executor = &self.executor;
+        plan_response(name, version, &scalers, &cleanups, &subjects, |command| {
+            executor.holds(command, now)
+        })
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

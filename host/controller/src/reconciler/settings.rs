@@ -1,0 +1,35 @@
+//! The settings of the reconcile loop, with their defaults.
+
+use std::time::Duration;
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    /// A full pass runs at least this often, even without events.
+    pub resync_interval: Duration,
+    /// A host silent for this long is considered gone and its instances rescheduled.
+    pub host_timeout: Duration,
+    /// How long a command may stay unconfirmed before it counts as failed.
+    pub command_timeout: Duration,
+    /// Wait this long after a change before a pass, so a burst of events makes one pass.
+    pub debounce: Duration,
+    /// How long a controller's ownership of its apps outlives its last renewal: when a
+    /// controller dies, others take its apps over this long after they last heard from it.
+    pub lease: Duration,
+    /// At start, lattice events this old are replayed from the event stream (then every host
+    /// is asked for its inventory): a controller restarting within this window misses nothing.
+    pub event_replay: Duration,
+}
+
+impl Default for LoopSettings {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(5),
+            host_timeout: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(30),
+            debounce: Duration::from_millis(20),
+            lease: Duration::from_secs(3),
+            event_replay: Duration::from_secs(60),
+        }
+    }
+}
