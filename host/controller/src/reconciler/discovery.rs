@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use trellis_bus::gather::{gather, Window};
 use trellis_lattice::ctl::{self, CtlResponse, HostInventory};
 
 /// Pings every host of `lattice`, gathers the replies that arrive within half a second, and
@@ -16,20 +17,11 @@ pub(crate) async fn inventories(
 ) -> anyhow::Result<Vec<HostInventory>> {
     let subjects = ctl::Subjects::new(lattice);
     // `host.ping` is scatter-gather: every host answers on one inbox.
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await?;
-    client
-        .publish_with_reply(subjects.host_ping(), inbox, "".into())
-        .await?;
-    client.flush().await?;
-    let mut hosts = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
-        hosts.push(msg.payload);
-    }
+    let window = Window::fixed(Duration::from_millis(500));
+    let hosts = gather(client, subjects.host_ping(), Vec::new(), window).await?;
     let ids: Vec<String> = hosts
         .iter()
-        .filter_map(|reply| serde_json::from_slice::<CtlResponse<ctl::Host>>(reply).ok())
+        .filter_map(|reply| serde_json::from_slice::<CtlResponse<ctl::Host>>(&reply.payload).ok())
         .filter_map(|resp| resp.response.map(|h| h.id))
         .collect();
     // Many hosts answer at once; ask a bounded number of them at a time.
