@@ -1,8 +1,14 @@
-//! The echo example served over HTTP, three ways, measured in the same run:
+//! The echo example served over HTTP, several ways, measured in the same run:
 //!
 //! - **baseline**: the echo component served directly by wasmtime-wasi-http (a hyper server
 //!   that gives each request a fresh store and instance, as `wasmtime serve` does);
-//! - **node**: a trellis node's built-in HTTP server, echo running on the same node;
+//! - **node**: a trellis node's built-in HTTP server, echo running on the same node, both in
+//!   this process;
+//! - **node-process** and **node-before** (only with `BENCH_BEFORE_BIN`): the same as **node**,
+//!   served by a `trellis node` child process: node-process runs this tree's binary
+//!   (`TRELLIS_BIN`, default `target/release/trellis`), node-before runs `BENCH_BEFORE_BIN`, a
+//!   `trellis` built from an older commit. Both are out of process on equal terms, each alone in
+//!   its own lattice, so the proc/before column is what the changes between the two cost;
 //! - **routed**: a node's HTTP server whose target runs only on another node, so that every
 //!   request crosses NATS both ways (the path of a call between components by lattice name).
 //!
@@ -11,16 +17,27 @@
 //!
 //!     scripts/build-wasm.sh && cargo bench -p trellis-node --bench http
 //!
+//! Against an older node, e.g. commit C (the older binary must take `node --nats --lattice
+//! --heartbeat`, and must read `file://` images from the repository's `build/`):
+//!
+//!     git worktree add ../before C && (cd ../before && cargo build --release -p trellis-cli)
+//!     cargo build --release -p trellis-cli
+//!     BENCH_BEFORE_BIN=../before/target/release/trellis cargo bench -p trellis-node --bench http
+//!
 //! `BENCH_SECS` sets the seconds per cell (default 3), split into `BENCH_ROUNDS` rounds
-//! (default 3) that take turns among the three servers, so that a change in the machine's load
-//! during the run falls on all three alike. Needs `nats-server` on the PATH. Load generator,
-//! servers and nodes share this process (and this machine's cores), the same way for each.
+//! (default 3) that take turns among the servers, so that a change in the machine's load
+//! during the run falls on all of them alike. Needs `nats-server` on the PATH. The load
+//! generator shares this process with baseline, node and routed, and this machine's cores with
+//! all of them. The child nodes log at `warn` unless `TRELLIS_LOG` says otherwise.
 
 use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -38,6 +55,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 const LATTICE: &str = "bench";
+/// The lattices of the two child nodes: one each, so that they never share work.
+const PROCESS_LATTICE: &str = "bench-process";
+const BEFORE_LATTICE: &str = "bench-before";
 const CLIENTS: [usize; 3] = [1, 4, 16];
 /// Instances a node may run at once: more than the clients, so the count never queues them.
 const MAX_INSTANCES: u32 = 64;
@@ -59,6 +79,7 @@ async fn run() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
+    let before_bin = std::env::var_os("BENCH_BEFORE_BIN").map(PathBuf::from);
     let window = Duration::from_secs(secs) / rounds;
     let echo = echo_wasm()?;
 
@@ -70,56 +91,125 @@ async fn run() -> anyhow::Result<()> {
     let local_address = free_address();
     let routed_address = free_address();
     // echo runs on `serving`, reached locally; echo-remote only on `remote`, reached over NATS.
-    scale(&client, serving.host_id(), "echo", &echo).await?;
-    scale(&client, remote.host_id(), "echo-remote", &echo).await?;
-    http_route(&client, serving.host_id(), "local", "echo", &local_address).await?;
+    scale(&client, LATTICE, serving.host_id(), "echo", &echo).await?;
+    scale(&client, LATTICE, remote.host_id(), "echo-remote", &echo).await?;
     http_route(
         &client,
+        LATTICE,
+        serving.host_id(),
+        "local",
+        "echo",
+        &local_address,
+    )
+    .await?;
+    http_route(
+        &client,
+        LATTICE,
         serving.host_id(),
         "routed",
         "echo-remote",
         &routed_address,
     )
     .await?;
-    for address in [&baseline.to_string(), &local_address, &routed_address] {
+
+    // Columns in the order they take turns: name and address.
+    let mut servers = vec![("baseline", baseline.to_string()), ("node", local_address)];
+    let mut children = Vec::new();
+    if let Some(before_bin) = &before_bin {
+        let image_dir = repository().join("build").canonicalize()?;
+        let process = NodeProcess::start(
+            &trellis_bin()?,
+            &nats.url(),
+            PROCESS_LATTICE,
+            &["--allow-images".as_ref(), image_dir.as_os_str()],
+        )
+        .await?;
+        // The older binary has no --allow-images: it reads file images from anywhere.
+        let before = NodeProcess::start(before_bin, &nats.url(), BEFORE_LATTICE, &[]).await?;
+        for (name, node) in [("node-process", &process), ("node-before", &before)] {
+            let address = free_address();
+            scale(&client, node.lattice, &node.host_id, "echo", &echo).await?;
+            http_route(
+                &client,
+                node.lattice,
+                &node.host_id,
+                "local",
+                "echo",
+                &address,
+            )
+            .await?;
+            servers.push((name, address));
+        }
+        children.extend([process, before]);
+    }
+    servers.push(("routed (NATS)", routed_address));
+    for (_, address) in &servers {
         wait_until_served(address).await?;
     }
 
     println!("echo over HTTP, {secs} s per cell (BENCH_SECS) in {rounds} rounds (BENCH_ROUNDS)");
-    println!(
-        "{:>7} | {:>26} | {:>26} | {:>26} | {:>10}",
-        "clients",
-        "baseline req/s p50 p99",
-        "node req/s p50 p99",
-        "routed (NATS) req/s p50 p99",
-        "node/base"
-    );
-    let addresses = [baseline.to_string(), local_address, routed_address];
+    if let Some(before_bin) = &before_bin {
+        println!(
+            "node-process: {}; node-before: {}",
+            trellis_bin()?.display(),
+            before_bin.display()
+        );
+    }
+    let mut header = format!("{:>7}", "clients");
+    for (name, _) in &servers {
+        header += &format!(" | {:>28}", format!("{name} req/s p50 p99"));
+    }
+    header += &format!(" | {:>9}", "node/base");
+    if before_bin.is_some() {
+        header += &format!(" | {:>11}", "proc/before");
+    }
+    println!("{header}");
+    let column = |name: &str| servers.iter().position(|(n, _)| *n == name);
     for clients in CLIENTS {
-        let mut cells: [Vec<Duration>; 3] = Default::default();
+        let mut cells: Vec<Vec<Duration>> = vec![Vec::new(); servers.len()];
         for _ in 0..rounds {
-            for (cell, address) in cells.iter_mut().zip(&addresses) {
+            for (cell, (_, address)) in cells.iter_mut().zip(&servers) {
                 cell.extend(load(address, clients, window).await?);
             }
         }
-        let [base, node, routed] =
-            cells.map(|latencies| Measured::from(latencies, window * rounds));
-        println!(
-            "{clients:>7} | {} | {} | {} | {:>9.0}%",
-            base.cells(),
-            node.cells(),
-            routed.cells(),
-            100.0 * node.per_second / base.per_second
-        );
+        let measured: Vec<Measured> = cells
+            .into_iter()
+            .map(|latencies| Measured::from(latencies, window * rounds))
+            .collect();
+        let ratio = |over: &str, under: &str| match (column(over), column(under)) {
+            (Some(over), Some(under)) => {
+                Some(100.0 * measured[over].per_second / measured[under].per_second)
+            }
+            _ => None,
+        };
+        let mut row = format!("{clients:>7}");
+        for cell in &measured {
+            row += &format!(" | {}", cell.cells());
+        }
+        if let Some(percent) = ratio("node", "baseline") {
+            row += &format!(" | {percent:>8.0}%");
+        }
+        if let Some(percent) = ratio("node-process", "node-before") {
+            row += &format!(" | {percent:>10.1}%");
+        }
+        println!("{row}");
     }
 
+    for child in children {
+        child.stop().await?;
+    }
     serving.stop().await?;
     remote.stop().await?;
     Ok(())
 }
 
+/// The repository's root.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn echo_wasm() -> anyhow::Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/examples/echo.wasm");
+    let path = repository().join("build/examples/echo.wasm");
     anyhow::ensure!(
         path.exists(),
         "{} is missing: run scripts/build-wasm.sh first",
@@ -340,7 +430,7 @@ async fn start_node(nats: &NatsServer) -> anyhow::Result<Node> {
     Node::start(NodeConfig {
         nats_url: nats.url(),
         lattice: LATTICE.into(),
-        allowed_image_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build")],
+        allowed_image_dirs: vec![repository().join("build")],
         ..Default::default()
     })
     .await
@@ -361,6 +451,7 @@ async fn request(
 
 async fn scale(
     client: &async_nats::Client,
+    lattice: &str,
     host_id: &str,
     component_id: &str,
     wasm: &Path,
@@ -373,21 +464,22 @@ async fn scale(
     };
     request(
         client,
-        Subjects::new(LATTICE).component_scale(host_id),
+        Subjects::new(lattice).component_scale(host_id),
         serde_json::to_value(cmd)?,
     )
     .await
 }
 
-/// An HTTP server provider on `host_id` listening on `address` for `target`.
+/// An HTTP server provider on `host_id` (in `lattice`) listening on `address` for `target`.
 async fn http_route(
     client: &async_nats::Client,
+    lattice: &str,
     host_id: &str,
     name: &str,
     target: &str,
     address: &str,
 ) -> anyhow::Result<()> {
-    let subjects = Subjects::new(LATTICE);
+    let subjects = Subjects::new(lattice);
     let config = format!("{name}-address");
     request(
         client,
@@ -417,4 +509,68 @@ async fn http_route(
         serde_json::to_value(start)?,
     )
     .await
+}
+
+/// `TRELLIS_BIN`, or this repository's release build of `trellis`.
+fn trellis_bin() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("TRELLIS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository().join("target/release/trellis"));
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p trellis-cli`, or set TRELLIS_BIN",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A `trellis node` child process, alone in its lattice; killed if dropped.
+struct NodeProcess {
+    child: tokio::process::Child,
+    host_id: String,
+    lattice: &'static str,
+}
+
+impl NodeProcess {
+    async fn start(
+        bin: &Path,
+        nats_url: &str,
+        lattice: &'static str,
+        flags: &[&OsStr],
+    ) -> anyhow::Result<Self> {
+        let log = std::env::var("TRELLIS_LOG").unwrap_or_else(|_| "warn".into());
+        let mut child = tokio::process::Command::new(bin)
+            .args(["node", "--nats", nats_url, "--lattice", lattice])
+            .args(["--heartbeat", "1"])
+            .args(flags)
+            .env("TRELLIS_LOG", log)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        // Its first line: "node <host id> joined lattice <lattice>; Ctrl-C to stop".
+        let joined = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .with_context(|| format!("{} did not join within 30 s", bin.display()))??
+            .with_context(|| format!("{} exited before joining", bin.display()))?;
+        let host_id = joined
+            .strip_prefix("node ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("{}: no host id in {joined:?}", bin.display()))?
+            .to_string();
+        // Read the rest, so that the node never fails to write its last lines.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(NodeProcess {
+            child,
+            host_id,
+            lattice,
+        })
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
 }
