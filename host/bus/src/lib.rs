@@ -1,8 +1,9 @@
-//! NATS plumbing shared by the controller, the node and the CLI, and nothing else: opening
-//! JetStream KV buckets on any nats-server from 2.9 on, making sure the server has registered a
-//! connection's subscriptions before the process acts on them, keeping long-lived JetStream
-//! inputs alive across a server restart ([`resume`]), and running a local `nats-server` child
-//! ([`nats_server`], for `trellis up` and for every crate's tests and benchmarks). Hosts
+//! NATS plumbing shared by the controller, the node, the CLI and the HTTP API, and nothing else:
+//! opening JetStream KV buckets on any nats-server from 2.9 on, making sure the server has
+//! registered a connection's subscriptions before the process acts on them, keeping long-lived
+//! JetStream inputs alive across a server restart ([`resume`]), one request that many answer
+//! ([`gather`], e.g. `host.ping`), and running a local `nats-server` child ([`nats_server`], for
+//! `trellis up` and for every crate's tests and benchmarks). Hosts
 //! (trellis nodes and simulated ones) share the control-interface server ([`control`]) and the
 //! lattice's links and configs in KV ([`lattice_data`]), so that they answer alike.
 
