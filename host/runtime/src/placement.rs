@@ -41,13 +41,8 @@ pub fn rank(
             (lo.min(s.value), hi.max(s.value))
         });
         for s in &scores {
-            let normalised = if max > min {
-                (s.value - min) * 100 / (max - min)
-            } else {
-                100
-            };
             if let Some(total) = totals.get_mut(&s.host_id) {
-                *total += normalised;
+                *total += normalise(s.value, min, max);
             }
         }
     }
@@ -69,9 +64,43 @@ pub fn rank(
     Ok(ranked.into_iter().map(|(_, _, _, id)| id).collect())
 }
 
+/// A plugin's score as 0–100 of the range its scores span (100 when they are all equal). In
+/// i128: a plugin may return any i64, and `i64::MAX - i64::MIN` or `value * 100` would overflow
+/// (a panic that would lose the whole pass, every tick).
+fn normalise(value: i64, min: i64, max: i64) -> i64 {
+    if max <= min {
+        return 100;
+    }
+    let (value, min, max) = (i128::from(value), i128::from(min), i128::from(max));
+    // `value` lies within [min, max], so this is within 0..=100.
+    ((value - min) * 100 / (max - min)) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Whatever a plugin returns, a score becomes 0..=100 and keeps its order.
+        #[test]
+        fn normalised_scores_stay_within_0_to_100(a in any::<i64>(), b in any::<i64>(), c in any::<i64>()) {
+            let (min, max) = (a.min(b).min(c), a.max(b).max(c));
+            for v in [a, b, c] {
+                let n = normalise(v, min, max);
+                prop_assert!((0..=100).contains(&n), "{v} in [{min}, {max}] gave {n}");
+            }
+            prop_assert!(normalise(min, min, max) <= normalise(max, min, max));
+        }
+    }
+
+    #[test]
+    fn extreme_scores_do_not_overflow() {
+        assert_eq!(normalise(i64::MAX, i64::MIN, i64::MAX), 100);
+        assert_eq!(normalise(i64::MIN, i64::MIN, i64::MAX), 0);
+        assert_eq!(normalise(0, i64::MIN, i64::MAX), 50);
+        assert_eq!(normalise(7, 7, 7), 100);
+    }
     use crate::bindings::{ComponentInstance, Pair};
 
     fn host(id: &str, labels: &[(&str, &str)]) -> HostInfo {

@@ -221,9 +221,11 @@ fn decode_key(stored: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Two hex digits, read as bytes: a key stored by someone else may hold any UTF-8 after
+        // its `=`, and slicing the text there could cut a character in two.
         if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&stored[i + 1..i + 3], 16) {
-                out.push(byte);
+            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(high << 4 | low);
                 i += 3;
                 continue;
             }
@@ -232,6 +234,10 @@ fn decode_key(stored: &str) -> String {
         i += 1;
     }
     String::from_utf8(out).unwrap_or_else(|_| stored.to_string())
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
 }
 
 impl store::Host for RequestState {
@@ -390,5 +396,25 @@ mod tests {
         }
         assert_eq!(encode_key("visits/east").unwrap(), "visits/east");
         assert!(encode_key("").is_err());
+    }
+
+    #[test]
+    fn keys_stored_by_others_are_read_as_they_are() {
+        // Not an escape of ours: returned as stored, never a panic.
+        for stored in ["=é", "=1é", "a=xéb", "=+1", "=4", "==", "x=", "=4g"] {
+            assert_eq!(decode_key(stored), stored, "{stored}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_round_trips(key in "\\PC{1,40}") {
+            proptest::prop_assert_eq!(decode_key(&encode_key(&key).unwrap()), key);
+        }
+
+        #[test]
+        fn decoding_never_panics(stored in "\\PC{0,40}") {
+            let _ = decode_key(&stored);
+        }
     }
 }
