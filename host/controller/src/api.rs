@@ -280,7 +280,17 @@ impl ApiServer {
     }
 
     async fn get(&self, name: &str, payload: &[u8]) -> GetModelResponse {
-        let request: GetModelRequest = parse_or_default(payload);
+        let request: GetModelRequest = match parse_body("model.get", payload) {
+            Ok(request) => request,
+            Err(message) => {
+                return GetModelResponse {
+                    result: GetResult::Error,
+                    code: Some(ErrorCode::Invalid),
+                    message,
+                    manifest: None,
+                }
+            }
+        };
         match self.store.get(name).await {
             Ok(Some((app, _))) => {
                 let found = match &request.version {
@@ -351,7 +361,17 @@ impl ApiServer {
     }
 
     async fn delete(&self, name: &str, payload: &[u8]) -> DeleteModelResponse {
-        let request: DeleteModelRequest = parse_or_default(payload);
+        let request: DeleteModelRequest = match parse_body("model.del", payload) {
+            Ok(request) => request,
+            Err(message) => {
+                return DeleteModelResponse {
+                    result: DeleteResult::Error,
+                    code: Some(ErrorCode::Invalid),
+                    message,
+                    undeploy: false,
+                }
+            }
+        };
         match self.store.delete(name, request.version.as_deref()).await {
             Ok(undeploy) => DeleteModelResponse {
                 result: DeleteResult::Deleted,
@@ -380,7 +400,10 @@ impl ApiServer {
     }
 
     async fn deploy(&self, name: &str, payload: &[u8]) -> DeployModelResponse {
-        let request: DeployModelRequest = parse_or_default(payload);
+        let request: DeployModelRequest = match parse_body("model.deploy", payload) {
+            Ok(request) => request,
+            Err(message) => return refused(name, message),
+        };
         match self.store.deploy(name, request.version.as_deref()).await {
             Ok(version) => DeployModelResponse {
                 result: DeployResult::Acknowledged,
@@ -409,7 +432,10 @@ impl ApiServer {
     }
 
     async fn undeploy(&self, name: &str, payload: &[u8]) -> DeployModelResponse {
-        let request: UndeployModelRequest = parse_or_default(payload);
+        let request: UndeployModelRequest = match parse_body("model.undeploy", payload) {
+            Ok(request) => request,
+            Err(message) => return refused(name, message),
+        };
         match self.store.undeploy(name, request.non_destructive).await {
             Ok(()) => DeployModelResponse {
                 result: DeployResult::Acknowledged,
@@ -486,13 +512,73 @@ impl ApiServer {
     }
 }
 
+/// A deploy or undeploy refused for its body.
+fn refused(name: &str, message: String) -> DeployModelResponse {
+    DeployModelResponse {
+        result: DeployResult::Error,
+        code: Some(ErrorCode::Invalid),
+        message,
+        name: name.into(),
+        version: None,
+    }
+}
+
 fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-pub(crate) fn parse_or_default<T: serde::de::DeserializeOwned + Default>(payload: &[u8]) -> T {
+/// Reads a request body. An empty one means the defaults (wadm's clients send none for some
+/// requests); anything else must be the JSON the request takes, and an unknown or misspelt
+/// field is refused, naming it: `{"verison": "v1"}` must not deploy the latest version, nor
+/// an unreadable `model.del` body delete every version.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(
+    what: &str,
+    payload: &[u8],
+) -> Result<T, String> {
     if payload.iter().all(u8::is_ascii_whitespace) {
-        return T::default();
+        return Ok(T::default());
     }
-    serde_json::from_slice(payload).unwrap_or_default()
+    serde_json::from_slice(payload)
+        .map_err(|e| format!("the body of {what} is not the JSON it takes: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_body_means_the_defaults() {
+        let request: DeployModelRequest = parse_body("model.deploy", b"").unwrap();
+        assert_eq!(request.version, None);
+        let request: UndeployModelRequest = parse_body("model.undeploy", b" \n").unwrap();
+        assert!(!request.non_destructive);
+    }
+
+    #[test]
+    fn bodies_as_wadm_clients_send_them_are_read() {
+        let request: DeployModelRequest =
+            parse_body("model.deploy", br#"{"version":"v1"}"#).unwrap();
+        assert_eq!(request.version.as_deref(), Some("v1"));
+        let request: DeleteModelRequest = parse_body("model.del", br#"{"version":null}"#).unwrap();
+        assert_eq!(request.version, None);
+        let _: UndeployModelRequest = parse_body("model.undeploy", b"{}").unwrap();
+        let request: UndeployModelRequest =
+            parse_body("model.undeploy", br#"{"non_destructive":true}"#).unwrap();
+        assert!(request.non_destructive);
+    }
+
+    #[test]
+    fn a_misspelt_or_unreadable_body_is_refused_naming_the_field() {
+        let e =
+            parse_body::<DeployModelRequest>("model.deploy", br#"{"verison":"v1"}"#).unwrap_err();
+        assert!(e.contains("model.deploy") && e.contains("verison"), "{e}");
+        let e = parse_body::<UndeployModelRequest>("model.undeploy", br#"{"nondestructive":true}"#)
+            .unwrap_err();
+        assert!(e.contains("nondestructive"), "{e}");
+        // An unreadable delete must not read as "every version".
+        let e = parse_body::<DeleteModelRequest>("model.del", b"version=v1").unwrap_err();
+        assert!(e.contains("model.del"), "{e}");
+        let e = parse_body::<PlanRequest>("model.plan", br#"{"version":1}"#).unwrap_err();
+        assert!(e.contains("model.plan"), "{e}");
+    }
 }

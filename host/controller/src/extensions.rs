@@ -7,7 +7,7 @@ use trellis_lattice::api::{
     DeployModelResponse, DeployResult, GetResult, PlanRequest, PlanResponse, Subjects,
 };
 
-use crate::api::parse_or_default;
+use crate::api::parse_body;
 use crate::reconciler::PlanQuery;
 use trellis_lattice::ErrorCode;
 
@@ -68,7 +68,20 @@ impl ExtensionServer {
     }
 
     async fn plan(&self, name: &str, payload: &[u8]) -> PlanResponse {
-        let request: PlanRequest = parse_or_default(payload);
+        let request: PlanRequest = match parse_body("model.plan", payload) {
+            Ok(request) => request,
+            Err(message) => {
+                return PlanResponse {
+                    result: GetResult::Error,
+                    code: Some(ErrorCode::Invalid),
+                    message,
+                    name: name.to_string(),
+                    version: String::new(),
+                    commands: Vec::new(),
+                    scalers: Vec::new(),
+                }
+            }
+        };
         let failed = |result, code, message: String| PlanResponse {
             result,
             code: Some(code),

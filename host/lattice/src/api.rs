@@ -203,6 +203,7 @@ pub struct PluginListResponse {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GetModelRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -284,6 +285,7 @@ pub struct VersionInfo {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteModelRequest {
     #[serde(default)]
     pub version: Option<String>,
@@ -310,6 +312,7 @@ pub enum DeleteResult {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeployModelRequest {
     #[serde(default)]
     pub version: Option<String>,
@@ -340,6 +343,7 @@ pub enum DeployResult {
 /// The body of `model.undeploy.{name}`. wadm's is empty (reserved); trellis reads one optional
 /// field, so an empty body or wadm-client's request undeploys the wadm way.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UndeployModelRequest {
     /// Stop managing the app but leave what it runs in place (no cleanup commands). Default
     /// false: undeploy removes everything the app started.
@@ -349,6 +353,7 @@ pub struct UndeployModelRequest {
 
 /// The body of `trellis.api.{lattice}.model.plan.{name}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     /// The version to plan; the latest stored one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
