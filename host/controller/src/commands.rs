@@ -28,12 +28,23 @@ pub struct Origin {
     pub scaler: String,
 }
 
+/// The key of commands about component `component_id` on `host_id` (also what a failure event
+/// about it names).
+pub fn component_key(host_id: &str, component_id: &str) -> String {
+    format!("component/{host_id}/{component_id}")
+}
+
+/// The key of commands about provider `provider_id` on `host_id`.
+pub fn provider_key(host_id: &str, provider_id: &str) -> String {
+    format!("provider/{host_id}/{provider_id}")
+}
+
 /// The key of the thing a command changes: two commands with one key must not overlap.
 pub fn command_key(command: &Command) -> String {
     match command {
-        Command::ScaleComponent(c) => format!("component/{}/{}", c.host_id, c.component_id),
-        Command::StartProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
-        Command::StopProvider(c) => format!("provider/{}/{}", c.host_id, c.provider_id),
+        Command::ScaleComponent(c) => component_key(&c.host_id, &c.component_id),
+        Command::StartProvider(c) => provider_key(&c.host_id, &c.provider_id),
+        Command::StopProvider(c) => provider_key(&c.host_id, &c.provider_id),
         Command::PutLink(l) => format!(
             "link/{}",
             ctl::link_key(&l.source_id, &l.name, &l.wit_namespace, &l.wit_package)

@@ -15,7 +15,9 @@ use trellis_lattice::ctl::{self, CtlResponse};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::Command;
 
-use crate::commands::{command_host, command_key, encode, same_effect, satisfied, Origin};
+use crate::commands::{
+    command_host, command_key, component_key, encode, provider_key, same_effect, satisfied, Origin,
+};
 use crate::state::LatticeState;
 
 /// First retry delay after a failure; doubles per failure up to [`BACKOFF_CAP`].
@@ -107,14 +109,14 @@ impl Executor {
     pub fn on_event(&mut self, event: &Event, now: Instant) {
         let (key, reason) = match event {
             Event::ComponentScaleFailed(e) => (
-                format!("component/{}/{}", e.host_id, e.component_id),
+                component_key(&e.host_id, &e.component_id),
                 format!(
                     "host {} could not scale {} ({}): {}",
                     e.host_id, e.component_id, e.image_ref, e.error
                 ),
             ),
             Event::ProviderStartFailed(e) => (
-                format!("provider/{}/{}", e.host_id, e.provider_id),
+                provider_key(&e.host_id, &e.provider_id),
                 format!(
                     "host {} could not start provider {} ({}): {}",
                     e.host_id, e.provider_id, e.provider_ref, e.error
