@@ -146,7 +146,10 @@ pub struct ScalerContext {
     pub version: String,
     /// The component the trait is attached to.
     pub component: ComponentSpec,
-    /// Every component of the application (for links: the targets' ids).
+    /// The application's components (for links: the targets' ids): every one when the app
+    /// has at most 256; past that, the trait's own component and those whose names appear as
+    /// strings in its properties (so a call costs the trait's size, not the app's).
+    /// [`ScalerContext::component_named`] finds a link target either way.
     pub components: Vec<ComponentSpec>,
     pub trait_type: String,
     /// The trait's properties as JSON text; read them with [`ScalerContext::properties`].

@@ -105,6 +105,20 @@ impl Proc {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Sends `signal` (a `kill` name: STOP, CONT) to the process group.
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "kill -{signal} {} failed",
+                self.name
+            );
+        }
+    }
+
     /// Kills the process group with SIGKILL: no goodbye, as a crashed machine.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -310,6 +324,17 @@ impl ProcessLattice {
     /// released).
     pub fn kill(&mut self, index: usize) {
         self.procs[index].kill();
+    }
+
+    /// Freezes a node or controller with SIGSTOP: it keeps its connections open but reads,
+    /// sends and renews nothing, as a hung machine, until [`ProcessLattice::resume`].
+    pub fn pause(&mut self, index: usize) {
+        self.procs[index].signal("STOP");
+    }
+
+    /// Thaws a process frozen by [`ProcessLattice::pause`] (SIGCONT).
+    pub fn resume(&mut self, index: usize) {
+        self.procs[index].signal("CONT");
     }
 
     /// The host ids of the nodes started so far (killed ones included), in start order.

@@ -63,7 +63,42 @@ pub async fn open_bucket(
     bucket: &str,
     history: i64,
 ) -> anyhow::Result<kv::Store> {
-    open_bucket_with(js, bucket, kv_stream_config(bucket, history)).await
+    let durability = Durability {
+        history,
+        ..Durability::default()
+    };
+    open_bucket_with(js, bucket, kv_stream_config(bucket, durability)).await
+}
+
+/// How a bucket is kept: copies on the servers of a cluster and revisions per key. Applies
+/// when the bucket is created; an existing bucket keeps its settings (`nats kv` or
+/// `nats stream edit` changes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Servers holding a copy (1..=5). One suits a single server; a cluster of three should
+    /// use 3, so the controller's state survives the loss of one server.
+    pub replicas: usize,
+    /// Revisions kept per key (1..=64). One is all the controller reads; more lets an
+    /// operator read what a key held before (`nats kv history`).
+    pub history: i64,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            history: 1,
+        }
+    }
+}
+
+/// Opens a KV bucket, creating it with `durability` if missing.
+pub async fn open_durable_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    durability: Durability,
+) -> anyhow::Result<kv::Store> {
+    open_bucket_with(js, bucket, kv_stream_config(bucket, durability)).await
 }
 
 /// Like [`open_bucket`], creating the bucket (if missing) with room for at most `max_bytes`:
@@ -74,9 +109,13 @@ pub async fn open_capped_bucket(
     history: i64,
     max_bytes: i64,
 ) -> anyhow::Result<kv::Store> {
+    let durability = Durability {
+        history,
+        ..Durability::default()
+    };
     let config = jetstream::stream::Config {
         max_bytes,
-        ..kv_stream_config(bucket, history)
+        ..kv_stream_config(bucket, durability)
     };
     open_bucket_with(js, bucket, config).await
 }
@@ -105,16 +144,16 @@ async fn open_bucket_with(
 }
 
 /// The stream behind a KV bucket.
-fn kv_stream_config(bucket: &str, history: i64) -> jetstream::stream::Config {
+fn kv_stream_config(bucket: &str, durability: Durability) -> jetstream::stream::Config {
     jetstream::stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: history.max(1),
+        max_messages_per_subject: durability.history.clamp(1, 64),
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
         discard: jetstream::stream::DiscardPolicy::New,
-        num_replicas: 1,
+        num_replicas: durability.replicas.clamp(1, 5),
         ..Default::default()
     }
 }

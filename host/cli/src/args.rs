@@ -8,6 +8,8 @@ use trellis_cli::client::ApiClient;
 use trellis_cli::connect::ConnectArgs;
 use trellis_cli::failure::EXIT_CODES_HELP;
 use trellis_cli::node_flags::NodeFlags;
+use trellis_cli::store_flags::StoreFlags;
+use trellis_controller::reconciler::SWEEP_INTERVAL;
 
 use crate::output::Output;
 
@@ -182,6 +184,9 @@ pub struct UpArgs {
     /// What components may use: file image folders, time, memory, counts, sizes.
     #[command(flatten)]
     pub sandbox: NodeFlags,
+    /// What the controller keeps: versions, history, bucket replicas.
+    #[command(flatten)]
+    pub store: StoreFlags,
 }
 
 #[derive(Args)]
@@ -197,6 +202,12 @@ pub struct ControllerArgs {
     /// Seconds without a heartbeat after which a host counts as gone.
     #[arg(long, default_value_t = 15)]
     pub host_timeout: u64,
+    /// Seconds between sweeps for orphaned instances: what trellis started for an app that is
+    /// no longer deployed, or no longer declares it (its cleanup lost to a crash or a failed
+    /// stop), is stopped. Instances trellis did not start, and those of an app undeployed
+    /// non-destructively, are left alone.
+    #[arg(long, value_name = "SECS", default_value_t = SWEEP_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub sweep_interval: u64,
     /// Also serve the HTTP API and dashboard of the lattice on this address (e.g. 127.0.0.1:8800).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
@@ -204,6 +215,9 @@ pub struct ControllerArgs {
     /// --http is not a loopback address.
     #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
+    /// What the controller keeps: versions, history, bucket replicas.
+    #[command(flatten)]
+    pub store: StoreFlags,
 }
 
 #[derive(Args)]

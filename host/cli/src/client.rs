@@ -18,6 +18,20 @@ use crate::failure::Failure;
 /// How long an API request may take before we say the controller is not answering.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Apps per `model.list` answer. A summary carries each scaler's status, a few hundred bytes
+/// to a few KiB; 200 of them stay far below NATS's 1 MiB default message size.
+const LIST_PAGE: usize = 200;
+
+/// A failed answer, whatever the request's own answer shape is.
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    result: String,
+    #[serde(default)]
+    code: Option<trellis_lattice::ErrorCode>,
+    #[serde(default)]
+    message: String,
+}
+
 /// Hosts answer `host.ping` at once; `get hosts` lists those that answered within a second.
 const PING_WINDOW: Window = Window::fixed(Duration::from_secs(1));
 
@@ -55,6 +69,15 @@ impl ApiClient {
         subject: String,
         body: Vec<u8>,
     ) -> anyhow::Result<T> {
+        let max = self.client.server_info().max_payload;
+        if body.len() > max {
+            bail!(
+                "the request on {subject} is {} bytes, over the NATS server's max payload of {max} bytes; \
+                 send less (a manifest may have at most {} bytes)",
+                body.len(),
+                trellis_lattice::limits::MAX_MANIFEST_BYTES
+            );
+        }
         let reply = tokio::time::timeout(API_TIMEOUT, self.client.request(subject.clone(), body.into()))
             .await
             .map_err(|_| anyhow::anyhow!("no answer on {subject} within {API_TIMEOUT:?}: is trellis running for lattice `{}`?", self.lattice))?
@@ -65,8 +88,15 @@ impl ApiClient {
                 ),
                 _ => anyhow::anyhow!("request {subject} failed: {e}"),
             })?;
-        serde_json::from_slice(&reply.payload)
-            .with_context(|| format!("unreadable answer on {subject}"))
+        serde_json::from_slice(&reply.payload).map_err(|e| {
+            // An answer of another shape may be the controller's refusal (an answer too large
+            // for one message, say): say what it says.
+            let refusal: Option<ErrorAnswer> = serde_json::from_slice(&reply.payload).ok();
+            match refusal {
+                Some(r) if r.result == "error" => crate::failure::api_error(r.code, r.message),
+                _ => anyhow::Error::new(e).context(format!("unreadable answer on {subject}")),
+            }
+        })
     }
 
     /// The controller's findings about a manifest (not stored).
@@ -244,8 +274,22 @@ impl ApiClient {
         self.request(self.subjects.plugin_list(), Vec::new()).await
     }
 
+    /// Every app, asked for a page at a time so that no answer outgrows one NATS message.
     pub async fn list(&self) -> anyhow::Result<Vec<ModelSummary>> {
-        self.request(self.subjects.list(), Vec::new()).await
+        let mut apps = Vec::new();
+        loop {
+            let page = trellis_lattice::api::ListModelsRequest {
+                offset: apps.len(),
+                limit: Some(LIST_PAGE),
+            };
+            let body = serde_json::to_vec(&page)?;
+            let got: Vec<ModelSummary> = self.request(self.subjects.list(), body).await?;
+            let last = got.len() < LIST_PAGE;
+            apps.extend(got);
+            if last {
+                return Ok(apps);
+            }
+        }
     }
 
     /// Polls the status until it is deployed (Ok), failed (Err) or `timeout` passes (Err).

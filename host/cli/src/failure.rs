@@ -4,6 +4,25 @@
 
 use std::fmt;
 
+use trellis_lattice::ErrorCode;
+
+/// The failure an API answer's code means, for the exit code.
+pub fn failure_of(code: Option<ErrorCode>) -> Option<Failure> {
+    match code? {
+        ErrorCode::NotFound => Some(Failure::NotFound),
+        ErrorCode::Exists | ErrorCode::Conflict => Some(Failure::Conflict),
+        ErrorCode::Invalid | ErrorCode::Unavailable | ErrorCode::TooLarge => None,
+    }
+}
+
+/// An error with `message`, tagged with the failure the answer's `code` means, if any.
+pub fn api_error(code: Option<ErrorCode>, message: String) -> anyhow::Error {
+    match failure_of(code) {
+        Some(failure) => failure.error(message),
+        None => anyhow::anyhow!(message),
+    }
+}
+
 /// The failures a script may want to tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

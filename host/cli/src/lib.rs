@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod failure;
 pub mod node_flags;
+pub mod store_flags;
 /// Where `trellis up` and the tests get their `nats-server` (it lives with the other NATS
 /// plumbing, so crates below the CLI can start one too).
 pub use trellis_bus::nats_server;

@@ -19,6 +19,55 @@ pub struct ApiServer {
     pub store: ManifestStore,
     pub statuses: Statuses,
     pub runtime: Arc<Runtime>,
+    pub validations: Validations,
+}
+
+/// How many validations run at once; the rest wait their turn. Each holds a plugin instance
+/// per call and a blocking thread: a burst of puts must queue here rather than exhaust the
+/// plugin pool (whose failures would then refuse manifests that are fine).
+pub const CONCURRENT_VALIDATIONS: usize = 8;
+
+/// How long a put waits for a validation slot before it is refused as unavailable; well under
+/// the clients' 10 s request timeout, so the client reads the reason.
+const VALIDATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The validation slots shared by `put` and `validate`.
+#[derive(Clone)]
+pub struct Validations(Arc<tokio::sync::Semaphore>);
+
+impl Default for Validations {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(CONCURRENT_VALIDATIONS)))
+    }
+}
+
+impl Validations {
+    /// Validates `manifest` (parsed, or text to parse) off the async workers, waiting for a
+    /// slot. A validation that cannot run is an error finding, never an empty list: nothing
+    /// unchecked is stored.
+    pub async fn run(
+        &self,
+        runtime: &Arc<Runtime>,
+        check: impl FnOnce(&Runtime) -> Vec<Diagnostic> + Send + 'static,
+    ) -> Vec<Diagnostic> {
+        let refused = |why: String| vec![validate::plugin_failed("", &why)];
+        let permit = match tokio::time::timeout(VALIDATION_WAIT, self.0.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return refused("the controller is shutting down".into()),
+            Err(_) => {
+                return refused(format!(
+                    "{CONCURRENT_VALIDATIONS} validations were running for {VALIDATION_WAIT:?}; the controller is busy"
+                ))
+            }
+        };
+        let runtime = Arc::clone(runtime);
+        let found = tokio::task::spawn_blocking(move || check(&runtime)).await;
+        drop(permit);
+        found.unwrap_or_else(|e| {
+            tracing::error!("validation panicked: {e}");
+            refused("the validation failed inside the controller (see its log)".into())
+        })
+    }
 }
 
 /// The answer to `model.history.{name}` (a trellis extension).
@@ -72,23 +121,28 @@ impl ApiServer {
         client: async_nats::Client,
         mut requests: async_nats::Subscriber,
         runtime: Arc<Runtime>,
+        validations: Validations,
     ) -> anyhow::Result<()> {
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply else { continue };
-            let runtime = Arc::clone(&runtime);
-            let payload = msg.payload;
-            let found = tokio::task::spawn_blocking(move || {
-                let text = String::from_utf8_lossy(&payload);
-                validate::validate_text(&runtime, &text)
-            })
-            .await
-            .unwrap_or_default();
-            let response = ValidateResponse {
-                valid: !validate::has_errors(&found),
-                diagnostics: found,
-            };
-            let body = serde_json::to_vec(&response).unwrap_or_default();
-            let _ = client.publish(reply, body.into()).await;
+            let (client, runtime, validations) =
+                (client.clone(), Arc::clone(&runtime), validations.clone());
+            // Each validation in its own task: they wait for a slot, not for each other.
+            tokio::spawn(async move {
+                let payload = msg.payload;
+                let found = validations
+                    .run(&runtime, move |runtime| {
+                        let text = String::from_utf8_lossy(&payload);
+                        validate::validate_text(runtime, &text)
+                    })
+                    .await;
+                let response = ValidateResponse {
+                    valid: !validate::has_errors(&found),
+                    diagnostics: found,
+                };
+                let body = serde_json::to_vec(&response).unwrap_or_default();
+                let _ = client.publish(reply, fit(&client, body).into()).await;
+            });
         }
         Ok(())
     }
@@ -143,7 +197,7 @@ impl ApiServer {
                         "message": format!("unknown API operation `{tail}`"),
                     }),
                 };
-                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                let payload = fit(&this.client, serde_json::to_vec(&body).unwrap_or_default());
                 if let Err(e) = this.client.publish(reply, payload.into()).await {
                     tracing::warn!(lattice = %this.lattice, "cannot answer API request: {e}");
                 }
@@ -155,7 +209,14 @@ impl ApiServer {
     async fn handle(&self, op: Operation, payload: &[u8]) -> serde_json::Value {
         match op {
             Operation::Put => to_value(self.put(payload).await),
-            Operation::List => to_value(self.list().await),
+            Operation::List => match parse_body::<ListModelsRequest>("model.list", payload) {
+                Ok(page) => to_value(self.list(page).await),
+                Err(message) => serde_json::json!({
+                    "result": "error",
+                    "code": ErrorCode::Invalid,
+                    "message": message,
+                }),
+            },
             Operation::Get(name) => to_value(self.get(&name, payload).await),
             Operation::Versions(name) => to_value(self.versions(&name).await),
             Operation::Del(name) => to_value(self.delete(&name, payload).await),
@@ -174,6 +235,7 @@ impl ApiServer {
             current_version: String::new(),
             message,
             name: String::new(),
+            pruned: Vec::new(),
         };
         let text = match std::str::from_utf8(payload) {
             Ok(t) => t,
@@ -181,6 +243,9 @@ impl ApiServer {
         };
         let mut manifest = match Manifest::parse(text) {
             Ok(m) => m,
+            Err(e @ trellis_lattice::ManifestError::OverLimit(_)) => {
+                return error(ErrorCode::TooLarge, e.to_string())
+            }
             Err(e) => return error(ErrorCode::Invalid, e.to_string()),
         };
         if manifest.version().is_empty() {
@@ -191,12 +256,13 @@ impl ApiServer {
                 version,
             );
         }
-        // Validators and scalers are plugin calls: keep them off the async workers.
-        let runtime = Arc::clone(&self.runtime);
         let checked = manifest.clone();
-        let found = tokio::task::spawn_blocking(move || validate::validate(&runtime, &checked))
-            .await
-            .unwrap_or_default();
+        let found = self
+            .validations
+            .run(&self.runtime, move |runtime| {
+                validate::validate(runtime, &checked)
+            })
+            .await;
         if validate::has_errors(&found) {
             return error(ErrorCode::Invalid, validate::describe_errors(&found));
         }
@@ -212,7 +278,15 @@ impl ApiServer {
                 },
                 total_versions: outcome.total_versions,
                 current_version: version.clone(),
-                message: format!("put app {name} version {version}"),
+                message: if outcome.pruned.is_empty() {
+                    format!("put app {name} version {version}")
+                } else {
+                    format!(
+                        "put app {name} version {version}; pruned the oldest version(s) {} to keep within the store's bounds",
+                        outcome.pruned.join(", ")
+                    )
+                },
+                pruned: outcome.pruned,
                 name,
             },
             Err(e) => PutModelResponse {
@@ -222,7 +296,7 @@ impl ApiServer {
         }
     }
 
-    async fn list(&self) -> Vec<ModelSummary> {
+    async fn list(&self, page: ListModelsRequest) -> Vec<ModelSummary> {
         let apps = match self.store.list().await {
             Ok(apps) => apps,
             Err(e) => {
@@ -230,7 +304,10 @@ impl ApiServer {
                 return Vec::new();
             }
         };
+        let limit = page.limit.unwrap_or(usize::MAX);
         apps.into_iter()
+            .skip(page.offset)
+            .take(limit)
             .filter_map(|(name, app)| {
                 let latest = app.latest()?;
                 let status = self.current_status(&name, app.deployed.as_deref());
@@ -523,6 +600,26 @@ fn refused(name: &str, message: String) -> DeployModelResponse {
     }
 }
 
+/// `payload`, or, when it is larger than the server takes in one message, a refusal the client
+/// reads instead of a silence until its timeout.
+fn fit(client: &async_nats::Client, payload: Vec<u8>) -> Vec<u8> {
+    // Headroom for the reply subject and headers, which count toward the limit.
+    let max = client.server_info().max_payload.saturating_sub(4 << 10);
+    if payload.len() <= max {
+        return payload;
+    }
+    let answer = serde_json::json!({
+        "result": "error",
+        "code": ErrorCode::TooLarge,
+        "message": format!(
+            "the answer is {} bytes, over the {max} bytes one NATS message carries here; \
+             ask for less: `model.list` takes {{\"offset\": N, \"limit\": M}} (`trellis app list` pages by itself)",
+            payload.len()
+        ),
+    });
+    serde_json::to_vec(&answer).unwrap_or_default()
+}
+
 fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
@@ -531,7 +628,9 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
 /// requests); anything else must be the JSON the request takes, and an unknown or misspelt
 /// field is refused, naming it: `{"verison": "v1"}` must not deploy the latest version, nor
 /// an unreadable `model.del` body delete every version.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Default>(
+// Public, hidden, only for the fuzz target of request bodies (fuzz/).
+#[doc(hidden)]
+pub fn parse_body<T: serde::de::DeserializeOwned + Default>(
     what: &str,
     payload: &[u8],
 ) -> Result<T, String> {

@@ -28,6 +28,7 @@
 //! compare-and-swap is per app); the check guards against mistakes and against an app taking
 //! another's names, not against simultaneous conflicting deploys.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use trellis_lattice::Manifest;
@@ -48,22 +49,6 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// Whether two apps claiming `self` and `other` would step on each other.
-    fn collides(&self, other: &Claim) -> bool {
-        match (self, other) {
-            (Claim::ComponentId(a), Claim::ComponentId(b)) => a == b,
-            (Claim::Bucket(a), Claim::Bucket(b)) => a == b,
-            (
-                Claim::Config { name: a, defined },
-                Claim::Config {
-                    name: b,
-                    defined: other_defined,
-                },
-            ) => a == b && (*defined || *other_defined),
-            _ => false,
-        }
-    }
-
     /// What to do about it, after "choose another … or undeploy {owner}".
     fn remedy(&self) -> &'static str {
         match self {
@@ -105,8 +90,9 @@ pub fn check<'a>(
         if other.name() == manifest.name() {
             continue;
         }
-        let owned = claims(other);
-        if let Some(claim) = wanted.iter().find(|w| owned.iter().any(|o| w.collides(o))) {
+        // Sets, not pairs: a check costs the size of the manifests, not its square.
+        let owned = Owned::of(claims(other));
+        if let Some(claim) = wanted.iter().find(|w| owned.collides(w)) {
             return Err(Conflict {
                 claim: claim.clone(),
                 owner: other.name().to_string(),
@@ -114,6 +100,48 @@ pub fn check<'a>(
         }
     }
     Ok(())
+}
+
+/// What one app claims, for lookups.
+#[derive(Default)]
+struct Owned {
+    ids: HashSet<String>,
+    buckets: HashSet<String>,
+    /// Config name → whether the app defines it.
+    configs: HashMap<String, bool>,
+}
+
+impl Owned {
+    fn of(claims: Vec<Claim>) -> Self {
+        let mut owned = Self::default();
+        for claim in claims {
+            match claim {
+                Claim::ComponentId(id) => {
+                    owned.ids.insert(id);
+                }
+                Claim::Bucket(b) => {
+                    owned.buckets.insert(b);
+                }
+                Claim::Config { name, defined } => {
+                    *owned.configs.entry(name).or_default() |= defined;
+                }
+            }
+        }
+        owned
+    }
+
+    /// Whether an app claiming `wanted` would step on this one: the same component id or
+    /// bucket, or the same config when either app defines it (puts it).
+    fn collides(&self, wanted: &Claim) -> bool {
+        match wanted {
+            Claim::ComponentId(id) => self.ids.contains(id),
+            Claim::Bucket(b) => self.buckets.contains(b),
+            Claim::Config { name, defined } => self
+                .configs
+                .get(name)
+                .is_some_and(|&theirs| theirs || *defined),
+        }
+    }
 }
 
 /// Everything lattice-global `manifest` claims, in manifest order.

@@ -37,6 +37,8 @@ pub struct ControllerConfig {
     pub settings: LoopSettings,
     /// How often the plugin folder is checked for changes.
     pub plugin_poll: Duration,
+    /// What the manifest store keeps, and the durability of the controller's buckets.
+    pub store: store::StoreSettings,
 }
 
 impl Default for ControllerConfig {
@@ -48,6 +50,7 @@ impl Default for ControllerConfig {
             runtime: RuntimeConfig::default(),
             settings: LoopSettings::default(),
             plugin_poll: Duration::from_millis(250),
+            store: store::StoreSettings::default(),
         }
     }
 }
@@ -91,12 +94,18 @@ impl Controller {
         let js = async_nats::jetstream::new(client.clone());
         let mut tasks = Vec::new();
         let mut ids = Vec::new();
+        let validations = api::Validations::default();
+        let durability = config.store.durability;
         for lattice in &config.lattices {
-            let store = store::ManifestStore::open(&js, lattice)
+            let store = store::ManifestStore::open(&js, lattice, &config.store)
                 .await
                 .with_context(|| format!("opening the manifest store of lattice {lattice}"))?;
-            let links = trellis_bus::open_bucket(&js, &ctl::link_bucket(lattice), 1).await?;
-            let configs = trellis_bus::open_bucket(&js, &ctl::config_bucket(lattice), 1).await?;
+            let links =
+                trellis_bus::open_durable_bucket(&js, &ctl::link_bucket(lattice), durability)
+                    .await?;
+            let configs =
+                trellis_bus::open_durable_bucket(&js, &ctl::config_bucket(lattice), durability)
+                    .await?;
             let statuses = reconciler::Statuses::default();
             let api = api::ApiServer {
                 lattice: lattice.clone(),
@@ -104,6 +113,7 @@ impl Controller {
                 store: store.clone(),
                 statuses: Arc::clone(&statuses),
                 runtime: Arc::clone(&runtime),
+                validations: validations.clone(),
             };
             // Subscribe here, not in the tasks, so that everything is listening when `start`
             // returns (see the `sync` below).
@@ -133,21 +143,27 @@ impl Controller {
                 )
                 .await?;
             let (validate_client, validate_runtime) = (client.clone(), Arc::clone(&runtime));
+            let validate_slots = validations.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = api::ApiServer::serve_validate(
                     validate_client,
                     validate_requests,
                     validate_runtime,
+                    validate_slots,
                 )
                 .await
                 {
                     tracing::error!("validate API stopped: {e:#}");
                 }
             }));
-            let status_kv =
-                trellis_bus::open_bucket(&js, &reconciler::status_bucket(lattice), 1).await?;
+            let status_kv = trellis_bus::open_durable_bucket(
+                &js,
+                &reconciler::status_bucket(lattice),
+                durability,
+            )
+            .await?;
             let (ownership, ownership_watches) =
-                ownership::Ownership::start(&js, lattice, config.settings.lease)
+                ownership::Ownership::start(&js, lattice, config.settings.lease, durability)
                     .await
                     .with_context(|| format!("joining the controllers of lattice {lattice}"))?;
             ids.push((lattice.clone(), ownership.handle()));

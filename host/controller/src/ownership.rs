@@ -104,9 +104,12 @@ impl Ownership {
         js: &jetstream::Context,
         lattice: &str,
         ttl: Duration,
+        durability: trellis_bus::Durability,
     ) -> anyhow::Result<(Self, OwnershipWatches)> {
-        let controllers = trellis_bus::open_bucket(js, &controllers_bucket(lattice), 1).await?;
-        let owners = trellis_bus::open_bucket(js, &owners_bucket(lattice), 1).await?;
+        let controllers =
+            trellis_bus::open_durable_bucket(js, &controllers_bucket(lattice), durability).await?;
+        let owners =
+            trellis_bus::open_durable_bucket(js, &owners_bucket(lattice), durability).await?;
         let watches = OwnershipWatches {
             owners: owners.watch_with_history(">").await?,
             controllers: controllers.watch_with_history(">").await?,

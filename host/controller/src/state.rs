@@ -173,11 +173,13 @@ impl LatticeState {
             }
             Event::ProviderStopped(e) => {
                 let host_id = event_host(&e.host_id, source);
-                let (host, _) = self.host_mut(host_id, at);
-                if host.providers.remove(&e.provider_id).is_some() {
-                    Touched::Ids(vec![e.provider_id.clone()])
-                } else {
-                    Touched::Nothing
+                let (host, new) = self.host_mut(host_id, at);
+                // Any event is a sign of life, so an unknown host joins here as with the other
+                // events, and a host joining concerns every app (as with the other events).
+                match (new, host.providers.remove(&e.provider_id).is_some()) {
+                    (true, _) => Touched::Everything,
+                    (false, true) => Touched::Ids(vec![e.provider_id.clone()]),
+                    (false, false) => Touched::Nothing,
                 }
             }
             // Failures change nothing that runs; the executor reads them, and the scalers of
@@ -389,6 +391,20 @@ mod tests {
         assert_eq!(snap.hosts["H1"].labels[0].value, "east");
         assert!(snap.component_instances("app-a").is_empty());
         assert_eq!(snap.now_ms, 7);
+    }
+
+    #[test]
+    fn a_host_first_heard_of_in_a_provider_stopped_event_touches_everything() {
+        // Found by tests/properties.rs: the host joined the snapshot, but the answer said
+        // nothing changed, so no app was reconciled to place on it.
+        let mut state = LatticeState::default();
+        let stopped = trellis_lattice::event::ProviderStopped {
+            provider_id: "p".into(),
+            ..Default::default()
+        };
+        let touched = state.apply("H1", &Event::ProviderStopped(stopped), Instant::now());
+        assert!(state.hosts.contains_key("H1"));
+        assert_eq!(touched, Touched::Everything);
     }
 
     #[test]

@@ -5,10 +5,16 @@
 //!
 //! Puts and deploys are also checked against the other deployed apps ([`crate::isolation`]):
 //! an app may not claim another's component ids, configs or buckets.
+//!
+//! The entry is bounded ([`StoreSettings`]): at most `max_versions` versions and
+//! `max_history` history entries are kept, the oldest pruned first (never the deployed
+//! version; the put says what went), and a write that would still not fit in one NATS message
+//! prunes older versions or is refused with the sizes, before anything is stored.
 
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use trellis_lattice::limits::{DEFAULT_MAX_HISTORY, DEFAULT_MAX_VERSIONS};
 use trellis_lattice::{ErrorCode, Manifest};
 
 use crate::isolation;
@@ -32,8 +38,33 @@ pub enum StoreError {
     NoRollback(String),
     #[error(transparent)]
     Isolation(#[from] isolation::Conflict),
+    #[error("app `{app}` would take {bytes} bytes in the store, over the {max} bytes one entry may hold even with only its deployed and newest versions kept; put a smaller manifest, or raise the NATS server's max_payload")]
+    TooLarge { app: String, bytes: usize, max: usize },
+    #[error("the store's entry for app `{app}` is not an app trellis wrote ({why}); delete it with `nats kv del` on the manifest bucket, or put the app again after deleting it")]
+    Unreadable { app: String, why: String },
     #[error("manifest store: {0}")]
     Nats(String),
+}
+
+/// What the store keeps per app, and how its bucket is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    /// Versions kept per app; older ones that are not deployed are pruned.
+    pub max_versions: usize,
+    /// History entries kept per app; older ones are pruned.
+    pub max_history: usize,
+    /// Replicas and revisions of the controller's buckets.
+    pub durability: trellis_bus::Durability,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_versions: DEFAULT_MAX_VERSIONS,
+            max_history: DEFAULT_MAX_HISTORY,
+            durability: trellis_bus::Durability::default(),
+        }
+    }
 }
 
 impl StoreError {
@@ -45,6 +76,8 @@ impl StoreError {
             | StoreError::NoRollback(_) => ErrorCode::NotFound,
             StoreError::VersionExists { .. } => ErrorCode::Exists,
             StoreError::Conflict(_) | StoreError::Isolation(_) => ErrorCode::Conflict,
+            StoreError::TooLarge { .. } => ErrorCode::TooLarge,
+            StoreError::Unreadable { .. } => ErrorCode::Unavailable,
             StoreError::Nats(_) => ErrorCode::Unavailable,
         }
     }
@@ -100,6 +133,28 @@ impl StoredApp {
                 .is_some_and(|h| h.version.is_none() && h.non_destructive)
     }
 
+    /// Drops the oldest versions past `max` (never the deployed one, nor the newest) and the
+    /// oldest history entries past `max_history`. Returns the versions dropped.
+    pub fn prune(&mut self, max: usize, max_history: usize) -> Vec<String> {
+        let mut pruned = Vec::new();
+        while self.versions.len() > max.max(1) {
+            let Some(i) = self.oldest_prunable() else {
+                break;
+            };
+            pruned.push(self.versions.remove(i).version);
+        }
+        if self.history.len() > max_history {
+            self.history.drain(..self.history.len() - max_history);
+        }
+        pruned
+    }
+
+    /// The oldest version that may go: not deployed, and not the newest.
+    fn oldest_prunable(&self) -> Option<usize> {
+        let newest = self.versions.len().checked_sub(1)?;
+        (0..newest).find(|&i| Some(self.versions[i].version.as_str()) != self.deployed.as_deref())
+    }
+
     /// The version a rollback deploys: the most recent deployed version, other than the one
     /// deployed now, that is still stored.
     pub fn rollback_target(&self) -> Option<&str> {
@@ -115,11 +170,17 @@ impl StoredApp {
 pub struct PutOutcome {
     pub created: bool,
     pub total_versions: usize,
+    /// Older versions pruned to make room, oldest first.
+    pub pruned: Vec<String>,
 }
 
 #[derive(Clone)]
 pub struct ManifestStore {
     kv: kv::Store,
+    settings: StoreSettings,
+    /// The most one entry may hold: the server's largest message, less room for the headers
+    /// and subject that travel with it.
+    max_entry: usize,
 }
 
 fn nats_err(e: impl std::fmt::Display) -> StoreError {
@@ -127,9 +188,18 @@ fn nats_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl ManifestStore {
-    pub async fn open(js: &jetstream::Context, lattice: &str) -> anyhow::Result<Self> {
-        let kv = trellis_bus::open_bucket(js, &bucket(lattice), 1).await?;
-        Ok(Self { kv })
+    pub async fn open(
+        js: &jetstream::Context,
+        lattice: &str,
+        settings: &StoreSettings,
+    ) -> anyhow::Result<Self> {
+        let kv = trellis_bus::open_durable_bucket(js, &bucket(lattice), settings.durability).await?;
+        let max_entry = js.client().server_info().max_payload.saturating_sub(4 << 10);
+        Ok(Self {
+            kv,
+            settings: *settings,
+            max_entry,
+        })
     }
 
     pub fn kv(&self) -> &kv::Store {
@@ -139,33 +209,62 @@ impl ManifestStore {
     pub async fn get(&self, name: &str) -> Result<Option<(StoredApp, u64)>, StoreError> {
         match self.kv.entry(name).await.map_err(nats_err)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let app = serde_json::from_slice(&entry.value).map_err(nats_err)?;
+                let app = serde_json::from_slice(&entry.value).map_err(|e| {
+                    tracing::warn!(app = name, "the store's entry for this app is unreadable: {e}");
+                    StoreError::Unreadable {
+                        app: name.into(),
+                        why: e.to_string(),
+                    }
+                })?;
                 Ok(Some((app, entry.revision)))
             }
             _ => Ok(None),
         }
     }
 
+    /// Writes `app` at `revision` (created when `None`), bounded first: past the settings'
+    /// counts, and then past what one entry holds, the oldest versions go. Returns what went.
     async fn write(
         &self,
         name: &str,
-        app: &StoredApp,
+        app: &mut StoredApp,
         revision: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(app).map_err(nats_err)?.into();
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pruned = app.prune(self.settings.max_versions, self.settings.max_history);
+        let mut value = serde_json::to_vec(&*app).map_err(nats_err)?;
+        while value.len() > self.max_entry {
+            let Some(i) = app.oldest_prunable() else {
+                return Err(StoreError::TooLarge {
+                    app: name.into(),
+                    bytes: value.len(),
+                    max: self.max_entry,
+                });
+            };
+            pruned.push(app.versions.remove(i).version);
+            value = serde_json::to_vec(&*app).map_err(nats_err)?;
+        }
+        if !pruned.is_empty() {
+            tracing::info!(app = name, ?pruned, "pruned the oldest versions to stay within the store's bounds");
+        }
+        let value = value.into();
         let result = match revision {
             Some(rev) => self.kv.update(name, value, rev).await.map(|_| ()),
             None => {
-                return self.kv.create(name, value).await.map(|_| ()).map_err(|e| {
-                    if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                        StoreError::Conflict(name.into())
-                    } else {
-                        nats_err(e)
-                    }
-                })
+                return self
+                    .kv
+                    .create(name, value)
+                    .await
+                    .map(|_| pruned)
+                    .map_err(|e| {
+                        if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                            StoreError::Conflict(name.into())
+                        } else {
+                            nats_err(e)
+                        }
+                    })
             }
         };
-        result.map_err(|e| {
+        result.map(|_| pruned).map_err(|e| {
             if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
                 StoreError::Conflict(name.into())
             } else {
@@ -191,10 +290,11 @@ impl ManifestStore {
             manifest,
             put_at: Utc::now(),
         });
-        self.write(&name, &app, revision).await?;
+        let pruned = self.write(&name, &mut app, revision).await?;
         Ok(PutOutcome {
             created,
             total_versions: app.versions.len(),
+            pruned,
         })
     }
 
@@ -228,7 +328,7 @@ impl ManifestStore {
             at: Utc::now(),
             non_destructive: false,
         });
-        self.write(name, &app, Some(revision)).await?;
+        self.write(name, &mut app, Some(revision)).await?;
         Ok(version)
     }
 
@@ -253,7 +353,7 @@ impl ManifestStore {
             at: Utc::now(),
             non_destructive: false,
         });
-        self.write(name, &app, Some(revision)).await?;
+        self.write(name, &mut app, Some(revision)).await?;
         Ok(target)
     }
 
@@ -270,7 +370,7 @@ impl ManifestStore {
             at: Utc::now(),
             non_destructive,
         });
-        self.write(name, &app, Some(revision)).await
+        self.write(name, &mut app, Some(revision)).await.map(|_| ())
     }
 
     /// Deletes one version, or the whole app when `version` is `None`. Returns whether the
@@ -301,7 +401,7 @@ impl ManifestStore {
                 if app.versions.is_empty() {
                     self.delete_entry(name, revision).await?;
                 } else {
-                    self.write(name, &app, Some(revision)).await?;
+                    self.write(name, &mut app, Some(revision)).await?;
                 }
                 Ok(undeployed)
             }
@@ -338,8 +438,12 @@ impl ManifestStore {
         };
         let mut apps = Vec::new();
         for key in keys {
-            if let Some((app, _)) = self.get(&key).await? {
-                apps.push((key, app));
+            match self.get(&key).await {
+                Ok(Some((app, _))) => apps.push((key, app)),
+                Ok(None) => {}
+                // One unreadable entry (written by something else) must not hide every app.
+                Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         apps.sort_by(|a, b| a.0.cmp(&b.0));
@@ -384,6 +488,43 @@ spec:
             history: Vec::new(),
         };
         (name.to_string(), app)
+    }
+
+    fn versions(n: usize, deployed: Option<usize>) -> StoredApp {
+        let (_, one) = stored("shop", "worker", false);
+        let template = one.versions[0].clone();
+        let versions: Vec<StoredVersion> = (0..n)
+            .map(|i| StoredVersion {
+                version: format!("v{i}"),
+                ..template.clone()
+            })
+            .collect();
+        StoredApp {
+            deployed: deployed.map(|i| format!("v{i}")),
+            history: (0..n)
+                .map(|i| HistoryEntry {
+                    version: Some(format!("v{i}")),
+                    at: Utc::now(),
+                    non_destructive: false,
+                })
+                .collect(),
+            versions,
+        }
+    }
+
+    #[test]
+    fn prune_drops_the_oldest_but_never_the_deployed_or_newest() {
+        let mut app = versions(6, Some(0));
+        let pruned = app.prune(3, 2);
+        assert_eq!(pruned, ["v1", "v2", "v3"]);
+        let kept: Vec<&str> = app.versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(kept, ["v0", "v4", "v5"]);
+        assert_eq!(app.history.len(), 2);
+        assert_eq!(app.history[0].version.as_deref(), Some("v4"));
+        // Nothing left to prune: the deployed one and the newest stay whatever the bound.
+        let mut two = versions(2, Some(0));
+        assert!(two.prune(1, 10).is_empty());
+        assert_eq!(two.versions.len(), 2);
     }
 
     #[test]

@@ -7,11 +7,17 @@
 //!    schema only that plugin knows;
 //! 3. every loaded validator plugin, on the whole manifest.
 //!
-//! A plugin that fails (trap, timeout, nonsense) does not block a put: its failure becomes a
-//! warning that names the plugin, and the other checks still apply. Fail-open is deliberate:
-//! one broken validator must not stop every deployment of a lattice.
+//! A plugin that cannot check (trap, timeout, nonsense, a busy pool) fails the validation
+//! closed: its failure is an error that names the plugin, and `put` refuses the manifest
+//! rather than storing one nobody checked. An operator who wants the lattice to take
+//! manifests without that plugin removes it from the plugin folder
+//! (docs/decisions/0010-bad-input.md says why).
+//!
+//! What plugins return is bounded like any input (`trellis_runtime::output` cuts each text
+//! and counts), and a validation returns at most [`limits::MAX_DIAGNOSTICS`] findings.
 
 use trellis_lattice::api::{Diagnostic, Severity};
+use trellis_lattice::limits;
 use trellis_lattice::manifest::{APPLICATION_KIND, OAM_VERSION};
 use trellis_lattice::Manifest;
 use trellis_runtime::bindings;
@@ -51,6 +57,20 @@ pub fn validate(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> {
     let mut errors_at = std::collections::BTreeSet::new();
     found.retain(|d| d.severity != Severity::Error || errors_at.insert(d.path.clone()));
     found.sort_by_key(|d| d.severity);
+    if found.len() > limits::MAX_DIAGNOSTICS {
+        let left_out = found.len() - (limits::MAX_DIAGNOSTICS - 1);
+        found.truncate(limits::MAX_DIAGNOSTICS - 1);
+        found.push(Diagnostic {
+            severity: Severity::Info,
+            path: String::new(),
+            message: format!(
+                "{left_out} more findings are not shown (at most {} are)",
+                limits::MAX_DIAGNOSTICS
+            ),
+            hint: "fix the ones above and validate again".into(),
+            source: CONTROLLER.into(),
+        });
+    }
     found
 }
 
@@ -107,18 +127,42 @@ fn controller_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> 
         ));
     }
     // The store keys apps by name and NATS subjects carry it: it must be subject-safe even
-    // when no validator plugin is loaded.
-    let name = manifest.name();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    // when no validator plugin is loaded. So must ids (KV keys on hosts) and config names
+    // (control-interface subjects).
+    if let Some(problem) = unsafe_name(manifest.name()) {
         found.push(error(
             "metadata.name",
-            format!("application name `{name}` may only hold letters, digits, `-` and `_`"),
+            format!("application name {problem}"),
             "e.g. `name: my-app`",
         ));
+    }
+    for (ci, component) in manifest.spec.components.iter().enumerate() {
+        if let Some(problem) = component.properties.id.as_deref().and_then(unsafe_name) {
+            found.push(error(
+                format!("spec.components[{ci}].properties.id"),
+                format!("component id {problem}"),
+                "e.g. `id: my-app-http`, or leave it out to get `{app}-{name}`",
+            ));
+        }
+        if component.name.is_empty() || component.name.len() > limits::MAX_NAME_BYTES {
+            found.push(error(
+                format!("spec.components[{ci}].name"),
+                format!(
+                    "a component name must have 1 to {} bytes",
+                    limits::MAX_NAME_BYTES
+                ),
+                "e.g. `name: http`",
+            ));
+        }
+        for (i, config) in component.properties.config.iter().enumerate() {
+            if let Some(problem) = unsafe_name(&config.name) {
+                found.push(error(
+                    format!("spec.components[{ci}].properties.config[{i}].name"),
+                    format!("config name {problem}"),
+                    "e.g. `name: my-app-settings`",
+                ));
+            }
+        }
     }
     if manifest.version() == "latest" {
         found.push(error(
@@ -161,14 +205,28 @@ fn controller_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> 
     found
 }
 
+/// Why `name` cannot be a subject token or a KV key, if it cannot.
+fn unsafe_name(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > limits::MAX_NAME_BYTES {
+        return Some(format!(
+            "`{name}` must have 1 to {} bytes",
+            limits::MAX_NAME_BYTES
+        ));
+    }
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    (!name.chars().all(safe))
+        .then(|| format!("`{name}` may only hold letters, digits, `-` and `_`"))
+}
+
 fn scaler_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> {
     let plugins = runtime.plugins();
     let mut found = Vec::new();
-    for slot in scaler_slots(manifest) {
+    let scalers = scaler_slots(manifest);
+    for slot in &scalers.slots {
         let Some(plugin) = plugins.scaler_for(&slot.trait_type) else {
             continue; // reported above as an unknown trait type
         };
-        match plugin.check(&slot.ctx) {
+        match plugin.check(&scalers.context(slot)) {
             Ok(diagnostics) => found.extend(diagnostics.into_iter().map(|d| {
                 let path = if d.path.is_empty() {
                     slot.properties_path.clone()
@@ -223,13 +281,14 @@ fn from_plugin(d: bindings::Diagnostic, path: String, plugin: &str) -> Diagnosti
     }
 }
 
-fn plugin_failed(path: &str, reason: &str) -> Diagnostic {
+/// A check that could not run: an error, so that nothing unchecked is stored.
+pub fn plugin_failed(path: &str, reason: &str) -> Diagnostic {
     Diagnostic {
-        severity: Severity::Warning,
+        severity: Severity::Error,
         path: path.into(),
-        message: format!("a plugin could not check this: {reason}"),
-        hint: "the other checks still apply; see `trellis plugin list` for the plugin's \
-               failures"
+        message: format!("could not be checked: {reason}"),
+        hint: "nothing unchecked is stored: try again, or fix or remove the plugin \
+               (`trellis plugin list` shows its failures)"
             .into(),
         source: CONTROLLER.into(),
     }

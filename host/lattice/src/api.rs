@@ -202,6 +202,18 @@ pub struct PluginListResponse {
     pub problems: Vec<PluginProblem>,
 }
 
+/// The body of `model.list` (trellis's addition: wadm's clients send none, and get every
+/// app). Apps come sorted by name; a page is `limit` of them from `offset` on, and a page
+/// shorter than `limit` is the last.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListModelsRequest {
+    #[serde(default)]
+    pub offset: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetModelRequest {
@@ -243,6 +255,10 @@ pub struct PutModelResponse {
     pub message: String,
     #[serde(default)]
     pub name: String,
+    /// Older versions the put pruned to keep within the store's bounds, oldest first
+    /// (trellis's addition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

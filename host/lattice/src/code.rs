@@ -22,6 +22,9 @@ pub enum ErrorCode {
     Invalid,
     /// Something the request needs could not be reached (the store, a plugin, the hosts).
     Unavailable,
+    /// The request, or its answer, is past a limit; the message names the limit and what to
+    /// do (e.g. ask for a page of the list).
+    TooLarge,
 }
 
 impl ErrorCode {
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Invalid => "invalid",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TooLarge => "too_large",
         }
     }
 }
@@ -49,6 +53,7 @@ mod tests {
             ErrorCode::Conflict,
             ErrorCode::Invalid,
             ErrorCode::Unavailable,
+            ErrorCode::TooLarge,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, code.as_str());

@@ -11,7 +11,9 @@ pub mod code;
 pub mod ctl;
 pub mod event;
 pub mod host_id;
+pub mod limits;
 pub mod manifest;
+mod strict;
 
 pub use code::ErrorCode;
 pub use manifest::{Manifest, ManifestError};

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{self, OverLimit};
+use crate::strict;
+
 pub const OAM_VERSION: &str = "core.oam.dev/v1beta1";
 pub const APPLICATION_KIND: &str = "Application";
 pub const VERSION_ANNOTATION: &str = "version";
@@ -25,6 +28,9 @@ pub enum ManifestError {
         "manifest has no version: set `metadata.annotations.version` (e.g. `version: v0.1.0`)"
     )]
     MissingVersion,
+    /// The manifest is larger than the controller takes ([`crate::limits`]).
+    #[error("manifest refused: {0}")]
+    OverLimit(#[from] OverLimit),
 }
 
 fn location_suffix(line: Option<usize>, column: Option<usize>) -> String {
@@ -48,9 +54,17 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "strict::string_map"
+    )]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "strict::string_map"
+    )]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -66,7 +80,7 @@ pub struct Policy {
     pub name: String,
     #[serde(rename = "type")]
     pub policy_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::string_map")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -114,7 +128,11 @@ pub struct SharedApplication {
 #[serde(deny_unknown_fields)]
 pub struct ConfigProperty {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::optional_string_map"
+    )]
     pub properties: Option<BTreeMap<String, String>>,
 }
 
@@ -123,30 +141,72 @@ pub struct ConfigProperty {
 pub struct Trait {
     #[serde(rename = "type")]
     pub trait_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::value")]
     pub properties: serde_json::Value,
 }
 
 impl Manifest {
     /// Parses a manifest from YAML or JSON text. Errors name the line and column.
+    ///
+    /// The text's size is checked before parsing and the manifest's counts right after, so
+    /// nothing downstream (validation, planning, the store) sees a manifest past
+    /// [`crate::limits`]. Parsing itself is linear: both parsers bound nesting depth (128)
+    /// and serde_yaml_ng bounds alias expansion.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        limits::check(
+            "the manifest's size in bytes",
+            text.len(),
+            limits::MAX_MANIFEST_BYTES,
+            "; split the application into several apps",
+        )?;
         // JSON is (nearly) YAML, but serde_json gives better messages for JSON documents.
         let trimmed = text.trim_start();
-        if trimmed.starts_with('{') {
-            return serde_json::from_str(text).map_err(|e| ManifestError::Syntax {
+        let manifest: Self = if trimmed.starts_with('{') {
+            serde_json::from_str(text).map_err(|e| ManifestError::Syntax {
                 message: strip_location(&e.to_string()),
                 line: Some(e.line()),
                 column: Some(e.column()),
-            });
+            })?
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| {
+                let location = e.location();
+                ManifestError::Syntax {
+                    message: strip_location(&e.to_string()),
+                    line: location.as_ref().map(|l| l.line()),
+                    column: location.as_ref().map(|l| l.column()),
+                }
+            })?
+        };
+        manifest.check_counts()?;
+        Ok(manifest)
+    }
+
+    /// Checks the counts [`crate::limits`] bounds: components and traits.
+    pub fn check_counts(&self) -> Result<(), OverLimit> {
+        let components = &self.spec.components;
+        limits::check(
+            "the number of components",
+            components.len(),
+            limits::MAX_COMPONENTS,
+            "; split the application into several apps",
+        )?;
+        let mut traits = 0;
+        for component in components {
+            let n = component.traits.as_ref().map_or(0, Vec::len);
+            limits::check(
+                "the number of traits on one component",
+                n,
+                limits::MAX_TRAITS_PER_COMPONENT,
+                "",
+            )?;
+            traits += n;
         }
-        serde_yaml_ng::from_str(text).map_err(|e| {
-            let location = e.location();
-            ManifestError::Syntax {
-                message: strip_location(&e.to_string()),
-                line: location.as_ref().map(|l| l.line()),
-                column: location.as_ref().map(|l| l.column()),
-            }
-        })
+        limits::check(
+            "the number of traits",
+            traits,
+            limits::MAX_TRAITS,
+            "; split the application into several apps",
+        )
     }
 
     /// Parses and checks the manifest has what the store needs (a version).
@@ -291,5 +351,108 @@ spec:
         assert_eq!(m.component_id(&c), "my_app-http_server");
         c.properties.id = Some("custom".into());
         assert_eq!(m.component_id(&c), "custom");
+    }
+}
+
+/// Hostile manifests: each is refused with an error that says why, quickly, and without
+/// building anything its size does not pay for.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    fn header(components: &str) -> String {
+        format!(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: big\n  \
+             annotations:\n    version: v1\nspec:\n  components:\n{components}"
+        )
+    }
+
+    fn one_line_components(n: usize) -> String {
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "    - {{name: c{i}, type: component, properties: {{}}}}\n"
+            ));
+        }
+        header(&text)
+    }
+
+    #[test]
+    fn too_many_components_is_refused_naming_the_limit() {
+        let text = one_line_components(14_000);
+        assert!(text.len() < limits::MAX_MANIFEST_BYTES, "{}", text.len());
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("components is 14000"), "{err}");
+        assert!(err.contains("limit of 10000"), "{err}");
+        // At the limit it parses.
+        assert!(Manifest::parse(&one_line_components(limits::MAX_COMPONENTS)).is_ok());
+    }
+
+    #[test]
+    fn oversized_text_is_refused_before_parsing() {
+        let text = format!("{}#{}", header(""), "x".repeat(limits::MAX_MANIFEST_BYTES));
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("size in bytes"), "{err}");
+        assert!(err.contains(&limits::MAX_MANIFEST_BYTES.to_string()), "{err}");
+    }
+
+    #[test]
+    fn too_many_traits_on_a_component_is_refused() {
+        let traits: String = (0..=limits::MAX_TRAITS_PER_COMPONENT)
+            .map(|_| "        - {type: spreadscaler, properties: {instances: 1}}\n")
+            .collect();
+        let text = header(&format!(
+            "    - name: c\n      type: component\n      properties: {{image: f}}\n      traits:\n{traits}"
+        ));
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("traits on one component"), "{err}");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        // Each level refers nine times to the one before: 9^9 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        text.push_str(&header(
+            "    - name: c\n      type: component\n      properties: {image: f}\n      traits:\n        - {type: spreadscaler, properties: *a9}\n",
+        ));
+        let started = std::time::Instant::now();
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(err.contains("not a valid application manifest"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_in_yaml_and_json() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let yaml = header(&format!(
+            "    - name: c\n      type: component\n      properties: {{image: f}}\n      traits:\n        - type: spreadscaler\n          properties: {deep}\n"
+        ));
+        let err = Manifest::parse(&yaml).unwrap_err().to_string();
+        assert!(err.contains("recursion"), "{err}");
+        let json = format!(
+            r#"{{"apiVersion":"core.oam.dev/v1beta1","kind":"Application","metadata":{{"name":"a"}},"spec":{{"components":[{{"name":"c","type":"component","properties":{{}},"traits":[{{"type":"t","properties":{deep}}}]}}]}}}}"#
+        );
+        let err = Manifest::parse(&json).unwrap_err().to_string();
+        assert!(err.contains("recursion"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let text = header(
+            "    - name: c\n      name: d\n      type: component\n      properties: {image: f}\n",
+        );
+        let err = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("duplicate"), "{err}");
+        let in_properties = header(
+            "    - name: c\n      type: component\n      properties: {image: f}\n      traits:\n        - type: spreadscaler\n          properties: {instances: 1, instances: 9}\n",
+        );
+        let err = Manifest::parse(&in_properties).unwrap_err().to_string();
+        assert!(err.contains("duplicate"), "{err}");
     }
 }

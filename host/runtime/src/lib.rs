@@ -9,6 +9,7 @@
 pub mod bindings;
 mod engine;
 mod error;
+pub mod output;
 pub mod placement;
 mod plugin;
 mod registry;

@@ -20,6 +20,7 @@ use crate::bindings::{
     Command, Diagnostic, HostInfo, PlacementRequest, PluginInfo, ReconcileResult, ScalerContext,
 };
 use crate::error::{CallError, Fault, LoadError};
+use crate::output;
 use crate::sandbox::{self, Limits, State};
 use crate::snapshot::LatticeSnapshot;
 
@@ -356,8 +357,11 @@ impl Plugin {
         self.call(placements, Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let (result,): (ReconcileResult,) = self.invoke(store, "reconcile", (ctx, view))?;
+            let (mut result,): (ReconcileResult,) =
+                self.invoke(store, "reconcile", (ctx, view))?;
+            output::check_commands(&result.commands)?;
             check_commands(&result.commands, snapshot)?;
+            output::bound_status(&mut result.status);
             Ok(result)
         })
     }
@@ -372,6 +376,7 @@ impl Plugin {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
             let (commands,): (Vec<Command>,) = self.invoke(store, "cleanup", (ctx, view))?;
+            output::check_commands(&commands)?;
             check_commands(&commands, snapshot)?;
             Ok(commands)
         })
@@ -381,7 +386,8 @@ impl Plugin {
     pub fn check(&self, ctx: &ScalerContext) -> Result<Vec<Diagnostic>, CallError> {
         self.call(Arc::from([]), None, |store| {
             self.expect(PluginKind::Scaler)?;
-            let (found,): (Vec<Diagnostic>,) = self.invoke(store, "check", (ctx,))?;
+            let (mut found,): (Vec<Diagnostic>,) = self.invoke(store, "check", (ctx,))?;
+            output::bound_diagnostics(&mut found);
             Ok(found)
         })
     }
@@ -419,7 +425,9 @@ impl Plugin {
     pub fn validate(&self, manifest_json: &str) -> Result<Vec<Diagnostic>, CallError> {
         self.call(Arc::from([]), None, |store| {
             self.expect(PluginKind::Validator)?;
-            let (found,): (Vec<Diagnostic>,) = self.invoke(store, "validate", (manifest_json,))?;
+            let (mut found,): (Vec<Diagnostic>,) =
+                self.invoke(store, "validate", (manifest_json,))?;
+            output::bound_diagnostics(&mut found);
             Ok(found)
         })
     }

@@ -108,6 +108,12 @@ async fn put(conn: &Connection, file: &Path) -> anyhow::Result<()> {
             "put {} version {} ({} versions stored)",
             resp.name, resp.current_version, resp.total_versions
         );
+        if !resp.pruned.is_empty() {
+            println!(
+                "pruned the oldest version(s) {} (the store keeps the newest --max-versions)",
+                resp.pruned.join(", ")
+            );
+        }
     }
     Ok(())
 }

@@ -17,9 +17,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         nats_url: nats.url.clone(),
         lattices,
         plugin_dir: args.plugins.clone(),
+        store: args.store.settings(),
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);
+    config.settings.sweep_interval = Duration::from_secs(args.sweep_interval);
     apply_plugin_settings(&mut config, &args.conn.nats)?;
     let http = match args.http {
         Some(address) => Some(serve_http(&nats, address, args.http_token.clone()).await?),

@@ -76,6 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         nats_url: nats_url.clone(),
         lattices: vec![lattice.clone()],
         plugin_dir: args.plugins.clone(),
+        store: args.store.settings(),
         ..ControllerConfig::default()
     };
     apply_plugin_settings(&mut config, &args.conn)?;

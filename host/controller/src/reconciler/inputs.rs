@@ -177,6 +177,9 @@ async fn open_event_consumer(
 pub struct Inputs {
     pub(super) events: BoxStream<'static, Resumed<EventMessage>>,
     pub(super) manifests: BoxStream<'static, kv::Entry>,
+    /// The manifest store held nothing when its watch opened, so the watch has nothing to
+    /// deliver before it is caught up (see `DeployedApps::store_read`).
+    pub(super) manifests_empty: bool,
     pub(super) links: BoxStream<'static, kv::Entry>,
     pub(super) configs: BoxStream<'static, kv::Entry>,
     pub(super) statuses: BoxStream<'static, kv::Entry>,
@@ -211,13 +214,23 @@ impl Inputs {
                 .with_context(|| format!("cannot open KV bucket {name}"))
         };
         let owners = bucket(owners_bucket(lattice)).await?;
+        let manifest_watch = manifests.watch_with_history(">").await?;
+        // Asked after the watch opened: whatever is put since arrives through the watch. A
+        // delete leaves a marker, so a store once written never counts as empty again.
+        let manifests_empty = manifests
+            .status()
+            .await
+            .with_context(|| format!("cannot read the status of KV bucket {}", manifests.name))?
+            .values()
+            == 0;
         let controllers = bucket(controllers_bucket(lattice)).await?;
         Ok(Self {
             commands: client
                 .subscribe(format!("{}.>", ctl::Subjects::new(lattice).prefix()))
                 .await?,
             events: event_stream(js, lattice, settings.event_replay).await?,
-            manifests: watch(manifests, manifests.watch_with_history(">").await?),
+            manifests: watch(manifests, manifest_watch),
+            manifests_empty,
             links: watch(links, links.watch_with_history(">").await?),
             configs: watch(configs, configs.watch_with_history(">").await?),
             statuses: watch(statuses, statuses.watch_with_history(">").await?),

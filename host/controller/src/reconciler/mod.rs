@@ -22,17 +22,26 @@
 //!
 //! At start, and once NATS is back after an outage, every host is asked for its inventory
 //! (`discovery.rs`).
+//!
+//! An undeploy's cleanup runs once, in memory. What it leaves (its controller died first, a
+//! stop failed) is found by a periodic sweep of the state (`sweep.rs`): instances annotated as
+//! started by trellis for an app no deployed version declares them in are stopped by the app's
+//! owner, so nothing about cleanup has to survive a restart but the manifest store itself.
 
 mod deployed;
 mod dirty;
 mod discovery;
 mod inputs;
-pub(crate) mod planning;
+// Public, hidden, only so that `benches/manifest_size.rs` can plan an app without NATS.
+#[doc(hidden)]
+pub mod planning;
 mod run;
+mod scope;
 mod settings;
 mod status;
+mod sweep;
 
 pub use inputs::{event_stream, events_stream, EventMessage, Inputs, PlanQuery};
 pub use run::Reconciler;
-pub use settings::LoopSettings;
+pub use settings::{LoopSettings, SWEEP_INTERVAL};
 pub use status::{status_bucket, Statuses};

@@ -4,7 +4,7 @@
 //! cleaning them up issues ([`cleanup_scalers`]). No I/O: a pass, the `plan` query
 //! ([`plan_response`]) and validation all call these, so a plan and a pass decide alike.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use trellis_lattice::api::{
@@ -18,17 +18,81 @@ use trellis_runtime::bindings::{
 };
 use trellis_runtime::{LatticeSnapshot, Runtime};
 
+use super::scope::AppScope;
 use crate::commands::{encode, Origin};
 
-/// One scaler of a deployed app: a trait on a component.
+/// One scaler of a deployed app: a trait on a component. Its plugin context is built only
+/// when the plugin is called ([`Scalers::context`]), so the slots of a manifest cost its size.
 pub(crate) struct ScalerSlot {
     pub origin: Origin,
     pub status_id: String,
     pub trait_type: String,
     pub component: String,
-    pub ctx: ScalerContext,
     /// Where the scaler's properties are in the manifest, for diagnostics.
     pub properties_path: String,
+    properties: String,
+    /// The component the trait is on, and the others its properties name (link targets), as
+    /// indices into [`Scalers::specs`].
+    own: usize,
+    named: Vec<usize>,
+}
+
+/// The scalers of one manifest, with the component specs their contexts draw on.
+pub(crate) struct Scalers {
+    app: String,
+    version: String,
+    specs: Vec<ComponentSpec>,
+    pub slots: Vec<ScalerSlot>,
+}
+
+/// Up to this many components, a scaler's context lists every component of its app (the
+/// contract's `components`); past it, only its own and those its properties name. Listing
+/// all of them in every call would make a pass over an app quadratic in its size: 10,000
+/// components would lower 10⁸ specs into plugins (docs/benchmarks.md, manifest size).
+pub const CONTEXT_COMPONENTS_MAX: usize = 256;
+
+impl Scalers {
+    /// What the plugin of `slot` is called with.
+    pub fn context(&self, slot: &ScalerSlot) -> ScalerContext {
+        let components = if self.specs.len() <= CONTEXT_COMPONENTS_MAX {
+            self.specs.clone()
+        } else {
+            std::iter::once(slot.own)
+                .chain(slot.named.iter().copied().filter(|&i| i != slot.own))
+                .map(|i| self.specs[i].clone())
+                .collect()
+        };
+        ScalerContext {
+            app: self.app.clone(),
+            version: self.version.clone(),
+            component: self.specs[slot.own].clone(),
+            components,
+            trait_type: slot.trait_type.clone(),
+            properties: slot.properties.clone(),
+        }
+    }
+}
+
+/// The components whose names appear as string values anywhere in `properties`: what a
+/// trait refers to (a link's target, a shared component).
+fn named_components(properties: &serde_json::Value, index: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut stack = vec![properties];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::String(s) => {
+                if let Some(&i) = index.get(s.as_str()) {
+                    if !found.contains(&i) {
+                        found.push(i);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// The trait type of the scaler the controller gives every component that lists configs in
@@ -36,7 +100,7 @@ pub(crate) struct ScalerSlot {
 pub(crate) const CONFIG_TRAIT: &str = "config";
 
 /// What one scaler decided in one pass.
-pub(crate) struct Planned {
+pub struct Planned {
     pub origin: Origin,
     pub status_id: String,
     pub trait_type: String,
@@ -63,35 +127,39 @@ fn component_specs(manifest: &Manifest) -> Vec<ComponentSpec> {
         .collect()
 }
 
-pub(crate) fn scaler_slots(manifest: &Manifest) -> Vec<ScalerSlot> {
+pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
     let specs = component_specs(manifest);
+    let index: HashMap<&str, usize> = manifest
+        .spec
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
     let mut slots = Vec::new();
-    for (ci, (component, spec)) in manifest.spec.components.iter().zip(&specs).enumerate() {
-        let slot =
-            |status_id: String, trait_type: &str, properties: String, path: String| ScalerSlot {
-                origin: Origin {
-                    app: manifest.name().to_string(),
-                    scaler: status_id.clone(),
-                },
-                status_id,
-                trait_type: trait_type.to_string(),
-                component: component.name.clone(),
-                ctx: ScalerContext {
-                    app: manifest.name().to_string(),
-                    version: manifest.version().to_string(),
-                    component: spec.clone(),
-                    components: specs.clone(),
-                    trait_type: trait_type.to_string(),
-                    properties,
-                },
-                properties_path: path,
-            };
+    for (ci, component) in manifest.spec.components.iter().enumerate() {
+        let slot = |status_id: String,
+                    trait_type: &str,
+                    properties: &serde_json::Value,
+                    path: String| ScalerSlot {
+            origin: Origin {
+                app: manifest.name().to_string(),
+                scaler: status_id.clone(),
+            },
+            status_id,
+            trait_type: trait_type.to_string(),
+            component: component.name.clone(),
+            properties_path: path,
+            properties: properties.to_string(),
+            own: ci,
+            named: named_components(properties, &index),
+        };
         if !component.properties.config.is_empty() {
             let properties = serde_json::json!({ "config": component.properties.config });
             slots.push(slot(
                 format!("{CONFIG_TRAIT}-{}", component.name),
                 CONFIG_TRAIT,
-                properties.to_string(),
+                &properties,
                 format!("spec.components[{ci}].properties"),
             ));
         }
@@ -99,22 +167,30 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Vec<ScalerSlot> {
             slots.push(slot(
                 format!("{}-{}-{ti}", t.trait_type, component.name),
                 &t.trait_type,
-                t.properties.to_string(),
+                &t.properties,
                 format!("spec.components[{ci}].traits[{ti}].properties"),
             ));
         }
     }
-    slots
+    Scalers {
+        app: manifest.name().to_string(),
+        version: manifest.version().to_string(),
+        specs,
+        slots,
+    }
 }
 
-pub(crate) fn plan_app(
+pub fn plan_app(
     runtime: &Runtime,
     manifest: &Manifest,
     snapshot: &Arc<LatticeSnapshot>,
 ) -> Vec<Planned> {
     let plugins = runtime.plugins();
-    scaler_slots(manifest)
-        .into_iter()
+    let scalers = scaler_slots(manifest);
+    let scope = AppScope::of(manifest);
+    scalers
+        .slots
+        .iter()
         .map(|slot| {
             let (commands, status) = match plugins.scaler_for(&slot.trait_type) {
                 None => {
@@ -139,17 +215,24 @@ pub(crate) fn plan_app(
                 Some(plugin) => {
                     let span = tracing::debug_span!("scaler", scaler = %slot.status_id, plugin = plugin.name());
                     let _guard = span.enter();
-                    match plugin.reconcile(&slot.ctx, snapshot, plugins.placements.clone()) {
-                        Ok(result) => (result.commands, plugin_status(result.status)),
+                    let ctx = scalers.context(slot);
+                    match plugin.reconcile(&ctx, snapshot, plugins.placements.clone()) {
+                        Ok(result) => match scope.check(&result.commands) {
+                            Ok(()) => (result.commands, plugin_status(result.status)),
+                            Err(why) => {
+                                tracing::warn!(plugin = plugin.name(), "{why}");
+                                (Vec::new(), StatusInfo::new(StatusType::Failed, why))
+                            }
+                        },
                         Err(e) => (Vec::new(), StatusInfo::new(StatusType::Failed, e.to_string())),
                     }
                 }
             };
             Planned {
-                origin: slot.origin,
-                status_id: slot.status_id,
-                trait_type: slot.trait_type,
-                component: slot.component,
+                origin: slot.origin.clone(),
+                status_id: slot.status_id.clone(),
+                trait_type: slot.trait_type.clone(),
+                component: slot.component.clone(),
                 commands,
                 status,
             }
@@ -167,6 +250,7 @@ pub(crate) struct Cleanup {
 /// The status ids of every scaler of a manifest.
 pub(crate) fn scaler_ids(manifest: &Manifest) -> BTreeSet<String> {
     scaler_slots(manifest)
+        .slots
         .into_iter()
         .map(|s| s.status_id)
         .collect()
@@ -197,13 +281,20 @@ pub(crate) fn cleanup_scalers(
     snapshot: &Arc<LatticeSnapshot>,
 ) -> Vec<(Origin, Vec<Command>)> {
     let plugins = runtime.plugins();
-    scaler_slots(&cleanup.manifest)
-        .into_iter()
+    let scalers = scaler_slots(&cleanup.manifest);
+    let scope = AppScope::of(&cleanup.manifest);
+    scalers
+        .slots
+        .iter()
         .filter(|slot| cleanup.scalers.contains(&slot.status_id))
         .filter_map(|slot| {
             let plugin = plugins.scaler_for(&slot.trait_type)?;
-            match plugin.cleanup(&slot.ctx, snapshot) {
-                Ok(commands) => Some((slot.origin, commands)),
+            let outcome = plugin
+                .cleanup(&scalers.context(slot), snapshot)
+                .map_err(|e| e.to_string())
+                .and_then(|commands| scope.check(&commands).map(|()| commands));
+            match outcome {
+                Ok(commands) => Some((slot.origin.clone(), commands)),
                 Err(e) => {
                     tracing::error!(app = %slot.origin.app, scaler = %slot.status_id, "cleanup failed: {e}");
                     None
@@ -270,5 +361,58 @@ fn plugin_status(status: PluginStatus) -> StatusInfo {
         PluginStatus::Reconciling(m) => StatusInfo::new(StatusType::Reconciling, m),
         PluginStatus::Failed(m) => StatusInfo::new(StatusType::Failed, m),
         PluginStatus::Waiting(m) => StatusInfo::new(StatusType::Waiting, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` components; the first links to `c5`.
+    fn manifest(n: usize) -> Manifest {
+        let mut text = String::from(
+            "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: big\n  \
+             annotations:\n    version: v1\nspec:\n  components:\n",
+        );
+        for i in 0..n {
+            text.push_str(&format!(
+                "    - name: c{i}\n      type: component\n      properties: {{image: f}}\n      \
+                 traits:\n        - {{type: spreadscaler, properties: {{instances: 1}}}}\n"
+            ));
+            if i == 0 {
+                text.push_str(
+                    "        - {type: link, properties: {target: {name: c5}, namespace: wasi}}\n",
+                );
+            }
+        }
+        Manifest::parse(&text).unwrap()
+    }
+
+    fn names(ctx: &ScalerContext) -> Vec<&str> {
+        ctx.components.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_small_app_gives_every_scaler_every_component() {
+        let scalers = scaler_slots(&manifest(10));
+        assert_eq!(scalers.slots.len(), 11);
+        for slot in &scalers.slots {
+            assert_eq!(scalers.context(slot).components.len(), 10);
+        }
+    }
+
+    #[test]
+    fn a_large_app_gives_a_scaler_its_component_and_those_it_names() {
+        let scalers = scaler_slots(&manifest(CONTEXT_COMPONENTS_MAX + 1));
+        let link = scalers
+            .slots
+            .iter()
+            .find(|s| s.trait_type == "link")
+            .unwrap();
+        let ctx = scalers.context(link);
+        assert_eq!(ctx.component.name, "c0");
+        assert_eq!(names(&ctx), ["c0", "c5"]);
+        let spread = &scalers.slots[5 + 1]; // c5's spreadscaler (c0 has two traits)
+        assert_eq!(names(&scalers.context(spread)), ["c5"]);
     }
 }

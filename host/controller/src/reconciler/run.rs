@@ -26,6 +26,7 @@ use super::inputs::{caught_up, EventMessage, Inputs};
 use super::planning::{cleanup_scalers, plan_app, plan_response};
 use super::settings::LoopSettings;
 use super::status::{app_statuses, StatusPublisher, Statuses};
+use super::sweep::{self, SWEEP_SCALER};
 use crate::commands::{command_key, decode, overlay, Origin};
 use crate::executor::{Executor, Outcome};
 use crate::ownership::Ownership;
@@ -61,6 +62,8 @@ pub struct Reconciler {
     rediscover: bool,
     plugin_generation: u64,
     started: Instant,
+    /// When the next sweep of orphaned instances is due (`sweep.rs`).
+    next_sweep: Instant,
 }
 
 impl Reconciler {
@@ -94,6 +97,7 @@ impl Reconciler {
             rediscover: false,
             plugin_generation: 0,
             started: Instant::now(),
+            next_sweep: Instant::now(),
         }
     }
 
@@ -102,6 +106,7 @@ impl Reconciler {
         let Inputs {
             mut events,
             manifests: mut manifest_watch,
+            manifests_empty,
             links: mut link_watch,
             configs: mut config_watch,
             statuses: mut status_watch,
@@ -111,6 +116,9 @@ impl Reconciler {
             mut commands,
         } = inputs;
         let ctl_subjects = ctl::Subjects::new(&self.lattice);
+        if manifests_empty {
+            self.apps.on_empty_store();
+        }
         self.catch_up(&mut events).await;
         self.discover_hosts().await;
 
@@ -185,12 +193,17 @@ impl Reconciler {
                     }
                     self.check_connection().await;
                     let now = Instant::now();
-                    // Hosts cannot be heard while NATS is away: silence then says nothing.
-                    let dead = if caught_up(self.events_behind, self.events_lag) && self.connected() {
+                    // Hosts cannot be heard while NATS is away: silence then says nothing. Nor
+                    // is what runs known then, which the sweep acts on.
+                    let listening = caught_up(self.events_behind, self.events_lag) && self.connected();
+                    let dead = if listening {
                         self.state.expire_hosts(self.settings.host_timeout, now)
                     } else {
                         Vec::new()
                     };
+                    if listening && now >= self.next_sweep && self.apps.store_read() {
+                        self.sweep().await;
+                    }
                     for host in &dead {
                         tracing::warn!(lattice = %self.lattice, host, "host missed its heartbeats; rescheduling what it ran");
                     }
@@ -361,7 +374,44 @@ impl Reconciler {
         let wanted = self.apps.wanted();
         let won = self.ownership.claim(&wanted, Instant::now()).await;
         for app in won {
+            // An app won for its orphans has them stopped at once, not a sweep interval later.
+            if self.apps.orphaned.contains(&app) {
+                self.next_sweep = Instant::now();
+            }
             self.dirty.app(&app, Instant::now());
+        }
+    }
+
+    /// Stops the orphaned instances (`sweep.rs`) of the apps this controller owns, and claims
+    /// the others' apps so that exactly one controller stops them. An app with no orphans left
+    /// is given up unless it is wanted for more. A stop that fails is retried by the next sweep,
+    /// which finds the instance still running.
+    async fn sweep(&mut self) {
+        let orphans = sweep::orphans(&self.state, &self.apps);
+        let apps: BTreeSet<String> = orphans.iter().map(|o| o.app.clone()).collect();
+        let cleared: Vec<String> = self.apps.orphaned.difference(&apps).cloned().collect();
+        self.apps.orphaned = apps;
+        self.claim_apps().await;
+        let now = Instant::now();
+        self.next_sweep = now + self.settings.sweep_interval;
+        for orphan in orphans {
+            if !self.ownership.owns(&orphan.app, now) {
+                continue;
+            }
+            let origin = Origin {
+                app: orphan.app.clone(),
+                scaler: SWEEP_SCALER.into(),
+            };
+            // Held back (0) while a stop is in flight or backing off after a failure.
+            if self.executor.issue(&origin, vec![orphan.command], now) > 0 {
+                tracing::info!(lattice = %self.lattice, app = %orphan.app, host = %orphan.host, id = %orphan.id, why = %orphan.why, "sweep: stopping an orphaned instance");
+            }
+        }
+        let wanted = self.apps.wanted();
+        for app in cleared {
+            if self.ownership.owns(&app, now) && !wanted.contains(&app) {
+                self.ownership.release(&app).await;
+            }
         }
     }
 

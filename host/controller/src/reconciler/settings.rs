@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// The default of [`LoopSettings::sweep_interval`]. The sweep is the safety net behind each
+/// undeploy's one-shot cleanup (lost when its controller dies first, or when a stop fails): it
+/// only has to come round eventually, and each run walks every instance on the lattice (10,000
+/// hosts), so twice a minute bounds how long an orphan runs at little cost.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
@@ -19,6 +25,9 @@ pub struct LoopSettings {
     /// At start, lattice events this old are replayed from the event stream (then every host
     /// is asked for its inventory): a controller restarting within this window misses nothing.
     pub event_replay: Duration,
+    /// How often instances the controller started are checked against the manifest store, and
+    /// those no deployed app declares any more are stopped (`sweep.rs`).
+    pub sweep_interval: Duration,
 }
 
 impl Default for LoopSettings {
@@ -30,6 +39,7 @@ impl Default for LoopSettings {
             debounce: Duration::from_millis(20),
             lease: Duration::from_secs(3),
             event_replay: Duration::from_secs(60),
+            sweep_interval: SWEEP_INTERVAL,
         }
     }
 }
