@@ -15,10 +15,33 @@ const state = {
   timers: {},
 };
 
+// Markup is written only in this file. Everything else (names, versions, messages, counts:
+// whatever the API answers, which plugins, manifests and hosts decide) is text. Templates are
+// written html`…`, which escapes every ${…} unless it is itself html`…` (or a list of them),
+// so data cannot become markup by a forgotten call; show() is the only way markup reaches the
+// page. Text alone goes through textContent.
 function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({
     "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
   }[c]));
+}
+
+class Markup {
+  constructor(text) { this.text = text; }
+}
+
+function piece(value) {
+  if (value instanceof Markup) return value.text;
+  if (Array.isArray(value)) return value.map(piece).join("");
+  return esc(value);
+}
+
+function html(strings, ...values) {
+  return new Markup(strings.reduce((out, text, i) => out + piece(values[i - 1]) + text));
+}
+
+function show(element, markup) {
+  element.innerHTML = piece(markup);
 }
 
 function shortId(id) {
@@ -83,38 +106,36 @@ async function refreshHosts() {
 function renderHosts() {
   $("#host-count").textContent = `(${state.hosts.length})`;
   if (!state.hosts.length) {
-    $("#hosts").innerHTML = '<p class="muted">No host answers. Start one with <code>trellis node</code>.</p>';
+    show($("#hosts"), html`<p class="muted">No host answers. Start one with <code>trellis node</code>.</p>`);
     return;
   }
-  $("#hosts").innerHTML = state.hosts.map((host) => {
+  show($("#hosts"), state.hosts.map((host) => {
     const inv = state.inventories[host.id];
     const labels = Object.entries(host.labels || {})
-      .map(([k, v]) => `<span class="chip">${esc(k)}=${esc(v)}</span>`).join("");
-    let running = '<li class="muted">inventory unavailable</li>';
+      .map(([k, v]) => html`<span class="chip">${k}=${v}</span>`);
+    let running = html`<li class="muted">inventory unavailable</li>`;
     if (inv) {
       const rows = [];
       for (const c of inv.components || []) {
         const app = (c.annotations || {})["wasmcloud.dev/appspec"];
-        rows.push(`<li class="component" data-component="${esc(c.id)}">component <strong>${esc(c.name || c.id)}</strong> ×${esc(c.max_instances)}`
-          + (app ? ` <span class="chip">app ${esc(app)}</span>` : "")
-          + ` <span class="muted mono small">${esc(c.image_ref)}</span></li>`);
+        rows.push(html`<li class="component" data-component="${c.id}">component <strong>${c.name || c.id}</strong> ×${c.max_instances}${
+          app ? html` <span class="chip">app ${app}</span>` : ""} <span class="muted mono small">${c.image_ref}</span></li>`);
       }
       for (const p of inv.providers || []) {
         const app = (p.annotations || {})["wasmcloud.dev/appspec"];
-        rows.push(`<li class="provider" data-provider="${esc(p.id)}">provider <strong>${esc(p.name || p.id)}</strong>`
-          + (app ? ` <span class="chip">app ${esc(app)}</span>` : "")
-          + ` <span class="muted mono small">${esc(p.image_ref || "")}</span></li>`);
+        rows.push(html`<li class="provider" data-provider="${p.id}">provider <strong>${p.name || p.id}</strong>${
+          app ? html` <span class="chip">app ${app}</span>` : ""} <span class="muted mono small">${p.image_ref || ""}</span></li>`);
       }
-      running = rows.join("") || '<li class="muted">nothing running</li>';
+      running = rows.length ? rows : html`<li class="muted">nothing running</li>`;
     }
-    return `<div class="host" data-host-id="${esc(host.id)}">
-      <div class="title"><strong>${esc(host.friendly_name || shortId(host.id))}</strong>
-        <span class="id">${esc(host.id)}</span>
-        <span class="muted small">up ${esc(host.uptime_human || host.uptime_seconds + "s")}</span></div>
+    return html`<div class="host" data-host-id="${host.id}">
+      <div class="title"><strong>${host.friendly_name || shortId(host.id)}</strong>
+        <span class="id">${host.id}</span>
+        <span class="muted small">up ${host.uptime_human || host.uptime_seconds + "s"}</span></div>
       <div>${labels}</div>
       <ul>${running}</ul>
     </div>`;
-  }).join("");
+  }));
 }
 
 // ---- apps --------------------------------------------------------------------------------
@@ -141,42 +162,44 @@ function renderStatus(status) {
   const type = statusType(status);
   const message = status && status.status && status.status.message;
   const scalers = (status && status.scalers) || [];
-  return `<span class="badge status ${esc(type)}">${esc(type)}</span>`
-    + (scalers.length ? `<ul class="scalers">${scalers.map((s) => {
+  const details = scalers.length
+    ? html`<ul class="scalers">${scalers.map((s) => {
       const t = (s.status && s.status.type) || "";
       const reason = (s.status && s.status.message) || "";
-      return `<li><span class="badge ${esc(t)}">${esc(t)}</span> ${esc(s.kind)} <strong>${esc(s.name)}</strong>`
-        + (reason ? ` <span class="reason">${esc(reason)}</span>` : "") + "</li>";
-    }).join("")}</ul>`
-      : (message ? `<div class="reason muted small">${esc(message)}</div>` : ""));
+      return html`<li><span class="badge ${t}">${t}</span> ${s.kind} <strong>${s.name}</strong>${
+        reason ? html` <span class="reason">${reason}</span>` : ""}</li>`;
+    })}</ul>`
+    : (message ? html`<div class="reason muted small">${message}</div>` : "");
+  return html`<span class="badge status ${type}">${type}</span>${details}`;
 }
 
 function renderApps() {
   const body = $("#apps tbody");
   if (!state.apps.length) {
-    body.innerHTML = '<tr><td colspan="5" class="muted">No apps yet: upload a manifest.</td></tr>';
+    show(body, html`<tr><td colspan="5" class="muted">No apps yet: upload a manifest.</td></tr>`);
     return;
   }
-  body.innerHTML = state.apps.map((app) => {
+  show(body, state.apps.map((app) => {
     const versions = state.versions[app.name] || [{ version: app.version, deployed: false }];
     const chosen = state.selected[app.name] || app.version;
     const options = versions.slice().reverse().map((v) =>
-      `<option value="${esc(v.version)}"${v.version === chosen ? " selected" : ""}>${esc(v.version)}${v.deployed ? " (deployed)" : ""}</option>`).join("");
+      html`<option value="${v.version}"${v.version === chosen ? html` selected` : ""}>${v.version}${v.deployed ? " (deployed)" : ""}</option>`);
     const deployed = app.deployed_version;
-    return `<tr data-app="${esc(app.name)}">
-      <td><strong>${esc(app.name)}</strong><div class="muted small">${esc(app.description || "")}</div></td>
-      <td><select class="version" data-app="${esc(app.name)}">${options}</select></td>
-      <td class="deployed-version">${deployed ? esc(deployed) : '<span class="muted">—</span>'}</td>
+    const disabled = deployed ? "" : html` disabled`;
+    return html`<tr data-app="${app.name}">
+      <td><strong>${app.name}</strong><div class="muted small">${app.description || ""}</div></td>
+      <td><select class="version" data-app="${app.name}">${options}</select></td>
+      <td class="deployed-version">${deployed || html`<span class="muted">—</span>`}</td>
       <td class="app-status">${renderStatus(app.detailed_status)}</td>
       <td class="actions"><div class="row">
-        <button data-action="plan" data-app="${esc(app.name)}">Plan</button>
-        <button data-action="deploy" data-app="${esc(app.name)}" class="primary">Deploy</button>
-        <button data-action="undeploy" data-app="${esc(app.name)}"${deployed ? "" : " disabled"}>Undeploy</button>
-        <button data-action="rollback" data-app="${esc(app.name)}"${deployed ? "" : " disabled"}>Rollback</button>
-        <button data-action="delete" data-app="${esc(app.name)}" class="danger">Delete</button>
+        <button data-action="plan" data-app="${app.name}">Plan</button>
+        <button data-action="deploy" data-app="${app.name}" class="primary">Deploy</button>
+        <button data-action="undeploy" data-app="${app.name}"${disabled}>Undeploy</button>
+        <button data-action="rollback" data-app="${app.name}"${disabled}>Rollback</button>
+        <button data-action="delete" data-app="${app.name}" class="danger">Delete</button>
       </div></td>
     </tr>`;
-  }).join("");
+  }));
 }
 
 // A status change from the event stream: shown at once, then the list is asked again.
@@ -185,7 +208,7 @@ function onStatus(app, status) {
   if (summary && status) {
     summary.detailed_status = status;
     const cell = $(`#apps tr[data-app="${CSS.escape(app)}"] .app-status`);
-    if (cell) cell.innerHTML = renderStatus(status);
+    if (cell) show(cell, renderStatus(status));
   }
   debounce("apps", 300, refreshApps);
 }
@@ -217,34 +240,35 @@ function commandLine(command) {
     text = `${verb === "del" ? "delete" : "put"} config ${parts[6] || ""}`;
   }
   const cls = command.held ? "held" : { "+": "add", "-": "del", "~": "chg" }[sign];
-  return `<div class="${cls}" title="${esc(command.subject + " " + JSON.stringify(command.body))}">${sign} ${esc(text)}`
-    + `  <span class="muted">[${esc(command.scaler)}]${command.held ? " (already in flight)" : ""}</span></div>`;
+  return html`<div class="${cls}" title="${command.subject + " " + JSON.stringify(command.body)}">${sign} ${text}  <span class="muted">[${command.scaler}]${command.held ? " (already in flight)" : ""}</span></div>`;
 }
 
 function renderPlan(plan) {
   const commands = plan.commands || [];
   const diff = commands.length
-    ? `<div class="diff">${commands.map(commandLine).join("")}</div>`
-    : '<p class="muted">Nothing to do: the lattice already runs this version.</p>';
-  const scalers = (plan.scalers || []).length ? `<ul class="scalers">${plan.scalers.map((s) =>
-    `<li><span class="badge ${esc(s.status.type)}">${esc(s.status.type)}</span> ${esc(s.kind)} <strong>${esc(s.name)}</strong>`
-    + (s.status.message ? ` <span class="reason">${esc(s.status.message)}</span>` : "") + "</li>").join("")}</ul>` : "";
-  return diff + scalers;
+    ? html`<div class="diff">${commands.map(commandLine)}</div>`
+    : html`<p class="muted">Nothing to do: the lattice already runs this version.</p>`;
+  const scalers = (plan.scalers || []).length ? html`<ul class="scalers">${plan.scalers.map((s) => {
+    const status = s.status || {};
+    return html`<li><span class="badge ${status.type}">${status.type}</span> ${s.kind} <strong>${s.name}</strong>${
+      status.message ? html` <span class="reason">${status.message}</span>` : ""}</li>`;
+  })}</ul>` : "";
+  return html`${diff}${scalers}`;
 }
 
 async function fetchPlan(app, version) {
   const query = version ? "?version=" + encodeURIComponent(version) : "";
   const { ok, data } = await api("GET", `/apps/${encodeURIComponent(app)}/plan${query}`);
-  if (!ok) return { html: `<p class="muted">No plan: ${esc(said(data))}</p>` };
+  if (!ok) return { html: html`<p class="muted">No plan: ${said(data)}</p>` };
   return { html: renderPlan(data), plan: data };
 }
 
 // ---- confirmation ------------------------------------------------------------------------
 
-function confirmAction(title, html, okLabel) {
+function confirmAction(title, markup, okLabel) {
   const dialog = $("#confirm");
   $("#confirm-title").textContent = title;
-  $("#confirm-body").innerHTML = html;
+  show($("#confirm-body"), markup);
   $("#confirm-ok").textContent = okLabel || "Confirm";
   dialog.returnValue = "";
   dialog.showModal();
@@ -258,30 +282,30 @@ async function act(action, app) {
   const path = `/apps/${encodeURIComponent(app)}`;
   let request = null;
   if (action === "plan") {
-    const { html } = await fetchPlan(app, version);
+    const plan = await fetchPlan(app, version);
     $("#plan-title").textContent = `${app} ${version}`;
-    $("#plan").innerHTML = html;
+    show($("#plan"), plan.html);
     $("#plan-box").hidden = false;
     return;
   }
   if (action === "deploy") {
-    const { html } = await fetchPlan(app, version);
-    if (!await confirmAction(`Deploy ${app} ${version}?`, "<p>The controller would issue now:</p>" + html, "Deploy")) return;
+    const plan = await fetchPlan(app, version);
+    if (!await confirmAction(`Deploy ${app} ${version}?`, html`<p>The controller would issue now:</p>${plan.html}`, "Deploy")) return;
     request = ["POST", path + "/deploy", JSON.stringify({ version })];
   } else if (action === "undeploy") {
-    const html = `<p>Everything ${esc(app)} runs is stopped.</p>
+    const question = html`<p>Everything ${app} runs is stopped.</p>
       <label><input type="checkbox" id="non-destructive"> leave what it runs in place (stop managing it only)</label>`;
-    const ok = await confirmAction(`Undeploy ${app}?`, html, "Undeploy");
+    const ok = await confirmAction(`Undeploy ${app}?`, question, "Undeploy");
     if (!ok) return;
     request = ["POST", path + "/undeploy", JSON.stringify({ non_destructive: $("#non-destructive").checked })];
   } else if (action === "rollback") {
     const history = await api("GET", path + "/history");
     const entries = (history.ok && history.data.history) || [];
-    const lines = entries.slice(-5).map((h) => `<li>${esc(h.at)}: ${h.version ? "deployed " + esc(h.version) : "undeployed"}</li>`).join("");
-    if (!await confirmAction(`Roll ${app} back?`, `<p>Deploys the version deployed before the current one. Recent history:</p><ul>${lines}</ul>`, "Roll back")) return;
+    const lines = entries.slice(-5).map((h) => html`<li>${h.at}: ${h.version ? "deployed " + h.version : "undeployed"}</li>`);
+    if (!await confirmAction(`Roll ${app} back?`, html`<p>Deploys the version deployed before the current one. Recent history:</p><ul>${lines}</ul>`, "Roll back")) return;
     request = ["POST", path + "/rollback", undefined];
   } else if (action === "delete") {
-    if (!await confirmAction(`Delete ${app}?`, `<p>Deletes every stored version of ${esc(app)} and undeploys it.</p>`, "Delete")) return;
+    if (!await confirmAction(`Delete ${app}?`, html`<p>Deletes every stored version of ${app} and undeploys it.</p>`, "Delete")) return;
     request = ["DELETE", path, undefined];
   } else {
     return;
@@ -294,12 +318,11 @@ async function act(action, app) {
 // ---- manifests ---------------------------------------------------------------------------
 
 function renderDiagnostics(diagnostics) {
-  $("#diagnostics").innerHTML = (diagnostics || []).map((d) =>
-    `<li class="diag diag-${esc(d.severity)}"><strong>${esc(d.severity)}</strong> `
-    + (d.path ? `<span class="path">${esc(d.path)}</span>: ` : "")
-    + esc(d.message)
-    + (d.source ? ` <span class="muted small">(${esc(d.source)})</span>` : "")
-    + (d.hint ? `<span class="hint">hint: ${esc(d.hint)}</span>` : "") + "</li>").join("");
+  show($("#diagnostics"), (diagnostics || []).map((d) =>
+    html`<li class="diag diag-${d.severity}"><strong>${d.severity}</strong> ${
+      d.path ? html`<span class="path">${d.path}</span>: ` : ""}${d.message}${
+      d.source ? html` <span class="muted small">(${d.source})</span>` : ""}${
+      d.hint ? html`<span class="hint">hint: ${d.hint}</span>` : ""}</li>`));
 }
 
 async function validateManifest() {
@@ -338,16 +361,17 @@ async function refreshPlugins() {
     const { ok, data } = await api("GET", "/plugins");
     if (!ok) { showError("plugins: " + said(data)); return; }
     const us = (v) => (v == null ? "–" : v < 1000 ? v + " µs" : (v / 1000).toFixed(1) + " ms");
-    $("#plugins tbody").innerHTML = data.plugins.map((p) => {
-      const failures = Object.entries(p.failures || {}).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
-      return `<tr data-plugin="${esc(p.name)}"><td><strong>${esc(p.name)}</strong> <span class="muted small">${esc(p.version)}</span>
-        <div class="muted small">${esc(p.description)}</div></td>
-        <td>${esc(p.kind)}</td><td>${(p.trait_types || []).map((t) => `<span class="chip">${esc(t)}</span>`).join("")}</td>
-        <td>${esc(p.calls)}</td><td class="small nowrap">${us(p.p50_us)} / ${us(p.p99_us)}</td>
+    const plugins = data.plugins || [];
+    show($("#plugins tbody"), plugins.length ? plugins.map((p) => {
+      const failures = Object.entries(p.failures || {}).map(([kind, n]) => `${kind} ${n}`).join(", ");
+      return html`<tr data-plugin="${p.name}"><td><strong>${p.name}</strong> <span class="muted small">${p.version}</span>
+        <div class="muted small">${p.description}</div></td>
+        <td>${p.kind}</td><td>${(p.trait_types || []).map((t) => html`<span class="chip">${t}</span>`)}</td>
+        <td>${p.calls}</td><td class="small nowrap">${us(p.p50_us)} / ${us(p.p99_us)}</td>
         <td class="${failures ? "diag-error" : "muted"}">${failures || "none"}</td></tr>`;
-    }).join("") || `<tr><td colspan="6" class="muted">No plugins in ${esc(data.plugin_dir)}</td></tr>`;
-    $("#plugin-problems").innerHTML = data.problems.map((p) =>
-      `<li class="diag diag-error"><span class="path">${esc(p.file)}</span>: ${esc(p.error)}</li>`).join("");
+    }) : html`<tr><td colspan="6" class="muted">No plugins in ${data.plugin_dir}</td></tr>`);
+    show($("#plugin-problems"), (data.problems || []).map((p) =>
+      html`<li class="diag diag-error"><span class="path">${p.file}</span>: ${p.error}</li>`));
   } catch (e) {
     showError(String(e.message || e));
   }
@@ -359,7 +383,7 @@ function addEvent(kind, text, time) {
   const list = $("#events");
   const item = document.createElement("li");
   const at = time ? new Date(time) : new Date();
-  item.innerHTML = `<span class="time">${esc(at.toLocaleTimeString())}</span><span class="kind">${esc(kind)}</span>${esc(text)}`;
+  show(item, html`<span class="time">${at.toLocaleTimeString()}</span><span class="kind">${kind}</span>${text}`);
   list.prepend(item);
   while (list.children.length > 200) list.lastChild.remove();
 }

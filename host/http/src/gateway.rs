@@ -27,6 +27,25 @@ const PING_WINDOW: Window = Window::until_quiet(Duration::from_millis(250), Dura
 /// How long a host may take to tell its inventory; it answers from memory, at once.
 const HOST_PATIENCE: Duration = Duration::from_secs(2);
 
+/// The largest request body the gateway forwards. A body goes to the controller whole, as one
+/// NATS message, and a NATS server carries at most its `max_payload` in one: 1 MiB unless it
+/// is configured otherwise. A larger body could never arrive, so the HTTP side refuses it with
+/// a 413 before sending anything (`routes`); a server configured lower is checked on each
+/// request.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The refusal of a body over `limit` bytes (`size` when the request said it), worded for a
+/// person who sent a manifest.
+pub fn too_large(size: Option<usize>, limit: usize, why: &str) -> Unanswered {
+    let size = size.map_or_else(|| "over".to_string(), |n| format!("{n} bytes,"));
+    Unanswered {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the request body is {size} over the limit of {limit} bytes: {why}; split a manifest this large into several apps"
+        ),
+    }
+}
+
 /// A client of one lattice's controller API and control interface.
 #[derive(Clone)]
 pub struct Gateway {
@@ -93,6 +112,17 @@ impl Gateway {
                 self.lattice
             ),
         };
+        let max_payload = self.client.server_info().max_payload;
+        if max_payload > 0 && body.len() > max_payload {
+            return Err(too_large(
+                Some(body.len()),
+                max_payload,
+                &format!(
+                    "the NATS server of lattice `{}` carries at most that much in one message (its max_payload)",
+                    self.lattice
+                ),
+            ));
+        }
         let request = async_nats::Request::new()
             .payload(body.into())
             .timeout(Some(limit));
@@ -286,6 +316,7 @@ pub fn status_of(answer: &serde_json::Value) -> StatusCode {
         (Some(ErrorCode::Exists | ErrorCode::Conflict), _) => StatusCode::CONFLICT,
         (Some(ErrorCode::Invalid), _) | (None, Some("error")) => StatusCode::BAD_REQUEST,
         (Some(ErrorCode::Unavailable), _) => StatusCode::SERVICE_UNAVAILABLE,
+        (Some(ErrorCode::TooLarge), _) => StatusCode::PAYLOAD_TOO_LARGE,
         (None, Some("created")) => StatusCode::CREATED,
         (None, _) => StatusCode::OK,
     }

@@ -5,13 +5,14 @@
 //! OpenAPI document, both ways, so neither can drift from the other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use trellis_lattice::api::{
@@ -20,7 +21,7 @@ use trellis_lattice::api::{
 use trellis_lattice::ctl::Link;
 
 use crate::events;
-use crate::gateway::{Gateway, Unanswered};
+use crate::gateway::{too_large, Gateway, Unanswered, MAX_BODY_BYTES};
 
 type Shared = Arc<Gateway>;
 
@@ -97,7 +98,7 @@ fn json_body<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// Checks an optional JSON body against the request type the controller reads. The controller
 /// takes an unreadable body for an empty one (wadm does too), which over HTTP would turn a typo
 /// in `{"version": …}` into a deploy of the latest version; the gateway refuses it instead.
-fn checked_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<Vec<u8>, Unanswered> {
+fn checked_body<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<Vec<u8>, Unanswered> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(b"{}".to_vec());
     }
@@ -106,6 +107,75 @@ fn checked_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<Vec<u8>
         message: format!("the body of {what} is not valid: {e}"),
     })?;
     Ok(body.to_vec())
+}
+
+/// Why a body over [`MAX_BODY_BYTES`] is refused.
+const BODY_LIMIT_REASON: &str =
+    "the controller's API takes a request as one NATS message, and NATS carries at most 1 MiB in one by default";
+
+/// How much of a refused body is still read, and dropped: a client that is still sending when
+/// the 413 is ready would otherwise see its connection reset and never read the answer (a
+/// browser says "failed to fetch"). Past this much or this long, the connection is dropped.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// A request body, read whole, of at most [`MAX_BODY_BYTES`]. A longer one is a 413 that names
+/// the limit, and nothing of it is sent on NATS or kept: refused on the head alone when the
+/// request says its length, or as soon as it passes the limit when it is chunked. (A client
+/// waiting on `Expect: 100-continue`, as curl does for large uploads, never sends it at all.)
+struct Body(Vec<u8>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Response> {
+        let headers = request.headers();
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let waits = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let refused = |size| too_large(size, MAX_BODY_BYTES, BODY_LIMIT_REASON).into_response();
+        let mut stream = request.into_body().into_data_stream();
+        if let Some(size) = declared.filter(|&n| n > MAX_BODY_BYTES) {
+            if !waits {
+                drain(&mut stream).await;
+            }
+            return Err(refused(Some(size)));
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Unanswered {
+                    status: StatusCode::BAD_REQUEST,
+                    message: format!("cannot read the request body: {e}"),
+                }
+                .into_response()
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                drain(&mut stream).await;
+                return Err(refused(None));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Body(body))
+    }
+}
+
+/// Reads and drops the rest of a refused body, up to [`DRAIN_BYTES`] or [`DRAIN_TIME`].
+async fn drain(stream: &mut axum::body::BodyDataStream) {
+    let mut read = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn lattice(State(g): State<Shared>) -> Response {
@@ -121,12 +191,12 @@ async fn list_apps(State(g): State<Shared>) -> Response {
 }
 
 /// The body is the manifest, YAML or JSON, sent to the controller as it is.
-async fn put_app(State(g): State<Shared>, body: Bytes) -> Response {
-    g.forward(g.api().put(), body.to_vec()).await
+async fn put_app(State(g): State<Shared>, Body(body): Body) -> Response {
+    g.forward(g.api().put(), body).await
 }
 
-async fn validate(State(g): State<Shared>, body: Bytes) -> Response {
-    g.forward(g.api().validate(), body.to_vec()).await
+async fn validate(State(g): State<Shared>, Body(body): Body) -> Response {
+    g.forward(g.api().validate(), body).await
 }
 
 async fn get_app(
@@ -168,14 +238,14 @@ async fn plan(
     g.forward(g.api().plan(&name), body).await
 }
 
-async fn deploy(State(g): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn deploy(State(g): State<Shared>, Path(name): Path<String>, Body(body): Body) -> Response {
     match checked_body::<DeployModelRequest>(&body, "deploy (`{\"version\": \"v2\"}` or empty)") {
         Ok(body) => g.forward(g.api().deploy(&name), body).await,
         Err(refused) => refused.into_response(),
     }
 }
 
-async fn undeploy(State(g): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn undeploy(State(g): State<Shared>, Path(name): Path<String>, Body(body): Body) -> Response {
     match checked_body::<UndeployModelRequest>(
         &body,
         "undeploy (`{\"non_destructive\": true}` or empty)",

@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol, opens
 //! the dashboard of a running lattice, sees the node, uploads the echo manifest through the file
 //! input, deploys it through the confirmation dialog and watches its status become deployed.
-//! A screenshot lands in `target/browser-test/dashboard.png`.
+//! A screenshot lands in `target/browser-test/dashboard.png`. A second test has a stand-in
+//! lattice answer with markup in every string (as a hostile plugin, host or manifest could) and
+//! checks that the page shows it as text, runs none of it, and breaks none of its policy.
 //!
 //! Chromium must be installed (`scripts/setup.sh --test` installs the Debian package); without
 //! it this test fails and says so.
@@ -229,6 +231,14 @@ impl Cdp {
         *self.session.lock().unwrap() = attached["sessionId"].as_str().map(String::from);
         self.call("Runtime.enable", json!({})).await?;
         self.call("Page.enable", json!({})).await?;
+        // Whatever the Content-Security-Policy blocks, from the first script on: the dashboard
+        // must need nothing it forbids.
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+                (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));" }),
+        )
+        .await?;
         self.call(
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": 1440, "height": 1000, "deviceScaleFactor": 1, "mobile": false }),
@@ -501,5 +511,257 @@ async fn the_dashboard_deploys_the_echo_example() {
 
     let exceptions = cdp.exceptions.lock().unwrap().clone();
     assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
+    let violations = cdp.eval("window.cspViolations").await.unwrap();
+    assert_eq!(violations, json!([]), "the policy blocked");
+    drop(browser);
+}
+
+/// Markup that would run if the dashboard wrote it into the page as HTML rather than as text.
+const HOSTILE: &str = "<img src=x onerror=\"window.pwned=1\">";
+
+/// A stand-in for a controller, hosts and plugins gone bad: answers every request the
+/// dashboard causes with [`HOSTILE`] in each string they decide (names, versions, labels,
+/// messages, hints, plugin failure kinds and counts, command subjects), as a hostile plugin,
+/// host or manifest could.
+async fn hostile_lattice(client: async_nats::Client, lattice: &str) {
+    use trellis_lattice::{api, ctl};
+    let (api, ctl) = (api::Subjects::new(lattice), ctl::Subjects::new(lattice));
+    let status = json!({
+        "status": { "type": HOSTILE, "message": HOSTILE },
+        "scalers": [{ "id": HOSTILE, "kind": HOSTILE, "name": HOSTILE,
+                      "status": { "type": HOSTILE, "message": HOSTILE } }],
+    });
+    let answers: Vec<(String, Value)> = vec![
+        (
+            ctl.host_ping(),
+            json!({ "success": true, "response": {
+                "id": "NHOSTILE", "friendly_name": HOSTILE, "labels": { HOSTILE: HOSTILE },
+                "uptime_human": HOSTILE, "lattice": lattice } }),
+        ),
+        (
+            ctl.host_get("NHOSTILE"),
+            json!({ "success": true, "response": {
+                "host_id": "NHOSTILE",
+                "components": [{ "id": HOSTILE, "name": HOSTILE, "image_ref": HOSTILE,
+                                 "annotations": { "wasmcloud.dev/appspec": HOSTILE },
+                                 "max_instances": 1 }],
+                "providers": [{ "id": HOSTILE, "name": HOSTILE, "image_ref": HOSTILE,
+                                "annotations": { "wasmcloud.dev/appspec": HOSTILE } }] } }),
+        ),
+        (
+            api.list(),
+            json!([
+                { "name": HOSTILE, "version": HOSTILE, "description": HOSTILE,
+                  "deployed_version": HOSTILE, "detailed_status": status },
+                { "name": "safe", "version": "v1", "description": HOSTILE,
+                  "deployed_version": null, "detailed_status": status },
+            ]),
+        ),
+        (
+            api.versions("safe"),
+            json!({ "result": "success", "versions": [{ "version": HOSTILE, "deployed": true }] }),
+        ),
+        (
+            api.plugin_list(),
+            json!({
+                "plugin_dir": HOSTILE,
+                "plugins": [{ "name": HOSTILE, "version": HOSTILE, "kind": HOSTILE,
+                              "description": HOSTILE, "trait_types": [HOSTILE],
+                              "calls": HOSTILE, "failures": { HOSTILE: HOSTILE },
+                              "p50_us": HOSTILE, "p99_us": HOSTILE }],
+                "problems": [{ "file": HOSTILE, "error": HOSTILE }],
+            }),
+        ),
+        (
+            api.validate(),
+            json!({ "valid": false, "diagnostics": [{ "severity": HOSTILE, "path": HOSTILE,
+                "message": HOSTILE, "hint": HOSTILE, "source": HOSTILE }] }),
+        ),
+        (
+            api.plan("safe"),
+            json!({
+                "result": "success", "name": "safe", "version": "v1", "message": "",
+                "commands": [
+                    { "scaler": HOSTILE, "held": false,
+                      "subject": format!("wasmbus.ctl.v1.{lattice}.component.scale.NHOSTILE"),
+                      "body": { "component_id": HOSTILE, "max_instances": 1 } },
+                    { "scaler": HOSTILE, "held": true, "subject": HOSTILE,
+                      "body": { HOSTILE: HOSTILE } },
+                ],
+                "scalers": [{ "id": HOSTILE, "kind": HOSTILE, "name": HOSTILE,
+                              "status": { "type": HOSTILE, "message": HOSTILE } }],
+            }),
+        ),
+    ];
+    for (subject, answer) in answers {
+        let mut requests = client.subscribe(subject).await.unwrap();
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = client.publish(reply, answer.to_string().into()).await;
+                }
+            }
+        });
+    }
+    client.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strings_show_as_text() {
+    let (browser, devtools) = Browser::launch().unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = tempfile::tempdir().unwrap();
+    let nats = trellis_cli::nats_server::NatsServer::start(0, &dir.path().join("nats")).unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let lattice = "hostile";
+    hostile_lattice(client.clone(), lattice).await;
+    let server = trellis_http::HttpServer::start(
+        trellis_http::HttpConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+            lattice: lattice.into(),
+        },
+        client.clone(),
+    )
+    .await
+    .unwrap();
+
+    let cdp = Cdp::connect(&devtools).await.unwrap();
+    cdp.open_page(&server.url()).await.unwrap();
+    let seconds = Duration::from_secs;
+    let hostile = serde_json::to_string(HOSTILE).unwrap();
+    let shows = |selector: &str| {
+        format!("document.querySelector('{selector}')?.innerText.includes({hostile})")
+    };
+    let body_text = "document.body.innerText.slice(0, 3000)";
+    for (what, selector) in [
+        ("the host, its labels and what it runs", "#hosts"),
+        ("the apps with their statuses", "#apps"),
+        ("the plugins with their failures", "#plugins"),
+        ("the plugin problems", "#plugin-problems"),
+    ] {
+        cdp.wait_for(what, &shows(selector), body_text, seconds(10))
+            .await
+            .unwrap();
+    }
+    cdp.wait_for(
+        "the live event stream",
+        "document.querySelector('#live').textContent === 'live'",
+        body_text,
+        seconds(10),
+    )
+    .await
+    .unwrap();
+
+    // Validation findings, a plan (with the confirmation's copy of it), events.
+    cdp.eval(
+        "document.querySelector('#manifest-text').value = 'x'; \
+         document.querySelector('#validate-button').click()",
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the findings",
+        &shows("#diagnostics"),
+        body_text,
+        seconds(10),
+    )
+    .await
+    .unwrap();
+    cdp.eval("document.querySelector('button[data-action=\"plan\"][data-app=\"safe\"]').click()")
+        .await
+        .unwrap();
+    cdp.wait_for("the plan", &shows("#plan"), body_text, seconds(10))
+        .await
+        .unwrap();
+    let event = json!({
+        "type": format!("com.wasmcloud.lattice.{HOSTILE}"),
+        "source": "NHOSTILE",
+        "data": { "component_id": HOSTILE, "max_instances": HOSTILE, "error": HOSTILE },
+    });
+    client
+        .publish(
+            format!("wasmbus.evt.{lattice}.component_scaled"),
+            event.to_string().into(),
+        )
+        .await
+        .unwrap();
+    let status = json!({ "status": { "type": HOSTILE, "message": HOSTILE } });
+    client
+        .publish(
+            format!("wadm.status.{lattice}.safe"),
+            status.to_string().into(),
+        )
+        .await
+        .unwrap();
+    cdp.wait_for(
+        "the events",
+        &format!(
+            "document.querySelectorAll('#events li').length >= 2 && {}",
+            shows("#events")
+        ),
+        "document.querySelector('#events').innerText",
+        seconds(10),
+    )
+    .await
+    .unwrap();
+    cdp.eval("document.querySelector('button[data-action=\"deploy\"][data-app=\"safe\"]').click()")
+        .await
+        .unwrap();
+    cdp.wait_for(
+        "the deploy confirmation",
+        &format!(
+            "document.querySelector('#confirm').open && {}",
+            shows("#confirm-body")
+        ),
+        "document.querySelector('#confirm').innerText",
+        seconds(10),
+    )
+    .await
+    .unwrap();
+
+    // A manifest over the body limit: the browser reads the gateway's 413, not a reset
+    // connection, and the page says why.
+    cdp.eval("document.querySelector('#confirm').close()")
+        .await
+        .unwrap();
+    cdp.eval(
+        "document.querySelector('#manifest-text').value = '#'.repeat(2 << 20); \
+         document.querySelector('#validate-button').click()",
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the refusal of an oversized manifest",
+        &format!(
+            "document.querySelector('#upload-result').textContent.includes('over the limit of {} bytes')",
+            trellis_http::gateway::MAX_BODY_BYTES
+        ),
+        "document.querySelector('#upload-result').textContent",
+        seconds(10),
+    )
+    .await
+    .unwrap();
+
+    // Everywhere as text: no element, attribute or handler came from the data, and nothing ran.
+    let found = cdp
+        .eval(
+            "({ images: document.querySelectorAll('img').length, \
+                handlers: [...document.querySelectorAll('*')] \
+                  .filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length, \
+                pwned: window.pwned === 1, \
+                violations: window.cspViolations })",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        json!({ "images": 0, "handlers": 0, "pwned": false, "violations": [] }),
+        "the page shows: {}",
+        cdp.eval(body_text).await.unwrap()
+    );
+    let exceptions = cdp.exceptions.lock().unwrap().clone();
+    assert!(exceptions.is_empty(), "the page threw: {exceptions:?}");
+    server.stop().await;
     drop(browser);
 }

@@ -174,6 +174,8 @@ fn check_links(components: &[Value], found: &mut Vec<Diagnostic>) {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
+    // A set for the lookups: one per link, so a list would make large apps quadratic.
+    let known: std::collections::BTreeSet<&str> = names.iter().copied().collect();
     for (i, component) in components.iter().enumerate() {
         let mut slots: BTreeMap<(String, String, String), usize> = BTreeMap::new();
         let traits = component["traits"]
@@ -191,7 +193,7 @@ fn check_links(components: &[Value], found: &mut Vec<Diagnostic>) {
                 other => (other["name"].as_str(), "target.name"),
             };
             if let Some(target) = target {
-                if !names.contains(&target) {
+                if !known.contains(target) {
                     found.push(Diagnostic::error(
                         format!("{at}.properties.{target_path}"),
                         format!("link target '{target}' is not a component of this application"),
