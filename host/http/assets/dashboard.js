@@ -140,10 +140,19 @@ function renderHosts() {
 
 // ---- apps --------------------------------------------------------------------------------
 
+// Apps per list request: their summaries stay far below one NATS message (1 MiB).
+const APPS_PAGE = 200;
+
 async function refreshApps() {
   try {
-    const { ok, data } = await api("GET", "/apps");
-    if (!ok) { showError("apps: " + said(data)); return; }
+    // A page at a time, so no answer outgrows one NATS message however many apps there are.
+    const data = [];
+    for (;;) {
+      const page = await api("GET", `/apps?offset=${data.length}&limit=${APPS_PAGE}`);
+      if (!page.ok) { showError("apps: " + said(page.data)); return; }
+      data.push(...page.data);
+      if (page.data.length < APPS_PAGE) break;
+    }
     state.apps = data;
     const versions = await Promise.all(data.map((app) =>
       api("GET", `/apps/${encodeURIComponent(app.name)}/versions`).then((r) => (r.ok ? r.data.versions : [])).catch(() => [])));

@@ -16,7 +16,8 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use trellis_lattice::api::{
-    DeleteModelRequest, DeployModelRequest, GetModelRequest, PlanRequest, UndeployModelRequest,
+    DeleteModelRequest, DeployModelRequest, GetModelRequest, ListModelsRequest, PlanRequest,
+    UndeployModelRequest,
 };
 use trellis_lattice::ctl::Link;
 
@@ -186,8 +187,15 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn list_apps(State(g): State<Shared>) -> Response {
-    g.forward(g.api().list(), Vec::new()).await
+/// `?offset=N&limit=M` asks for a page (apps sorted by name; a page shorter than `limit` is
+/// the last); without them, every app, or a 413 when they outgrow one NATS message.
+async fn list_apps(State(g): State<Shared>, Query(page): Query<ListModelsRequest>) -> Response {
+    let body = if page.offset == 0 && page.limit.is_none() {
+        Vec::new()
+    } else {
+        json_body(&page)
+    };
+    g.forward(g.api().list(), body).await
 }
 
 /// The body is the manifest, YAML or JSON, sent to the controller as it is.
