@@ -11,10 +11,13 @@ use trellis_tests::{built_fixture, echo_app, TestLattice};
 
 /// Sends `body` on `subject` and reads the JSON answer.
 async fn ask(client: &async_nats::Client, subject: String, body: Vec<u8>) -> Value {
-    let reply = tokio::time::timeout(Duration::from_secs(20), client.request(subject, body.into()))
-        .await
-        .expect("an answer within 20 s")
-        .expect("the request went through");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.request(subject, body.into()),
+    )
+    .await
+    .expect("an answer within 20 s")
+    .expect("the request went through");
     serde_json::from_slice(&reply.payload).expect("the answer is JSON")
 }
 
@@ -38,7 +41,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -109,19 +115,88 @@ async fn hostile_manifests_are_refused_by_name_and_nothing_is_stored() {
     );
     let one = "    - name: c\n      type: component\n      properties: {image: f}\n";
     let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
-        ("14,000 components", manifest("many", &many).into_bytes(), "too_large", "components is 14000, over the limit of 10000"),
-        ("alias bomb", bomb.into_bytes(), "invalid", "not a valid application manifest"),
-        ("200-deep nesting", deep.into_bytes(), "invalid", "recursion limit"),
-        ("not UTF-8", b"apiVersion: \xff\xfe\n".to_vec(), "invalid", "not UTF-8"),
-        ("duplicate key", duplicate.into_bytes(), "invalid", "duplicate key `instances`"),
-        ("name with .", manifest("a.b", one).into_bytes(), "invalid", "may only hold letters"),
-        ("name with *", manifest("'a*'", one).into_bytes(), "invalid", "may only hold letters"),
-        ("name with >", manifest("'a>'", one).into_bytes(), "invalid", "may only hold letters"),
-        ("name with space", manifest("'a b'", one).into_bytes(), "invalid", "may only hold letters"),
-        ("unicode name", manifest("café", one).into_bytes(), "invalid", "may only hold letters"),
-        ("id with .", manifest("ids", "    - name: c\n      type: component\n      properties: {image: f, id: a.b}\n").into_bytes(), "invalid", "component id `a.b`"),
-        ("instances -1", spread("-1").into_bytes(), "invalid", "instances"),
-        ("instances 1e20", spread("1e20").into_bytes(), "invalid", "instances"),
+        (
+            "14,000 components",
+            manifest("many", &many).into_bytes(),
+            "too_large",
+            "components is 14000, over the limit of 10000",
+        ),
+        (
+            "alias bomb",
+            bomb.into_bytes(),
+            "invalid",
+            "not a valid application manifest",
+        ),
+        (
+            "200-deep nesting",
+            deep.into_bytes(),
+            "invalid",
+            "recursion limit",
+        ),
+        (
+            "not UTF-8",
+            b"apiVersion: \xff\xfe\n".to_vec(),
+            "invalid",
+            "not UTF-8",
+        ),
+        (
+            "duplicate key",
+            duplicate.into_bytes(),
+            "invalid",
+            "duplicate key `instances`",
+        ),
+        (
+            "name with .",
+            manifest("a.b", one).into_bytes(),
+            "invalid",
+            "may only hold letters",
+        ),
+        (
+            "name with *",
+            manifest("'a*'", one).into_bytes(),
+            "invalid",
+            "may only hold letters",
+        ),
+        (
+            "name with >",
+            manifest("'a>'", one).into_bytes(),
+            "invalid",
+            "may only hold letters",
+        ),
+        (
+            "name with space",
+            manifest("'a b'", one).into_bytes(),
+            "invalid",
+            "may only hold letters",
+        ),
+        (
+            "unicode name",
+            manifest("café", one).into_bytes(),
+            "invalid",
+            "may only hold letters",
+        ),
+        (
+            "id with .",
+            manifest(
+                "ids",
+                "    - name: c\n      type: component\n      properties: {image: f, id: a.b}\n",
+            )
+            .into_bytes(),
+            "invalid",
+            "component id `a.b`",
+        ),
+        (
+            "instances -1",
+            spread("-1").into_bytes(),
+            "invalid",
+            "instances",
+        ),
+        (
+            "instances 1e20",
+            spread("1e20").into_bytes(),
+            "invalid",
+            "instances",
+        ),
     ];
     for (case, body, code, says) in cases {
         let started = std::time::Instant::now();
@@ -129,10 +204,20 @@ async fn hostile_manifests_are_refused_by_name_and_nothing_is_stored() {
         assert_eq!(answer["result"], "error", "{case}: {answer}");
         assert_eq!(answer["code"], code, "{case}: {answer}");
         let message = answer["message"].as_str().unwrap();
-        assert!(message.contains(says), "{case}: the answer does not say {says:?}: {message}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{case} took {:?}", started.elapsed());
+        assert!(
+            message.contains(says),
+            "{case}: the answer does not say {says:?}: {message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{case} took {:?}",
+            started.elapsed()
+        );
     }
-    assert!(app_names(&client, &subjects).await.is_empty(), "a refused manifest was stored");
+    assert!(
+        app_names(&client, &subjects).await.is_empty(),
+        "a refused manifest was stored"
+    );
 
     // The largest count a u32 holds is a valid (if unrunnable) request: stored, and each node
     // refuses past its own instance limit when asked.
@@ -157,7 +242,11 @@ async fn misspelt_bodies_are_refused_and_change_nothing() {
     }
     let cases = [
         (subjects.deploy("web"), r#"{"verison":"v1"}"#, "verison"),
-        (subjects.undeploy("web"), r#"{"nondestructive":true}"#, "nondestructive"),
+        (
+            subjects.undeploy("web"),
+            r#"{"nondestructive":true}"#,
+            "nondestructive",
+        ),
         (subjects.del("web"), "not json", "not the JSON"),
         (subjects.get("web"), r#"{"version":1}"#, "not the JSON"),
         (subjects.list(), r#"{"page":2}"#, "page"),
@@ -165,10 +254,17 @@ async fn misspelt_bodies_are_refused_and_change_nothing() {
     for (subject, body, says) in cases {
         let answer = ask(&client, subject.clone(), body.as_bytes().to_vec()).await;
         assert_eq!(answer["code"], "invalid", "{subject}: {answer}");
-        assert!(answer["message"].as_str().unwrap().contains(says), "{subject}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{subject}: {answer}"
+        );
     }
     let versions = ask(&client, subjects.versions("web"), Vec::new()).await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
     let status = ask(&client, subjects.status("web"), Vec::new()).await;
     assert_eq!(status["status"]["status"]["type"], "undeployed", "{status}");
 }
@@ -201,16 +297,26 @@ async fn non_json_in_every_bucket_is_skipped_and_the_rest_keeps_running() {
     let answer = ask(&client, subjects.deploy("web"), Vec::new()).await;
     assert_eq!(answer["result"], "acknowledged", "{answer}");
     let api = lattice.api().await.unwrap();
-    eventually("the app deployed beside the junk", Duration::from_secs(30), || async {
-        let status = api.status("web").await.ok()?.status?;
-        (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
-    })
+    eventually(
+        "the app deployed beside the junk",
+        Duration::from_secs(30),
+        || async {
+            let status = api.status("web").await.ok()?.status?;
+            (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
+        },
+    )
     .await;
     // The list skips what it cannot read; asking for the junk says what it is.
     assert_eq!(app_names(&client, &subjects).await, ["web"]);
     let junk = ask(&client, subjects.get("junk"), Vec::new()).await;
     assert_eq!(junk["code"], "unavailable", "{junk}");
-    assert!(junk["message"].as_str().unwrap().contains("not an app trellis wrote"), "{junk}");
+    assert!(
+        junk["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an app trellis wrote"),
+        "{junk}"
+    );
 
     // Junk written over a deployed app's entry is ignored: what runs keeps running.
     js.get_key_value(&buckets[0])
@@ -220,13 +326,21 @@ async fn non_json_in_every_bucket_is_skipped_and_the_rest_keeps_running() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(running(&lattice, "web-echo").await, 2, "the app's instances were touched");
+    assert_eq!(
+        running(&lattice, "web-echo").await,
+        2,
+        "the app's instances were touched"
+    );
 }
 
 /// The built fixture `name` put into the lattice's plugin folder.
 async fn add_fixture(lattice: &TestLattice, name: &str) {
     let generation = lattice.controller.as_ref().unwrap().runtime().generation();
-    std::fs::copy(built_fixture(name), lattice.plugin_dir().join(format!("{name}.wasm"))).unwrap();
+    std::fs::copy(
+        built_fixture(name),
+        lattice.plugin_dir().join(format!("{name}.wasm")),
+    )
+    .unwrap();
     lattice.wait_plugin_reload(generation).await.unwrap();
 }
 
@@ -243,7 +357,9 @@ fn flood_app(name: &str, properties: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_answering_too_much_or_about_others_are_refused() {
-    let mut lattice = TestLattice::start(&["spreadscaler", "placement"]).await.unwrap();
+    let mut lattice = TestLattice::start(&["spreadscaler", "placement"])
+        .await
+        .unwrap();
     lattice.add_node(&[]).await.unwrap();
     lattice.add_node(&[]).await.unwrap();
     add_fixture(&lattice, "flood").await;
@@ -258,32 +374,58 @@ async fn plugins_answering_too_much_or_about_others_are_refused() {
     ask(&client, subjects.deploy("web"), Vec::new()).await;
     let deployed = |app: &'static str| {
         let api = &api;
-        async move {
-            api.status(app).await.ok()?.status
-        }
+        async move { api.status(app).await.ok()?.status }
     };
-    eventually("web deployed despite extreme scores", Duration::from_secs(30), || async {
-        let status = deployed("web").await?;
-        (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
-    })
+    eventually(
+        "web deployed despite extreme scores",
+        Duration::from_secs(30),
+        || async {
+            let status = deployed("web").await?;
+            (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
+        },
+    )
     .await;
 
     // Past the count limit; a million (which no plugin builds within its deadline and memory
     // cap); and one command about another app's component.
     let cases: [(&str, &str, &[&str]); 3] = [
-        ("flood", r#"{"commands": 12000}"#, &["returned 12000 commands, over the limit of 10000"]),
-        ("huge", r#"{"commands": 1000000}"#, &["deadline", "memory limit"]),
-        ("thief", r#"{"foreign": "web-echo"}"#, &["component `web-echo`, which this app does not declare"]),
+        (
+            "flood",
+            r#"{"commands": 12000}"#,
+            &["returned 12000 commands, over the limit of 10000"],
+        ),
+        (
+            "huge",
+            r#"{"commands": 1000000}"#,
+            &["deadline", "memory limit"],
+        ),
+        (
+            "thief",
+            r#"{"foreign": "web-echo"}"#,
+            &["component `web-echo`, which this app does not declare"],
+        ),
     ];
     for (app, properties, says) in cases {
-        let answer = ask(&client, subjects.put(), flood_app(app, properties).into_bytes()).await;
+        let answer = ask(
+            &client,
+            subjects.put(),
+            flood_app(app, properties).into_bytes(),
+        )
+        .await;
         assert_ne!(answer["result"], "error", "{app}: {answer}");
         ask(&client, subjects.deploy(app), Vec::new()).await;
-        let message = eventually(&format!("{app} failed"), Duration::from_secs(30), || async {
-            let status = deployed(app).await?;
-            let failed = status.scalers.iter().find(|s| s.info.status_type == trellis_lattice::api::StatusType::Failed)?;
-            Some(failed.info.message.clone())
-        })
+        let message = eventually(
+            &format!("{app} failed"),
+            Duration::from_secs(30),
+            || async {
+                let status = deployed(app).await?;
+                let failed = status
+                    .scalers
+                    .iter()
+                    .find(|s| s.info.status_type == trellis_lattice::api::StatusType::Failed)?;
+                Some(failed.info.message.clone())
+            },
+        )
         .await;
         assert!(
             says.iter().any(|s| message.contains(s)),
@@ -292,8 +434,16 @@ async fn plugins_answering_too_much_or_about_others_are_refused() {
     }
     // Nothing the refused plugins asked for ran: web still has its two instances, no more.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(running(&lattice, "web-echo").await, 2, "a refused plugin's commands reached the nodes");
-    assert_eq!(running(&lattice, "flood-echo").await, 0, "a refused plugin's commands reached the nodes");
+    assert_eq!(
+        running(&lattice, "web-echo").await,
+        2,
+        "a refused plugin's commands reached the nodes"
+    );
+    assert_eq!(
+        running(&lattice, "flood-echo").await,
+        0,
+        "a refused plugin's commands reached the nodes"
+    );
 
     // 5,000 findings from one plugin: a validation answers with the first thousand and a
     // count of the rest. 100,000 do not fit in the plugin's deadline: the check could not run,
@@ -309,7 +459,10 @@ async fn plugins_answering_too_much_or_about_others_are_refused() {
     let found = answer["diagnostics"].as_array().unwrap();
     assert_eq!(found.len(), 1_000);
     let last = found.last().unwrap()["message"].as_str().unwrap();
-    assert!(last.contains("more findings"), "no count of the findings left out: {last}");
+    assert!(
+        last.contains("more findings"),
+        "no count of the findings left out: {last}"
+    );
     let answer = validate(100_000).await;
     assert_eq!(answer["valid"], false, "{answer}");
     let first = answer["diagnostics"][0]["message"].as_str().unwrap();
@@ -342,8 +495,14 @@ async fn three_hundred_concurrent_puts_are_all_checked() {
         if i % 2 == 0 {
             assert_eq!(answer["result"], "created", "app{i}: {answer}");
         } else {
-            assert_eq!(answer["result"], "error", "app{i} was stored unchecked: {answer}");
-            assert!(answer["message"].as_str().unwrap().contains("nothere"), "app{i}: {answer}");
+            assert_eq!(
+                answer["result"], "error",
+                "app{i} was stored unchecked: {answer}"
+            );
+            assert!(
+                answer["message"].as_str().unwrap().contains("nothere"),
+                "app{i}: {answer}"
+            );
         }
     }
     let mut page = serde_json::json!({"offset": 0, "limit": 1000});
@@ -361,13 +520,26 @@ async fn versions_are_pruned_oldest_first_and_the_put_says_so() {
     let subjects = Subjects::new(&lattice.lattice);
     let max = trellis_lattice::limits::DEFAULT_MAX_VERSIONS;
     for i in 0..max {
-        let answer = ask(&client, subjects.put(), echo_app(&format!("v{i}"), 1).into_bytes()).await;
+        let answer = ask(
+            &client,
+            subjects.put(),
+            echo_app(&format!("v{i}"), 1).into_bytes(),
+        )
+        .await;
         assert_ne!(answer["result"], "error", "{answer}");
     }
-    ask(&client, subjects.deploy("web"), br#"{"version":"v0"}"#.to_vec()).await;
+    ask(
+        &client,
+        subjects.deploy("web"),
+        br#"{"version":"v0"}"#.to_vec(),
+    )
+    .await;
     let answer = ask(&client, subjects.put(), echo_app("newest", 1).into_bytes()).await;
     assert!(
-        answer["message"].as_str().unwrap().contains("pruned the oldest version(s) v1"),
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("pruned the oldest version(s) v1"),
         "{answer}"
     );
     let versions = ask(&client, subjects.versions("web"), Vec::new()).await;
@@ -378,7 +550,10 @@ async fn versions_are_pruned_oldest_first_and_the_put_says_so() {
         .map(|v| v["version"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), max);
-    assert!(names.contains(&"v0"), "the deployed version was pruned: {names:?}");
+    assert!(
+        names.contains(&"v0"),
+        "the deployed version was pruned: {names:?}"
+    );
     assert!(!names.contains(&"v1"), "{names:?}");
 }
 
@@ -396,7 +571,11 @@ async fn an_answer_too_large_for_one_message_is_refused_and_the_cli_pages() {
     .unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(trellis_tests::built_plugin("spreadscaler"), plugins.join("spreadscaler.wasm")).unwrap();
+    std::fs::copy(
+        trellis_tests::built_plugin("spreadscaler"),
+        plugins.join("spreadscaler.wasm"),
+    )
+    .unwrap();
     let controller = trellis_controller::Controller::start(trellis_controller::ControllerConfig {
         nats_url: nats.url(),
         lattices: vec!["small".into()],
@@ -415,25 +594,42 @@ async fn an_answer_too_large_for_one_message_is_refused_and_the_cli_pages() {
     }
     let whole = ask(&client, subjects.list(), Vec::new()).await;
     assert_eq!(whole["code"], "too_large", "{}", whole.to_string().len());
-    assert!(whole["message"].as_str().unwrap().contains("offset"), "{whole}");
-    let api = trellis_cli::client::ApiClient::connect(&nats.url(), "small").await.unwrap();
+    assert!(
+        whole["message"].as_str().unwrap().contains("offset"),
+        "{whole}"
+    );
+    let api = trellis_cli::client::ApiClient::connect(&nats.url(), "small")
+        .await
+        .unwrap();
     assert_eq!(api.list().await.unwrap().len(), 400);
 
     // A version that fits alone but not beside the deployed one: refused, with both sizes.
     let padded = |version: &str| {
         let pad = "x".repeat(40 << 10);
-        echo_app(version, 1).replace("name: web", "name: fat").replace(
-            "    version: ",
-            &format!("    description: {pad}\n    version: "),
-        )
+        echo_app(version, 1)
+            .replace("name: web", "name: fat")
+            .replace(
+                "    version: ",
+                &format!("    description: {pad}\n    version: "),
+            )
     };
     let answer = ask(&client, subjects.put(), padded("v1").into_bytes()).await;
     assert_eq!(answer["result"], "created", "{answer}");
     ask(&client, subjects.deploy("fat"), Vec::new()).await;
     let answer = ask(&client, subjects.put(), padded("v2").into_bytes()).await;
     assert_eq!(answer["code"], "too_large", "{answer}");
-    assert!(answer["message"].as_str().unwrap().contains("bytes one entry may hold"), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("bytes one entry may hold"),
+        "{answer}"
+    );
     let versions = ask(&client, subjects.versions("fat"), Vec::new()).await;
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
     controller.stop().await;
 }

@@ -37,7 +37,9 @@ pub struct Validations(Arc<tokio::sync::Semaphore>);
 
 impl Default for Validations {
     fn default() -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(CONCURRENT_VALIDATIONS)))
+        Self(Arc::new(tokio::sync::Semaphore::new(
+            CONCURRENT_VALIDATIONS,
+        )))
     }
 }
 

@@ -39,7 +39,11 @@ pub enum StoreError {
     #[error(transparent)]
     Isolation(#[from] isolation::Conflict),
     #[error("app `{app}` would take {bytes} bytes in the store, over the {max} bytes one entry may hold even with only its deployed and newest versions kept; put a smaller manifest, or raise the NATS server's max_payload")]
-    TooLarge { app: String, bytes: usize, max: usize },
+    TooLarge {
+        app: String,
+        bytes: usize,
+        max: usize,
+    },
     #[error("the store's entry for app `{app}` is not an app trellis wrote ({why}); delete it with `nats kv del` on the manifest bucket, or put the app again after deleting it")]
     Unreadable { app: String, why: String },
     #[error("manifest store: {0}")]
@@ -193,8 +197,13 @@ impl ManifestStore {
         lattice: &str,
         settings: &StoreSettings,
     ) -> anyhow::Result<Self> {
-        let kv = trellis_bus::open_durable_bucket(js, &bucket(lattice), settings.durability).await?;
-        let max_entry = js.client().server_info().max_payload.saturating_sub(4 << 10);
+        let kv =
+            trellis_bus::open_durable_bucket(js, &bucket(lattice), settings.durability).await?;
+        let max_entry = js
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(4 << 10);
         Ok(Self {
             kv,
             settings: *settings,
@@ -210,7 +219,10 @@ impl ManifestStore {
         match self.kv.entry(name).await.map_err(nats_err)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 let app = serde_json::from_slice(&entry.value).map_err(|e| {
-                    tracing::warn!(app = name, "the store's entry for this app is unreadable: {e}");
+                    tracing::warn!(
+                        app = name,
+                        "the store's entry for this app is unreadable: {e}"
+                    );
                     StoreError::Unreadable {
                         app: name.into(),
                         why: e.to_string(),
@@ -244,7 +256,11 @@ impl ManifestStore {
             value = serde_json::to_vec(&*app).map_err(nats_err)?;
         }
         if !pruned.is_empty() {
-            tracing::info!(app = name, ?pruned, "pruned the oldest versions to stay within the store's bounds");
+            tracing::info!(
+                app = name,
+                ?pruned,
+                "pruned the oldest versions to stay within the store's bounds"
+            );
         }
         let value = value.into();
         let result = match revision {

@@ -78,13 +78,17 @@ mod tests {
 
     #[test]
     fn over_limit_names_the_limit() {
-        let e = check("the number of components", 14_000, MAX_COMPONENTS, "; split the app")
-            .unwrap_err();
+        let e = check(
+            "the number of components",
+            14_000,
+            MAX_COMPONENTS,
+            "; split the app",
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "the number of components is 14000, over the limit of 10000; split the app"
         );
         assert!(check("x", 3, 3, "").is_ok());
     }
-
 }

@@ -393,7 +393,10 @@ mod hostile {
         let text = format!("{}#{}", header(""), "x".repeat(limits::MAX_MANIFEST_BYTES));
         let err = Manifest::parse(&text).unwrap_err().to_string();
         assert!(err.contains("size in bytes"), "{err}");
-        assert!(err.contains(&limits::MAX_MANIFEST_BYTES.to_string()), "{err}");
+        assert!(
+            err.contains(&limits::MAX_MANIFEST_BYTES.to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -166,7 +166,9 @@ mod tests {
             host_id: "h".into(),
             provider_id: "p".repeat(MAX_TEXT + 1),
         });
-        let err = check_commands(&[scale("ok"), stop]).unwrap_err().to_string();
+        let err = check_commands(&[scale("ok"), stop])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("command 1 has a provider id"), "{err}");
     }
 
@@ -182,7 +184,11 @@ mod tests {
         bound_diagnostics(&mut found);
         assert_eq!(found.len(), MAX_DIAGNOSTICS);
         assert!(found[0].message.len() <= MAX_TEXT);
-        assert!(found.last().unwrap().message.contains("99001 more"), "{}", found.last().unwrap().message);
+        assert!(
+            found.last().unwrap().message.contains("99001 more"),
+            "{}",
+            found.last().unwrap().message
+        );
     }
 
     #[test]

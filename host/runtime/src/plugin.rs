@@ -357,8 +357,7 @@ impl Plugin {
         self.call(placements, Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let (mut result,): (ReconcileResult,) =
-                self.invoke(store, "reconcile", (ctx, view))?;
+            let (mut result,): (ReconcileResult,) = self.invoke(store, "reconcile", (ctx, view))?;
             output::check_commands(&result.commands)?;
             check_commands(&result.commands, snapshot)?;
             output::bound_status(&mut result.status);

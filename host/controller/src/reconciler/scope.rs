@@ -109,7 +109,10 @@ mod tests {
         let err = scope
             .check(&[scale("shop-web"), scale("bank-vault")])
             .unwrap_err();
-        assert!(err.contains("command 1 is about component `bank-vault`"), "{err}");
+        assert!(
+            err.contains("command 1 is about component `bank-vault`"),
+            "{err}"
+        );
     }
 
     #[test]
