@@ -209,15 +209,31 @@ impl ApiServer {
     }
 
     async fn handle(&self, op: Operation, payload: &[u8]) -> serde_json::Value {
+        let invalid = |message: String| {
+            serde_json::json!({
+                "result": "error",
+                "code": ErrorCode::Invalid,
+                "message": message,
+            })
+        };
+        // Requests that take no body refuse one, as the others refuse unknown fields: a body
+        // sent there was meant for something else.
+        let bodiless = match &op {
+            Operation::Versions(_) => Some("model.versions"),
+            Operation::Status(_) => Some("model.status"),
+            Operation::History(_) => Some("model.history"),
+            _ => None,
+        };
+        if let Some(what) = bodiless {
+            if let Err(message) = parse_body::<NoBody>(what, payload) {
+                return invalid(message);
+            }
+        }
         match op {
             Operation::Put => to_value(self.put(payload).await),
             Operation::List => match parse_body::<ListModelsRequest>("model.list", payload) {
                 Ok(page) => to_value(self.list(page).await),
-                Err(message) => serde_json::json!({
-                    "result": "error",
-                    "code": ErrorCode::Invalid,
-                    "message": message,
-                }),
+                Err(message) => invalid(message),
             },
             Operation::Get(name) => to_value(self.get(&name, payload).await),
             Operation::Versions(name) => to_value(self.versions(&name).await),
@@ -626,6 +642,11 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
+/// The body of a request that takes none: nothing, or `{}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
 /// Reads a request body. An empty one means the defaults (wadm's clients send none for some
 /// requests); anything else must be the JSON the request takes, and an unknown or misspelt
 /// field is refused, naming it: `{"verison": "v1"}` must not deploy the latest version, nor
@@ -681,5 +702,13 @@ mod tests {
         assert!(e.contains("model.del"), "{e}");
         let e = parse_body::<PlanRequest>("model.plan", br#"{"version":1}"#).unwrap_err();
         assert!(e.contains("model.plan"), "{e}");
+    }
+
+    #[test]
+    fn a_request_that_takes_no_body_refuses_one() {
+        assert!(parse_body::<NoBody>("model.status", b"").is_ok());
+        assert!(parse_body::<NoBody>("model.status", b"{}").is_ok());
+        let e = parse_body::<NoBody>("model.status", br#"{"version":"v1"}"#).unwrap_err();
+        assert!(e.contains("model.status") && e.contains("version"), "{e}");
     }
 }
