@@ -16,6 +16,9 @@ use args::{Cli, Cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::App(_) | Cmd::Plugin(_) | Cmd::Get(_)) {
+        quiet_on_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| {
@@ -39,6 +42,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Ends the process quietly when its output is closed (`trellis get hosts | head`), as Unix
+/// tools do, instead of panicking in `println!`. Rust ignores SIGPIPE so that a write returns
+/// an error; for the commands that only print and exit, the default action is what a user
+/// expects. The long-running ones (`up`, `controller`, `node`) keep Rust's default.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called at start-up before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

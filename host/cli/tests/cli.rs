@@ -187,6 +187,26 @@ async fn get_hosts_lists_a_running_node_as_json() {
     let hosts = run(get_hosts_json(&nats.url(), "cli")).await.json();
     assert_eq!(hosts[0]["id"], node.host_id());
     assert_eq!(hosts[0]["labels"]["region"], "east");
+
+    // Asked by its whole id or by a prefix, the host's inventory comes back alike.
+    for id in [node.host_id(), &node.host_id()[..6]] {
+        let mut command = trellis();
+        command.args(["get", "inventory", id, "-o", "json", "--nats", &nats.url()]);
+        command.args(["--lattice", "cli"]);
+        let inventory = run(command).await.json();
+        assert_eq!(inventory["host_id"], node.host_id(), "asked for {id}");
+    }
+
+    // Output into a pipe already closed (`| head -c 0`) ends the command quietly.
+    let mut closed = get_hosts_json(&nats.url(), "cli");
+    closed
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = closed.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
     node.stop().await.unwrap();
 }
 

@@ -50,6 +50,11 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
 /// What runs on the one host whose id starts with `host`.
 async fn inventory(conn: &Connection, host: &str) -> anyhow::Result<()> {
     let client = conn.client().await?;
+    // A whole id is asked directly: the host answers at once, with no second of gathering
+    // pings. Only a prefix (or a host that does not answer) needs the list of hosts.
+    if let Ok(inventory) = client.inventory(host).await {
+        return print_inventory(conn, &inventory);
+    }
     let hosts = client.hosts().await?;
     let matching: Vec<_> = hosts.iter().filter(|h| h.id.starts_with(host)).collect();
     let id = match matching.as_slice() {
@@ -66,8 +71,15 @@ async fn inventory(conn: &Connection, host: &str) -> anyhow::Result<()> {
         ),
     };
     let inventory = client.inventory(&id).await?;
+    print_inventory(conn, &inventory)
+}
+
+fn print_inventory(
+    conn: &Connection,
+    inventory: &trellis_lattice::ctl::HostInventory,
+) -> anyhow::Result<()> {
     if conn.output == Output::Json {
-        return print_json(&inventory);
+        return print_json(inventory);
     }
     println!("host {} ({})", inventory.host_id, inventory.friendly_name);
     println!("{:<10} {:<28} {:>6}  IMAGE", "KIND", "ID", "COUNT");
