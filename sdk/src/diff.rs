@@ -160,11 +160,14 @@ pub fn component_counts(instances: &[ComponentInstance]) -> BTreeMap<String, u32
     sum_by_host(instances.iter().map(|i| (&i.host_id, i.count)))
 }
 
-/// Counts per host, summed over entries that share a host; hosts at 0 are left out.
+/// Counts per host, summed over entries that share a host; hosts at 0 are left out. The sum
+/// saturates: a host may report any count, and an overflow would panic (or, in the wasm
+/// build, wrap to a small count and make a scaler add instances to a full host).
 fn sum_by_host<'a>(entries: impl Iterator<Item = (&'a String, u32)>) -> BTreeMap<String, u32> {
     let mut counts = BTreeMap::new();
     for (host, n) in entries {
-        *counts.entry(host.clone()).or_insert(0u32) += n;
+        let count: &mut u32 = counts.entry(host.clone()).or_insert(0);
+        *count = count.saturating_add(n);
     }
     counts.retain(|_, n| *n > 0);
     counts

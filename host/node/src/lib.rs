@@ -48,6 +48,9 @@ use trellis_bus::lattice_data::LatticeData;
 
 use crate::host::Host;
 pub use crate::limits::Limits;
+// Public, hidden, only for the property tests and fuzz targets of image reference parsing.
+#[doc(hidden)]
+pub use crate::oci::reference as oci_reference;
 
 /// How long `stop` waits for in-flight HTTP requests before closing their connections.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

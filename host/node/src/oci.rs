@@ -40,9 +40,9 @@ use sha2::{Digest as _, Sha256};
 const WASM_LAYER: &str = "application/wasm";
 
 /// The OCI reference `image_ref` names, if it names one (see the module docs).
-pub(crate) fn reference(image_ref: &str) -> Option<Result<Reference, String>> {
+pub fn reference(image_ref: &str) -> Option<Result<Reference, String>> {
     if let Some(rest) = image_ref.strip_prefix("oci://") {
-        return Some(rest.parse().map_err(|e| format!("{e}")));
+        return Some(parse(rest));
     }
     if image_ref.contains("://") || image_ref.ends_with(".wasm") {
         return None;
@@ -51,7 +51,20 @@ pub(crate) fn reference(image_ref: &str) -> Option<Result<Reference, String>> {
     let host_like = registry.contains('.') || registry.contains(':') || registry == "localhost";
     let last = rest.rsplit('/').next().unwrap_or(rest);
     let pinned = last.contains(':') || last.contains('@');
-    (host_like && pinned).then(|| image_ref.parse().map_err(|e| format!("{e}")))
+    (host_like && pinned).then(|| parse(image_ref))
+}
+
+/// Parses a reference, refusing one whose full form does not parse. `oci-spec` reads a first
+/// component with capitals (`Org/app:1`) as a registry name, then, as it has no dot or port,
+/// files it under docker.io as a repository, where capitals are invalid: the pull would fail
+/// later with a registry's error rather than here with one that names the reference.
+fn parse(text: &str) -> Result<Reference, String> {
+    let reference: Reference = text.parse().map_err(|e| format!("{e}"))?;
+    let whole = reference.whole();
+    match whole.parse::<Reference>() {
+        Ok(_) => Ok(reference),
+        Err(e) => Err(format!("`{text}` means `{whole}`, which is not valid: {e}")),
+    }
 }
 
 /// Where pulled components are kept.

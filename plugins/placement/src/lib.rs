@@ -66,16 +66,27 @@ impl Placement for DefaultPlacement {
     ) -> Vec<HostScore> {
         let same = lattice.instance_counts(Some(&request.component_id));
         let overall = lattice.instance_counts(None);
-        // Lexicographic (same, overall) in one number: `same` weighs more than any `overall`.
-        let scale = i64::from(overall.values().copied().max().unwrap_or(0)) + 1;
+        let key = |host: &Host| {
+            let count = |counts: &std::collections::BTreeMap<String, u32>| {
+                counts.get(&host.id).copied().unwrap_or(0)
+            };
+            (count(&same), count(&overall))
+        };
+        // Lexicographic (same, overall) in one number: the pair's place among the candidates'
+        // distinct pairs, fewest first. Not `same * (max overall + 1) + overall`: a host may
+        // claim any count, and near u32::MAX that product passes i64::MAX, wraps in the wasm
+        // build and ranks the fullest host first.
+        let mut pairs: Vec<(u32, u32)> = candidates.iter().map(key).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
         candidates
             .iter()
             .map(|host| {
-                let same = i64::from(same.get(&host.id).copied().unwrap_or(0));
-                let overall = i64::from(overall.get(&host.id).copied().unwrap_or(0));
+                let key = key(host);
+                let place = pairs.partition_point(|pair| *pair < key);
                 HostScore {
                     host_id: host.id.clone(),
-                    value: -(same * scale + overall),
+                    value: -(place as i64),
                 }
             })
             .collect()

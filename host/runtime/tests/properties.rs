@@ -1,0 +1,194 @@
+//! Property tests of placement ranking (issue 16: bad input costs at most its size): for any
+//! lattice, including hosts that claim the largest counts a heartbeat can carry, `rank` answers
+//! with each candidate host once, in the documented order, and the built-in placement plugin
+//! (build/plugins/placement.wasm) agrees with that order. Score normalisation has its own
+//! property test in src/placement.rs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use trellis_runtime::bindings::{
+    ComponentInstance, HostInfo, Pair, PlacementRequest, ProviderInstance,
+};
+use trellis_runtime::placement::rank;
+use trellis_runtime::{host_matches, LatticeSnapshot, Limits, Plugin, Runtime, RuntimeConfig};
+
+const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+const COMPONENTS: [&str; 3] = ["app-echo", "other", "third"];
+
+/// The built-in placement plugin, loaded once.
+fn placement() -> &'static [Arc<Plugin>] {
+    static LOADED: OnceLock<(Runtime, Vec<Arc<Plugin>>, tempfile::TempDir)> = OnceLock::new();
+    &LOADED
+        .get_or_init(|| {
+            let built =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/placement.wasm");
+            assert!(
+                built.exists(),
+                "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+                built.display()
+            );
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy(&built, dir.path().join("placement.wasm")).unwrap();
+            let runtime = Runtime::new(RuntimeConfig {
+                plugin_dir: dir.path().to_path_buf(),
+                // Generous: this is about decisions, and the machine may be busy.
+                default_limits: Limits {
+                    deadline: Duration::from_secs(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap();
+            runtime.reload();
+            let plugins = runtime.plugins();
+            assert_eq!(plugins.placements.len(), 1, "{:?}", plugins.problems);
+            let placements = plugins.placements.to_vec();
+            (runtime, placements, dir)
+        })
+        .1
+}
+
+fn pair(key: &str, value: &str) -> Pair {
+    Pair {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+/// Counts as a host may report them: small ones, and the largest there are.
+fn count() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => 1u32..5, 1 => Just(u32::MAX), 1 => any::<u32>()]
+}
+
+fn snapshot() -> impl Strategy<Value = LatticeSnapshot> {
+    (
+        prop::collection::btree_map(
+            prop::sample::select(HOSTS.to_vec()),
+            prop::option::of(prop::sample::select(vec!["east", "west"])),
+            0..=HOSTS.len(),
+        ),
+        prop::collection::btree_map(
+            (
+                prop::sample::select(COMPONENTS.to_vec()),
+                prop::sample::select(HOSTS.to_vec()),
+            ),
+            count(),
+            0..8,
+        ),
+        prop::collection::btree_set(prop::sample::select(HOSTS.to_vec()), 0..3),
+    )
+        .prop_map(|(hosts, instances, provider_hosts)| {
+            let mut snapshot = LatticeSnapshot::default();
+            for (id, region) in hosts {
+                snapshot.hosts.insert(
+                    id.into(),
+                    HostInfo {
+                        id: id.into(),
+                        friendly_name: id.into(),
+                        labels: region.map(|r| pair("region", r)).into_iter().collect(),
+                        uptime_seconds: 0,
+                    },
+                );
+            }
+            // In host order, as the controller's snapshot keeps them; an instance may sit on a
+            // host the snapshot lacks (an event raced the host's expiry).
+            for ((component, host), count) in instances {
+                snapshot
+                    .components
+                    .entry(component.into())
+                    .or_default()
+                    .push(ComponentInstance {
+                        host_id: host.into(),
+                        component_id: component.into(),
+                        image: "x".into(),
+                        count,
+                        annotations: vec![],
+                    });
+            }
+            for host in provider_hosts {
+                snapshot
+                    .providers
+                    .entry("some-provider".into())
+                    .or_default()
+                    .push(ProviderInstance {
+                        host_id: host.into(),
+                        provider_id: "some-provider".into(),
+                        image: "p".into(),
+                        annotations: vec![],
+                    });
+            }
+            snapshot
+        })
+}
+
+fn request() -> impl Strategy<Value = PlacementRequest> {
+    (
+        prop::sample::select(COMPONENTS.to_vec()),
+        prop::option::of(prop::sample::select(vec!["east", "west", "north"])),
+    )
+        .prop_map(|(component, region)| PlacementRequest {
+            component_id: component.into(),
+            requirements: region.map(|r| pair("region", r)).into_iter().collect(),
+        })
+}
+
+/// Instances per host in u64, summed independently of the runtime's own counting.
+fn counts(snapshot: &LatticeSnapshot, id: Option<&str>) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (cid, list) in &snapshot.components {
+        if id.is_none_or(|id| id == cid) {
+            for i in list {
+                *counts.entry(i.host_id.clone()).or_insert(0) += u64::from(i.count);
+            }
+        }
+    }
+    for (pid, list) in &snapshot.providers {
+        if id.is_none_or(|id| id == pid) {
+            for i in list {
+                *counts.entry(i.host_id.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// With no placement plugin: every host carrying the requested labels, once, by fewest
+    /// instances of the component, then fewest overall, then host id.
+    #[test]
+    fn default_ranking_is_the_documented_order(snapshot in snapshot(), request in request()) {
+        let snapshot = Arc::new(snapshot);
+        let ranked = rank(&[], &snapshot, &request).unwrap();
+        let matching: BTreeSet<&String> = snapshot
+            .hosts
+            .values()
+            .filter(|h| host_matches(h, &request.requirements))
+            .map(|h| &h.id)
+            .collect();
+        let unique: BTreeSet<&String> = ranked.iter().collect();
+        prop_assert_eq!(unique.len(), ranked.len(), "a host twice: {:?}", ranked);
+        prop_assert_eq!(&unique, &matching);
+        let same = counts(&snapshot, Some(&request.component_id));
+        let load = counts(&snapshot, None);
+        let key = |h: &String| {
+            (same.get(h).copied().unwrap_or(0), load.get(h).copied().unwrap_or(0), h.clone())
+        };
+        prop_assert!(ranked.windows(2).all(|w| key(&w[0]) < key(&w[1])), "{:?}", ranked);
+    }
+
+    /// The built-in placement plugin ranks in that same order, whatever the counts: it never
+    /// refuses a host of a component, and its scores never overflow into a different order.
+    #[test]
+    fn the_placement_plugin_keeps_the_default_order(snapshot in snapshot(), request in request()) {
+        let snapshot = Arc::new(snapshot);
+        let with_plugin = rank(placement(), &snapshot, &request);
+        prop_assert!(with_plugin.is_ok(), "{:?}", with_plugin.err());
+        prop_assert_eq!(with_plugin.unwrap(), rank(&[], &snapshot, &request).unwrap());
+    }
+}
