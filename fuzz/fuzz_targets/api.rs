@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trellis_controller::api::parse_body;
+use trellis_controller::bodies::parse_body;
 use trellis_lattice::api::{
     DeleteModelRequest, DeployModelRequest, GetModelRequest, ListModelsRequest, Operation,
     PlanRequest, Subjects, UndeployModelRequest,

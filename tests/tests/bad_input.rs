@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use trellis_lattice::api::Subjects;
+use trellis_cli::client::ApiClient;
+use trellis_lattice::api::{StatusType, Subjects};
+use trellis_tests::process::wait_until;
 use trellis_tests::{built_fixture, echo_app, TestLattice};
 
 /// Sends `body` on `subject` and reads the JSON answer.
@@ -30,23 +32,21 @@ async fn app_names(client: &async_nats::Client, subjects: &Subjects) -> Vec<Stri
         .collect()
 }
 
-/// Polls `check` until it gives a value; fails the test naming `what` after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Waits until app `name` reports itself deployed.
+async fn wait_deployed(api: &ApiClient, name: &str) {
+    wait_until(
+        &format!("{name} deployed"),
+        Duration::from_secs(30),
+        || async {
+            let status = api.status(name).await.map_err(|e| e.to_string())?;
+            let status = status.status.ok_or("no status yet")?;
+            match status.info.status_type {
+                StatusType::Deployed => Ok(()),
+                other => Err(format!("{other:?}: {}", status.info.message)),
+            }
+        },
+    )
+    .await
 }
 
 /// Instances of component `id` on the lattice's nodes, as they answer for themselves.
@@ -297,15 +297,8 @@ async fn non_json_in_every_bucket_is_skipped_and_the_rest_keeps_running() {
     let answer = ask(&client, subjects.deploy("web"), Vec::new()).await;
     assert_eq!(answer["result"], "acknowledged", "{answer}");
     let api = lattice.api().await.unwrap();
-    eventually(
-        "the app deployed beside the junk",
-        Duration::from_secs(30),
-        || async {
-            let status = api.status("web").await.ok()?.status?;
-            (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
-        },
-    )
-    .await;
+    // Deployed beside the junk.
+    wait_deployed(&api, "web").await;
     // The list skips what it cannot read; asking for the junk says what it is.
     assert_eq!(app_names(&client, &subjects).await, ["web"]);
     let junk = ask(&client, subjects.get("junk"), Vec::new()).await;
@@ -372,19 +365,8 @@ async fn plugins_answering_too_much_or_about_others_are_refused() {
     let answer = ask(&client, subjects.put(), echo_app("v1", 2).into_bytes()).await;
     assert_ne!(answer["result"], "error", "{answer}");
     ask(&client, subjects.deploy("web"), Vec::new()).await;
-    let deployed = |app: &'static str| {
-        let api = &api;
-        async move { api.status(app).await.ok()?.status }
-    };
-    eventually(
-        "web deployed despite extreme scores",
-        Duration::from_secs(30),
-        || async {
-            let status = deployed("web").await?;
-            (status.info.status_type == trellis_lattice::api::StatusType::Deployed).then_some(())
-        },
-    )
-    .await;
+    // Deployed despite the extreme scores.
+    wait_deployed(&api, "web").await;
 
     // Past the count limit; a million (which no plugin builds within its deadline and memory
     // cap); and one command about another app's component.
@@ -414,16 +396,18 @@ async fn plugins_answering_too_much_or_about_others_are_refused() {
         .await;
         assert_ne!(answer["result"], "error", "{app}: {answer}");
         ask(&client, subjects.deploy(app), Vec::new()).await;
-        let message = eventually(
+        let message = wait_until(
             &format!("{app} failed"),
             Duration::from_secs(30),
             || async {
-                let status = deployed(app).await?;
-                let failed = status
+                let status = api.status(app).await.map_err(|e| e.to_string())?;
+                let status = status.status.ok_or("no status yet")?;
+                status
                     .scalers
                     .iter()
-                    .find(|s| s.info.status_type == trellis_lattice::api::StatusType::Failed)?;
-                Some(failed.info.message.clone())
+                    .find(|s| s.info.status_type == StatusType::Failed)
+                    .map(|s| s.info.message.clone())
+                    .ok_or_else(|| format!("{:?}", status.info))
             },
         )
         .await;

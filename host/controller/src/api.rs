@@ -9,9 +9,11 @@ use trellis_lattice::api::*;
 use trellis_lattice::{ErrorCode, Manifest};
 use trellis_runtime::Runtime;
 
+use crate::bodies::{fit, parse_body, NoBody};
 use crate::reconciler::Statuses;
 use crate::store::{ManifestStore, StoreError};
 use crate::validate;
+use crate::validations::Validations;
 
 pub struct ApiServer {
     pub lattice: String,
@@ -20,56 +22,6 @@ pub struct ApiServer {
     pub statuses: Statuses,
     pub runtime: Arc<Runtime>,
     pub validations: Validations,
-}
-
-/// How many validations run at once; the rest wait their turn. Each holds a plugin instance
-/// per call and a blocking thread: a burst of puts must queue here rather than exhaust the
-/// plugin pool (whose failures would then refuse manifests that are fine).
-pub const CONCURRENT_VALIDATIONS: usize = 8;
-
-/// How long a put waits for a validation slot before it is refused as unavailable; well under
-/// the clients' 10 s request timeout, so the client reads the reason.
-const VALIDATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The validation slots shared by `put` and `validate`.
-#[derive(Clone)]
-pub struct Validations(Arc<tokio::sync::Semaphore>);
-
-impl Default for Validations {
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(
-            CONCURRENT_VALIDATIONS,
-        )))
-    }
-}
-
-impl Validations {
-    /// Validates `manifest` (parsed, or text to parse) off the async workers, waiting for a
-    /// slot. A validation that cannot run is an error finding, never an empty list: nothing
-    /// unchecked is stored.
-    pub async fn run(
-        &self,
-        runtime: &Arc<Runtime>,
-        check: impl FnOnce(&Runtime) -> Vec<Diagnostic> + Send + 'static,
-    ) -> Vec<Diagnostic> {
-        let refused = |why: String| vec![validate::plugin_failed("", &why)];
-        let permit = match tokio::time::timeout(VALIDATION_WAIT, self.0.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return refused("the controller is shutting down".into()),
-            Err(_) => {
-                return refused(format!(
-                    "{CONCURRENT_VALIDATIONS} validations were running for {VALIDATION_WAIT:?}; the controller is busy"
-                ))
-            }
-        };
-        let runtime = Arc::clone(runtime);
-        let found = tokio::task::spawn_blocking(move || check(&runtime)).await;
-        drop(permit);
-        found.unwrap_or_else(|e| {
-            tracing::error!("validation panicked: {e}");
-            refused("the validation failed inside the controller (see its log)".into())
-        })
-    }
 }
 
 /// The answer to `model.history.{name}` (a trellis extension).
@@ -618,97 +570,6 @@ fn refused(name: &str, message: String) -> DeployModelResponse {
     }
 }
 
-/// `payload`, or, when it is larger than the server takes in one message, a refusal the client
-/// reads instead of a silence until its timeout.
-fn fit(client: &async_nats::Client, payload: Vec<u8>) -> Vec<u8> {
-    // Headroom for the reply subject and headers, which count toward the limit.
-    let max = client.server_info().max_payload.saturating_sub(4 << 10);
-    if payload.len() <= max {
-        return payload;
-    }
-    let answer = serde_json::json!({
-        "result": "error",
-        "code": ErrorCode::TooLarge,
-        "message": format!(
-            "the answer is {} bytes, over the {max} bytes one NATS message carries here; \
-             ask for less: `model.list` takes {{\"offset\": N, \"limit\": M}} (`trellis app list` pages by itself)",
-            payload.len()
-        ),
-    });
-    serde_json::to_vec(&answer).unwrap_or_default()
-}
-
 fn to_value(v: impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
-}
-
-/// The body of a request that takes none: nothing, or `{}`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoBody {}
-
-/// Reads a request body. An empty one means the defaults (wadm's clients send none for some
-/// requests); anything else must be the JSON the request takes, and an unknown or misspelt
-/// field is refused, naming it: `{"verison": "v1"}` must not deploy the latest version, nor
-/// an unreadable `model.del` body delete every version.
-// Public, hidden, only for the fuzz target of request bodies (fuzz/).
-#[doc(hidden)]
-pub fn parse_body<T: serde::de::DeserializeOwned + Default>(
-    what: &str,
-    payload: &[u8],
-) -> Result<T, String> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(payload)
-        .map_err(|e| format!("the body of {what} is not the JSON it takes: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_empty_body_means_the_defaults() {
-        let request: DeployModelRequest = parse_body("model.deploy", b"").unwrap();
-        assert_eq!(request.version, None);
-        let request: UndeployModelRequest = parse_body("model.undeploy", b" \n").unwrap();
-        assert!(!request.non_destructive);
-    }
-
-    #[test]
-    fn bodies_as_wadm_clients_send_them_are_read() {
-        let request: DeployModelRequest =
-            parse_body("model.deploy", br#"{"version":"v1"}"#).unwrap();
-        assert_eq!(request.version.as_deref(), Some("v1"));
-        let request: DeleteModelRequest = parse_body("model.del", br#"{"version":null}"#).unwrap();
-        assert_eq!(request.version, None);
-        let _: UndeployModelRequest = parse_body("model.undeploy", b"{}").unwrap();
-        let request: UndeployModelRequest =
-            parse_body("model.undeploy", br#"{"non_destructive":true}"#).unwrap();
-        assert!(request.non_destructive);
-    }
-
-    #[test]
-    fn a_misspelt_or_unreadable_body_is_refused_naming_the_field() {
-        let e =
-            parse_body::<DeployModelRequest>("model.deploy", br#"{"verison":"v1"}"#).unwrap_err();
-        assert!(e.contains("model.deploy") && e.contains("verison"), "{e}");
-        let e = parse_body::<UndeployModelRequest>("model.undeploy", br#"{"nondestructive":true}"#)
-            .unwrap_err();
-        assert!(e.contains("nondestructive"), "{e}");
-        // An unreadable delete must not read as "every version".
-        let e = parse_body::<DeleteModelRequest>("model.del", b"version=v1").unwrap_err();
-        assert!(e.contains("model.del"), "{e}");
-        let e = parse_body::<PlanRequest>("model.plan", br#"{"version":1}"#).unwrap_err();
-        assert!(e.contains("model.plan"), "{e}");
-    }
-
-    #[test]
-    fn a_request_that_takes_no_body_refuses_one() {
-        assert!(parse_body::<NoBody>("model.status", b"").is_ok());
-        assert!(parse_body::<NoBody>("model.status", b"{}").is_ok());
-        let e = parse_body::<NoBody>("model.status", br#"{"version":"v1"}"#).unwrap_err();
-        assert!(e.contains("model.status") && e.contains("version"), "{e}");
-    }
 }

@@ -7,7 +7,7 @@ use trellis_lattice::api::{
     DeployModelResponse, DeployResult, GetResult, PlanRequest, PlanResponse, Subjects,
 };
 
-use crate::api::parse_body;
+use crate::bodies::parse_body;
 use crate::reconciler::PlanQuery;
 use trellis_lattice::ErrorCode;
 

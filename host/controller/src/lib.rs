@@ -6,6 +6,7 @@
 //! interface. It never runs application code and never decides placement itself.
 
 pub mod api;
+pub mod bodies;
 pub mod commands;
 pub mod executor;
 pub mod extensions;
@@ -15,6 +16,7 @@ pub mod reconciler;
 pub mod state;
 pub mod store;
 pub mod validate;
+pub mod validations;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,7 +96,7 @@ impl Controller {
         let js = async_nats::jetstream::new(client.clone());
         let mut tasks = Vec::new();
         let mut ids = Vec::new();
-        let validations = api::Validations::default();
+        let validations = validations::Validations::default();
         let durability = config.store.durability;
         for lattice in &config.lattices {
             let store = store::ManifestStore::open(&js, lattice, &config.store)

@@ -7,17 +7,17 @@
 //! older image and some run on hosts that left the lattice, so the guest's batched queries
 //! (`component-counts`, `hosts-by-id` with ids the lattice no longer has) are on the path too.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use trellis_plugin_spreadscaler::SpreadScaler;
 use trellis_runtime::bindings::{
     Command, ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, ScalerContext, Status,
 };
-use trellis_runtime::{LatticeSnapshot, Limits, Runtime, RuntimeConfig};
+use trellis_runtime::LatticeSnapshot;
 use trellis_sdk::testing::TestLattice;
 use trellis_sdk::Scaler;
+
+mod common;
 
 const APP: &str = "shop";
 const ID: &str = "shop-web";
@@ -185,26 +185,7 @@ fn native_status(status: &trellis_sdk::Status) -> String {
 
 #[test]
 fn wasm_spreadscaler_decides_as_native() {
-    let plugin =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/spreadscaler.wasm");
-    assert!(
-        plugin.exists(),
-        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-        plugin.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(&plugin, dir.path().join("spreadscaler.wasm")).unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        plugin_dir: dir.path().to_path_buf(),
-        // Generous: this is about decisions, and the machine may be busy.
-        default_limits: Limits {
-            deadline: Duration::from_secs(5),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .unwrap();
-    runtime.reload();
+    let (runtime, _dir) = common::runtime_with_built("spreadscaler");
     let plugins = runtime.plugins();
     let scaler = plugins
         .scaler_for("spreadscaler")

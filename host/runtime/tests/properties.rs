@@ -5,16 +5,16 @@
 //! property test in src/placement.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use proptest::prelude::*;
 use trellis_runtime::bindings::{
     ComponentInstance, HostInfo, Pair, PlacementRequest, ProviderInstance,
 };
 use trellis_runtime::placement::rank;
-use trellis_runtime::{host_matches, LatticeSnapshot, Limits, Plugin, Runtime, RuntimeConfig};
+use trellis_runtime::{host_matches, LatticeSnapshot, Plugin, Runtime};
+
+mod common;
 
 const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
 const COMPONENTS: [&str; 3] = ["app-echo", "other", "third"];
@@ -24,26 +24,7 @@ fn placement() -> &'static [Arc<Plugin>] {
     static LOADED: OnceLock<(Runtime, Vec<Arc<Plugin>>, tempfile::TempDir)> = OnceLock::new();
     &LOADED
         .get_or_init(|| {
-            let built =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/plugins/placement.wasm");
-            assert!(
-                built.exists(),
-                "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-                built.display()
-            );
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::copy(&built, dir.path().join("placement.wasm")).unwrap();
-            let runtime = Runtime::new(RuntimeConfig {
-                plugin_dir: dir.path().to_path_buf(),
-                // Generous: this is about decisions, and the machine may be busy.
-                default_limits: Limits {
-                    deadline: Duration::from_secs(5),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .unwrap();
-            runtime.reload();
+            let (runtime, dir) = common::runtime_with_built("placement");
             let plugins = runtime.plugins();
             assert_eq!(plugins.placements.len(), 1, "{:?}", plugins.problems);
             let placements = plugins.placements.to_vec();
