@@ -16,6 +16,7 @@ fn tail_of(op: &Operation) -> String {
     let subject = match op {
         Operation::Put => subjects.put(),
         Operation::List => subjects.list(),
+        Operation::GetAll => subjects.get_all(),
         Operation::Get(n) => subjects.get(n),
         Operation::Versions(n) => subjects.versions(n),
         Operation::Del(n) => subjects.del(n),

@@ -137,10 +137,11 @@ pub fn converge(
     }
 }
 
-/// A running image other than the spec's; an empty one (a host that does not say, or a test
-/// lattice that did not set it) is taken as current rather than replaced on a guess.
+/// A running image that is surely another than the spec's ([`crate::image`]): one a host
+/// reports in another form (a built-in provider's bare name, a digest for a tag), or not at
+/// all, is taken as current rather than replaced on a guess.
 fn is_outdated(running_image: &str, spec: &ComponentSpec) -> bool {
-    !running_image.is_empty() && running_image != spec.image
+    crate::image::surely_differs(running_image, &spec.image)
 }
 
 fn command_host(command: &Command) -> Option<String> {

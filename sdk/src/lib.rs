@@ -38,6 +38,7 @@ extern crate self as trellis_sdk;
 
 pub mod config;
 pub mod diff;
+pub mod image;
 pub mod labels;
 mod lattice;
 // The plugin build's allocator (installed below) and `memcmp`: compiled natively too, for

@@ -13,6 +13,7 @@ use trellis_controller::{Controller, ControllerConfig, LoopSettings};
 use trellis_node::{Node, NodeConfig};
 
 pub mod process;
+pub mod real_programs;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

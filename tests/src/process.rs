@@ -86,6 +86,8 @@ pub fn trellis_bin() -> PathBuf {
 pub enum Role {
     Node,
     Controller,
+    /// A program from outside trellis (a wasmCloud host, wadm), [`ProcessLattice::add_program`].
+    Program,
 }
 
 /// One `trellis` child process and its log.
@@ -233,6 +235,19 @@ impl ProcessLattice {
 
     /// Like [`ProcessLattice::add_controller`], with more arguments (e.g. `--http ADDR`).
     pub async fn add_controller_with(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
+        let timeout = HOST_TIMEOUT_SECS.to_string();
+        let mut args = vec!["--host-timeout", timeout.as_str()];
+        args.extend_from_slice(extra);
+        self.start_controller(&args).await
+    }
+
+    /// A controller with the defaults an operator gets (host timeout, heartbeats), for
+    /// measuring what they give.
+    pub async fn add_controller_defaults(&mut self) -> anyhow::Result<usize> {
+        self.start_controller(&[]).await
+    }
+
+    async fn start_controller(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
         let n = self
             .procs
             .iter()
@@ -251,8 +266,6 @@ impl ProcessLattice {
             "controller".into(),
             "--plugins".into(),
             self.plugin_dir.display().to_string(),
-            "--host-timeout".into(),
-            HOST_TIMEOUT_SECS.to_string(),
             "--config".into(),
             config.display().to_string(),
         ];
@@ -265,12 +278,30 @@ impl ProcessLattice {
         Ok(index)
     }
 
+    /// Starts `program` with `args` and `env` as process `name` (its log in the test's folder,
+    /// killed with the lattice); returns its index once its output has a line containing
+    /// `ready`, with that line.
+    pub async fn add_program(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        ready: &str,
+    ) -> anyhow::Result<(usize, String)> {
+        let mut command = Command::new(program);
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let index = self.spawn_command(name, Role::Program, command)?;
+        let line = self.wait_for_line(index, ready).await?;
+        Ok((index, line))
+    }
+
     fn spawn(&mut self, name: &str, role: Role, args: &[String]) -> anyhow::Result<usize> {
-        use std::os::unix::process::CommandExt;
-        let log = self.dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let child = Command::new(trellis_bin())
+        let mut command = Command::new(trellis_bin());
+        command
             .args(args)
             .env("TRELLIS_NATS", self.nats.url())
             .env("TRELLIS_LATTICE", &self.lattice)
@@ -280,7 +311,21 @@ impl ProcessLattice {
             .env(
                 "TRELLIS_LOG",
                 "info,async_nats=warn,cranelift=warn,wasmtime=warn",
-            )
+            );
+        self.spawn_command(name, role, command)
+    }
+
+    fn spawn_command(
+        &mut self,
+        name: &str,
+        role: Role,
+        mut command: Command,
+    ) -> anyhow::Result<usize> {
+        use std::os::unix::process::CommandExt;
+        let log = self.dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -554,11 +599,11 @@ where
 }
 
 impl ProcessLattice {
-    /// The host ids of the nodes not killed.
+    /// The host ids of the hosts not killed (trellis nodes, and programs given a host id).
     pub fn live_host_ids(&self) -> Vec<String> {
         self.procs
             .iter()
-            .filter(|p| p.role == Role::Node && p.child.is_some())
+            .filter(|p| p.child.is_some())
             .filter_map(|p| p.host_id.clone())
             .collect()
     }

@@ -1,5 +1,5 @@
-//! The lattice's shared data in JetStream KV: links (`LATTICEDATA_{lattice}`, by `Link::key()`)
-//! and named configs (`CONFIGDATA_{lattice}`, a JSON object of strings per name), the buckets
+//! The lattice's shared data in JetStream KV: links (`LATTICEDATA_{lattice}`, one entry per
+//! source as wasmCloud hosts keep them: [`crate::link_specs`]) and named configs (`CONFIGDATA_{lattice}`, a JSON object of strings per name), the buckets
 //! wasmCloud hosts use.
 //!
 //! Writes come from whichever host the control interface's queue group hands a request to
@@ -13,10 +13,15 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use futures::stream::BoxStream;
 use futures::StreamExt as _;
-use tracing::{debug, warn};
+use tracing::debug;
 use trellis_lattice::ctl::{self, Link};
 
+use crate::link_specs::{self, ComponentSpec, LinkTable};
 use crate::resume::{self, Resumed};
+
+/// How often a link write re-reads its source's entry when another writer changed it meanwhile;
+/// writers of one source are few (the hosts answering `link.*`), so a handful is plenty.
+const SPEC_WRITE_ATTEMPTS: usize = 8;
 
 /// One named config: its keys and values.
 pub type ConfigValues = BTreeMap<String, String>;
@@ -38,52 +43,103 @@ impl LatticeData {
         })
     }
 
+    /// Puts `link` into its source's entry (wasmCloud's shape, [`crate::link_specs`]). The
+    /// entry is shared by every link of the source and may be written by another host at the
+    /// same time, so the write is a compare-and-set on the entry's revision, retried.
     pub async fn put_link(&self, link: &Link) -> anyhow::Result<()> {
-        let value = serde_json::to_vec(link)?;
-        self.links
-            .put(link.key(), value.into())
-            .await
-            .with_context(|| format!("cannot store link {}", link.key()))?;
+        self.update_spec(&link.source_id, |spec| {
+            spec.put(link);
+            true
+        })
+        .await
+        .with_context(|| format!("cannot store link {}", link.key()))?;
         Ok(())
     }
 
-    /// Deletes a link; false if there was none under `key`.
-    pub async fn delete_link(&self, key: &str) -> anyhow::Result<bool> {
-        let existed = self
-            .links
-            .get(key)
+    /// Deletes the link from `source_id` with `name` on `namespace:package`; false if there
+    /// was none.
+    pub async fn delete_link(
+        &self,
+        source_id: &str,
+        name: &str,
+        namespace: &str,
+        package: &str,
+    ) -> anyhow::Result<bool> {
+        let key = ctl::link_key(source_id, name, namespace, package);
+        self.update_spec(source_id, |spec| spec.remove(&key))
             .await
-            .with_context(|| format!("cannot read link {key}"))?
-            .is_some();
-        if existed {
-            self.links
-                .delete(key)
-                .await
-                .with_context(|| format!("cannot delete link {key}"))?;
+            .with_context(|| format!("cannot delete link {key}"))
+    }
+
+    /// Reads `source_id`'s entry, lets `change` edit it, and writes it back if `change` says it
+    /// changed something, unless another writer got there first (then again, from the top).
+    async fn update_spec(
+        &self,
+        source_id: &str,
+        mut change: impl FnMut(&mut ComponentSpec) -> bool,
+    ) -> anyhow::Result<bool> {
+        let key = link_specs::spec_key(source_id);
+        for _ in 0..SPEC_WRITE_ATTEMPTS {
+            let entry = self.links.entry(&key).await?;
+            let current = entry
+                .as_ref()
+                .filter(|e| e.operation == kv::Operation::Put)
+                .map(|e| serde_json::from_slice::<ComponentSpec>(&e.value))
+                .transpose()
+                .with_context(|| format!("{key} is not a component specification"))?;
+            let mut spec = current.unwrap_or_default();
+            if !change(&mut spec) {
+                return Ok(false);
+            }
+            let value = serde_json::to_vec(&spec)?.into();
+            let written = match &entry {
+                Some(entry) => self.links.update(&key, value, entry.revision).await.is_ok(),
+                None => self.links.create(&key, value).await.is_ok(),
+            };
+            if written {
+                return Ok(true);
+            }
+            debug!(key, "link entry changed while writing; reading it again");
         }
-        Ok(existed)
+        anyhow::bail!("{key} kept changing while writing it ({SPEC_WRITE_ATTEMPTS} attempts)")
+    }
+
+    /// The links from `source_id`, read now.
+    pub async fn links_from(&self, source_id: &str) -> anyhow::Result<Vec<Link>> {
+        let key = link_specs::spec_key(source_id);
+        let Some(value) = self
+            .links
+            .get(&key)
+            .await
+            .with_context(|| format!("cannot read links {key}"))?
+        else {
+            return Ok(Vec::new());
+        };
+        let spec: ComponentSpec = serde_json::from_slice(&value)
+            .with_context(|| format!("{key} is not a component specification"))?;
+        Ok(spec.links)
     }
 
     /// Every link in the bucket, read now (not from a watch, which may lag a write).
     pub async fn links(&self) -> anyhow::Result<Vec<Link>> {
         let mut keys = self.links.keys().await.context("cannot list links")?;
-        let mut links = Vec::new();
+        let mut table = LinkTable::default();
         while let Some(key) = keys.next().await {
             let key = key.context("cannot list links")?;
-            let Some(value) = self
+            if !key.starts_with(link_specs::SPEC_PREFIX) {
+                continue;
+            }
+            let Some(entry) = self
                 .links
-                .get(&key)
+                .entry(&key)
                 .await
-                .with_context(|| format!("cannot read link {key}"))?
+                .with_context(|| format!("cannot read links {key}"))?
             else {
                 continue;
             };
-            match serde_json::from_slice(&value) {
-                Ok(link) => links.push(link),
-                Err(e) => warn!(key, error = %e, "skipping a link that is not valid JSON"),
-            }
+            table.apply(&entry);
         }
-        Ok(links)
+        Ok(table.links().values().cloned().collect())
     }
 
     pub async fn put_config(&self, name: &str, values: &ConfigValues) -> anyhow::Result<()> {
@@ -129,10 +185,10 @@ impl LatticeData {
         Ok(merged)
     }
 
-    /// Every link as it is now, then every change, for as long as the process lives: the watch
-    /// reopens itself after a nats-server restart, resuming after the last revision seen
-    /// ([`crate::resume`]). Each entry holds a whole link, so a resumed watch leaves nothing
-    /// stale.
+    /// Every link entry as it is now, then every change, for as long as the process lives: the
+    /// watch reopens itself after a nats-server restart, resuming after the last revision seen
+    /// ([`crate::resume`]). Each entry holds all links of its source, so a resumed watch leaves
+    /// nothing stale; [`LinkTable::apply`] reads them.
     pub fn watch_links(
         &self,
         client: &async_nats::Client,

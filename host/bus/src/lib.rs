@@ -10,6 +10,7 @@
 pub mod control;
 pub mod gather;
 pub mod lattice_data;
+pub mod link_specs;
 pub mod nats_server;
 pub mod resume;
 

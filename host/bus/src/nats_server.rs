@@ -119,7 +119,8 @@ fn spawn(port: u16, data_dir: &Path, extra: &[String]) -> anyhow::Result<Child> 
         .with_context(|| format!("cannot create NATS data folder {}", data_dir.display()))?;
     let log = std::fs::File::create(data_dir.join("nats-server.log"))
         .with_context(|| format!("cannot write the NATS log in {}", data_dir.display()))?;
-    Command::new("nats-server")
+    let program = program();
+    Command::new(&program)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(data_dir.join("jetstream"))
         .args(extra)
@@ -127,14 +128,27 @@ fn spawn(port: u16, data_dir: &Path, extra: &[String]) -> anyhow::Result<Child> 
         .stderr(log)
         .spawn()
         .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if e.kind() == std::io::ErrorKind::NotFound && program == DEFAULT_PROGRAM {
                 anyhow::anyhow!(
                     "nats-server is not installed. Install it with `sudo apt-get install nats-server` (or run scripts/setup.sh), or point trellis at an existing server with --nats URL"
                 )
             } else {
-                anyhow::anyhow!("cannot start nats-server: {e}")
+                anyhow::anyhow!("cannot start {program}: {e}")
             }
         })
+}
+
+/// The nats-server found on `PATH`.
+const DEFAULT_PROGRAM: &str = "nats-server";
+/// Names another nats-server binary to run: the test suite runs once more against the current
+/// release (scripts/current-nats.sh), besides the distribution's.
+pub const PROGRAM_ENV: &str = "TRELLIS_NATS_SERVER";
+
+fn program() -> String {
+    std::env::var(PROGRAM_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PROGRAM.to_string())
 }
 
 /// A port nothing listens on right now.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use trellis_cli::client::ApiClient;
-use trellis_cli::connect::ConnectArgs;
+use trellis_cli::connect::{parse_domain, ApiArgs, ConnectArgs};
 use trellis_cli::failure::EXIT_CODES_HELP;
 use trellis_cli::node_flags::NodeFlags;
 use trellis_cli::store_flags::StoreFlags;
@@ -37,13 +37,28 @@ pub struct Connection {
     pub output: Output,
     #[command(flatten)]
     pub nats: ConnectArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 impl Connection {
     /// A client of the lattice's controller API, connected with the resolved connection flags.
     pub async fn client(&self) -> anyhow::Result<ApiClient> {
-        ApiClient::connect_with(&self.nats.resolve()?).await
+        Ok(ApiClient::connect_with(&self.nats.resolve()?)
+            .await?
+            .with_api_prefix(&self.api.api_prefix))
     }
+}
+
+/// How a node connects: as [`Connection`], without the API prefix (a node never calls the
+/// controller API).
+#[derive(Args, Clone)]
+pub struct NodeConnection {
+    /// Output format: tables for people, JSON for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub nats: ConnectArgs,
 }
 
 #[derive(Subcommand)]
@@ -199,8 +214,10 @@ pub struct ControllerArgs {
     /// Manage these lattices too (repeat for several).
     #[arg(long = "also-lattice")]
     pub also: Vec<String>,
-    /// Seconds without a heartbeat after which a host counts as gone.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds without a heartbeat after which a host counts as gone and its work moves
+    /// elsewhere. The default (with nodes' 1 s heartbeats) moves a killed node's work within
+    /// 5 s; raise both on lattices of thousands of hosts.
+    #[arg(long, default_value_t = trellis_lattice::liveness::HOST_TIMEOUT.as_secs())]
     pub host_timeout: u64,
     /// Seconds between sweeps for orphaned instances: what trellis started for an app that is
     /// no longer deployed, or no longer declares it (its cleanup lost to a crash or a failed
@@ -215,6 +232,11 @@ pub struct ControllerArgs {
     /// --http is not a loopback address.
     #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
+    /// JetStream domain of the controller's buckets and streams (wadm's -d), when its
+    /// JetStream is in another domain than the server it connects to (a leaf node's hub).
+    #[arg(short = 'd', long = "domain", env = "TRELLIS_JETSTREAM_DOMAIN", value_name = "DOMAIN",
+          value_parser = parse_domain)]
+    pub domain: Option<String>,
     /// What the controller keeps: versions, history, bucket replicas.
     #[command(flatten)]
     pub store: StoreFlags,
@@ -223,12 +245,13 @@ pub struct ControllerArgs {
 #[derive(Args)]
 pub struct NodeArgs {
     #[command(flatten)]
-    pub conn: Connection,
+    pub conn: NodeConnection,
     /// Labels of this node, as key=value (repeat for several). Placement uses them.
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Seconds between heartbeats.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between heartbeats (controllers call a host gone after --host-timeout, 3 s by
+    /// default, without one).
+    #[arg(long, default_value_t = trellis_lattice::liveness::HEARTBEAT_INTERVAL.as_secs())]
     pub heartbeat: u64,
     /// A human-friendly name for this node.
     #[arg(long)]

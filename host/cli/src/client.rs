@@ -21,6 +21,10 @@ const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Apps per `model.list` answer. A summary carries each scaler's status, a few hundred bytes
 /// to a few KiB; 200 of them stay far below NATS's 1 MiB default message size.
 const LIST_PAGE: usize = 200;
+/// How long an app must stay failed before a wait for it to deploy gives up early: the
+/// controller retries a failed command after 0.5, 1 and 2 s, and a first failure (a host that
+/// had not seen a config yet) is often fixed by the first retry.
+const FAILURE_SETTLE: Duration = Duration::from_secs(5);
 
 /// A failed answer, whatever the request's own answer shape is.
 #[derive(Deserialize)]
@@ -42,12 +46,20 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// A client of the API under the default prefix, `wadm.api`.
     pub fn new(client: async_nats::Client, lattice: &str) -> Self {
         Self {
             client,
             subjects: Subjects::new(lattice),
             lattice: lattice.to_string(),
         }
+    }
+
+    /// The same client, asking a controller that serves the API under `prefix` (checked by
+    /// [`trellis_lattice::api::api_prefix`], as `--api-prefix` is).
+    pub fn with_api_prefix(mut self, prefix: &str) -> Self {
+        self.subjects = Subjects::with_prefix(prefix, &self.lattice);
+        self
     }
 
     /// Connects without credentials (a local lattice, tests).
@@ -308,6 +320,7 @@ impl ApiClient {
         let deadline = tokio::time::Instant::now() + timeout;
         let deployed_version = self.deployed_version(name).await;
         let mut last: Option<Status> = None;
+        let mut failed_since: Option<tokio::time::Instant> = None;
         loop {
             let resp = self.status(name).await?;
             if let Some(status) = resp.status {
@@ -324,15 +337,24 @@ impl ApiClient {
                     {
                         return Ok(status)
                     }
+                    // A failure the controller is still retrying may clear (a link sent a
+                    // moment before its config arrived): only one that lasts is the answer.
                     StatusType::Failed if current => {
-                        return Err(Failure::AppFailed
-                            .error(format!("app {name} failed: {}", status.info.message)))
+                        let since = *failed_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= FAILURE_SETTLE {
+                            return Err(Failure::AppFailed
+                                .error(format!("app {name} failed: {}", status.info.message)));
+                        }
                     }
-                    _ => {}
+                    _ => failed_since = None,
                 }
                 last = Some(status);
             }
             if tokio::time::Instant::now() >= deadline {
+                if let (Some(_), Some(status)) = (failed_since, &last) {
+                    return Err(Failure::AppFailed
+                        .error(format!("app {name} failed: {}", status.info.message)));
+                }
                 let said = last.map(|s| format!("{:?}: {}", s.info.status_type, s.info.message));
                 bail!(
                     "app {name} is not deployed after {timeout:?} (last status {})",

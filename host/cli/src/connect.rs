@@ -89,6 +89,45 @@ impl ConnectArgs {
     }
 }
 
+/// The subject prefix of the controller API, as wadm's `--api-prefix` sets it: taken by
+/// `trellis controller` (where it serves the API) and the client commands (where they ask).
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// Subject prefix of the controller API (wadm's --api-prefix): requests go to
+    /// `{prefix}.{lattice}.model.*`. Give a controller and its clients the same one.
+    #[arg(help_heading = HEADING, long, env = "TRELLIS_API_PREFIX", value_name = "PREFIX",
+          default_value = trellis_lattice::api::DEFAULT_API_PREFIX,
+          value_parser = parse_api_prefix)]
+    pub api_prefix: String,
+}
+
+impl Default for ApiArgs {
+    fn default() -> Self {
+        Self {
+            api_prefix: trellis_lattice::api::DEFAULT_API_PREFIX.into(),
+        }
+    }
+}
+
+/// `--api-prefix`, trimmed of spaces and dots as wadm does, refused with why if it cannot be one.
+fn parse_api_prefix(s: &str) -> Result<String, String> {
+    trellis_lattice::api::api_prefix(s)
+}
+
+/// `-d/--domain`: one JetStream domain name (no dots, wildcards or spaces: it becomes the
+/// token of `$JS.{domain}.API`).
+pub fn parse_domain(s: &str) -> Result<String, String> {
+    let bad = s.is_empty()
+        || s.contains(['.', '*', '>'])
+        || s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(format!(
+            "`{s}` is not a JetStream domain: give one name without dots, spaces or wildcards (as in the server's `jetstream {{ domain: … }}`)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Where NATS is and how to authenticate, resolved from every source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatsSettings {
@@ -229,6 +268,17 @@ mod tests {
             .resolve_over(&NatsSection::default())
             .unwrap();
         assert_eq!(s, NatsSettings::default());
+    }
+
+    #[test]
+    fn api_prefixes_and_domains_are_checked_when_parsed() {
+        assert_eq!(ApiArgs::default().api_prefix, "wadm.api");
+        assert_eq!(parse_api_prefix("acme.wadm.").unwrap(), "acme.wadm");
+        assert!(parse_api_prefix("wadm.*").is_err());
+        assert_eq!(parse_domain("hub").unwrap(), "hub");
+        for bad in ["", "a.b", "h*", "a b"] {
+            assert!(parse_domain(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The controller API on NATS: wadm's `wadm.api.{lattice}.model.*` subjects and JSON shapes,
-//! so `wadm-client` and `wash app` work against trellis unchanged.
+//! The controller API on NATS: wadm's `wadm.api.{lattice}.model.*` subjects (under another
+//! prefix if the controller is given one) and JSON shapes, so `wadm-client` and `wash app` work
+//! against trellis unchanged. Listing is in [`crate::listing`]; the events deploys and undeploys
+//! publish, in [`crate::notify`].
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use trellis_lattice::{ErrorCode, Manifest};
 use trellis_runtime::Runtime;
 
 use crate::bodies::{fit, parse_body, NoBody};
+use crate::notify::ManifestEvents;
 use crate::reconciler::Statuses;
 use crate::store::{ManifestStore, StoreError};
 use crate::validate;
@@ -17,11 +20,14 @@ use crate::validations::Validations;
 
 pub struct ApiServer {
     pub lattice: String,
+    /// The API's subjects, under the controller's API prefix.
+    pub subjects: Subjects,
     pub client: async_nats::Client,
     pub store: ManifestStore,
     pub statuses: Statuses,
     pub runtime: Arc<Runtime>,
     pub validations: Validations,
+    pub events: ManifestEvents,
 }
 
 /// The answer to `model.history.{name}` (a trellis extension).
@@ -118,15 +124,14 @@ impl ApiServer {
     /// Listens on the API subjects. A queue group: with several controllers, each request is
     /// answered once.
     pub async fn subscribe(&self) -> anyhow::Result<async_nats::Subscriber> {
-        let subjects = Subjects::new(&self.lattice);
         Ok(self
             .client
-            .queue_subscribe(subjects.model_wildcard(), "trellis-api".into())
+            .queue_subscribe(self.subjects.model_wildcard(), "trellis-api".into())
             .await?)
     }
 
     pub async fn run(self, mut requests: async_nats::Subscriber) -> anyhow::Result<()> {
-        let prefix = format!("{}.", Subjects::new(&self.lattice).model_prefix());
+        let prefix = format!("{}.", self.subjects.model_prefix());
         // Requests are answered concurrently: each is a few KV round trips, and a burst of
         // deploys must not queue behind one another (the store's CAS keeps them consistent).
         let this = Arc::new(self);
@@ -185,6 +190,11 @@ impl ApiServer {
             Operation::Put => to_value(self.put(payload).await),
             Operation::List => match parse_body::<ListModelsRequest>("model.list", payload) {
                 Ok(page) => to_value(self.list(page).await),
+                Err(message) => invalid(message),
+            },
+            // wadm ignores the body here; trellis reads the same page as `model.list` does.
+            Operation::GetAll => match parse_body::<ListModelsRequest>("model.get", payload) {
+                Ok(page) => to_value(self.get_all(page).await),
                 Err(message) => invalid(message),
             },
             Operation::Get(name) => to_value(self.get(&name, payload).await),
@@ -266,35 +276,8 @@ impl ApiServer {
         }
     }
 
-    async fn list(&self, page: ListModelsRequest) -> Vec<ModelSummary> {
-        let apps = match self.store.list().await {
-            Ok(apps) => apps,
-            Err(e) => {
-                tracing::error!(lattice = %self.lattice, "cannot list apps: {e}");
-                return Vec::new();
-            }
-        };
-        let limit = page.limit.unwrap_or(usize::MAX);
-        apps.into_iter()
-            .skip(page.offset)
-            .take(limit)
-            .filter_map(|(name, app)| {
-                let latest = app.latest()?;
-                let status = self.current_status(&name, app.deployed.as_deref());
-                Some(ModelSummary {
-                    name,
-                    version: latest.version.clone(),
-                    description: latest.manifest.description().map(String::from),
-                    deployed_version: app.deployed.clone(),
-                    status: status.info.status_type,
-                    status_message: Some(status.info.message.clone()),
-                    detailed_status: status,
-                })
-            })
-            .collect()
-    }
-
-    fn current_status(&self, name: &str, deployed: Option<&str>) -> Status {
+    /// The status of app `name` as `model.status` and the lists report it.
+    pub(crate) fn current_status(&self, name: &str, deployed: Option<&str>) -> Status {
         let Some(deployed) = deployed else {
             return Status::new(StatusInfo::new(StatusType::Undeployed, ""), Vec::new());
         };
@@ -420,16 +403,28 @@ impl ApiServer {
             }
         };
         match self.store.delete(name, request.version.as_deref()).await {
-            Ok(undeploy) => DeleteModelResponse {
-                result: DeleteResult::Deleted,
-                code: None,
-                message: match &request.version {
-                    Some(v) => format!("deleted version {v} of app {name}"),
-                    None => format!("deleted app {name}"),
-                },
-                undeploy,
-            },
-            Err(StoreError::NotFound(_)) | Err(StoreError::VersionNotFound { .. }) => {
+            Ok(undeploy) => {
+                // As wadm: a whole app deleted is unpublished, deployed or not.
+                if undeploy || request.version.is_none() {
+                    self.events.unpublished(name).await;
+                }
+                DeleteModelResponse {
+                    result: DeleteResult::Deleted,
+                    code: None,
+                    message: match &request.version {
+                        Some(v) => format!("deleted version {v} of app {name}"),
+                        None => format!("deleted app {name}"),
+                    },
+                    undeploy,
+                }
+            }
+            Err(e @ (StoreError::NotFound(_) | StoreError::VersionNotFound { .. })) => {
+                // As wadm: an app already gone is unpublished again, in case the event of its
+                // deletion was lost. Not so for a missing version of an app that is still
+                // there (wadm sends it then too, announcing a deployed app gone).
+                if matches!(e, StoreError::NotFound(_)) {
+                    self.events.unpublished(name).await;
+                }
                 DeleteModelResponse {
                     result: DeleteResult::Noop,
                     code: None,
@@ -452,13 +447,16 @@ impl ApiServer {
             Err(message) => return refused(name, message),
         };
         match self.store.deploy(name, request.version.as_deref()).await {
-            Ok(version) => DeployModelResponse {
-                result: DeployResult::Acknowledged,
-                code: None,
-                message: format!("deploying app {name} version {version}"),
-                name: name.into(),
-                version: Some(version),
-            },
+            Ok(version) => {
+                self.events.deployed(&self.store, name, &version).await;
+                DeployModelResponse {
+                    result: DeployResult::Acknowledged,
+                    code: None,
+                    message: format!("deploying app {name} version {version}"),
+                    name: name.into(),
+                    version: Some(version),
+                }
+            }
             Err(e @ (StoreError::NotFound(_) | StoreError::VersionNotFound { .. })) => {
                 DeployModelResponse {
                     result: DeployResult::NotFound,
@@ -484,17 +482,21 @@ impl ApiServer {
             Err(message) => return refused(name, message),
         };
         match self.store.undeploy(name, request.non_destructive).await {
-            Ok(()) => DeployModelResponse {
-                result: DeployResult::Acknowledged,
-                code: None,
-                message: if request.non_destructive {
-                    format!("undeploying app {name}; what it runs stays in place, unmanaged")
-                } else {
-                    format!("undeploying app {name}")
-                },
-                name: name.into(),
-                version: None,
-            },
+            Ok(()) => {
+                // As wadm: also when it was not deployed, in case an earlier event was lost.
+                self.events.unpublished(name).await;
+                DeployModelResponse {
+                    result: DeployResult::Acknowledged,
+                    code: None,
+                    message: if request.non_destructive {
+                        format!("undeploying app {name}; what it runs stays in place, unmanaged")
+                    } else {
+                        format!("undeploying app {name}")
+                    },
+                    name: name.into(),
+                    version: None,
+                }
+            }
             Err(e @ StoreError::NotFound(_)) => DeployModelResponse {
                 result: DeployResult::NotFound,
                 code: Some(ErrorCode::NotFound),

@@ -38,7 +38,7 @@ pub(crate) fn fit(client: &async_nats::Client, payload: Vec<u8>) -> Vec<u8> {
         "code": ErrorCode::TooLarge,
         "message": format!(
             "the answer is {} bytes, over the {max} bytes one NATS message carries here; \
-             ask for less: `model.list` takes {{\"offset\": N, \"limit\": M}} (`trellis app list` pages by itself)",
+             ask for less: `model.list` and `model.get` without a name take {{\"offset\": N, \"limit\": M}} (`trellis app list` pages by itself)",
             payload.len()
         ),
     });

@@ -70,7 +70,9 @@ pub fn satisfied(command: &Command, state: &LatticeState) -> bool {
                 // A scale that also changes the image (an upgrade) is done when the host runs
                 // the new image, not merely the count it already had.
                 Some(running) => {
-                    running.count == c.count && (c.count == 0 || running.image == c.image)
+                    running.count == c.count
+                        && (c.count == 0
+                            || trellis_sdk::image::may_be_same(&running.image, &c.image))
                 }
                 None => c.count == 0,
             }

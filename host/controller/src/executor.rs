@@ -15,6 +15,7 @@ use trellis_lattice::ctl::{self, CtlResponse};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::Command;
 
+use crate::churn::{ChurnGuard, CHURN_HOLD};
 use crate::commands::{
     command_host, command_key, component_key, encode, provider_key, same_effect, satisfied, Origin,
 };
@@ -46,6 +47,16 @@ pub struct Failure {
     pub reason: String,
     attempts: u32,
     retry_at: Instant,
+    /// Held by the churn guard ([`crate::churn`]): kept even while the scaler stops asking,
+    /// until the hold ends or the app is deployed again.
+    churned: bool,
+}
+
+/// A command held until the lattice has the configs it names.
+struct Waiting {
+    origin: Origin,
+    configs: Vec<String>,
+    reason: String,
 }
 
 pub struct Executor {
@@ -55,6 +66,9 @@ pub struct Executor {
     in_flight: HashMap<String, InFlight>,
     failures: HashMap<String, Failure>,
     origins: HashMap<String, Origin>,
+    /// Commands held until the lattice has what they need (by command key).
+    waiting: HashMap<String, Waiting>,
+    churn: ChurnGuard,
     outcomes: mpsc::UnboundedSender<Outcome>,
     /// This executor's id in [`SENDER_HEADER`].
     sender: String,
@@ -76,6 +90,8 @@ impl Executor {
             in_flight: HashMap::new(),
             failures: HashMap::new(),
             origins: HashMap::new(),
+            waiting: HashMap::new(),
+            churn: ChurnGuard::default(),
             outcomes,
             sender: uuid::Uuid::new_v4().simple().to_string(),
             sent_total: 0,
@@ -158,13 +174,52 @@ impl Executor {
                 reason,
                 attempts,
                 retry_at: now + delay,
+                churned: false,
             },
         );
+    }
+
+    /// Holds `key` after the churn guard refused its command.
+    fn hold_churn(&mut self, key: &str, origin: &Origin, reason: String, now: Instant) {
+        tracing::error!(app = %origin.app, scaler = %origin.scaler, key, "{reason}");
+        self.origins.insert(key.to_string(), origin.clone());
+        self.failures.insert(
+            key.to_string(),
+            Failure {
+                origin: origin.clone(),
+                reason,
+                attempts: 1,
+                retry_at: now + CHURN_HOLD,
+                churned: true,
+            },
+        );
+    }
+
+    /// Ends churn holds of `app`'s commands: it was deployed again, so its scalers may try anew.
+    pub fn forget_app(&mut self, app: &str) {
+        self.failures
+            .retain(|_, failure| !(failure.churned && failure.origin.app == app));
     }
 
     /// The latest failure of any command of this scaler that is still backing off or unresolved.
     pub fn failure_of(&self, origin: &Origin) -> Option<&Failure> {
         self.failures.values().find(|f| &f.origin == origin)
+    }
+
+    /// Why a command of this scaler is held back until the lattice has what it needs, if one is.
+    pub fn waiting_of(&self, origin: &Origin) -> Option<&str> {
+        self.waiting
+            .values()
+            .find(|w| &w.origin == origin)
+            .map(|w| w.reason.as_str())
+    }
+
+    /// The apps with a command waiting for config `name`: its arrival is theirs to act on.
+    pub fn waiting_for_config<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.waiting
+            .values()
+            .filter(move |w| w.configs.iter().any(|c| c == name))
+            .map(|w| w.origin.app.as_str())
     }
 
     /// Who asked for the command with this key, while it is in flight or backing off.
@@ -180,27 +235,58 @@ impl Executor {
         apps: &BTreeSet<String>,
         state: &LatticeState,
     ) {
+        let now = Instant::now();
         self.failures.retain(|key, failure| {
-            !apps.contains(&failure.origin.app)
+            (failure.churned && failure.retry_at > now)
+                || !apps.contains(&failure.origin.app)
                 || wanted
                     .get(key)
                     .is_some_and(|command| !satisfied(command, state))
         });
+        self.churn.forget_old(now);
+        self.waiting
+            .retain(|key, w| !apps.contains(&w.origin.app) || wanted.contains_key(key));
         // Who asked for a command matters only while it is in flight or backing off.
         let (in_flight, failures) = (&self.in_flight, &self.failures);
         self.origins
             .retain(|key, _| in_flight.contains_key(key) || failures.contains_key(key));
     }
 
-    /// Sends the commands that are neither in flight nor backing off. Returns how many were sent.
-    pub fn issue(&mut self, origin: &Origin, commands: Vec<Command>, now: Instant) -> usize {
+    /// Sends the commands that are neither in flight nor backing off, nor waiting for what they
+    /// need ([`missing_configs`]). Returns how many were sent.
+    pub fn issue(
+        &mut self,
+        origin: &Origin,
+        commands: Vec<Command>,
+        state: &LatticeState,
+        now: Instant,
+    ) -> usize {
         let mut sent = 0;
+        self.waiting.retain(|_, w| &w.origin != origin);
         for command in commands {
             let key = command_key(&command);
             if self.in_flight.contains_key(&key) {
                 continue;
             }
+            let missing = missing_configs(&command, state);
+            if !missing.is_empty() {
+                let reason = format!(
+                    "{key} waits for config {} to be in the lattice",
+                    missing.join(", ")
+                );
+                let waiting = Waiting {
+                    origin: origin.clone(),
+                    configs: missing,
+                    reason,
+                };
+                self.waiting.insert(key, waiting);
+                continue;
+            }
             if self.failures.get(&key).is_some_and(|f| f.retry_at > now) {
+                continue;
+            }
+            if let Some(reason) = self.churn.note(&command, now) {
+                self.hold_churn(&key, origin, reason, now);
                 continue;
             }
             self.origins.insert(key.clone(), origin.clone());
@@ -289,6 +375,21 @@ impl Executor {
             let _ = outcomes.send(Outcome { key, result });
         });
     }
+}
+
+/// The configs a link names that the lattice does not have yet. A wasmCloud host refuses a
+/// link whose configs it cannot find, and a config put a moment earlier may not have reached
+/// the bucket: a link goes out only once the state shows every config it names.
+fn missing_configs(command: &Command, state: &LatticeState) -> Vec<String> {
+    let Command::PutLink(link) = command else {
+        return Vec::new();
+    };
+    link.source_config
+        .iter()
+        .chain(&link.target_config)
+        .filter(|name| !state.configs.contains_key(*name))
+        .cloned()
+        .collect()
 }
 
 /// Exponential backoff with ±20% jitter derived from the key, so that many commands failing at

@@ -8,6 +8,7 @@ use trellis_lattice::api::{
 };
 
 use crate::bodies::parse_body;
+use crate::notify::ManifestEvents;
 use crate::reconciler::PlanQuery;
 use trellis_lattice::ErrorCode;
 
@@ -19,6 +20,8 @@ pub struct ExtensionServer {
     pub store: ManifestStore,
     /// Plans are computed by the reconcile loop, which holds the lattice state.
     pub plans: mpsc::Sender<PlanQuery>,
+    /// A rollback is a deploy: it publishes `manifest_published` as one.
+    pub events: ManifestEvents,
 }
 
 impl ExtensionServer {
@@ -139,11 +142,14 @@ impl ExtensionServer {
 
     async fn rollback(&self, name: &str) -> DeployModelResponse {
         let (result, message, version) = match self.store.rollback(name).await {
-            Ok(version) => (
-                DeployResult::Acknowledged,
-                format!("rolling app {name} back to version {version}"),
-                Some(version),
-            ),
+            Ok(version) => {
+                self.events.deployed(&self.store, name, &version).await;
+                (
+                    DeployResult::Acknowledged,
+                    format!("rolling app {name} back to version {version}"),
+                    Some(version),
+                )
+            }
             Err(e) => {
                 let code = e.code();
                 let result = match code {

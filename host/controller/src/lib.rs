@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod bodies;
+pub mod churn;
 pub mod commands;
 pub mod executor;
 pub mod extensions;
 pub mod isolation;
+mod listing;
+pub mod notify;
 pub mod ownership;
 pub mod reconciler;
 pub mod state;
@@ -41,6 +44,14 @@ pub struct ControllerConfig {
     pub plugin_poll: Duration,
     /// What the manifest store keeps, and the durability of the controller's buckets.
     pub store: store::StoreSettings,
+    /// The wadm API's subject prefix (wadm's `--api-prefix`): the API is served on
+    /// `{api_prefix}.{lattice}.model.*`. Statuses, events and trellis's extensions keep their
+    /// subjects.
+    pub api_prefix: String,
+    /// The JetStream domain of the controller's buckets and streams (wadm's `-d`), for a
+    /// controller whose JetStream is in another domain (a leaf node's hub); `None`: the
+    /// account's own JetStream.
+    pub jetstream_domain: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +64,8 @@ impl Default for ControllerConfig {
             settings: LoopSettings::default(),
             plugin_poll: Duration::from_millis(250),
             store: store::StoreSettings::default(),
+            api_prefix: trellis_lattice::api::DEFAULT_API_PREFIX.into(),
+            jetstream_domain: None,
         }
     }
 }
@@ -76,6 +89,8 @@ impl Controller {
         config: ControllerConfig,
         options: async_nats::ConnectOptions,
     ) -> anyhow::Result<Self> {
+        let api_prefix =
+            trellis_lattice::api::api_prefix(&config.api_prefix).map_err(anyhow::Error::msg)?;
         let mut runtime_config = config.runtime.clone();
         runtime_config.plugin_dir = config.plugin_dir.clone();
         let runtime =
@@ -93,7 +108,15 @@ impl Controller {
 
         let client =
             trellis_bus::connect(&config.nats_url, options.name("trellis-controller")).await?;
-        let js = async_nats::jetstream::new(client.clone());
+        let js = match &config.jetstream_domain {
+            Some(domain) => async_nats::jetstream::with_domain(client.clone(), domain),
+            None => async_nats::jetstream::new(client.clone()),
+        };
+        let in_domain = config
+            .jetstream_domain
+            .as_ref()
+            .map(|d| format!(" in JetStream domain {d}"))
+            .unwrap_or_default();
         let mut tasks = Vec::new();
         let mut ids = Vec::new();
         let validations = validations::Validations::default();
@@ -101,7 +124,9 @@ impl Controller {
         for lattice in &config.lattices {
             let store = store::ManifestStore::open(&js, lattice, &config.store)
                 .await
-                .with_context(|| format!("opening the manifest store of lattice {lattice}"))?;
+                .with_context(|| {
+                    format!("opening the manifest store of lattice {lattice}{in_domain}")
+                })?;
             let links =
                 trellis_bus::open_durable_bucket(&js, &ctl::link_bucket(lattice), durability)
                     .await?;
@@ -109,13 +134,16 @@ impl Controller {
                 trellis_bus::open_durable_bucket(&js, &ctl::config_bucket(lattice), durability)
                     .await?;
             let statuses = reconciler::Statuses::default();
+            let events = notify::ManifestEvents::new(client.clone(), lattice);
             let api = api::ApiServer {
                 lattice: lattice.clone(),
+                subjects: trellis_lattice::api::Subjects::with_prefix(&api_prefix, lattice),
                 client: client.clone(),
                 store: store.clone(),
                 statuses: Arc::clone(&statuses),
                 runtime: Arc::clone(&runtime),
                 validations: validations.clone(),
+                events: events.clone(),
             };
             // Subscribe here, not in the tasks, so that everything is listening when `start`
             // returns (see the `sync` below).
@@ -175,6 +203,7 @@ impl Controller {
                 client: client.clone(),
                 store: store.clone(),
                 plans: plan_tx,
+                events,
             };
             let extension_requests = extensions.subscribe().await?;
             tasks.push(tokio::spawn(async move {
@@ -210,7 +239,7 @@ impl Controller {
                     tracing::error!(lattice = %name, "reconcile loop stopped: {e:#}");
                 }
             }));
-            tracing::info!(lattice = %lattice, nats = %config.nats_url, plugins = %config.plugin_dir.display(), "controller serving lattice");
+            tracing::info!(lattice = %lattice, nats = %config.nats_url, api = %api_prefix, plugins = %config.plugin_dir.display(), "controller serving lattice");
         }
         trellis_bus::sync(&client).await?;
         Ok(Self {

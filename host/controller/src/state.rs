@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use trellis_bus::link_specs::LinkTable;
 use trellis_lattice::ctl::{ComponentDescription, HostInventory, Link, ProviderDescription};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
@@ -86,7 +87,7 @@ fn changed_ids<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V
 pub struct LatticeState {
     pub hosts: BTreeMap<String, HostState>,
     /// By [`Link::key`].
-    pub links: BTreeMap<String, Link>,
+    pub links: LinkTable,
     pub configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 

@@ -207,11 +207,17 @@ impl Lattice {
         configs
     }
 
-    /// The keys of the lattice's links.
+    /// The keys of the lattice's links (`Link::key`), as the hosts list them.
     async fn links(&self) -> Vec<String> {
-        let js = async_nats::jetstream::new(self.client.clone());
-        let kv = js.get_key_value(ctl::link_bucket(LATTICE)).await.unwrap();
-        let mut keys: Vec<String> = kv.keys().await.unwrap().try_collect().await.unwrap();
+        let links: CtlResponse<Vec<ctl::Link>> = self
+            .request(ctl::Subjects::new(LATTICE).link_get(), "")
+            .await;
+        let mut keys: Vec<String> = links
+            .response
+            .expect("a list of links")
+            .iter()
+            .map(ctl::Link::key)
+            .collect();
         keys.sort();
         keys
     }

@@ -5,30 +5,81 @@ use serde::{Deserialize, Serialize};
 
 use crate::Manifest;
 
+/// The subject prefix of wadm's API, as wadm's `--api-prefix` defaults to it.
+pub const DEFAULT_API_PREFIX: &str = "wadm.api";
+
+/// `prefix` as the API uses it, or why it cannot be one. Surrounding spaces and dots are
+/// dropped, as wadm does; what is left must be one or more subject tokens without wildcards.
+pub fn api_prefix(prefix: &str) -> Result<String, String> {
+    let trimmed = prefix.trim().trim_matches('.');
+    if trimmed.is_empty() {
+        return Err("the API prefix is empty: give subject tokens such as `wadm.api`".into());
+    }
+    let bad = |token: &str| {
+        token.is_empty()
+            || token.contains(['*', '>'])
+            || token.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if trimmed.split('.').any(bad) {
+        return Err(format!(
+            "`{prefix}` is not an API prefix: it must be dot-separated subject tokens, without \
+             spaces, empty tokens or the wildcards `*` and `>` (e.g. `wadm.api`)"
+        ));
+    }
+    // Subjects others answer: API requests there would reach trellis's extensions, the
+    // hosts' control interface, NATS's own APIs or replies.
+    let first = trimmed.split('.').next().unwrap_or_default();
+    if trimmed == "trellis.api" || first == "wasmbus" || first == "_INBOX" || first.starts_with('$')
+    {
+        return Err(format!(
+            "`{prefix}` is not an API prefix: its subjects belong to others (`trellis.api` to \
+             trellis's extensions, `wasmbus` to hosts, `$…` to NATS, `_INBOX` to replies)"
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
 /// Subjects of the controller API for one lattice.
 #[derive(Debug, Clone)]
 pub struct Subjects {
+    /// wadm's API prefix: `wadm.api` unless the controller was given another.
+    prefix: String,
     lattice: String,
 }
 
 impl Subjects {
+    /// The subjects under the default prefix, `wadm.api`.
     pub fn new(lattice: &str) -> Self {
+        Self::with_prefix(DEFAULT_API_PREFIX, lattice)
+    }
+    /// The subjects under another API prefix (checked by [`api_prefix`]). Only the wadm
+    /// API's subjects move; trellis's extensions (`trellis.api.…`), statuses
+    /// (`wadm.status.…`) and events (`wadm.evt.…`) stay where they are, as wadm's do.
+    pub fn with_prefix(prefix: &str, lattice: &str) -> Self {
         Self {
+            prefix: prefix.trim().trim_matches('.').into(),
             lattice: lattice.into(),
         }
     }
-    /// `wadm.api.{lattice}.model.>`: everything the API server listens to.
+    /// `{prefix}.{lattice}.model.>`: everything the API server listens to.
     pub fn model_wildcard(&self) -> String {
-        format!("wadm.api.{}.model.>", self.lattice)
+        format!("{}.>", self.model_prefix())
     }
+    /// `{prefix}.{lattice}.model`, by default `wadm.api.{lattice}.model`.
     pub fn model_prefix(&self) -> String {
-        format!("wadm.api.{}.model", self.lattice)
+        format!("{}.{}.model", self.prefix, self.lattice)
     }
     pub fn put(&self) -> String {
         format!("{}.put", self.model_prefix())
     }
+    /// `model.list`: every app as a bare JSON array (what wadm-client 0.10 asks; deprecated in
+    /// wadm since `model.get` without a name, [`Subjects::get_all`], answers it wrapped).
     pub fn list(&self) -> String {
         format!("{}.list", self.model_prefix())
+    }
+    /// `model.get` without a name: every app, as [`ListModelsResponse`] (wadm 0.21's list).
+    pub fn get_all(&self) -> String {
+        format!("{}.get", self.model_prefix())
     }
     pub fn get(&self, name: &str) -> String {
         format!("{}.get.{name}", self.model_prefix())
@@ -79,13 +130,37 @@ impl Subjects {
     pub fn status_updates(&self, name: &str) -> String {
         format!("wadm.status.{}.{name}", self.lattice)
     }
+    /// `wadm.evt.{lattice}.{kind}`: where wadm's manifest events ([`MANIFEST_PUBLISHED`],
+    /// [`MANIFEST_UNPUBLISHED`]) go, whatever the API prefix.
+    pub fn manifest_event(&self, kind: &str) -> String {
+        format!("wadm.evt.{}.{kind}", self.lattice)
+    }
+}
+
+/// The event of an app deployed (its version's manifest is the data), as wadm 0.21 sends it:
+/// a CloudEvent of type `com.wadm.manifest_published` on `wadm.evt.{lattice}.manifest_published`.
+pub const MANIFEST_PUBLISHED: &str = "manifest_published";
+/// The event of an app undeployed (or deleted), data [`ManifestUnpublished`].
+pub const MANIFEST_UNPUBLISHED: &str = "manifest_unpublished";
+/// What wadm puts before an event's kind in its CloudEvents' `type`.
+pub const MANIFEST_EVENT_TYPE_PREFIX: &str = "com.wadm.";
+/// The `source` of wadm's CloudEvents.
+pub const MANIFEST_EVENT_SOURCE: &str = "wadm";
+
+/// The data of a [`MANIFEST_UNPUBLISHED`] event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestUnpublished {
+    pub name: String,
 }
 
 /// The API operation a subject names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     Put,
+    /// `model.list`: the deprecated list, a bare array.
     List,
+    /// `model.get` without a name: the list wadm 0.21 answers, wrapped.
+    GetAll,
     Get(String),
     Versions(String),
     Del(String),
@@ -96,7 +171,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Parses the tail of a subject after `wadm.api.{lattice}.model.`.
+    /// Parses the tail of a subject after `{prefix}.{lattice}.model.`.
     pub fn parse(tail: &str) -> Option<Self> {
         let (op, name) = match tail.split_once('.') {
             Some((op, name)) => (op, Some(name.to_string())),
@@ -105,6 +180,7 @@ impl Operation {
         Some(match (op, name) {
             ("put", None) => Self::Put,
             ("list", None) => Self::List,
+            ("get", None) => Self::GetAll,
             ("get", Some(n)) => Self::Get(n),
             ("versions", Some(n)) => Self::Versions(n),
             ("del", Some(n)) => Self::Del(n),
@@ -269,7 +345,8 @@ pub enum PutResult {
     NewVersion,
 }
 
-/// One app in the answer to `model.list` (a bare JSON array of these, as wadm-client reads it).
+/// One app in the answer to `model.list` (a bare JSON array of these, as wadm-client reads it)
+/// and to `model.get` without a name ([`ListModelsResponse`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub name: String,
@@ -281,6 +358,44 @@ pub struct ModelSummary {
     /// Kept for older clients, which require it.
     pub status: StatusType,
     pub status_message: Option<String>,
+}
+
+impl ModelSummary {
+    /// The summary of an app with `status`, as wadm makes it: the kept `status` field says
+    /// `undeployed` for `waiting`, which older clients cannot read.
+    pub fn new(
+        name: String,
+        version: String,
+        description: Option<String>,
+        deployed_version: Option<String>,
+        status: Status,
+    ) -> Self {
+        let legacy = match status.info.status_type {
+            StatusType::Waiting => StatusType::Undeployed,
+            other => other,
+        };
+        Self {
+            name,
+            version,
+            description,
+            deployed_version,
+            status: legacy,
+            status_message: Some(status.info.message.clone()),
+            detailed_status: status,
+        }
+    }
+}
+
+/// The answer to `model.get` without a name, as wadm 0.21 gives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListModelsResponse {
+    pub result: GetResult,
+    /// Why it failed, for scripts (trellis's addition; see [`crate::code`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
+    #[serde(default)]
+    pub message: String,
+    pub models: Vec<ModelSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -559,6 +674,71 @@ mod tests {
         );
         assert_eq!(Operation::parse("deploy"), None);
         assert_eq!(Operation::parse("bogus.x"), None);
+        // wadm 0.21 lists on `model.get` without a name.
+        assert_eq!(Operation::parse("get"), Some(Operation::GetAll));
+        assert_eq!(
+            Operation::parse("get.echo"),
+            Some(Operation::Get("echo".into()))
+        );
+    }
+
+    #[test]
+    fn subjects_follow_the_api_prefix_and_nothing_else_does() {
+        let default = Subjects::new("l");
+        assert_eq!(default.get_all(), "wadm.api.l.model.get");
+        assert_eq!(default.model_wildcard(), "wadm.api.l.model.>");
+        let custom = Subjects::with_prefix("acme.wadm", "l");
+        assert_eq!(custom.put(), "acme.wadm.l.model.put");
+        assert_eq!(custom.get_all(), "acme.wadm.l.model.get");
+        assert_eq!(custom.deploy("echo"), "acme.wadm.l.model.deploy.echo");
+        assert_eq!(custom.model_wildcard(), "acme.wadm.l.model.>");
+        // As in wadm: statuses and events stay put; so do trellis's extensions.
+        assert_eq!(custom.status_updates("echo"), "wadm.status.l.echo");
+        assert_eq!(
+            custom.manifest_event(MANIFEST_PUBLISHED),
+            "wadm.evt.l.manifest_published"
+        );
+        assert_eq!(custom.plan("echo"), default.plan("echo"));
+        assert_eq!(custom.validate(), default.validate());
+    }
+
+    #[test]
+    fn api_prefixes_are_trimmed_like_wadm_and_wildcards_refused() {
+        assert_eq!(api_prefix(" .acme.wadm. ").unwrap(), "acme.wadm");
+        assert_eq!(api_prefix(DEFAULT_API_PREFIX).unwrap(), "wadm.api");
+        for bad in [
+            "",
+            " . ",
+            "a..b",
+            "wadm.*",
+            "wadm.>",
+            "wa dm.api",
+            "trellis.api",
+            "wasmbus.ctl.v1",
+            "$JS.API",
+            "_INBOX",
+        ] {
+            assert!(api_prefix(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn summaries_keep_the_legacy_status_readable_by_old_clients() {
+        let waiting = Status::new(StatusInfo::new(StatusType::Waiting, "no hosts"), vec![]);
+        let s = ModelSummary::new("a".into(), "v1".into(), None, Some("v1".into()), waiting);
+        assert_eq!(s.status, StatusType::Undeployed);
+        assert_eq!(s.detailed_status.info.status_type, StatusType::Waiting);
+        assert_eq!(s.status_message.as_deref(), Some("no hosts"));
+        let v = serde_json::to_value(ListModelsResponse {
+            result: GetResult::Success,
+            code: None,
+            message: "m".into(),
+            models: vec![s],
+        })
+        .unwrap();
+        assert_eq!(v["result"], "success");
+        assert_eq!(v["models"][0]["status"], "undeployed");
+        assert!(v.get("code").is_none());
     }
 
     #[test]

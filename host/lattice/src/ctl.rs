@@ -68,12 +68,27 @@ impl Subjects {
     pub fn label_del(&self, host: &str) -> String {
         format!("{}.label.del.{host}", self.prefix)
     }
+    pub fn claims_get(&self) -> String {
+        format!("{}.claims.get", self.prefix)
+    }
+    pub fn component_auction(&self) -> String {
+        format!("{}.component.auction", self.prefix)
+    }
+    pub fn provider_auction(&self) -> String {
+        format!("{}.provider.auction", self.prefix)
+    }
 }
 
 /// The queue group in which hosts take lattice-wide writes (`link.*`, `config.*`), so that one
 /// host handles each request.
 pub fn host_queue_group(lattice: &str) -> String {
     format!("trellis-node.{lattice}")
+}
+
+/// The queue group in which hosts answer `claims.get`: the one wasmCloud hosts use, so that one
+/// host of a mixed lattice answers.
+pub fn claims_queue_group(lattice: &str) -> String {
+    format!("wasmbus.ctl.v1.{lattice}.claims")
 }
 
 /// Uptime as hosts report it in heartbeats: `1d 1h 1m 1s`, leading zero units left out.
@@ -323,6 +338,69 @@ pub struct HostLabelIdentifier {
     pub key: String,
 }
 
+/// `component.update.{host}`: run another image for a component, keeping its instance count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateComponentCommand {
+    #[serde(default)]
+    pub component_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub new_component_ref: String,
+}
+
+/// `component.auction`: which hosts could run this component.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentAuctionRequest {
+    #[serde(default)]
+    pub component_ref: String,
+    pub component_id: String,
+    /// Labels a bidding host must carry, each with exactly this value.
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// A host's bid in a `component.auction`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentAuctionAck {
+    #[serde(default)]
+    pub component_ref: String,
+    #[serde(default)]
+    pub component_id: String,
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// `provider.auction`: which hosts could run this provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderAuctionRequest {
+    #[serde(default)]
+    pub provider_ref: String,
+    pub provider_id: String,
+    /// Labels a bidding host must carry, each with exactly this value.
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// A host's bid in a `provider.auction`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderAuctionAck {
+    #[serde(default)]
+    pub host_id: String,
+    #[serde(default)]
+    pub provider_ref: String,
+    #[serde(default)]
+    pub provider_id: String,
+    #[serde(default)]
+    pub constraints: BTreeMap<String, String>,
+}
+
+/// One entry of the answer to `claims.get`: a component's or provider's embedded JWT claims,
+/// flattened (`sub`, `iss`, `name`, `caps`, …).
+pub type StoredClaims = BTreeMap<String, String>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +424,47 @@ mod tests {
         assert_eq!(uptime_human(Duration::from_secs(65)), "1m 5s");
         assert_eq!(uptime_human(Duration::from_secs(3_726)), "1h 2m 6s");
         assert_eq!(uptime_human(Duration::from_secs(90_061)), "1d 1h 1m 1s");
+    }
+
+    /// The field names `wasmcloud-control-interface` 2.4 reads and writes.
+    #[test]
+    fn auction_and_update_shapes_are_wasmclouds() {
+        let request: ComponentAuctionRequest = serde_json::from_str(
+            r#"{"component_ref":"file:///echo.wasm","component_id":"echo","constraints":{"region":"east"}}"#,
+        )
+        .unwrap();
+        let ack = ComponentAuctionAck {
+            component_ref: request.component_ref,
+            component_id: request.component_id,
+            host_id: "NHOST".into(),
+            constraints: request.constraints,
+        };
+        assert_eq!(
+            serde_json::to_value(&ack).unwrap(),
+            serde_json::json!({"component_ref": "file:///echo.wasm", "component_id": "echo",
+                "host_id": "NHOST", "constraints": {"region": "east"}})
+        );
+        let request: ProviderAuctionRequest = serde_json::from_str(
+            r#"{"provider_ref":"builtin:http-server","provider_id":"http","constraints":{}}"#,
+        )
+        .unwrap();
+        let ack = ProviderAuctionAck {
+            host_id: "NHOST".into(),
+            provider_ref: request.provider_ref,
+            provider_id: request.provider_id,
+            constraints: request.constraints,
+        };
+        assert_eq!(
+            serde_json::to_value(&ack).unwrap(),
+            serde_json::json!({"host_id": "NHOST", "provider_ref": "builtin:http-server",
+                "provider_id": "http", "constraints": {}})
+        );
+        let update: UpdateComponentCommand = serde_json::from_str(
+            r#"{"component_id":"echo","host_id":"NHOST","new_component_ref":"file:///v2.wasm"}"#,
+        )
+        .unwrap();
+        assert_eq!(update.new_component_ref, "file:///v2.wasm");
+        assert_eq!(update.annotations, None);
     }
 
     #[test]

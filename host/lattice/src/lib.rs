@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod event;
 pub mod host_id;
 pub mod limits;
+pub mod liveness;
 pub mod manifest;
 mod strict;
 

@@ -148,6 +148,7 @@ fn tail_of(op: &Operation) -> String {
     let subject = match op {
         Operation::Put => subjects.put(),
         Operation::List => subjects.list(),
+        Operation::GetAll => subjects.get_all(),
         Operation::Get(n) => subjects.get(n),
         Operation::Versions(n) => subjects.versions(n),
         Operation::Del(n) => subjects.del(n),
@@ -167,6 +168,7 @@ fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
         Just(Operation::Put),
         Just(Operation::List),
+        Just(Operation::GetAll),
         name.prop_map(Operation::Get),
         name.prop_map(Operation::Versions),
         name.prop_map(Operation::Del),

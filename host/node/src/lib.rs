@@ -83,7 +83,7 @@ impl Default for NodeConfig {
             nats_url: "nats://127.0.0.1:4222".into(),
             lattice: "default".into(),
             labels: BTreeMap::new(),
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: trellis_lattice::liveness::HEARTBEAT_INTERVAL,
             friendly_name: None,
             allowed_image_dirs: Vec::new(),
             max_image_bytes: image::MAX_IMAGE_BYTES,

@@ -2,8 +2,8 @@
 //!
 //! The control interface itself (subjects, checks, replies, links and configs) is the one trellis
 //! nodes serve ([`trellis_bus::control`]); here is only what a host does once a request was
-//! accepted: a component "runs" as soon as it is scaled, a provider as soon as it is started,
-//! with the events a node would publish.
+//! accepted: a component "runs" as soon as it is scaled (or updated), a provider as soon as it
+//! is started, with the events a node would publish; a host bids in an auction as a node does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
-use trellis_bus::control::{self, LatticeHosts, Operation};
+use trellis_bus::control::{self, Auction, LatticeHosts, Offered, Operation};
 use trellis_bus::lattice_data::LatticeData;
 use trellis_lattice::ctl::{
     self, ComponentDescription, HostInventory, ProviderDescription, ScaleComponentCommand,
-    StartProviderCommand,
+    StartProviderCommand, UpdateComponentCommand,
 };
 use trellis_lattice::event;
 
@@ -128,6 +128,8 @@ pub(crate) struct Lattice {
     pub(crate) hosts: Mutex<HashMap<String, Host>>,
     pub(crate) data: LatticeData,
     pub(crate) counters: Counters,
+    /// [`crate::SimConfig::misreport_provider_images`].
+    pub(crate) misreport_provider_images: bool,
 }
 
 impl Lattice {
@@ -191,11 +193,10 @@ impl LatticeHosts for Lattice {
             ComponentScale(_) => Some(&counters.component_scales),
             ProviderStart(_) => Some(&counters.provider_starts),
             ProviderStop(_) => Some(&counters.provider_stops),
-            HostStop(_) | LabelPut(_) | LabelDel(_) | LinkPut | LinkDel | ConfigPut(_)
-            | ConfigDel(_) => None,
-            HostPing | HostGet(_) | ComponentUpdate(_) | LinkGet | ConfigGet(_) | Unknown(_) => {
-                return
-            }
+            HostStop(_) | ComponentUpdate(_) | LabelPut(_) | LabelDel(_) | LinkPut | LinkDel
+            | ConfigPut(_) | ConfigDel(_) => None,
+            HostPing | HostGet(_) | LinkGet | ConfigGet(_) | ClaimsGet | ComponentAuction
+            | ProviderAuction | Unknown(_) => return,
         };
         counters.commands.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = also {
@@ -246,10 +247,26 @@ impl LatticeHosts for Lattice {
         }
     }
 
-    fn runs_component(&self, host_id: &str, component_id: &str) -> bool {
+    fn component_image(&self, host_id: &str, component_id: &str) -> Option<String> {
         lock(&self.hosts)
-            .get(host_id)
-            .is_some_and(|h| h.components.contains_key(component_id))
+            .get(host_id)?
+            .components
+            .get(component_id)
+            .map(|c| c.image.clone())
+    }
+
+    fn bidders(&self, auction: &Auction<'_>) -> Vec<String> {
+        lock(&self.hosts)
+            .iter()
+            .filter(|(_, host)| {
+                let already_runs = match auction.offered {
+                    Offered::Component => host.components.contains_key(auction.id),
+                    Offered::Provider => host.providers.contains_key(auction.id),
+                };
+                auction.bids(&host.labels, already_runs)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     async fn scale_component(self: &Arc<Self>, host_id: &str, cmd: ScaleComponentCommand) {
@@ -291,12 +308,42 @@ impl LatticeHosts for Lattice {
         }
     }
 
+    async fn update_component(self: &Arc<Self>, host_id: &str, cmd: UpdateComponentCommand) {
+        let updated = {
+            let mut hosts = lock(&self.hosts);
+            let component = hosts
+                .get_mut(host_id)
+                .and_then(|h| h.components.get_mut(&cmd.component_id));
+            // Stopped since the request was checked: nothing to update.
+            let Some(component) = component else { return };
+            component.image = cmd.new_component_ref.clone();
+            // As a node does: the command's annotations if it has some, else the current ones.
+            if let Some(annotations) = &cmd.annotations {
+                component.annotations = annotations.clone();
+            }
+            component.clone()
+        };
+        let data = event::ComponentScaled {
+            annotations: updated.annotations,
+            host_id: host_id.into(),
+            image_ref: updated.image,
+            max_instances: updated.count,
+            component_id: cmd.component_id,
+        };
+        self.publish(host_id, event::COMPONENT_SCALED, data).await;
+    }
+
     async fn start_provider(
         &self,
         host_id: &str,
         cmd: StartProviderCommand,
     ) -> Result<Vec<String>, String> {
         let annotations = cmd.annotations.clone().unwrap_or_default();
+        let image = if self.misreport_provider_images {
+            format!("{}-as-reported", cmd.provider_ref)
+        } else {
+            cmd.provider_ref.clone()
+        };
         {
             let mut hosts = lock(&self.hosts);
             let Some(host) = hosts.get_mut(host_id) else {
@@ -305,7 +352,7 @@ impl LatticeHosts for Lattice {
             host.providers.insert(
                 cmd.provider_id.clone(),
                 Instance {
-                    image: cmd.provider_ref.clone(),
+                    image: image.clone(),
                     count: 1,
                     annotations: annotations.clone(),
                 },
@@ -314,7 +361,7 @@ impl LatticeHosts for Lattice {
         let data = event::ProviderStarted {
             annotations,
             host_id: host_id.into(),
-            image_ref: cmd.provider_ref,
+            image_ref: image,
             provider_id: cmd.provider_id,
         };
         self.publish(host_id, event::PROVIDER_STARTED, data).await;

@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// When above zero, host `i` also carries `zone=zone-{i % zones}`, so spread requirements
     /// have something to spread over.
     pub zones: usize,
+    /// Report every provider's image in another form than the one asked for, as a quirky host
+    /// does (a wasmCloud host reports `wasmcloud+builtin://http-server` as `http-server`),
+    /// but surely different: what makes a controller churn, for testing its guard.
+    pub misreport_provider_images: bool,
 }
 
 impl Default for SimConfig {
@@ -53,6 +57,7 @@ impl Default for SimConfig {
             heartbeat_interval: Duration::from_secs(5),
             labels: BTreeMap::new(),
             zones: 0,
+            misreport_provider_images: false,
         }
     }
 }
@@ -112,6 +117,7 @@ impl SimLattice {
             hosts: std::sync::Mutex::new(hosts),
             data,
             counters: Counters::default(),
+            misreport_provider_images: config.misreport_provider_images,
         });
         let mut tasks = vec![tokio::spawn(control.serve(Arc::clone(&lattice)))];
         trellis_bus::sync(&lattice.client).await?;

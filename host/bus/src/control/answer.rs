@@ -7,13 +7,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{debug, warn};
 use trellis_lattice::ctl::{
-    link_key, CtlResponse, DeleteLinkRequest, HostLabel, HostLabelIdentifier, Link,
-    ScaleComponentCommand, StartProviderCommand, StopProviderCommand,
+    CtlResponse, DeleteLinkRequest, HostLabel, HostLabelIdentifier, Link, ScaleComponentCommand,
+    StartProviderCommand, StopProviderCommand, StoredClaims, UpdateComponentCommand,
 };
 use trellis_lattice::event::{self, ConfigEvent, LinkdefDeleted};
 use trellis_lattice::ErrorCode;
 
-use super::{publish_event, LatticeHosts, Operation};
+use super::{auction, publish_event, LatticeHosts, Operation};
 use crate::lattice_data::ConfigValues;
 
 pub(super) async fn answer<H: LatticeHosts>(
@@ -39,11 +39,7 @@ pub(super) async fn answer<H: LatticeHosts>(
             hosts.stop_host(host_id).await;
         }
         ComponentScale(host_id) => scale_component(hosts, request, host_id).await,
-        ComponentUpdate(_) => {
-            request
-                .refuse("component.update is not supported by this node yet; send component.scale with allow_update")
-                .await
-        }
+        ComponentUpdate(host_id) => update_component(hosts, request, host_id).await,
         ProviderStart(host_id) => start_provider(hosts.as_ref(), request, host_id).await,
         ProviderStop(host_id) => stop_provider(hosts.as_ref(), request, host_id).await,
         LabelPut(host_id) => put_label(hosts.as_ref(), request, host_id).await,
@@ -57,6 +53,16 @@ pub(super) async fn answer<H: LatticeHosts>(
         ConfigPut(name) => put_config(hosts.as_ref(), request, name).await,
         ConfigGet(name) => get_config(hosts.as_ref(), request, name).await,
         ConfigDel(name) => delete_config(hosts.as_ref(), request, name).await,
+        // wadm asks on every heartbeat and needs a list to record the host. The list holds the
+        // JWT claims embedded in the lattice's components and providers: trellis components
+        // carry none (they are plain wasm components, not signed wasmCloud actors) and its
+        // providers are built in, so the true answer is an empty list.
+        ClaimsGet => {
+            let claims: Vec<StoredClaims> = Vec::new();
+            request.reply(CtlResponse::ok(claims)).await
+        }
+        ComponentAuction => auction::component(hosts.as_ref(), request).await,
+        ProviderAuction => auction::provider(hosts.as_ref(), request).await,
         Unknown(_) => {
             request
                 .refuse(format!("unknown control operation {text:?}"))
@@ -73,7 +79,7 @@ pub(super) struct Request<'a> {
 
 impl Request<'_> {
     /// The body as a `T`, or `None` after replying with what is wrong with it.
-    async fn parse<T: DeserializeOwned>(&self, what: &str) -> Option<T> {
+    pub(super) async fn parse<T: DeserializeOwned>(&self, what: &str) -> Option<T> {
         match serde_json::from_slice(&self.msg.payload) {
             Ok(value) => Some(value),
             Err(e) => {
@@ -83,11 +89,11 @@ impl Request<'_> {
         }
     }
 
-    async fn refuse(&self, message: impl Into<String>) {
+    pub(super) async fn refuse(&self, message: impl Into<String>) {
         self.reply(CtlResponse::<()>::error(message)).await
     }
 
-    async fn reply<T: Serialize>(&self, response: CtlResponse<T>) {
+    pub(super) async fn reply<T: Serialize>(&self, response: CtlResponse<T>) {
         let Some(reply) = self.msg.reply.clone() else {
             return;
         };
@@ -138,6 +144,52 @@ async fn scale_component<H: LatticeHosts>(hosts: &Arc<H>, request: Request<'_>, 
     }
     request.reply(CtlResponse::success("accepted")).await;
     hosts.scale_component(host_id, cmd).await;
+}
+
+/// `component.update`: another image for a running component, at the count it runs with. Like
+/// wasmCloud, an update to the image already running changes nothing, and a component that
+/// does not run here cannot be updated (it has no count to keep: scale it instead).
+async fn update_component<H: LatticeHosts>(hosts: &Arc<H>, request: Request<'_>, host_id: &str) {
+    let Some(cmd) = request
+        .parse::<UpdateComponentCommand>("component.update")
+        .await
+    else {
+        return;
+    };
+    if cmd.component_id.is_empty() {
+        request
+            .refuse("component.update needs a component_id")
+            .await;
+        return;
+    }
+    if cmd.new_component_ref.is_empty() {
+        request
+            .refuse(format!(
+                "component.update of {} needs a new_component_ref (file:///path/to/component.wasm)",
+                cmd.component_id
+            ))
+            .await;
+        return;
+    }
+    match hosts.component_image(host_id, &cmd.component_id) {
+        None => {
+            let message = format!(
+                "component {} is not running on host {host_id}, so there is nothing to update; start it with component.scale",
+                cmd.component_id
+            );
+            request
+                .reply(CtlResponse::<()>::error(message).with_code(ErrorCode::NotFound))
+                .await
+        }
+        Some(image) if image == cmd.new_component_ref => {
+            let message = format!("component {} already runs {image}", cmd.component_id);
+            request.reply(CtlResponse::success(message)).await
+        }
+        Some(_) => {
+            request.reply(CtlResponse::success("accepted")).await;
+            hosts.update_component(host_id, cmd).await;
+        }
+    }
 }
 
 async fn start_provider<H: LatticeHosts>(hosts: &H, request: Request<'_>, host_id: &str) {
@@ -220,13 +272,16 @@ async fn delete_link<H: LatticeHosts>(hosts: &H, request: Request<'_>) {
     let Some(del) = request.parse::<DeleteLinkRequest>("link.del").await else {
         return;
     };
-    let key = link_key(
-        &del.source_id,
-        &del.name,
-        &del.wit_namespace,
-        &del.wit_package,
-    );
-    match hosts.lattice_data().delete_link(&key).await {
+    let deleted = hosts
+        .lattice_data()
+        .delete_link(
+            &del.source_id,
+            &del.name,
+            &del.wit_namespace,
+            &del.wit_package,
+        )
+        .await;
+    match deleted {
         Ok(existed) => {
             request.reply(CtlResponse::success("")).await;
             if existed {

@@ -10,12 +10,14 @@
 //! ([`LatticeData`]) and publishes their events, so that every kind of host keeps them alike.
 //!
 //! Host-addressed subjects (`….{verb}.{host_id}`) and `host.ping` reach the hosts they name;
-//! lattice-wide writes (`link.*`, `config.*`) go through a queue group so that one host handles
-//! each. Requests are handled one at a time in arrival order, so a `link.put` followed by a
+//! auctions (`component.auction`, `provider.auction`) reach every host, and each that could run
+//! what is offered bids; lattice-wide writes (`link.*`, `config.*`) and `claims.get` go through
+//! a queue group so that one host handles each. Requests are handled one at a time in arrival order, so a `link.put` followed by a
 //! `link.del` is applied in that order; slow work (compiling a component) is for the host to run
 //! in a task of its own.
 
 mod answer;
+mod auction;
 mod operation;
 
 use std::future::Future;
@@ -27,10 +29,13 @@ use futures::stream::{select_all, SelectAll};
 use futures::StreamExt as _;
 use serde::Serialize;
 use tracing::{debug, error, warn};
-use trellis_lattice::ctl::{self, HostInventory, ScaleComponentCommand, StartProviderCommand};
+use trellis_lattice::ctl::{
+    self, HostInventory, ScaleComponentCommand, StartProviderCommand, UpdateComponentCommand,
+};
 use trellis_lattice::event::{self, CloudEvent};
 
 use crate::lattice_data::LatticeData;
+pub use auction::{Auction, Offered};
 pub use operation::Operation;
 
 /// The hosts of one process, as the control interface sees them: a trellis node is one host, a
@@ -61,8 +66,17 @@ pub trait LatticeHosts: Send + Sync + 'static {
     /// `host.stop`, after the reply (`stopping`) has gone.
     fn stop_host(&self, host_id: &str) -> impl Future<Output = ()> + Send;
 
+    /// The image `component_id` runs from on the host, if it runs there: an update needs it to.
+    fn component_image(&self, host_id: &str, component_id: &str) -> Option<String>;
+
     /// Whether `component_id` runs on the host: a scale that names no image needs it to.
-    fn runs_component(&self, host_id: &str, component_id: &str) -> bool;
+    fn runs_component(&self, host_id: &str, component_id: &str) -> bool {
+        self.component_image(host_id, component_id).is_some()
+    }
+
+    /// The hosts that bid in `auction`: each running host for which [`Auction::bids`] holds
+    /// (its labels meet every constraint, and the offered id does not run there yet).
+    fn bidders(&self, auction: &Auction<'_>) -> Vec<String>;
 
     /// `component.scale`, after the reply (`accepted`) has gone: changes what runs and
     /// publishes the outcome (`component_scaled` or `component_scale_failed`). Called in
@@ -72,6 +86,16 @@ pub trait LatticeHosts: Send + Sync + 'static {
         self: &Arc<Self>,
         host_id: &str,
         cmd: ScaleComponentCommand,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// `component.update`, after the reply (`accepted`) has gone, for a component that runs on
+    /// the host from another image: runs it from `cmd.new_component_ref` at the count it runs
+    /// with (annotations: the command's, else the current ones), and publishes the outcome as a
+    /// scale does. Called in arrival order, among the scales; slow work in a task of its own.
+    fn update_component(
+        self: &Arc<Self>,
+        host_id: &str,
+        cmd: UpdateComponentCommand,
     ) -> impl Future<Output = ()> + Send;
 
     /// `provider.start`: `Ok` with what does not work yet if the provider runs (an HTTP address
@@ -117,8 +141,9 @@ pub struct ControlInterface {
 }
 
 impl ControlInterface {
-    /// Subscribes to `lattice`'s control interface: `host.ping`, the host-addressed subjects
-    /// of `addressed`, and (in the hosts' queue group) `link.*` and `config.*`.
+    /// Subscribes to `lattice`'s control interface: `host.ping`, the auctions, the
+    /// host-addressed subjects of `addressed`, (in the hosts' queue group) `link.*` and
+    /// `config.*`, and (in wasmCloud's queue group for it) `claims.get`.
     pub async fn subscribe(
         client: &async_nats::Client,
         lattice: &str,
@@ -141,6 +166,13 @@ impl ControlInterface {
             client
                 .queue_subscribe(format!("{prefix}.config.>"), group)
                 .await,
+            // The group wasmCloud hosts use, so that a lattice of both answers once.
+            client
+                .queue_subscribe(subjects.claims_get(), ctl::claims_queue_group(lattice))
+                .await,
+            // Every host hears an auction and decides for itself whether to bid.
+            client.subscribe(subjects.component_auction()).await,
+            client.subscribe(subjects.provider_auction()).await,
         ];
         let subscriptions = subscriptions
             .into_iter()

@@ -19,6 +19,12 @@ pub enum Operation<'a> {
     ConfigPut(&'a str),
     ConfigGet(&'a str),
     ConfigDel(&'a str),
+    /// `claims.get`: lattice-wide, answered by one host (a queue group).
+    ClaimsGet,
+    /// `component.auction`: every host hears it, and those that could run the component bid.
+    ComponentAuction,
+    /// `provider.auction`: likewise, for a provider.
+    ProviderAuction,
     /// Anything else, with the host id when the subject has the shape of a host-addressed one.
     Unknown(Option<&'a str>),
 }
@@ -33,6 +39,9 @@ impl<'a> Operation<'a> {
             ["link", "put"] => LinkPut,
             ["link", "del"] => LinkDel,
             ["link", "get"] => LinkGet,
+            ["claims", "get"] => ClaimsGet,
+            ["component", "auction"] => ComponentAuction,
+            ["provider", "auction"] => ProviderAuction,
             ["config", "put", name] => ConfigPut(name),
             ["config", "get", name] => ConfigGet(name),
             ["config", "del", name] => ConfigDel(name),
@@ -65,9 +74,8 @@ impl<'a> Operation<'a> {
             | LabelPut(host_id)
             | LabelDel(host_id) => Some(host_id),
             Unknown(host_id) => host_id,
-            HostPing | LinkPut | LinkDel | LinkGet | ConfigPut(_) | ConfigGet(_) | ConfigDel(_) => {
-                None
-            }
+            HostPing | LinkPut | LinkDel | LinkGet | ConfigPut(_) | ConfigGet(_) | ConfigDel(_)
+            | ClaimsGet | ComponentAuction | ProviderAuction => None,
         }
     }
 }
@@ -96,5 +104,35 @@ mod tests {
         assert_eq!(Operation::parse("link.put.NABC").host_id(), None);
         assert_eq!(Operation::parse("config.put"), Unknown(None));
         assert_eq!(Operation::parse("host.ping.NABC").host_id(), Some("NABC"));
+    }
+
+    #[test]
+    fn claims_and_auctions_are_lattice_wide() {
+        use Operation::*;
+        for (subject, operation) in [
+            ("claims.get", ClaimsGet),
+            ("component.auction", ComponentAuction),
+            ("provider.auction", ProviderAuction),
+        ] {
+            assert_eq!(Operation::parse(subject), operation, "{subject}");
+            // No host named: every host that hears it may answer.
+            assert_eq!(operation.host_id(), None, "{subject}");
+        }
+        // Only `get` is a claims query; other verbs are not host-addressed claims requests.
+        assert_eq!(Operation::parse("claims.put"), Unknown(None));
+        assert_eq!(Operation::parse("claims"), Unknown(None));
+        // An auction names no host: one that does is something else, for that host only.
+        let addressed = Operation::parse("component.auction.NABC");
+        assert_eq!(addressed, Unknown(Some("NABC")));
+    }
+
+    #[test]
+    fn updates_are_addressed_to_one_host() {
+        use Operation::*;
+        let update = Operation::parse("component.update.NABC");
+        assert_eq!(update, ComponentUpdate("NABC"));
+        assert_eq!(update.host_id(), Some("NABC"));
+        // Without a host it is no update at all.
+        assert_eq!(Operation::parse("component.update"), Unknown(None));
     }
 }

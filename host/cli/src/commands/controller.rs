@@ -11,6 +11,14 @@ use crate::args::ControllerArgs;
 /// `trellis controller`: runs until Ctrl-C, with the HTTP API if --http asks for it.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let nats = args.conn.nats.resolve()?;
+    let api_prefix = args.conn.api.api_prefix.clone();
+    if args.http.is_some() && api_prefix != trellis_lattice::api::DEFAULT_API_PREFIX {
+        anyhow::bail!(
+            "--http asks the controller API under the default prefix `{}`, not `{api_prefix}`: \
+             run the controller without --http, or without --api-prefix",
+            trellis_lattice::api::DEFAULT_API_PREFIX
+        );
+    }
     let mut lattices = vec![nats.lattice.clone()];
     lattices.extend(args.also.iter().cloned());
     let mut config = ControllerConfig {
@@ -18,6 +26,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         lattices,
         plugin_dir: args.plugins.clone(),
         store: args.store.settings(),
+        api_prefix,
+        jetstream_domain: args.domain.clone(),
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);

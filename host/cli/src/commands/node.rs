@@ -17,7 +17,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 hosts,
                 heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
                 labels: args.labels.into_iter().collect(),
-                zones: 0,
+                ..trellis_sim::SimConfig::default()
             },
             nats.options().await?,
         )

@@ -11,9 +11,10 @@ use async_nats::jetstream::kv;
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, StreamExt};
 use tokio::sync::mpsc;
+use trellis_bus::link_specs::{self, LinkTable};
 use trellis_bus::resume::Resumed;
 use trellis_lattice::api::{GetResult, PlanResponse, Status, StatusInfo, StatusType};
-use trellis_lattice::ctl::{self, Link};
+use trellis_lattice::ctl;
 use trellis_lattice::event::CloudEvent;
 use trellis_lattice::{ErrorCode, Manifest};
 use trellis_runtime::bindings::Command;
@@ -31,6 +32,9 @@ use crate::commands::{command_key, decode, overlay, Origin};
 use crate::executor::{Executor, Outcome};
 use crate::ownership::Ownership;
 use crate::state::{LatticeState, Touched};
+
+/// How often apps with commands in flight are looked at again while nothing else happens.
+const BUSY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long one pass may spend in plugin calls before leaving the remaining apps to the next
 /// pass: the loop must keep reading events, or heartbeats go unread and hosts look dead.
@@ -122,12 +126,18 @@ impl Reconciler {
         self.catch_up(&mut events).await;
         self.discover_hosts().await;
 
-        let mut tick =
-            tokio::time::interval(self.settings.resync_interval.min(Duration::from_secs(1)));
+        // Silence is judged on each tick: often enough that a dead host is noticed within a
+        // quarter second of its timeout (`trellis_lattice::liveness`).
+        let mut tick = tokio::time::interval(
+            self.settings
+                .resync_interval
+                .min(Duration::from_millis(250)),
+        );
         // Ownership is checked often enough that a takeover follows a lease expiry closely.
         let mut ownership_tick = tokio::time::interval(self.settings.lease / 6);
         ownership_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_full_pass = Instant::now() - self.settings.resync_interval;
+        let mut last_busy_look = Instant::now();
         self.dirty.all(Instant::now());
         loop {
             let pass_due = self.dirty.since.map(|t| t + self.settings.debounce);
@@ -216,10 +226,15 @@ impl Reconciler {
                         last_full_pass = now;
                         self.dirty.all(now);
                     }
-                    let busy: Vec<String> =
-                        self.executor.in_flight_origins().map(|o| o.app.clone()).collect();
-                    for app in busy {
-                        self.dirty.app(&app, now);
+                    // Apps with commands in flight get a look each second (as before the
+                    // tick was made finer for judging silence).
+                    if now.duration_since(last_busy_look) >= BUSY_LOOK_INTERVAL {
+                        last_busy_look = now;
+                        let busy: Vec<String> =
+                            self.executor.in_flight_origins().map(|o| o.app.clone()).collect();
+                        for app in busy {
+                            self.dirty.app(&app, now);
+                        }
                     }
                 }
                 _ = sleep_until(pass_due) => {
@@ -331,31 +346,46 @@ impl Reconciler {
 
     fn on_manifest(&mut self, entry: kv::Entry) {
         let app = entry.key.clone();
+        // A new put or deploy of the app is the operator's answer to a churn hold.
+        self.executor.forget_app(&app);
         if !self.apps.on_manifest(entry) {
             self.status.note_undeployed(app);
         }
     }
 
+    /// An entry of the link bucket: all links of one source. The apps to look at again are
+    /// those of the source and of its links' targets, before and after.
     fn on_link(&mut self, entry: kv::Entry) {
         let now = Instant::now();
-        let touched: Vec<String> = match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<Link>(&entry.value) {
-                Ok(link) => {
-                    let ids = vec![link.source_id.clone(), link.target.clone()];
-                    self.state.links.insert(link.key(), link);
-                    ids
-                }
-                Err(_) => Vec::new(),
-            },
-            _ => match self.state.links.remove(&entry.key) {
-                Some(link) => vec![link.source_id, link.target],
-                None => Vec::new(),
-            },
+        let Some(source_id) = entry.key.strip_prefix(link_specs::SPEC_PREFIX) else {
+            return;
         };
+        let targets = |links: &LinkTable| -> Vec<String> {
+            links
+                .values()
+                .filter(|l| l.source_id == source_id)
+                .map(|l| l.target.clone())
+                .collect()
+        };
+        let mut touched = targets(&self.state.links);
+        if !self.state.links.apply(&entry) {
+            return;
+        }
+        touched.extend(targets(&self.state.links));
+        touched.push(source_id.to_string());
         self.mark_ids(touched.iter().map(String::as_str), now);
     }
 
     fn on_config(&mut self, entry: kv::Entry) {
+        let now = Instant::now();
+        let waiting: Vec<String> = self
+            .executor
+            .waiting_for_config(&entry.key)
+            .map(str::to_string)
+            .collect();
+        for app in waiting {
+            self.dirty.app(&app, now);
+        }
         match entry.operation {
             kv::Operation::Put => {
                 if let Ok(config) = serde_json::from_slice(&entry.value) {
@@ -403,7 +433,11 @@ impl Reconciler {
                 scaler: SWEEP_SCALER.into(),
             };
             // Held back (0) while a stop is in flight or backing off after a failure.
-            if self.executor.issue(&origin, vec![orphan.command], now) > 0 {
+            if self
+                .executor
+                .issue(&origin, vec![orphan.command], &self.state, now)
+                > 0
+            {
                 tracing::info!(lattice = %self.lattice, app = %orphan.app, host = %orphan.host, id = %orphan.id, why = %orphan.why, "sweep: stopping an orphaned instance");
             }
         }
@@ -540,7 +574,8 @@ impl Reconciler {
                 for c in commands {
                     wanted.insert(command_key(c), c.clone());
                 }
-                self.executor.issue(origin, commands.clone(), now);
+                self.executor
+                    .issue(origin, commands.clone(), &self.state, now);
             }
         }
         let mut results = Vec::with_capacity(apps.len());
@@ -551,7 +586,8 @@ impl Reconciler {
                     wanted.insert(command_key(c), c.clone());
                 }
                 let commands = std::mem::take(&mut planned.commands);
-                self.executor.issue(&planned.origin, commands, now);
+                self.executor
+                    .issue(&planned.origin, commands, &self.state, now);
                 statuses.push(planned);
             }
             results.push((app, statuses));

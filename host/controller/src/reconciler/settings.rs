@@ -34,7 +34,7 @@ impl Default for LoopSettings {
     fn default() -> Self {
         Self {
             resync_interval: Duration::from_secs(5),
-            host_timeout: Duration::from_secs(15),
+            host_timeout: trellis_lattice::liveness::HOST_TIMEOUT,
             command_timeout: Duration::from_secs(30),
             debounce: Duration::from_millis(20),
             lease: Duration::from_secs(3),

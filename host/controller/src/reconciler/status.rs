@@ -138,15 +138,19 @@ pub(crate) fn app_statuses(
         let mut scaler_statuses = Vec::with_capacity(scalers.len());
         for planned in scalers {
             let pending = in_flight.get(&planned.origin).copied().unwrap_or(0);
-            let info = match executor.failure_of(&planned.origin) {
-                Some(failure) => StatusInfo::new(StatusType::Failed, failure.reason.clone()),
-                None if pending > 0 && planned.status.status_type == StatusType::Deployed => {
+            let waiting = executor.waiting_of(&planned.origin);
+            let info = match (executor.failure_of(&planned.origin), waiting) {
+                (Some(failure), _) => StatusInfo::new(StatusType::Failed, failure.reason.clone()),
+                (None, Some(reason)) if planned.status.status_type != StatusType::Failed => {
+                    StatusInfo::new(StatusType::Reconciling, reason)
+                }
+                (None, _) if pending > 0 && planned.status.status_type == StatusType::Deployed => {
                     StatusInfo::new(
                         StatusType::Reconciling,
                         format!("{pending} command(s) not carried out yet"),
                     )
                 }
-                None => planned.status,
+                (None, _) => planned.status,
             };
             scaler_statuses.push(ScalerStatus {
                 id: planned.status_id,

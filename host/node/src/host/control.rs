@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use tracing::info;
-use trellis_bus::control::LatticeHosts;
+use trellis_bus::control::{Auction, LatticeHosts, Offered};
 use trellis_bus::lattice_data::LatticeData;
-use trellis_lattice::ctl::{self, HostInventory, ScaleComponentCommand, StartProviderCommand};
+use trellis_lattice::ctl::{
+    self, HostInventory, ScaleComponentCommand, StartProviderCommand, UpdateComponentCommand,
+};
 
-use super::Host;
+use super::{read, Host};
 
 impl LatticeHosts for Host {
     fn serves(&self, host_id: &str) -> bool {
@@ -39,14 +41,34 @@ impl LatticeHosts for Host {
         let _ = self.stop_requested.send(true);
     }
 
-    fn runs_component(&self, _host_id: &str, component_id: &str) -> bool {
-        self.components.get(component_id).is_some()
+    fn component_image(&self, _host_id: &str, component_id: &str) -> Option<String> {
+        self.components
+            .get(component_id)
+            .map(|running| running.image_ref.clone())
+    }
+
+    fn bidders(&self, auction: &Auction<'_>) -> Vec<String> {
+        let already_runs = match auction.offered {
+            Offered::Component => self.components.get(auction.id).is_some(),
+            Offered::Provider => read(&self.providers).contains_key(auction.id),
+        };
+        if auction.bids(&self.labels(), already_runs) {
+            vec![self.id.clone()]
+        } else {
+            Vec::new()
+        }
     }
 
     async fn scale_component(self: &Arc<Self>, _host_id: &str, cmd: ScaleComponentCommand) {
         // The ticket is taken here, in arrival order; loading runs in its own task.
         let ticket = self.scale_ticket(&cmd.component_id);
         tokio::spawn(self.clone().scale_in_turn(cmd, ticket));
+    }
+
+    async fn update_component(self: &Arc<Self>, _host_id: &str, cmd: UpdateComponentCommand) {
+        // In line with the component's scales: the ticket now, the work in its own task.
+        let ticket = self.scale_ticket(&cmd.component_id);
+        tokio::spawn(self.clone().update_in_turn(cmd, ticket));
     }
 
     async fn start_provider(

@@ -21,12 +21,11 @@ use crate::grants::{self, Grants};
 const BUCKET_KEY: &str = "bucket";
 
 impl Host {
-    /// Records a link seen in the link bucket; `None` removes it.
-    async fn set_link(&self, key: &str, link: Option<Link>) {
-        match link {
-            Some(link) => write(&self.links).insert(key.to_string(), link),
-            None => write(&self.links).remove(key),
-        };
+    /// Records an entry of the link bucket (all links of one source).
+    async fn apply_link_entry(&self, entry: &kv::Entry) {
+        if !write(&self.links).apply(entry) {
+            return;
+        }
         self.reconcile_routes().await;
         self.refresh_envs().await;
     }
@@ -61,6 +60,7 @@ impl Host {
     /// point at ([`crate::grants`]).
     async fn grants_of(&self, component_id: &str, app: Option<&str>) -> Result<Grants, String> {
         let links: Vec<Link> = read(&self.links)
+            .links()
             .values()
             .filter(|link| link.source_id == component_id && link.wit_namespace == "wasi")
             .cloned()
@@ -123,22 +123,10 @@ impl Host {
 pub(crate) async fn watch_links(host: Arc<Host>) {
     let mut entries = host.data.watch_links(&host.client);
     while let Some(input) = entries.next().await {
-        // Each entry holds a whole link: a resumed watch leaves nothing stale.
+        // Each entry holds all links of its source: a resumed watch leaves nothing stale.
         if let Resumed::Item(entry) = input {
-            apply_link_entry(&host, entry).await;
+            host.apply_link_entry(&entry).await;
         }
-    }
-}
-
-async fn apply_link_entry(host: &Host, entry: kv::Entry) {
-    match entry.operation {
-        kv::Operation::Put => match serde_json::from_slice::<Link>(&entry.value) {
-            Ok(link) => host.set_link(&entry.key, Some(link)).await,
-            Err(e) => {
-                warn!(host_id = %host.id, key = %entry.key, error = %e, "ignoring a link that is not valid JSON")
-            }
-        },
-        kv::Operation::Delete | kv::Operation::Purge => host.set_link(&entry.key, None).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //!   itself, with its checks and replies, is `trellis_bus::control`, shared with simulated
 //!   hosts);
 //! - [`scaling`]: components scaled up and down, in arrival order per component;
+//! - [`update`]: a running component moved to another image, in line with its scales;
 //! - [`providers`]: the built-in providers, and the HTTP listeners their links ask for;
 //! - [`links`]: the lattice's links and configs as they change, and what they give each
 //!   component here (config, grants);
@@ -17,6 +18,7 @@ mod events;
 mod links;
 mod providers;
 mod scaling;
+mod update;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -24,7 +26,7 @@ use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 use trellis_bus::lattice_data::LatticeData;
-use trellis_lattice::ctl::Link;
+use trellis_bus::link_specs::LinkTable;
 
 use crate::calls::LatticeCalls;
 use crate::component::Components;
@@ -50,7 +52,7 @@ pub(crate) struct Host {
     pub(crate) components: Components,
     providers: RwLock<BTreeMap<String, providers::RunningProvider>>,
     /// Every link of the lattice, by `Link::key()`, as last seen in the link bucket.
-    links: RwLock<BTreeMap<String, Link>>,
+    links: RwLock<LinkTable>,
     runtime: ComponentRuntime,
     pub(crate) http: HttpServer,
     services: Arc<Services>,

@@ -25,10 +25,16 @@ const DEFAULT_HTTP_ADDRESS: &str = "0.0.0.0:8000";
 const HEALTH_CHECK_FAILED: &str = "health_check_failed";
 const HEALTH_CHECK_PASSED: &str = "health_check_passed";
 
-/// Whether `image_ref` names the built-in HTTP server. wasmCloud's own image refs
-/// (`ghcr.io/wasmcloud/http-server:0.2x`) are aliases so that wadm manifests run unchanged.
+/// wasmCloud's reference to its hosts' built-in HTTP server.
+const WASMCLOUD_BUILTIN_HTTP_SERVER: &str = "wasmcloud+builtin://http-server";
+
+/// Whether `image_ref` names the built-in HTTP server. wasmCloud's own image refs (its host's
+/// built-in `wasmcloud+builtin://http-server`, its provider `ghcr.io/wasmcloud/http-server:0.2x`)
+/// are aliases so that wadm manifests run unchanged.
 fn is_http_server(image_ref: &str) -> bool {
-    image_ref == HTTP_SERVER_REF || image_ref.contains("wasmcloud/http-server")
+    image_ref == HTTP_SERVER_REF
+        || image_ref == WASMCLOUD_BUILTIN_HTTP_SERVER
+        || image_ref.contains("wasmcloud/http-server")
 }
 
 /// Whether `image_ref` names the built-in key-value provider; wasmCloud's NATS key-value
@@ -57,7 +63,7 @@ impl Host {
     ) -> Result<Vec<String>, String> {
         if !is_http_server(&cmd.provider_ref) && !is_keyvalue(&cmd.provider_ref) {
             let error = format!(
-                "unknown provider image {:?}: this node runs only its built-in providers: the HTTP server ({HTTP_SERVER_REF}, or any image ref containing wasmcloud/http-server) and key-value ({KEYVALUE_REF}, or wasmcloud/keyvalue-nats)",
+                "unknown provider image {:?}: this node runs only its built-in providers: the HTTP server ({HTTP_SERVER_REF}, {WASMCLOUD_BUILTIN_HTTP_SERVER}, or any image ref containing wasmcloud/http-server) and key-value ({KEYVALUE_REF}, or wasmcloud/keyvalue-nats)",
                 cmd.provider_ref
             );
             warn!(host_id = %self.id, provider_id = %cmd.provider_id, %error, "provider not started");
@@ -76,6 +82,16 @@ impl Host {
             annotations: cmd.annotations.clone().unwrap_or_default(),
             config: cmd.config.clone(),
         };
+        // The provider's own links, read now: one put a moment ago may not have come through
+        // the watch yet, and the reply says what its listeners could not do.
+        match self.data.links_from(&provider.id).await {
+            Ok(links) => {
+                write(&self.links).replace_source(&provider.id, links);
+            }
+            Err(error) => {
+                warn!(host_id = %self.id, provider_id = %provider.id, error = %format!("{error:#}"), "cannot read the provider's links; the watch will bring them")
+            }
+        }
         write(&self.providers).insert(provider.id.clone(), provider.clone());
         info!(host_id = %self.id, provider_id = %provider.id, image_ref = %provider.image_ref, "provider started");
         let data = event::ProviderStarted {
@@ -119,6 +135,7 @@ impl Host {
         let _serialised = self.routes_lock.lock().await;
         let providers = read(&self.providers).clone();
         let links: Vec<Link> = read(&self.links)
+            .links()
             .values()
             .filter(|link| {
                 providers.contains_key(&link.source_id)

@@ -37,6 +37,17 @@ impl Host {
             .is_some_and(|queue| queue.latest == ticket.seq)
     }
 
+    /// Whether a newer command for `component_id` took its place in line after `ticket`: then
+    /// this one is dropped (scaling is declarative: the newest is the one wanted, and it
+    /// publishes the outcome).
+    pub(super) fn superseded(&self, component_id: &str, ticket: &ScaleTicket) -> bool {
+        let latest = self.is_latest(component_id, ticket);
+        if !latest {
+            debug!(host_id = %self.id, component_id, "scale command superseded by a newer one");
+        }
+        !latest
+    }
+
     /// Applies a scale command (already validated) and publishes its outcome:
     /// `component_scaled` or `component_scale_failed`. A command overtaken by a newer one for
     /// the same component is dropped: scaling is declarative, the newest count is the one
@@ -56,14 +67,7 @@ impl Host {
         // pull must not hold up a newer command for the same component. Which command applies
         // is still decided in line, below; a superseded one loads nothing it can avoid and
         // publishes nothing.
-        let superseded = |host: &Self| {
-            let latest = host.is_latest(&cmd.component_id, &ticket);
-            if !latest {
-                debug!(host_id = %host.id, component_id = %cmd.component_id, "scale command superseded by a newer one");
-            }
-            !latest
-        };
-        if superseded(&self) {
+        if self.superseded(&cmd.component_id, &ticket) {
             return;
         }
         let preloaded = match self.components.get(&cmd.component_id) {
@@ -75,17 +79,32 @@ impl Host {
             {
                 None
             }
-            _ => Some(self.load_image(&cmd).instrument(span.clone()).await),
+            _ => Some(
+                self.load_image(&cmd.component_id, &cmd.component_ref)
+                    .instrument(span.clone())
+                    .await,
+            ),
         };
-        let _serialised = ticket.lock.lock().await;
-        if superseded(&self) {
+        let _serialised = ticket.turn().await;
+        if self.superseded(&cmd.component_id, &ticket) {
             return;
         }
-        match self
+        let outcome = self
             .apply_scale(&cmd, preloaded)
             .instrument(span.clone())
-            .await
-        {
+            .await;
+        self.publish_outcome(&cmd, outcome, &span).await;
+    }
+
+    /// Publishes what came of `cmd`: `component_scaled` with the image now running, or
+    /// `component_scale_failed` with why.
+    pub(super) async fn publish_outcome(
+        &self,
+        cmd: &ScaleComponentCommand,
+        outcome: Result<String, String>,
+        span: &tracing::Span,
+    ) {
+        match outcome {
             Ok(image_ref) => {
                 span.in_scope(|| info!(%image_ref, "component scaled"));
                 let annotations = cmd.annotations.clone().unwrap_or_default();
@@ -99,14 +118,14 @@ impl Host {
             }
             Err(error) => {
                 span.in_scope(|| warn!(%error, "scale failed"));
-                self.publish_scale_failed(&cmd, error).await;
+                self.publish_scale_failed(cmd, error).await;
             }
         }
     }
 
     /// Changes what runs; returns the image ref now running (or last run, for a count of 0).
     /// `preloaded` is `cmd`'s image, if it was loaded before the command's turn came.
-    async fn apply_scale(
+    pub(super) async fn apply_scale(
         &self,
         cmd: &ScaleComponentCommand,
         preloaded: Option<Result<LoadedComponent, String>>,
@@ -133,7 +152,10 @@ impl Host {
                 let loaded = match preloaded {
                     Some(loaded) => loaded?,
                     // What runs changed while the command waited: load it now.
-                    None => self.load_image(cmd).await?,
+                    None => {
+                        self.load_image(&cmd.component_id, &cmd.component_ref)
+                            .await?
+                    }
                 };
                 (cmd.component_ref.clone(), loaded)
             }
@@ -157,14 +179,16 @@ impl Host {
         Ok(image_ref)
     }
 
-    /// Reads and compiles the image `cmd` names.
-    async fn load_image(&self, cmd: &ScaleComponentCommand) -> Result<LoadedComponent, String> {
-        self.runtime.load(&cmd.component_ref).await.map_err(|e| {
-            format!(
-                "cannot start {} from {}: {e}",
-                cmd.component_id, cmd.component_ref
-            )
-        })
+    /// Reads and compiles `image_ref`, to run as `component_id`.
+    pub(super) async fn load_image(
+        &self,
+        component_id: &str,
+        image_ref: &str,
+    ) -> Result<LoadedComponent, String> {
+        self.runtime
+            .load(image_ref)
+            .await
+            .map_err(|e| format!("cannot start {component_id} from {image_ref}: {e}"))
     }
 
     /// Refuses a scale that would take the instances this node runs (every component's count
@@ -206,7 +230,7 @@ impl Host {
         self.changed();
     }
 
-    async fn publish_scale_failed(&self, cmd: &ScaleComponentCommand, error: String) {
+    pub(super) async fn publish_scale_failed(&self, cmd: &ScaleComponentCommand, error: String) {
         let data = event::ComponentScaleFailed {
             annotations: cmd.annotations.clone().unwrap_or_default(),
             host_id: self.id.clone(),
@@ -231,4 +255,12 @@ pub(super) struct ScaleQueue {
 pub(super) struct ScaleTicket {
     seq: u64,
     lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ScaleTicket {
+    /// Waits until no other command of the component is being applied; holds its turn while
+    /// the guard lives.
+    pub(super) async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
 }

@@ -1,0 +1,146 @@
+//! The churn guard against a host that misreports images (`trellis-sim` with
+//! `misreport_provider_images`): the scaler would stop and start the provider forever; the
+//! controller stops after a few round trips, says why in the app's status, and sends nothing
+//! more for that provider.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use trellis_bus::nats_server::NatsServer;
+use trellis_controller::churn::CHURN_FLIPS;
+use trellis_controller::{Controller, ControllerConfig, LoopSettings};
+use trellis_lattice::api::{PutModelResponse, StatusResponse, StatusType, Subjects};
+use trellis_sim::{SimConfig, SimLattice};
+
+const LATTICE: &str = "churn";
+
+const APP: &str = r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: quirky
+  annotations:
+    version: v1
+spec:
+  components:
+    - name: http
+      type: capability
+      properties:
+        image: wasmcloud+builtin://http-server
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+"#;
+
+async fn request<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: String,
+    body: &str,
+) -> T {
+    let reply = client
+        .request(subject, body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_misreports_images_is_not_churned() {
+    let nats = NatsServer::start_temporary().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::built_plugin("spreadscaler"),
+        plugins.path().join("spreadscaler.wasm"),
+    )
+    .unwrap();
+    let _controller = Controller::start(ControllerConfig {
+        nats_url: nats.url(),
+        lattices: vec![LATTICE.into()],
+        plugin_dir: plugins.path().to_path_buf(),
+        settings: LoopSettings {
+            resync_interval: Duration::from_millis(200),
+            debounce: Duration::from_millis(5),
+            ..LoopSettings::default()
+        },
+        ..ControllerConfig::default()
+    })
+    .await
+    .unwrap();
+    let sim = SimLattice::start(SimConfig {
+        nats_url: nats.url(),
+        lattice: LATTICE.into(),
+        hosts: 1,
+        heartbeat_interval: Duration::from_millis(500),
+        misreport_provider_images: true,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subjects = Subjects::new(LATTICE);
+    let put: PutModelResponse = request(&client, subjects.put(), APP).await;
+    assert_eq!(put.current_version, "v1", "{}", put.message);
+    let _: serde_json::Value = request(&client, subjects.deploy("quirky"), "{}").await;
+
+    let status = common::eventually("the scaler failed for churn", || async {
+        let status: StatusResponse = request(&client, subjects.status("quirky"), "").await;
+        status.status.filter(|s| {
+            s.info.status_type == StatusType::Failed && s.info.message.contains("churn")
+        })
+    })
+    .await;
+    assert!(
+        status
+            .info
+            .message
+            .contains("wasmcloud+builtin://http-server"),
+        "the status names what churned: {}",
+        status.info.message
+    );
+    // A few round trips, then nothing more: the guard holds for minutes.
+    let starts = sim.counters().provider_starts.load(Ordering::Relaxed);
+    assert!(
+        starts <= CHURN_FLIPS as u64,
+        "{starts} starts before the guard stepped in"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.counters().provider_starts.load(Ordering::Relaxed),
+        starts,
+        "sent more after the guard"
+    );
+}
+
+mod common {
+    use std::future::Future;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    pub fn built_plugin(name: &str) -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../build/plugins")
+            .join(format!("{name}.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
+            path.display()
+        );
+        path
+    }
+
+    /// Polls `check` until it gives a value (20 s at most).
+    pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
