@@ -417,4 +417,24 @@ mod tests {
         assert!(third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400));
         assert!(backoff("k", 30) <= BACKOFF_CAP.mul_f64(1.2));
     }
+
+    #[test]
+    fn a_link_waits_for_every_config_it_names() {
+        let link = Command::PutLink(trellis_runtime::bindings::Link {
+            source_id: "http".into(),
+            target: "echo".into(),
+            name: "default".into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "http".into(),
+            interfaces: vec!["incoming-handler".into()],
+            source_config: vec!["address".into()],
+            target_config: vec!["settings".into()],
+        });
+        let mut state = LatticeState::default();
+        assert_eq!(missing_configs(&link, &state), ["address", "settings"]);
+        state.configs.insert("address".into(), Default::default());
+        assert_eq!(missing_configs(&link, &state), ["settings"]);
+        state.configs.insert("settings".into(), Default::default());
+        assert!(missing_configs(&link, &state).is_empty());
+    }
 }
