@@ -19,9 +19,10 @@ use trellis_lattice::ctl::{self, Link};
 use crate::link_specs::{self, ComponentSpec, LinkTable};
 use crate::resume::{self, Resumed};
 
-/// How often a link write re-reads its source's entry when another writer changed it meanwhile;
-/// writers of one source are few (the hosts answering `link.*`), so a handful is plenty.
-const SPEC_WRITE_ATTEMPTS: usize = 8;
+/// How long a link write keeps re-reading its source's entry while other writers change it
+/// meanwhile: well within the 2 s a control-interface client waits for the reply. Writers of one
+/// source are the hosts answering `link.*` at once, each retrying after a short random pause.
+const SPEC_WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One named config: its keys and values.
 pub type ConfigValues = BTreeMap<String, String>;
@@ -79,7 +80,10 @@ impl LatticeData {
         mut change: impl FnMut(&mut ComponentSpec) -> bool,
     ) -> anyhow::Result<bool> {
         let key = link_specs::spec_key(source_id);
-        for _ in 0..SPEC_WRITE_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + SPEC_WRITE_PATIENCE;
+        let mut attempts: u64 = 0;
+        while tokio::time::Instant::now() < deadline {
+            attempts += 1;
             let entry = self.links.entry(&key).await?;
             let current = entry
                 .as_ref()
@@ -99,9 +103,23 @@ impl LatticeData {
             if written {
                 return Ok(true);
             }
-            debug!(key, "link entry changed while writing; reading it again");
+            debug!(
+                key,
+                attempts, "link entry changed while writing; reading it again"
+            );
+            // A pause that differs between writers, so that they stop colliding.
+            let random = {
+                use std::hash::{BuildHasher as _, Hasher as _};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            };
+            let pause = random % 5 + 1;
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         }
-        anyhow::bail!("{key} kept changing while writing it ({SPEC_WRITE_ATTEMPTS} attempts)")
+        anyhow::bail!(
+            "{key} kept changing while writing it ({attempts} attempts in {SPEC_WRITE_PATIENCE:?})"
+        )
     }
 
     /// The links from `source_id`, read now.
