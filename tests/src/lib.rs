@@ -109,7 +109,7 @@ pub fn echo_app(version: &str, instances: u32) -> String {
 
 /// App `name` at `version` whose only component is echo (image at `image`), `instances` of it
 /// by spreadscaler; the component list is last, so more components can follow.
-fn echo_only(name: &str, version: &str, image: &Path, instances: u32) -> String {
+pub(crate) fn echo_only(name: &str, version: &str, image: &Path, instances: u32) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
 kind: Application

@@ -129,24 +129,10 @@ pub fn wasmcloud_echo_app(
     instances: u32,
     address: &str,
 ) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: {version}
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-    - name: http
+    // The HTTP server's entry continues the echo-only manifest's component list.
+    crate::echo_only(name, version, image, instances)
+        + &format!(
+            r#"    - name: http
       type: capability
       properties:
         image: wasmcloud+builtin://http-server
@@ -166,7 +152,6 @@ spec:
                 - name: {name}-http
                   properties:
                     address: {address}
-"#,
-        image = image.display()
-    )
+"#
+        )
 }

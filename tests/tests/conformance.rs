@@ -231,31 +231,8 @@ async fn wadm_drives_trellis_nodes_and_fails_over() {
 
     // Kill the node running echo: wadm, which now gets claims and inventories from trellis
     // nodes, starts it on the other (after its own reaper notices, 70 s by default).
-    let running = lattice.instances(&api, "echowc-echo").await;
-    let victim = lattice
-        .procs
-        .iter()
-        .position(|p| p.host_id.as_ref().is_some_and(|h| running.contains_key(h)))
-        .expect("a node runs echo");
-    let killed = Instant::now();
-    lattice.kill(victim);
-    wait_until(
-        "echo running on the other node",
-        Duration::from_secs(300),
-        || async {
-            let running = lattice.instances(&api, "echowc-echo").await;
-            if running.values().sum::<u32>() >= 1 {
-                Ok(())
-            } else {
-                Err(format!("{running:?}"))
-            }
-        },
-    )
-    .await;
-    println!(
-        "wadm on trellis nodes: kill -9 → echo elsewhere in {:?}",
-        killed.elapsed()
-    );
+    let failover = kill_and_wait_elsewhere(&mut lattice, &api, "echowc-echo").await;
+    println!("wadm on trellis nodes: kill -9 → echo elsewhere in {failover:?}");
 
     wadm.undeploy_manifest("echowc").await.unwrap();
     wait_until("the nodes empty", START_PATIENCE, || async {
@@ -370,24 +347,40 @@ async fn one_run(controller: &str, run: usize) -> (Duration, Duration) {
     wait_deployed(&wadm, "web").await;
     let deploy = started.elapsed();
 
-    let running = lattice.instances(&api, "web-echo").await;
+    let failover = kill_and_wait_elsewhere(&mut lattice, &api, "web-echo").await;
+    (deploy, failover)
+}
+
+/// Kills (SIGKILL) the host running `component` and waits (up to 300 s: wadm's reaper is slow)
+/// until it runs on another; returns how long that took.
+async fn kill_and_wait_elsewhere(
+    lattice: &mut ProcessLattice,
+    api: &ApiClient,
+    component: &str,
+) -> Duration {
+    let running = lattice.instances(api, component).await;
     let victim = lattice
         .procs
         .iter()
         .position(|p| p.host_id.as_ref().is_some_and(|h| running.contains_key(h)))
-        .expect("a node runs echo");
+        .unwrap_or_else(|| panic!("no host runs {component}"));
     let killed = Instant::now();
     lattice.kill(victim);
-    wait_until("echo elsewhere", Duration::from_secs(300), || async {
-        let running = lattice.instances(&api, "web-echo").await;
-        if running.values().sum::<u32>() >= 1 {
-            Ok(())
-        } else {
-            Err(format!("{running:?}"))
-        }
-    })
+    let lattice = &*lattice;
+    wait_until(
+        &format!("{component} elsewhere"),
+        Duration::from_secs(300),
+        || async {
+            let running = lattice.instances(api, component).await;
+            if running.values().sum::<u32>() >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{running:?}"))
+            }
+        },
+    )
     .await;
-    (deploy, killed.elapsed())
+    killed.elapsed()
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

@@ -7,14 +7,7 @@ use wadm::config::WadmConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    trellis_conformance_runners::init_logging();
     let mut tasks = wadm::start_wadm(WadmConfig::parse())
         .await
         .context("starting wadm")?;

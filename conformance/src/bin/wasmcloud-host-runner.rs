@@ -15,7 +15,11 @@ use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 #[derive(Parser)]
 struct Args {
     /// NATS server the host joins (control and RPC).
-    #[arg(long, env = "WASMCLOUD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "WASMCLOUD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats_url: Url,
     /// Lattice name.
     #[arg(long, env = "WASMCLOUD_LATTICE", default_value = "default")]
@@ -30,14 +34,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    trellis_conformance_runners::init_logging();
     let args = Args::parse();
     let labels: HashMap<String, String> = args
         .labels
@@ -65,7 +62,9 @@ async fn main() -> anyhow::Result<()> {
             .enable_builtin_http_client(),
         ..HostConfig::default()
     };
-    let (host, shutdown) = Host::new(config).await.context("starting the wasmCloud host")?;
+    let (host, shutdown) = Host::new(config)
+        .await
+        .context("starting the wasmCloud host")?;
     println!("host-id {host_id}");
     // `shutdown` is the host's way out, not a wait: run until asked to stop (a signal, or
     // `host.stop` over the control interface), then shut down.

@@ -12,6 +12,8 @@ use trellis_controller::{Controller, ControllerConfig, LoopSettings};
 use trellis_lattice::api::{PutModelResponse, StatusResponse, StatusType, Subjects};
 use trellis_sim::{SimConfig, SimLattice};
 
+mod common;
+
 const LATTICE: &str = "churn";
 
 const APP: &str = r#"apiVersion: core.oam.dev/v1beta1
@@ -47,12 +49,7 @@ async fn request<T: serde::de::DeserializeOwned>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_misreports_images_is_not_churned() {
     let nats = NatsServer::start_temporary().unwrap();
-    let plugins = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        common::built_plugin("spreadscaler"),
-        plugins.path().join("spreadscaler.wasm"),
-    )
-    .unwrap();
+    let plugins = common::plugin_dir(&["spreadscaler"]);
     let _controller = Controller::start(ControllerConfig {
         nats_url: nats.url(),
         lattices: vec![LATTICE.into()],
@@ -109,38 +106,4 @@ async fn a_host_that_misreports_images_is_not_churned() {
         starts,
         "sent more after the guard"
     );
-}
-
-mod common {
-    use std::future::Future;
-    use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
-
-    pub fn built_plugin(name: &str) -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../build/plugins")
-            .join(format!("{name}.wasm"));
-        assert!(
-            path.exists(),
-            "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-            path.display()
-        );
-        path
-    }
-
-    /// Polls `check` until it gives a value (20 s at most).
-    pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "{what}: not within 20 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

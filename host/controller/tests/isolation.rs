@@ -6,8 +6,7 @@
 //! The plugins come from `build/plugins` (scripts/build-wasm.sh makes them).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use serde::de::DeserializeOwned;
@@ -20,21 +19,9 @@ use trellis_lattice::api::{
 use trellis_lattice::ctl::{self, CtlResponse, HostInventory};
 use trellis_sim::{SimConfig, SimLattice};
 
-const LATTICE: &str = "isolation";
-/// Generous for a loaded machine; each step takes well under a second.
-const PATIENCE: Duration = Duration::from_secs(20);
+mod common;
 
-fn built_plugin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../build/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-wasm.sh first (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
+const LATTICE: &str = "isolation";
 
 /// App `name`: a worker with a config of its own, linked over `wasi:keyvalue` to a key-value
 /// provider with a source config and a target config naming `bucket`. `worker_id` sets the
@@ -103,14 +90,7 @@ struct Lattice {
 impl Lattice {
     async fn start() -> Self {
         let nats = NatsServer::start_temporary().unwrap();
-        let plugins = tempfile::tempdir().unwrap();
-        for name in ["spreadscaler", "configscaler", "linkscaler"] {
-            std::fs::copy(
-                built_plugin(name),
-                plugins.path().join(format!("{name}.wasm")),
-            )
-            .unwrap();
-        }
+        let plugins = common::plugin_dir(&["spreadscaler", "configscaler", "linkscaler"]);
         let controller = Controller::start(ControllerConfig {
             nats_url: nats.url(),
             lattices: vec![LATTICE.into()],
@@ -257,14 +237,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not within {PATIENCE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(what, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await
 }
 
 /// The configs of app `name`, as they are on the lattice.
