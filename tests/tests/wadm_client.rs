@@ -207,8 +207,12 @@ async fn a_controller_with_an_api_prefix_answers_there_and_not_on_wadm_api() {
         &["spreadscaler", "linkscaler"],
     )
     .unwrap();
+    let http = format!(
+        "127.0.0.1:{}",
+        trellis_cli::nats_server::free_port().unwrap()
+    );
     lattice
-        .add_controller_with(&["--api-prefix", "acme.wadm"])
+        .add_controller_with(&["--api-prefix", "acme.wadm", "--http", &http])
         .await
         .unwrap();
     let nc = async_nats_wasmcloud::connect(lattice.nats.url())
@@ -248,6 +252,16 @@ async fn a_controller_with_an_api_prefix_answers_there_and_not_on_wadm_api() {
         "{}",
         out.text()
     );
+
+    // The controller's HTTP API asks under the prefix too.
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        http_get(&http, "/api/v1/apps", Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"echo\""), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,6 +312,37 @@ async fn a_controller_keeps_its_buckets_in_the_jetstream_domain_it_is_given() {
     wadm.deploy_manifest("echo", None).await.unwrap();
     let versions = wadm.list_versions("echo").await.unwrap();
     assert!(versions[0].deployed);
+
+    // Nodes keep links, configs and key-value in the domain they are given, and say so when
+    // no server has it.
+    let node_config = |domain: &str| trellis_node::NodeConfig {
+        nats_url: nats.url(),
+        lattice: "dom".into(),
+        allowed_image_dirs: vec![trellis_tests::repo_root().join("build")],
+        jetstream_domain: Some(domain.into()),
+        ..Default::default()
+    };
+    let err = match trellis_node::Node::start(node_config("elsewhere")).await {
+        Ok(_) => panic!("a node started on JetStream domain `elsewhere`"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("JetStream domain elsewhere"), "{err}");
+    let node = trellis_node::Node::start(node_config("hub")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wadm
+        .get_manifest_status("echo")
+        .await
+        .unwrap()
+        .info
+        .status_type
+        != StatusType::Deployed
+    {
+        assert!(
+            Instant::now() < deadline,
+            "echo not deployed on the hub's node"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The manifest is in the bucket of domain `hub`.
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::with_domain(client, "hub");
@@ -306,5 +351,16 @@ async fn a_controller_keeps_its_buckets_in_the_jetstream_domain_it_is_given() {
         .await
         .unwrap();
     assert!(kv.get("echo").await.unwrap().is_some());
+    // And so are the app's link and its config, which the node reads.
+    let links = js
+        .get_key_value(trellis_lattice::ctl::link_bucket("dom"))
+        .await
+        .unwrap();
+    assert!(links
+        .get("COMPONENT_echo-httpserver")
+        .await
+        .unwrap()
+        .is_some());
+    node.stop().await.unwrap();
     controller.stop().await;
 }

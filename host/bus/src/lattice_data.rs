@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::stream::BoxStream;
 use futures::StreamExt as _;
 use tracing::debug;
@@ -37,7 +37,16 @@ pub struct LatticeData {
 impl LatticeData {
     /// Opens the lattice's buckets, creating them if missing (several hosts may race to).
     pub async fn open(client: &async_nats::Client, lattice: &str) -> anyhow::Result<Self> {
-        let js = jetstream::new(client.clone());
+        Self::open_in(client, lattice, None).await
+    }
+
+    /// Like [`LatticeData::open`], in JetStream domain `domain` when given.
+    pub async fn open_in(
+        client: &async_nats::Client,
+        lattice: &str,
+        domain: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let js = crate::jetstream(client, domain);
         Ok(Self {
             links: crate::open_bucket(&js, &ctl::link_bucket(lattice), 1).await?,
             configs: crate::open_bucket(&js, &ctl::config_bucket(lattice), 1).await?,

@@ -53,6 +53,15 @@ pub async fn connect(
     })
 }
 
+/// JetStream on `client`, in `domain` when given (a leaf node's hub keeps the buckets): every
+/// process of a lattice must use the same one, or they keep separate buckets.
+pub fn jetstream(client: &async_nats::Client, domain: Option<&str>) -> jetstream::Context {
+    match domain {
+        Some(domain) => jetstream::with_domain(client.clone(), domain),
+        None => jetstream::new(client.clone()),
+    }
+}
+
 /// Opens a KV bucket, creating it (history `history`) if missing.
 ///
 /// `create_key_value` first reads the account info, whose shape async-nats 0.51 cannot parse

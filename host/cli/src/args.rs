@@ -263,6 +263,11 @@ pub struct NodeArgs {
     /// What components may use: file image folders, time, memory, counts, sizes.
     #[command(flatten)]
     pub sandbox: NodeFlags,
+    /// JetStream domain of the lattice's buckets (links, configs, key-value), when it is not
+    /// the server's own (a leaf node whose hub keeps them); the same as the controllers' -d.
+    #[arg(short = 'd', long = "domain", env = "TRELLIS_JETSTREAM_DOMAIN", value_name = "DOMAIN",
+          value_parser = parse_domain)]
+    pub domain: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -108,10 +108,7 @@ impl Controller {
 
         let client =
             trellis_bus::connect(&config.nats_url, options.name("trellis-controller")).await?;
-        let js = match &config.jetstream_domain {
-            Some(domain) => async_nats::jetstream::with_domain(client.clone(), domain),
-            None => async_nats::jetstream::new(client.clone()),
-        };
+        let js = trellis_bus::jetstream(&client, config.jetstream_domain.as_deref());
         let in_domain = config
             .jetstream_domain
             .as_ref()

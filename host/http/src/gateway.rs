@@ -68,11 +68,12 @@ impl IntoResponse for Unanswered {
 }
 
 impl Gateway {
-    pub fn new(client: async_nats::Client, lattice: &str) -> Self {
+    /// A gateway to `lattice`'s controllers, whose API is under `api_prefix`.
+    pub fn new(client: async_nats::Client, lattice: &str, api_prefix: &str) -> Self {
         Self {
             client,
             lattice: lattice.to_string(),
-            api: Subjects::new(lattice),
+            api: Subjects::with_prefix(api_prefix, lattice),
             ctl: ctl::Subjects::new(lattice),
         }
     }

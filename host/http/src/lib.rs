@@ -38,6 +38,8 @@ pub struct HttpConfig {
     /// address is a loopback one: anyone who reaches the API can deploy to the lattice.
     pub token: Option<String>,
     pub lattice: String,
+    /// The controllers' API prefix (`trellis controller --api-prefix`); `None`: wadm's default.
+    pub api_prefix: Option<String>,
 }
 
 /// Refuses to serve on an address other machines can reach without a token (an empty token
@@ -80,7 +82,11 @@ impl HttpServer {
                 )
             })?;
         let address = listener.local_addr()?;
-        let router = router(Gateway::new(client, &config.lattice), token);
+        let prefix = config
+            .api_prefix
+            .as_deref()
+            .unwrap_or(trellis_lattice::api::DEFAULT_API_PREFIX);
+        let router = router(Gateway::new(client, &config.lattice, prefix), token);
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

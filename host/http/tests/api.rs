@@ -372,6 +372,7 @@ async fn a_lattice_without_controller_is_named_in_the_error() {
             address: "127.0.0.1:0".parse().unwrap(),
             token: None,
             lattice: "empty".into(),
+            api_prefix: None,
         },
         client,
     )

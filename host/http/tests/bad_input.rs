@@ -63,6 +63,7 @@ impl Served {
                 address: "127.0.0.1:0".parse().unwrap(),
                 token: None,
                 lattice: LATTICE.into(),
+                api_prefix: None,
             },
             client,
         )

@@ -480,6 +480,7 @@ async fn the_dashboard_deploys_the_echo_example() {
             address: "127.0.0.1:0".parse().unwrap(),
             token: Some("s3cret".into()),
             lattice: served.lattice.lattice.clone(),
+            api_prefix: None,
         },
         served.nats.clone(),
     )
@@ -620,6 +621,7 @@ async fn hostile_strings_show_as_text() {
             address: "127.0.0.1:0".parse().unwrap(),
             token: None,
             lattice: lattice.into(),
+            api_prefix: None,
         },
         client.clone(),
     )

@@ -19,6 +19,7 @@ fn config(address: &str, token: Option<&str>) -> HttpConfig {
         address: address.parse().unwrap(),
         token: token.map(String::from),
         lattice: "test".into(),
+        api_prefix: None,
     }
 }
 

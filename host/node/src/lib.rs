@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub image_pull_timeout: Duration,
     /// The bounds on what components may use ([`limits`]).
     pub limits: Limits,
+    /// The JetStream domain of the lattice's buckets (links, configs, key-value), when it is
+    /// not the server's own (a leaf node whose hub keeps them); controllers use the same.
+    pub jetstream_domain: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +92,7 @@ impl Default for NodeConfig {
             max_image_bytes: image::MAX_IMAGE_BYTES,
             image_pull_timeout: image::PULL_TIMEOUT,
             limits: Limits::default(),
+            jetstream_domain: None,
         }
     }
 }
@@ -120,7 +124,15 @@ impl Node {
             options.name(format!("trellis-node {host_id}")),
         )
         .await?;
-        let data = LatticeData::open(&client, &config.lattice).await?;
+        let data =
+            LatticeData::open_in(&client, &config.lattice, config.jetstream_domain.as_deref())
+                .await
+                .with_context(|| match &config.jetstream_domain {
+                    Some(domain) => {
+                        format!("opening the lattice's buckets in JetStream domain {domain}")
+                    }
+                    None => "opening the lattice's buckets".to_string(),
+                })?;
         let host = Arc::new(Host::new(host_id, &config, client, data)?);
 
         let control =

@@ -46,6 +46,8 @@ pub struct SimConfig {
     /// does (a wasmCloud host reports `wasmcloud+builtin://http-server` as `http-server`),
     /// but surely different: what makes a controller churn, for testing its guard.
     pub misreport_provider_images: bool,
+    /// The JetStream domain of the lattice's buckets, as a node's `jetstream_domain`.
+    pub jetstream_domain: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -58,6 +60,7 @@ impl Default for SimConfig {
             labels: BTreeMap::new(),
             zones: 0,
             misreport_provider_images: false,
+            jetstream_domain: None,
         }
     }
 }
@@ -86,7 +89,9 @@ impl SimLattice {
             options.name(format!("trellis-sim {}", config.lattice)),
         )
         .await?;
-        let data = LatticeData::open(&client, &config.lattice).await?;
+        let data =
+            LatticeData::open_in(&client, &config.lattice, config.jetstream_domain.as_deref())
+                .await?;
         let mut hosts = HashMap::new();
         let mut ids = Vec::with_capacity(config.hosts);
         for i in 0..config.hosts {

@@ -12,13 +12,6 @@ use crate::args::ControllerArgs;
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let nats = args.conn.nats.resolve()?;
     let api_prefix = args.conn.api.api_prefix.clone();
-    if args.http.is_some() && api_prefix != trellis_lattice::api::DEFAULT_API_PREFIX {
-        anyhow::bail!(
-            "--http asks the controller API under the default prefix `{}`, not `{api_prefix}`: \
-             run the controller without --http, or without --api-prefix",
-            trellis_lattice::api::DEFAULT_API_PREFIX
-        );
-    }
     let mut lattices = vec![nats.lattice.clone()];
     lattices.extend(args.also.iter().cloned());
     let mut config = ControllerConfig {
@@ -26,7 +19,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         lattices,
         plugin_dir: args.plugins.clone(),
         store: args.store.settings(),
-        api_prefix,
+        api_prefix: api_prefix.clone(),
         jetstream_domain: args.domain.clone(),
         ..ControllerConfig::default()
     };
@@ -34,7 +27,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     config.settings.sweep_interval = Duration::from_secs(args.sweep_interval);
     apply_plugin_settings(&mut config, &args.conn.nats)?;
     let http = match args.http {
-        Some(address) => Some(serve_http(&nats, address, args.http_token.clone()).await?),
+        Some(address) => {
+            let token = args.http_token.clone();
+            Some(serve_http(&nats, address, token, Some(api_prefix)).await?)
+        }
         None => None,
     };
     let controller = Controller::start_with_options(config, nats.options().await?).await?;
@@ -68,16 +64,19 @@ pub fn apply_plugin_settings(
 }
 
 /// Serves the HTTP API and dashboard of the lattice (trellis-http) on a NATS connection of its own.
+/// `api_prefix`: the controllers' (`None`: wadm's default).
 pub async fn serve_http(
     settings: &NatsSettings,
     address: std::net::SocketAddr,
     token: Option<String>,
+    api_prefix: Option<String>,
 ) -> anyhow::Result<trellis_http::HttpServer> {
     let client = settings.connect().await?;
     let config = trellis_http::HttpConfig {
         address,
         token,
         lattice: settings.lattice.clone(),
+        api_prefix,
     };
     trellis_http::HttpServer::start(config, client).await
 }

@@ -17,6 +17,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 hosts,
                 heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
                 labels: args.labels.into_iter().collect(),
+                jetstream_domain: args.domain.clone(),
                 ..trellis_sim::SimConfig::default()
             },
             nats.options().await?,
@@ -36,6 +37,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect(),
         heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
         friendly_name: args.name,
+        jetstream_domain: args.domain,
         ..NodeConfig::default()
     };
     args.sandbox.apply(&mut config);

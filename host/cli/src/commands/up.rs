@@ -133,7 +133,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A taken port costs the dashboard, not the lattice: say so and go on.
     let http = match args.no_http {
         true => None,
-        false => match serve_http(&settings, args.http, args.http_token.clone()).await {
+        false => match serve_http(&settings, args.http, args.http_token.clone(), None).await {
             Ok(server) => {
                 println!("  dashboard   {}", server.url());
                 Some(server)

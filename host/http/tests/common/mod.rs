@@ -35,6 +35,7 @@ impl Served {
                 address: "127.0.0.1:0".parse().unwrap(),
                 token: token.map(String::from),
                 lattice: lattice.lattice.clone(),
+                api_prefix: None,
             },
             nats.clone(),
         )

@@ -50,9 +50,9 @@ pub(crate) struct KeyValue {
 }
 
 impl KeyValue {
-    pub(crate) fn new(client: async_nats::Client, max_bytes: i64) -> Self {
+    pub(crate) fn new(js: jetstream::Context, max_bytes: i64) -> Self {
         Self {
-            js: jetstream::new(client),
+            js,
             opened: tokio::sync::Mutex::default(),
             max_bytes,
         }

@@ -24,32 +24,55 @@ use crate::calls::{
 use crate::component::Components;
 
 impl Host {
-    /// Joins the queue group of calls to `component_id` (once).
-    pub(super) fn take_calls(&self, component_id: &str) {
-        let mut takers = self
+    /// Joins the queue group of calls to `component_id` (once), and returns once the server
+    /// has the subscription: a component is announced as running (`component_scaled`) only when
+    /// calls to it from other nodes reach it.
+    pub(super) async fn take_calls(&self, component_id: &str) {
+        let taking = self
             .call_takers
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if takers
+            .unwrap_or_else(PoisonError::into_inner)
             .get(component_id)
-            .is_some_and(|t| !t.task.is_finished())
-        {
+            .is_some_and(|t| !t.task.is_finished());
+        if taking {
             return;
         }
         let Some(subject) = calls::call_subject(&self.lattice, component_id) else {
             warn!(host_id = %self.id, component_id, "component id does not fit in a NATS subject token; it cannot be called by lattice name");
             return;
         };
+        let calls = match self
+            .client
+            .queue_subscribe(subject.clone(), subject.clone())
+            .await
+        {
+            Ok(calls) => calls,
+            Err(e) => {
+                warn!(host_id = %self.id, component_id, error = %e, "cannot subscribe to lattice calls; this node will not take calls for the component");
+                return;
+            }
+        };
+        if let Err(e) = self.client.flush().await {
+            warn!(host_id = %self.id, component_id, error = %e, "cannot confirm the lattice call subscription");
+        }
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(serve(
             self.client.clone(),
+            calls,
             subject,
             component_id.to_string(),
             self.components.clone(),
             self.calls_in_flight.clone(),
             stop_rx,
         ));
-        takers.insert(component_id.to_string(), CallTaker { stop, task });
+        let mut takers = self
+            .call_takers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = takers.insert(component_id.to_string(), CallTaker { stop, task }) {
+            // Another scale of the component subscribed meanwhile: one taker is enough.
+            old.task.abort();
+        }
     }
 
     /// Leaves the component's call queue group; calls already handed to this node are still
@@ -115,22 +138,13 @@ pub(super) struct CallTaker {
 /// returns: a stopping node loses no call that reached it.
 async fn serve(
     client: async_nats::Client,
+    mut calls: async_nats::Subscriber,
     subject: String,
     component_id: String,
     components: Components,
     in_flight: Arc<tokio::sync::RwLock<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut calls = match client
-        .queue_subscribe(subject.clone(), subject.clone())
-        .await
-    {
-        Ok(calls) => calls,
-        Err(e) => {
-            warn!(component_id, error = %e, "cannot subscribe to lattice calls; this node will not take calls for the component");
-            return;
-        }
-    };
     debug!(component_id, subject, "taking lattice calls");
     let mut stop = std::pin::pin!(stop);
     let mut stopping = false;

@@ -96,7 +96,10 @@ impl Host {
             .unwrap_or_else(|| format!("trellis-{}", id[1..7].to_lowercase()));
         let components = Components::default();
         let services = Arc::new(Services {
-            keyvalue: KeyValue::new(client.clone(), config.limits.kv_bucket_max_bytes),
+            keyvalue: KeyValue::new(
+                trellis_bus::jetstream(&client, config.jetstream_domain.as_deref()),
+                config.limits.kv_bucket_max_bytes,
+            ),
             calls: Arc::new(LatticeCalls::new(client.clone(), config.lattice.clone())),
             limits: config.limits.clone(),
             own_listeners: OwnListeners::default(),

@@ -175,7 +175,7 @@ impl Host {
             env,
             self.services.clone(),
         )));
-        self.take_calls(&cmd.component_id);
+        self.take_calls(&cmd.component_id).await;
         Ok(image_ref)
     }
 
