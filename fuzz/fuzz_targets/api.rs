@@ -13,18 +13,7 @@ use trellis_lattice::api::{
 
 fn tail_of(op: &Operation) -> String {
     let subjects = Subjects::new("l");
-    let subject = match op {
-        Operation::Put => subjects.put(),
-        Operation::List => subjects.list(),
-        Operation::GetAll => subjects.get_all(),
-        Operation::Get(n) => subjects.get(n),
-        Operation::Versions(n) => subjects.versions(n),
-        Operation::Del(n) => subjects.del(n),
-        Operation::Deploy(n) => subjects.deploy(n),
-        Operation::Undeploy(n) => subjects.undeploy(n),
-        Operation::Status(n) => subjects.status(n),
-        Operation::History(n) => subjects.history(n),
-    };
+    let subject = subjects.operation(op);
     let prefix = format!("{}.", subjects.model_prefix());
     subject[prefix.len()..].to_string()
 }

@@ -6,11 +6,10 @@
 //!   requests carry it, the others none).
 #![no_main]
 
-use std::collections::BTreeMap;
-
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use trellis_controller::commands::{decode, encode, Origin};
+use trellis_fuzz::on_the_wire;
 use trellis_lattice::ctl::Subjects;
 use trellis_runtime::bindings::{
     Command, DeleteLink, Link, Pair, PutConfig, ScaleComponent, StartProvider, StopProvider,
@@ -68,29 +67,6 @@ fn command(u: &mut Unstructured) -> arbitrary::Result<Command> {
         }
         _ => Command::DeleteConfig(u.arbitrary()?),
     })
-}
-
-fn on_the_wire(command: &Command) -> Command {
-    match command {
-        Command::PutConfig(c) => {
-            let entries: BTreeMap<&str, &str> = c
-                .entries
-                .iter()
-                .map(|p| (p.key.as_str(), p.value.as_str()))
-                .collect();
-            Command::PutConfig(PutConfig {
-                name: c.name.clone(),
-                entries: entries
-                    .into_iter()
-                    .map(|(k, v)| Pair {
-                        key: k.into(),
-                        value: v.into(),
-                    })
-                    .collect(),
-            })
-        }
-        other => other.clone(),
-    }
 }
 
 fn decoded_requests(data: &[u8]) {

@@ -166,7 +166,7 @@ impl LatticeData {
             };
             table.apply(&entry);
         }
-        Ok(table.links().values().cloned().collect())
+        Ok(table.values().cloned().collect())
     }
 
     pub async fn put_config(&self, name: &str, values: &ConfigValues) -> anyhow::Result<()> {

@@ -48,17 +48,17 @@ impl ComponentSpec {
     }
 }
 
-/// The lattice's links by [`Link::key`], as read from the bucket's entries.
+/// The lattice's links by [`Link::key`], as read from the bucket's entries. An entry replaces
+/// one source's links, so the table also knows each source's keys: applying an entry costs
+/// that source's links, not the lattice's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LinkTable {
     links: BTreeMap<String, Link>,
+    /// The keys of each source's links.
+    sources: BTreeMap<String, Vec<String>>,
 }
 
 impl LinkTable {
-    pub fn links(&self) -> &BTreeMap<String, Link> {
-        &self.links
-    }
-
     pub fn get(&self, key: &str) -> Option<&Link> {
         self.links.get(key)
     }
@@ -69,6 +69,15 @@ impl LinkTable {
 
     pub fn values(&self) -> impl Iterator<Item = &Link> {
         self.links.values()
+    }
+
+    /// The links from `source_id`.
+    pub fn from_source<'a>(&'a self, source_id: &str) -> impl Iterator<Item = &'a Link> {
+        self.sources
+            .get(source_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.links.get(key))
     }
 
     /// Applies one entry of the bucket: a source's entry replaces all links from that source.
@@ -95,11 +104,17 @@ impl LinkTable {
     /// Replaces every link from `source_id` with `links` (only those that really come from it:
     /// an entry cannot speak for another source). Returns whether anything changed.
     pub fn replace_source(&mut self, source_id: &str, links: Vec<Link>) -> bool {
-        let before = self.links.clone();
-        self.links.retain(|_, l| l.source_id != source_id);
+        let before: BTreeMap<String, Link> = self
+            .sources
+            .remove(source_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.links.remove_entry(&key))
+            .collect();
+        let mut after = BTreeMap::new();
         for link in links {
             if link.source_id == source_id {
-                self.links.insert(link.key(), link);
+                after.insert(link.key(), link);
             } else {
                 warn!(
                     source_id,
@@ -108,7 +123,13 @@ impl LinkTable {
                 );
             }
         }
-        self.links != before
+        let changed = after != before;
+        if !after.is_empty() {
+            self.sources
+                .insert(source_id.to_string(), after.keys().cloned().collect());
+            self.links.extend(after);
+        }
+        changed
     }
 }
 
@@ -148,12 +169,10 @@ mod tests {
         assert!(!table.replace_source("s", vec![link("s", "default", "a")]));
         // A stray link of another source in s's entry is not taken.
         assert!(table.replace_source("s", vec![link("t", "x", "a")]));
-        let keys: Vec<_> = table
-            .links()
-            .values()
-            .map(|l| l.source_id.clone())
-            .collect();
+        let keys: Vec<_> = table.values().map(|l| l.source_id.clone()).collect();
         assert_eq!(keys, ["t"]);
+        assert_eq!(table.from_source("s").count(), 0);
+        assert_eq!(table.from_source("t").count(), 1);
     }
 
     #[test]

@@ -447,8 +447,8 @@ impl ApiServer {
             Err(message) => return refused(name, message),
         };
         match self.store.deploy(name, request.version.as_deref()).await {
-            Ok(version) => {
-                self.events.deployed(&self.store, name, &version).await;
+            Ok((version, manifest)) => {
+                self.events.published(&manifest).await;
                 DeployModelResponse {
                     result: DeployResult::Acknowledged,
                     code: None,

@@ -142,8 +142,8 @@ impl ExtensionServer {
 
     async fn rollback(&self, name: &str) -> DeployModelResponse {
         let (result, message, version) = match self.store.rollback(name).await {
-            Ok(version) => {
-                self.events.deployed(&self.store, name, &version).await;
+            Ok((version, manifest)) => {
+                self.events.published(&manifest).await;
                 (
                     DeployResult::Acknowledged,
                     format!("rolling app {name} back to version {version}"),

@@ -16,8 +16,6 @@ use trellis_lattice::api::{
 use trellis_lattice::event::CloudEvent;
 use trellis_lattice::Manifest;
 
-use crate::store::ManifestStore;
-
 /// Publishes a lattice's manifest events.
 #[derive(Clone)]
 pub struct ManifestEvents {
@@ -35,27 +33,7 @@ impl ManifestEvents {
         }
     }
 
-    /// `manifest_published` for version `version` of app `name`, just deployed. The manifest
-    /// is read back from the store (a deploy answers with the version only).
-    pub async fn deployed(&self, store: &ManifestStore, name: &str, version: &str) {
-        let manifest = match store.get(name).await {
-            Ok(Some((app, _))) => app.version(version).map(|v| v.manifest.clone()),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(lattice = %self.lattice, app = name, "cannot read the deployed manifest for its event: {e}");
-                return;
-            }
-        };
-        match manifest {
-            Some(manifest) => self.published(&manifest).await,
-            // Deleted between the deploy and now: its unpublished event follows.
-            None => {
-                tracing::debug!(lattice = %self.lattice, app = name, version, "deployed version gone before its event")
-            }
-        }
-    }
-
-    /// `manifest_published` with `manifest` as the data.
+    /// `manifest_published` with `manifest`, the version just deployed, as the data.
     pub async fn published(&self, manifest: &Manifest) {
         self.send(
             MANIFEST_PUBLISHED,

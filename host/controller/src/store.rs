@@ -315,8 +315,13 @@ impl ManifestStore {
     }
 
     /// Marks a version (the latest when `None`) as deployed; returns it.
-    pub async fn deploy(&self, name: &str, version: Option<&str>) -> Result<String, StoreError> {
-        let (mut app, revision) = self
+    /// Deploys `version` (the latest when `None`); returns it, with its manifest.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(String, Manifest), StoreError> {
+        let (app, revision) = self
             .get(name)
             .await?
             .ok_or_else(|| StoreError::NotFound(name.into()))?;
@@ -335,22 +340,12 @@ impl ManifestStore {
                 .version
                 .clone(),
         };
-        if let Some(manifest) = app.version(&version).map(|v| &v.manifest) {
-            self.check_isolation(manifest).await?;
-        }
-        app.deployed = Some(version.clone());
-        app.history.push(HistoryEntry {
-            version: Some(version.clone()),
-            at: Utc::now(),
-            non_destructive: false,
-        });
-        self.write(name, &mut app, Some(revision)).await?;
-        Ok(version)
+        self.deploy_version(name, app, revision, version).await
     }
 
     /// Deploys the version deployed before the current one (see
     /// [`StoredApp::rollback_target`]); returns it.
-    pub async fn rollback(&self, name: &str) -> Result<String, StoreError> {
+    pub async fn rollback(&self, name: &str) -> Result<(String, Manifest), StoreError> {
         let (app, revision) = self
             .get(name)
             .await?
@@ -359,18 +354,34 @@ impl ManifestStore {
             .rollback_target()
             .ok_or_else(|| StoreError::NoRollback(name.into()))?
             .to_string();
-        if let Some(manifest) = app.version(&target).map(|v| &v.manifest) {
-            self.check_isolation(manifest).await?;
-        }
-        let mut app = app;
-        app.deployed = Some(target.clone());
+        self.deploy_version(name, app, revision, target).await
+    }
+
+    /// Marks `version` of `app` (read at `revision`) deployed, once no other deployed app
+    /// claims what it declares; returns the version and its manifest.
+    async fn deploy_version(
+        &self,
+        name: &str,
+        mut app: StoredApp,
+        revision: u64,
+        version: String,
+    ) -> Result<(String, Manifest), StoreError> {
+        let manifest = app
+            .version(&version)
+            .map(|v| v.manifest.clone())
+            .ok_or_else(|| StoreError::VersionNotFound {
+                app: name.into(),
+                version: version.clone(),
+            })?;
+        self.check_isolation(&manifest).await?;
+        app.deployed = Some(version.clone());
         app.history.push(HistoryEntry {
-            version: Some(target.clone()),
+            version: Some(version.clone()),
             at: Utc::now(),
             non_destructive: false,
         });
         self.write(name, &mut app, Some(revision)).await?;
-        Ok(target)
+        Ok((version, manifest))
     }
 
     /// Marks the app undeployed. With `non_destructive`, the controller stops managing what it

@@ -4,7 +4,6 @@
 //! `cargo test` stays quick; `fuzz/` runs the byte-level ones for longer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -22,24 +21,11 @@ use trellis_lattice::Manifest;
 use trellis_runtime::bindings::{
     Command, DeleteLink, Link, Pair, PutConfig, ScaleComponent, StartProvider, StopProvider,
 };
-use trellis_runtime::{LatticeSnapshot, Runtime, RuntimeConfig};
 
-/// A runtime over an empty plugin folder: validation runs the controller's own checks only.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let runtime = Runtime::new(RuntimeConfig {
-                plugin_dir: dir.path().to_path_buf(),
-                ..RuntimeConfig::default()
-            })
-            .unwrap();
-            runtime.reload();
-            (runtime, dir)
-        })
-        .0
-}
+mod oracles;
+use oracles::{
+    check_findings, check_snapshot, check_touched, on_the_wire, runtime_without_plugins, view, View,
+};
 
 /// Short text of any characters, with subject separators and wildcards made likely.
 fn text() -> impl Strategy<Value = String> {
@@ -212,31 +198,6 @@ fn origin() -> impl Strategy<Value = Origin> {
 
 fn lattice_name() -> impl Strategy<Value = String> {
     prop_oneof![Just("default".to_string()), Just("a.b".to_string()), text()]
-}
-
-/// The command as the wire keeps it: a config's entries are a JSON object, so they come back
-/// sorted by key, one value per key (the last given).
-fn on_the_wire(command: &Command) -> Command {
-    match command {
-        Command::PutConfig(c) => {
-            let entries: BTreeMap<&str, &str> = c
-                .entries
-                .iter()
-                .map(|p| (p.key.as_str(), p.value.as_str()))
-                .collect();
-            Command::PutConfig(PutConfig {
-                name: c.name.clone(),
-                entries: entries
-                    .into_iter()
-                    .map(|(k, v)| Pair {
-                        key: k.into(),
-                        value: v.into(),
-                    })
-                    .collect(),
-            })
-        }
-        other => other.clone(),
-    }
 }
 
 /// The bindings' types have no `PartialEq`; their `Debug` shows every field.
@@ -485,117 +446,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Labels or annotations as (key, value) pairs, in order.
-type Pairs = Vec<(String, String)>;
-
-/// One instance on one host: count (1 for a provider), image, annotations.
-type Instance = (u32, String, Pairs);
-
-/// What a scaler can see of the lattice: hosts with their labels, and every instance.
-#[derive(Debug, Clone, PartialEq)]
-struct View {
-    hosts: BTreeMap<String, Pairs>,
-    /// (`c` or `p`, id) → host → (count, image, annotations)
-    instances: BTreeMap<(char, String), BTreeMap<String, Instance>>,
-}
-
-fn pairs(list: &[Pair]) -> Pairs {
-    list.iter()
-        .map(|p| (p.key.clone(), p.value.clone()))
-        .collect()
-}
-
-fn view(snapshot: &LatticeSnapshot) -> View {
-    let mut instances: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
-    for (id, list) in &snapshot.components {
-        for i in list {
-            instances.entry(('c', id.clone())).or_default().insert(
-                i.host_id.clone(),
-                (i.count, i.image.clone(), pairs(&i.annotations)),
-            );
-        }
-    }
-    for (id, list) in &snapshot.providers {
-        for i in list {
-            instances.entry(('p', id.clone())).or_default().insert(
-                i.host_id.clone(),
-                (1, i.image.clone(), pairs(&i.annotations)),
-            );
-        }
-    }
-    View {
-        hosts: snapshot
-            .hosts
-            .iter()
-            .map(|(id, h)| (id.clone(), pairs(&h.labels)))
-            .collect(),
-        instances,
-    }
-}
-
-/// What every snapshot must hold, whatever came before.
-fn check_snapshot(snapshot: &LatticeSnapshot) -> Result<(), TestCaseError> {
-    for (id, list) in &snapshot.components {
-        prop_assert!(!list.is_empty(), "component {id} listed with no instance");
-        for i in list {
-            prop_assert!(
-                snapshot.hosts.contains_key(&i.host_id),
-                "{id} on missing host {}",
-                i.host_id
-            );
-            prop_assert!(i.count > 0, "{id} on {} with count 0", i.host_id);
-            prop_assert_eq!(&i.component_id, id);
-        }
-        // `commands::overlay` binary-searches these by host id.
-        prop_assert!(
-            list.windows(2).all(|w| w[0].host_id < w[1].host_id),
-            "{id}'s instances not in strict host order"
-        );
-    }
-    for (id, list) in &snapshot.providers {
-        for i in list {
-            prop_assert!(snapshot.hosts.contains_key(&i.host_id));
-            prop_assert_eq!(&i.provider_id, id);
-        }
-        prop_assert!(list.windows(2).all(|w| w[0].host_id < w[1].host_id));
-    }
-    for (id, host) in &snapshot.hosts {
-        prop_assert_eq!(&host.id, id);
-    }
-    Ok(())
-}
-
-/// An event's answer names every change a scaler could see: hosts coming, going or changing
-/// labels is `Everything`; otherwise every component or provider id whose instances changed.
-fn check_touched(before: &View, after: &View, touched: &Touched) -> Result<(), TestCaseError> {
-    if before.hosts != after.hosts {
-        prop_assert_eq!(
-            touched,
-            &Touched::Everything,
-            "hosts changed {:?} -> {:?}",
-            before.hosts,
-            after.hosts
-        );
-        return Ok(());
-    }
-    let keys: BTreeSet<&(char, String)> = before
-        .instances
-        .keys()
-        .chain(after.instances.keys())
-        .collect();
-    for key in keys {
-        if before.instances.get(key) != after.instances.get(key) {
-            let named = match touched {
-                Touched::Everything => true,
-                Touched::Ids(ids) => ids.contains(&key.1),
-                Touched::Nothing => false,
-            };
-            prop_assert!(named, "{key:?} changed but the answer was {touched:?}");
-        }
-    }
-    Ok(())
-}
-
 /// What a heartbeat or an inventory says runs on `host`, as the view shows it.
 fn reported(
     host: &str,
@@ -673,28 +523,15 @@ proptest! {
     /// error; a manifest's findings come errors first, one error per place at most.
     #[test]
     fn validate_any_text(text in any_text()) {
-        let found = validate_text(runtime(), &text);
-        if Manifest::parse(&text).is_err() {
-            prop_assert_eq!(found.len(), 1, "{:?}", found);
-            prop_assert_eq!(found[0].severity, Severity::Error);
-            prop_assert_eq!(found[0].path.as_str(), "");
-        } else {
-            prop_assert!(found.windows(2).all(|w| w[0].severity <= w[1].severity), "{found:?}");
-            let errors: Vec<&str> = found
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .map(|d| d.path.as_str())
-                .collect();
-            let places: BTreeSet<&str> = errors.iter().copied().collect();
-            prop_assert_eq!(places.len(), errors.len(), "two errors at one place: {:?}", found);
-        }
+        let found = validate_text(runtime_without_plugins(), &text);
+        check_findings(&text, &found).map_err(TestCaseError::fail)?;
     }
 
     /// With no plugin loaded, the controller's own checks decide: each one fails exactly when
     /// its field is off, and a manifest with nothing off has no error.
     #[test]
     fn validate_finds_what_is_off(text in manifest_text()) {
-        let found = validate_text(runtime(), &text);
+        let found = validate_text(runtime_without_plugins(), &text);
         let manifest = Manifest::parse(&text).unwrap();
         let errors: BTreeSet<&str> = found
             .iter()
@@ -776,7 +613,7 @@ proptest! {
                 Step::Event { source, event, age } => {
                     let touched = state.apply(source, &event.event(), at(now - age));
                     let after = view(&state.snapshot(0));
-                    check_touched(&before, &after, &touched)?;
+                    check_touched(&before, &after, &touched).map_err(TestCaseError::fail)?;
                     match event {
                         EventSpec::Stopped => {
                             prop_assert!(!after.hosts.contains_key(*source));
@@ -795,7 +632,7 @@ proptest! {
                     let event = Event::HostHeartbeat(hb.clone());
                     let first = state.apply(source, &event, at(now));
                     let once = view(&state.snapshot(0));
-                    check_touched(&before, &once, &first)?;
+                    check_touched(&before, &once, &first).map_err(TestCaseError::fail)?;
                     let second = state.apply(source, &event, at(now));
                     prop_assert_eq!(second, Touched::Nothing);
                     prop_assert_eq!(view(&state.snapshot(0)), once);
@@ -833,7 +670,7 @@ proptest! {
                     prop_assert!(host.last_seen >= *seen, "{id}'s last sign of life went back");
                 }
             }
-            check_snapshot(&state.snapshot(0))?;
+            check_snapshot(&state.snapshot(0)).map_err(TestCaseError::fail)?;
         }
     }
 

@@ -21,6 +21,23 @@ pub const LINKDEF_DELETED: &str = "linkdef_deleted";
 pub const CONFIG_SET: &str = "config_set";
 pub const CONFIG_DELETED: &str = "config_deleted";
 
+/// Every kind [`CloudEvent::decode`] reads into an event of its own (others are
+/// [`Event::Other`]).
+pub const KINDS: [&str; 12] = [
+    HOST_STARTED,
+    HOST_STOPPED,
+    HOST_HEARTBEAT,
+    COMPONENT_SCALED,
+    COMPONENT_SCALE_FAILED,
+    PROVIDER_STARTED,
+    PROVIDER_STOPPED,
+    PROVIDER_START_FAILED,
+    LINKDEF_SET,
+    LINKDEF_DELETED,
+    CONFIG_SET,
+    CONFIG_DELETED,
+];
+
 /// The subject an event of `kind` (e.g. `component_scaled`) is published on.
 pub fn subject(lattice: &str, kind: &str) -> String {
     format!("wasmbus.evt.{lattice}.{kind}")

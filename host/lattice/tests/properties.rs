@@ -145,18 +145,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
 /// The tail of the subject (after `wadm.api.{lattice}.model.`) that names `op`.
 fn tail_of(op: &Operation) -> String {
     let subjects = Subjects::new("l");
-    let subject = match op {
-        Operation::Put => subjects.put(),
-        Operation::List => subjects.list(),
-        Operation::GetAll => subjects.get_all(),
-        Operation::Get(n) => subjects.get(n),
-        Operation::Versions(n) => subjects.versions(n),
-        Operation::Del(n) => subjects.del(n),
-        Operation::Deploy(n) => subjects.deploy(n),
-        Operation::Undeploy(n) => subjects.undeploy(n),
-        Operation::Status(n) => subjects.status(n),
-        Operation::History(n) => subjects.history(n),
-    };
+    let subject = subjects.operation(op);
     subject
         .strip_prefix(&format!("{}.", subjects.model_prefix()))
         .expect("every operation's subject is under the model prefix")
@@ -298,21 +287,6 @@ fn payload(kind: &'static str) -> BoxedStrategy<Value> {
     }
 }
 
-const KINDS: [&str; 12] = [
-    event::HOST_STARTED,
-    event::HOST_STOPPED,
-    event::HOST_HEARTBEAT,
-    event::COMPONENT_SCALED,
-    event::COMPONENT_SCALE_FAILED,
-    event::PROVIDER_STARTED,
-    event::PROVIDER_STOPPED,
-    event::PROVIDER_START_FAILED,
-    event::LINKDEF_SET,
-    event::LINKDEF_DELETED,
-    event::CONFIG_SET,
-    event::CONFIG_DELETED,
-];
-
 /// The kind a decoded event is of, as `CloudEvent::kind` names it.
 fn kind_of(event: &Event) -> &'static str {
     match event {
@@ -450,7 +424,7 @@ proptest! {
     /// Any JSON as an event envelope, any data for any kind: decoding answers, never panics.
     #[test]
     fn any_cloudevent_decodes_or_errs(
-        kind in prop_oneof![prop::sample::select(KINDS.to_vec()).prop_map(str::to_string), text()],
+        kind in prop_oneof![prop::sample::select(event::KINDS.to_vec()).prop_map(str::to_string), text()],
         prefixed in any::<bool>(),
         data in json(),
         envelope in json(),
@@ -469,7 +443,7 @@ proptest! {
     /// What a host sends decodes as the event of that kind, whatever the payload's values.
     #[test]
     fn host_events_decode_as_their_kind(
-        (kind, data) in prop::sample::select(KINDS.to_vec())
+        (kind, data) in prop::sample::select(event::KINDS.to_vec())
             .prop_flat_map(|kind| (Just(kind), payload(kind))),
     ) {
         let sent = CloudEvent::new(kind, "NHOST", &data);

@@ -79,6 +79,21 @@ impl Subjects {
     pub fn get_all(&self) -> String {
         format!("{}.get", self.model_prefix())
     }
+    /// The subject that names `op`: the inverse of [`Operation::parse`] on its tail.
+    pub fn operation(&self, op: &Operation) -> String {
+        match op {
+            Operation::Put => self.put(),
+            Operation::List => self.list(),
+            Operation::GetAll => self.get_all(),
+            Operation::Get(n) => self.get(n),
+            Operation::Versions(n) => self.versions(n),
+            Operation::Del(n) => self.del(n),
+            Operation::Deploy(n) => self.deploy(n),
+            Operation::Undeploy(n) => self.undeploy(n),
+            Operation::Status(n) => self.status(n),
+            Operation::History(n) => self.history(n),
+        }
+    }
     pub fn get(&self, name: &str) -> String {
         format!("{}.get.{name}", self.model_prefix())
     }

@@ -60,9 +60,8 @@ impl Host {
     /// point at ([`crate::grants`]).
     async fn grants_of(&self, component_id: &str, app: Option<&str>) -> Result<Grants, String> {
         let links: Vec<Link> = read(&self.links)
-            .links()
-            .values()
-            .filter(|link| link.source_id == component_id && link.wit_namespace == "wasi")
+            .from_source(component_id)
+            .filter(|link| link.wit_namespace == "wasi")
             .cloned()
             .collect();
         let mut grants = Grants {

@@ -134,17 +134,19 @@ impl Host {
     pub(super) async fn reconcile_routes(&self) -> Vec<(String, String)> {
         let _serialised = self.routes_lock.lock().await;
         let providers = read(&self.providers).clone();
-        let links: Vec<Link> = read(&self.links)
-            .links()
-            .values()
-            .filter(|link| {
-                providers.contains_key(&link.source_id)
-                    && link.wit_namespace == "wasi"
-                    && link.wit_package == "http"
-                    && link.interfaces.iter().any(|i| i == "incoming-handler")
-            })
-            .cloned()
-            .collect();
+        let links: Vec<Link> = {
+            let table = read(&self.links);
+            providers
+                .keys()
+                .flat_map(|provider_id| table.from_source(provider_id))
+                .filter(|link| {
+                    link.wit_namespace == "wasi"
+                        && link.wit_package == "http"
+                        && link.interfaces.iter().any(|i| i == "incoming-handler")
+                })
+                .cloned()
+                .collect()
+        };
         let mut routes = Vec::with_capacity(links.len());
         for link in links {
             let provider = &providers[&link.source_id];

@@ -131,8 +131,7 @@ impl Reconciler {
         };
         let targets = |links: &LinkTable| -> Vec<String> {
             links
-                .values()
-                .filter(|l| l.source_id == source_id)
+                .from_source(source_id)
                 .map(|l| l.target.clone())
                 .collect()
         };
