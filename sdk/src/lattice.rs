@@ -54,7 +54,31 @@ pub trait Lattice {
     /// Logical time in milliseconds: the same for every call of one reconcile pass.
     fn now_ms(&self) -> u64;
     /// Hosts able to take one more instance, best first, as the loaded placement plugins
-    /// rank them. The ranking is computed on the pass's snapshot: asking twice gives the same
-    /// answer, so a scaler placing several instances spreads them itself.
+    /// rank them. On a large lattice the controller ranks a shortlist of the hosts that carry
+    /// the requested labels (a share of them, at least 100 by default), starting where its
+    /// previous ranking stopped: asking again gives the next hosts, and successive calls see
+    /// every qualifying host before one comes round again. A scaler that wants several hosts
+    /// asks [`rank_at_least`](Self::rank_at_least).
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String>;
+
+    /// At least `count` distinct hosts able to take one more instance (fewer when fewer
+    /// qualify), best first within each shortlist: asks [`rank_hosts`](Self::rank_hosts)
+    /// again while it brings hosts not seen yet. For a scaler placing `count` instances on
+    /// hosts of their own.
+    fn rank_at_least(&self, request: &PlacementRequest, count: usize) -> Vec<String> {
+        let mut ranking = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        while ranking.len() < count {
+            let before = ranking.len();
+            for host in self.rank_hosts(request) {
+                if seen.insert(host.clone()) {
+                    ranking.push(host);
+                }
+            }
+            if ranking.len() == before {
+                break;
+            }
+        }
+        ranking
+    }
 }

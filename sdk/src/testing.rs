@@ -25,6 +25,10 @@ pub struct TestLattice {
     links: Vec<Link>,
     configs: BTreeMap<String, Labels>,
     now_ms: u64,
+    /// Ranks at most this many hosts per call, as the controller does on a large lattice.
+    shortlist: Option<usize>,
+    /// Where the next shortlist starts among the qualifying hosts.
+    rotation: std::cell::Cell<usize>,
 }
 
 impl Default for TestLattice {
@@ -37,6 +41,8 @@ impl Default for TestLattice {
             links: Vec::new(),
             configs: BTreeMap::new(),
             now_ms: 0,
+            shortlist: None,
+            rotation: std::cell::Cell::new(0),
         }
     }
 }
@@ -129,6 +135,15 @@ impl TestLattice {
     pub fn with_config(mut self, name: &str, entries: &[(&str, &str)]) -> Self {
         self.configs
             .insert(name.into(), crate::types::label_map(entries));
+        self
+    }
+
+    /// Ranks at most `size` hosts per `rank_hosts` call, the next ones on each call, as the
+    /// controller does on a lattice of more hosts than its shortlist: for testing that a
+    /// scaler finds enough hosts ([`Lattice::rank_at_least`]). Without it, every qualifying
+    /// host is ranked.
+    pub fn with_shortlist(mut self, size: usize) -> Self {
+        self.shortlist = Some(size.max(1));
         self
     }
 
@@ -323,10 +338,24 @@ impl Lattice for TestLattice {
         let load = self.counts(None);
         let count =
             |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
-        let mut ranked: Vec<(u64, u64, &str)> = self
+        let feasible: Vec<&Host> = self
             .hosts
             .values()
             .filter(|h| labels::matches(&h.labels, &request.requirements))
+            .collect();
+        let size = self.shortlist.unwrap_or(usize::MAX).min(feasible.len());
+        let start = match feasible.len() {
+            0 => 0,
+            n => self.rotation.get() % n,
+        };
+        if self.shortlist.is_some() {
+            self.rotation.set(start + size);
+        }
+        let mut ranked: Vec<(u64, u64, &str)> = feasible
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(size)
             .map(|h| (count(&same, &h.id), count(&load, &h.id), h.id.as_str()))
             .collect();
         ranked.sort();
@@ -526,5 +555,32 @@ mod tests {
         );
         assert_eq!(from_instances.len(), 2);
         assert!(lattice.component_counts("none").is_empty());
+    }
+
+    /// A shortlisted lattice ranks the next hosts on each call, and `rank_at_least` gathers
+    /// distinct hosts across calls, stopping when no new host comes.
+    #[test]
+    fn shortlists_rotate_and_rank_at_least_gathers_distinct_hosts() {
+        let lattice = ["a", "b", "c", "d", "e"]
+            .iter()
+            .fold(TestLattice::new(), |l, id| l.with_host(id, &[]))
+            .with_shortlist(2);
+        let request = PlacementRequest {
+            component_id: "x".into(),
+            requirements: Labels::new(),
+        };
+        assert_eq!(lattice.rank_hosts(&request), ["a", "b"]);
+        assert_eq!(lattice.rank_hosts(&request), ["c", "d"]);
+        assert_eq!(lattice.rank_hosts(&request), ["a", "e"]);
+        let mut gathered = lattice.rank_at_least(&request, 4);
+        assert_eq!(gathered.len(), 4);
+        gathered.sort();
+        gathered.dedup();
+        assert_eq!(gathered.len(), 4, "distinct hosts");
+        assert_eq!(lattice.rank_at_least(&request, 9).len(), 5, "all there are");
+        assert!(lattice.rank_at_least(&request, 0).is_empty());
+        // Without a shortlist, one call ranks every host.
+        let whole = TestLattice::new().with_host("a", &[]).with_host("b", &[]);
+        assert_eq!(whole.rank_at_least(&request, 1), ["a", "b"]);
     }
 }

@@ -18,6 +18,10 @@
 //! [plugins.limits.spreadscaler]   # by plugin name (as `trellis plugin list` shows it)
 //! deadline_ms = 20
 //! memory_mib = 32
+//!
+//! [placement]             # how many hosts one ranking looks at (docs/scale.md)
+//! shortlist_percent = 10  # of the hosts that qualify; unset: adaptive (50 % down to 5 %)
+//! shortlist_floor = 100   # never fewer (all of them when fewer qualify)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use trellis_runtime::{Limits, MAX_MEMORY};
+use trellis_runtime::{Limits, Shortlist, MAX_MEMORY};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +39,16 @@ pub struct ConfigFile {
     pub nats: NatsSection,
     #[serde(default)]
     pub plugins: PluginsSection,
+    #[serde(default)]
+    pub placement: PlacementSection,
+}
+
+/// `[placement]`: the shortlist a placement ranking scores (`trellis_runtime::Shortlist`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSection {
+    pub shortlist_percent: Option<u8>,
+    pub shortlist_floor: Option<usize>,
 }
 
 /// `[nats]`: where NATS is and how to prove who we are. Each field has a flag and an
@@ -95,6 +109,25 @@ impl ConfigFile {
             per_plugin.insert(name.clone(), limits);
         }
         Ok((base, per_plugin))
+    }
+}
+
+impl PlacementSection {
+    pub fn shortlist(&self) -> anyhow::Result<Shortlist> {
+        let mut shortlist = Shortlist::default();
+        if let Some(percent) = self.shortlist_percent {
+            if !(1..=100).contains(&percent) {
+                bail!("[placement] shortlist_percent must be between 1 and 100 (leave it out for the adaptive share)");
+            }
+            shortlist.percent = Some(percent);
+        }
+        if let Some(floor) = self.shortlist_floor {
+            if floor == 0 {
+                bail!("[placement] shortlist_floor must be at least 1");
+            }
+            shortlist.floor = floor;
+        }
+        Ok(shortlist)
     }
 }
 
@@ -161,5 +194,22 @@ mod tests {
         let err = config.limits().unwrap_err().to_string();
         assert!(err.contains("[plugins.limits.big]"), "{err}");
         assert!(toml::from_str::<ConfigFile>("[plugins]\ndeadline = 3\n").is_err());
+    }
+
+    #[test]
+    fn the_placement_shortlist_is_read_and_checked() {
+        let config: ConfigFile =
+            toml::from_str("[placement]\nshortlist_percent = 10\nshortlist_floor = 20\n").unwrap();
+        let shortlist = config.placement.shortlist().unwrap();
+        assert_eq!((shortlist.percent, shortlist.floor), (Some(10), 20));
+        assert_eq!(
+            ConfigFile::default().placement.shortlist().unwrap(),
+            Shortlist::default()
+        );
+        let config: ConfigFile = toml::from_str("[placement]\nshortlist_percent = 0\n").unwrap();
+        let err = config.placement.shortlist().unwrap_err().to_string();
+        assert!(err.contains("shortlist_percent"), "{err}");
+        let config: ConfigFile = toml::from_str("[placement]\nshortlist_floor = 0\n").unwrap();
+        assert!(config.placement.shortlist().is_err());
     }
 }

@@ -377,23 +377,18 @@ spec:
 }
 
 fn snapshot() -> Arc<LatticeSnapshot> {
-    let mut snap = LatticeSnapshot::default();
-    for i in 0..HOSTS {
+    Arc::new(LatticeSnapshot::of_hosts((0..HOSTS).map(|i| {
         let id = format!("host-{i}");
-        snap.hosts.insert(
-            id.clone(),
-            HostInfo {
-                friendly_name: id.clone(),
-                id,
-                labels: vec![Pair {
-                    key: "region".into(),
-                    value: ["east", "west"][i % 2].into(),
-                }],
-                uptime_seconds: 60,
-            },
-        );
-    }
-    Arc::new(snap)
+        HostInfo {
+            friendly_name: id.clone(),
+            id,
+            labels: vec![Pair {
+                key: "region".into(),
+                value: ["east", "west"][i % 2].into(),
+            }],
+            uptime_seconds: 60,
+        }
+    })))
 }
 
 fn plugin_deadline() -> Duration {

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use trellis_bus::nats_server::NatsServer;
-use trellis_controller::{Controller, ControllerConfig, LoopSettings};
+use trellis_controller::{cost, Controller, ControllerConfig, LoopSettings};
 use trellis_lattice::api::{
     DeployModelResponse, DeployResult, PutModelResponse, Status, StatusType, Subjects,
 };
-use trellis_runtime::{Limits, RuntimeConfig};
+use trellis_runtime::{Limits, RuntimeConfig, Shortlist};
 use trellis_sim::{SimConfig, SimLattice};
 
 const LATTICE: &str = "bench";
@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     print_table(&rows);
+    print_breakdown(&rows);
     Ok(())
 }
 
@@ -91,16 +92,24 @@ struct Row {
     peak_rss_mib: f64,
     replacement: Option<Duration>,
     replaced_instances: u32,
+    /// Instances on the busiest and the idlest host once all are deployed.
+    most: u32,
+    fewest: u32,
+    /// The controller's CPU by kind of work (`trellis_controller::cost`), seconds.
+    work: Vec<(String, f64)>,
+    /// The last resync pass that found nothing to do: apps, wall ms, CPU ms.
+    resync: Option<(u64, f64, f64)>,
 }
 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{INSTANCES} instances per app; heartbeats every {HEARTBEAT:?}, host timeout {HOST_TIMEOUT:?}; plugin deadline {:?}",
-        plugin_deadline()
+        "{INSTANCES} instances per app; heartbeats every {HEARTBEAT:?}, host timeout {HOST_TIMEOUT:?}; plugin deadline {:?}; shortlist {:?}",
+        plugin_deadline(),
+        shortlist()
     );
-    println!("| hosts | apps | all deployed | deploy→deployed p50 / p99 / max | commands issued / minimum | controller CPU | controller peak RSS | host failure → replaced |");
-    println!("|---:|---:|---:|---|---|---:|---:|---|");
+    println!("| hosts | apps | all deployed | deploy→deployed p50 / p99 / max | commands issued / minimum | instances per host: most / fewest (even) | controller CPU | controller peak RSS | host failure → replaced |");
+    println!("|---:|---:|---:|---|---|---|---:|---:|---|");
     for r in rows {
         let replaced = match r.replacement {
             Some(t) => format!(
@@ -110,8 +119,14 @@ fn print_table(rows: &[Row]) {
             ),
             None => "not within 60 s".into(),
         };
+        // The most even spread possible: every host within one instance of the others.
+        let instances = r.apps * INSTANCES.min(r.hosts);
+        let even = match (instances / r.hosts, instances.div_ceil(r.hosts)) {
+            (lo, hi) if lo == hi => format!("{lo}"),
+            (lo, hi) => format!("{hi}–{lo}"),
+        };
         println!(
-            "| {} | {} | {:.2} s | {} / {} / {} ms | {} / {} ({:.2}×) | {:.2} s | {:.0} MiB | {} |",
+            "| {} | {} | {:.2} s | {} / {} / {} ms | {} / {} ({:.2}×) | {} / {} ({even}) | {:.2} s | {:.0} MiB | {} |",
             r.hosts,
             r.apps,
             r.all_deployed.as_secs_f64(),
@@ -121,9 +136,39 @@ fn print_table(rows: &[Row]) {
             r.issued,
             r.minimum,
             r.issued as f64 / r.minimum.max(1) as f64,
+            r.most,
+            r.fewest,
             r.cpu.as_secs_f64(),
             r.peak_rss_mib,
             replaced
+        );
+    }
+}
+
+/// Where the controller's CPU went, and what a resync of settled apps costs.
+fn print_breakdown(rows: &[Row]) {
+    println!();
+    println!("Controller CPU by kind of work (thread CPU time; the rest is the NATS client, the API and the runtime's threads), and the last resync pass that found nothing to do:");
+    let kinds: Vec<&str> = rows
+        .first()
+        .map(|r| r.work.iter().map(|(k, _)| k.as_str()).collect())
+        .unwrap_or_default();
+    let header: String = kinds.iter().map(|k| format!(" {k} |")).collect();
+    println!("| hosts | apps | total |{header} rest | resync of settled apps: wall / CPU |");
+    println!("|---:|---:|---:|{}---:|---|", "---:|".repeat(kinds.len()));
+    for r in rows {
+        let counted: f64 = r.work.iter().map(|(_, s)| s).sum();
+        let cells: String = r.work.iter().map(|(_, s)| format!(" {s:.2} s |")).collect();
+        let resync = match r.resync {
+            Some((apps, wall, cpu)) => format!("{apps} apps: {wall:.1} ms / {cpu:.1} ms"),
+            None => "none seen".into(),
+        };
+        println!(
+            "| {} | {} | {:.2} s |{cells} {:.2} s | {resync} |",
+            r.hosts,
+            r.apps,
+            r.cpu.as_secs_f64(),
+            (r.cpu.as_secs_f64() - counted).max(0.0),
         );
     }
 }
@@ -271,6 +316,12 @@ async fn run(hosts: usize, apps: usize) -> anyhow::Result<Row> {
         .component_scales
         .load(std::sync::atomic::Ordering::Relaxed);
     let minimum = (apps * INSTANCES.min(hosts)) as u64;
+    let loads = sim.host_loads();
+    let most = loads.iter().copied().max().unwrap_or(0);
+    let fewest = loads.iter().copied().min().unwrap_or(0);
+
+    // Let a resync pass (every 5 s) find the settled apps with nothing to do.
+    tokio::time::sleep(LoopSettings::default().resync_interval + Duration::from_secs(1)).await;
 
     // Host failure: kill the busiest host; wait until every app runs on live hosts again.
     let (victim, lost) = sim.busiest_host().expect("hosts");
@@ -311,6 +362,24 @@ async fn run(hosts: usize, apps: usize) -> anyhow::Result<Row> {
         peak_rss_mib: usage["max_rss_kib"].as_f64().unwrap_or_default() / 1024.0,
         replacement,
         replaced_instances: lost,
+        most,
+        fewest,
+        work: usage["work"]
+            .as_object()
+            .map(|work| {
+                work.iter()
+                    .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        resync: usage["resync"].as_object().map(|r| {
+            let f = |k: &str| r[k].as_f64().unwrap_or_default();
+            (
+                r["apps"].as_u64().unwrap_or_default(),
+                f("wall_ms"),
+                f("cpu_ms"),
+            )
+        }),
     })
 }
 
@@ -323,6 +392,25 @@ fn plugin_deadline() -> Duration {
         .and_then(|ms| ms.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(trellis_runtime::DEFAULT_DEADLINE)
+}
+
+/// How placement shortlists hosts: the default unless `TRELLIS_BENCH_SHORTLIST` says `all`
+/// (every qualifying host, as before shortlists) or `PERCENT,FLOOR` (`adaptive` for the
+/// percentage), to measure the trade-off (docs/decisions/0012-placement-shortlist.md).
+fn shortlist() -> Shortlist {
+    let Ok(text) = std::env::var("TRELLIS_BENCH_SHORTLIST") else {
+        return Shortlist::default();
+    };
+    if text == "all" {
+        return Shortlist::ALL;
+    }
+    let (percent, floor) = text.split_once(',').unwrap_or_else(|| {
+        panic!("TRELLIS_BENCH_SHORTLIST: `{text}` is not `all` or PERCENT,FLOOR")
+    });
+    Shortlist {
+        percent: (percent != "adaptive").then(|| percent.parse().expect("a percentage")),
+        floor: floor.parse().expect("a floor"),
+    }
 }
 
 /// The controller, in a process of its own: prints `ready`, runs until stdin closes, then
@@ -349,6 +437,7 @@ fn controller_child() -> anyhow::Result<()> {
                     deadline: plugin_deadline(),
                     ..Limits::default()
                 },
+                shortlist: shortlist(),
                 ..RuntimeConfig::default()
             },
             ..ControllerConfig::default()
@@ -372,11 +461,24 @@ fn controller_child() -> anyhow::Result<()> {
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let work: serde_json::Map<String, serde_json::Value> = cost::spent()
+        .into_iter()
+        .map(|(work, spent)| (work.name().to_string(), spent.as_secs_f64().into()))
+        .collect();
+    let resync = cost::last_quiet_resync().map(|pass| {
+        serde_json::json!({
+            "apps": pass.apps,
+            "wall_ms": pass.wall.as_secs_f64() * 1e3,
+            "cpu_ms": pass.cpu.as_secs_f64() * 1e3,
+        })
+    });
     println!(
         "{}",
         serde_json::json!({
             "cpu_s": secs(usage.ru_utime) + secs(usage.ru_stime),
             "max_rss_kib": usage.ru_maxrss,
+            "work": work,
+            "resync": resync,
         })
     );
     Ok(())

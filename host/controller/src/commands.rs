@@ -14,8 +14,8 @@ use trellis_lattice::ctl::{
     self, DeleteLinkRequest, ScaleComponentCommand, StartProviderCommand, StopProviderCommand,
 };
 use trellis_runtime::bindings::{
-    Command, ComponentInstance, DeleteLink, Pair, ProviderInstance, PutConfig, ScaleComponent,
-    StartProvider, StopProvider,
+    Command, DeleteLink, Pair, ProviderInstance, PutConfig, ScaleComponent, StartProvider,
+    StopProvider,
 };
 use trellis_runtime::LatticeSnapshot;
 
@@ -312,56 +312,15 @@ pub fn overlay(snapshot: &mut LatticeSnapshot, command: &Command, origin: &Origi
     };
     match command {
         Command::ScaleComponent(c) => {
-            let instances = snapshot
-                .components
-                .entry(c.component_id.clone())
-                .or_default();
-            match instances.binary_search_by(|i| i.host_id.cmp(&c.host_id)) {
-                Ok(at) if c.count == 0 => {
-                    instances.remove(at);
-                }
-                Ok(at) => {
-                    instances[at].count = c.count;
-                    instances[at].image = c.image.clone();
-                }
-                Err(_) if c.count == 0 => {}
-                Err(at) => instances.insert(
-                    at,
-                    ComponentInstance {
-                        host_id: c.host_id.clone(),
-                        component_id: c.component_id.clone(),
-                        image: c.image.clone(),
-                        count: c.count,
-                        annotations: annotations(),
-                    },
-                ),
-            }
-            if instances.is_empty() {
-                snapshot.components.remove(&c.component_id);
-            }
+            snapshot.scale_component(&c.component_id, &c.host_id, &c.image, c.count, annotations)
         }
-        Command::StartProvider(p) => {
-            let instances = snapshot.providers.entry(p.provider_id.clone()).or_default();
-            if let Err(at) = instances.binary_search_by(|i| i.host_id.cmp(&p.host_id)) {
-                instances.insert(
-                    at,
-                    ProviderInstance {
-                        host_id: p.host_id.clone(),
-                        provider_id: p.provider_id.clone(),
-                        image: p.image.clone(),
-                        annotations: annotations(),
-                    },
-                );
-            }
-        }
-        Command::StopProvider(p) => {
-            if let Some(instances) = snapshot.providers.get_mut(&p.provider_id) {
-                instances.retain(|i| i.host_id != p.host_id);
-                if instances.is_empty() {
-                    snapshot.providers.remove(&p.provider_id);
-                }
-            }
-        }
+        Command::StartProvider(p) => snapshot.put_provider(ProviderInstance {
+            host_id: p.host_id.clone(),
+            provider_id: p.provider_id.clone(),
+            image: p.image.clone(),
+            annotations: annotations(),
+        }),
+        Command::StopProvider(p) => snapshot.remove_provider(&p.provider_id, &p.host_id),
         Command::PutLink(l) => {
             let links = snapshot.links.entry(l.source_id.clone()).or_default();
             links.retain(|x| {
@@ -491,12 +450,13 @@ mod tests {
         let mut snap = LatticeSnapshot::default();
         overlay(&mut snap, &scale("H2", 2), &origin);
         overlay(&mut snap, &scale("H1", 1), &origin);
-        let hosts: Vec<(&str, u32)> = snap.components["shop-web"]
+        let instances = snap.component_instances("shop-web");
+        let hosts: Vec<(&str, u32)> = instances
             .iter()
             .map(|i| (i.host_id.as_str(), i.count))
             .collect();
         assert_eq!(hosts, [("H1", 1), ("H2", 2)], "ordered by host id");
-        assert!(snap.components["shop-web"][0]
+        assert!(snap.component_instances("shop-web")[0]
             .annotations
             .iter()
             .any(|p| p.key == annotations::APP && p.value == "shop"));

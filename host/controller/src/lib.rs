@@ -9,6 +9,7 @@ pub mod api;
 pub mod bodies;
 pub mod churn;
 pub mod commands;
+pub mod cost;
 pub mod executor;
 pub mod extensions;
 pub mod isolation;

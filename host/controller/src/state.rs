@@ -4,13 +4,14 @@
 //! whether the state shows it done, is in [`crate::commands`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_bus::link_specs::LinkTable;
 use trellis_lattice::ctl::{ComponentDescription, HostInventory, Link, ProviderDescription};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
-use trellis_runtime::LatticeSnapshot;
+use trellis_runtime::{HostDirectory, LatticeSnapshot};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentState {
@@ -85,7 +86,12 @@ fn changed_ids<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V
 
 #[derive(Debug, Default)]
 pub struct LatticeState {
+    /// Changed through the methods below, which tell the host directory when to rebuild.
     pub hosts: BTreeMap<String, HostState>,
+    /// The hosts as snapshots index them (by label), shared by every snapshot until hosts
+    /// come, go, or change labels or names: heartbeats change none of that, so at 10,000
+    /// hosts a pass does not rebuild 10,000 host descriptions (docs/scale.md).
+    directory: Option<Arc<HostDirectory>>,
     /// By [`Link::key`].
     pub links: LinkTable,
     pub configs: BTreeMap<String, BTreeMap<String, String>>,
@@ -100,6 +106,9 @@ impl LatticeState {
             new = true;
             HostState::new(at)
         });
+        if new {
+            self.directory = None;
+        }
         host.last_seen = host.last_seen.max(at);
         (host, new)
     }
@@ -112,10 +121,14 @@ impl LatticeState {
                 let (host, _) = self.host_mut(source, at);
                 host.labels = e.labels.clone();
                 host.friendly_name = e.friendly_name.clone();
+                self.directory = None;
                 Touched::Everything
             }
             Event::HostStopped(_) => match self.hosts.remove(source) {
-                Some(_) => Touched::Everything,
+                Some(_) => {
+                    self.directory = None;
+                    Touched::Everything
+                }
                 None => Touched::Nothing,
             },
             Event::HostHeartbeat(hb) => {
@@ -123,6 +136,7 @@ impl LatticeState {
                 let components = components_of(&hb.components);
                 let providers = providers_of(&hb.providers);
                 let labels_changed = host.labels != hb.labels;
+                let described_anew = labels_changed || host.friendly_name != hb.friendly_name;
                 let mut ids = changed_ids(&host.components, &components);
                 ids.extend(changed_ids(&host.providers, &providers));
                 host.components = components;
@@ -130,6 +144,9 @@ impl LatticeState {
                 host.labels = hb.labels.clone();
                 host.friendly_name = hb.friendly_name.clone();
                 host.uptime_seconds = hb.uptime_seconds;
+                if described_anew {
+                    self.directory = None;
+                }
                 if new || labels_changed {
                     Touched::Everything
                 } else {
@@ -195,11 +212,15 @@ impl LatticeState {
     /// Takes a host's inventory (answer to `host.get`) as the truth about it.
     pub fn apply_inventory(&mut self, inv: &HostInventory, now: Instant) {
         let (host, _) = self.host_mut(&inv.host_id, now);
+        let described_anew = host.friendly_name != inv.friendly_name || host.labels != inv.labels;
         host.friendly_name = inv.friendly_name.clone();
         host.labels = inv.labels.clone();
         host.uptime_seconds = inv.uptime_seconds;
         host.components = components_of(&inv.components);
         host.providers = providers_of(&inv.providers);
+        if described_anew {
+            self.directory = None;
+        }
     }
 
     /// Time the controller spent not reading events (a long reconcile pass) does not count as
@@ -223,48 +244,44 @@ impl LatticeState {
         for id in &dead {
             self.hosts.remove(id);
         }
+        if !dead.is_empty() {
+            self.directory = None;
+        }
         dead
     }
 
-    pub fn snapshot(&self, now_ms: u64) -> LatticeSnapshot {
-        let mut snapshot = LatticeSnapshot {
-            now_ms,
-            ..Default::default()
-        };
+    /// The lattice as plugins see it at logical time `now_ms`. The hosts' part is reused from
+    /// the last snapshot unless hosts changed since; the instances are copied (a pass overlays
+    /// its commands on them), which costs what runs, not the number of hosts.
+    pub fn snapshot(&mut self, now_ms: u64) -> LatticeSnapshot {
+        let hosts = &self.hosts;
+        let directory = self.directory.get_or_insert_with(|| {
+            let described = hosts.iter().map(|(id, host)| HostInfo {
+                id: id.clone(),
+                friendly_name: host.friendly_name.clone(),
+                labels: pairs(&host.labels),
+                uptime_seconds: host.uptime_seconds,
+            });
+            Arc::new(HostDirectory::new(described).read_at(now_ms))
+        });
+        let mut snapshot = LatticeSnapshot::new(Arc::clone(directory), now_ms);
         for (id, host) in &self.hosts {
-            snapshot.hosts.insert(
-                id.clone(),
-                HostInfo {
-                    id: id.clone(),
-                    friendly_name: host.friendly_name.clone(),
-                    labels: pairs(&host.labels),
-                    uptime_seconds: host.uptime_seconds,
-                },
-            );
             for (cid, c) in &host.components {
-                snapshot
-                    .components
-                    .entry(cid.clone())
-                    .or_default()
-                    .push(ComponentInstance {
-                        host_id: id.clone(),
-                        component_id: cid.clone(),
-                        image: c.image.clone(),
-                        count: c.count,
-                        annotations: pairs(&c.annotations),
-                    });
+                snapshot.put_component(ComponentInstance {
+                    host_id: id.clone(),
+                    component_id: cid.clone(),
+                    image: c.image.clone(),
+                    count: c.count,
+                    annotations: pairs(&c.annotations),
+                });
             }
             for (pid, p) in &host.providers {
-                snapshot
-                    .providers
-                    .entry(pid.clone())
-                    .or_default()
-                    .push(ProviderInstance {
-                        host_id: id.clone(),
-                        provider_id: pid.clone(),
-                        image: p.image.clone(),
-                        annotations: pairs(&p.annotations),
-                    });
+                snapshot.put_provider(ProviderInstance {
+                    host_id: id.clone(),
+                    provider_id: pid.clone(),
+                    image: p.image.clone(),
+                    annotations: pairs(&p.annotations),
+                });
             }
         }
         for link in self.links.values() {
@@ -389,7 +406,7 @@ mod tests {
             Touched::Ids(vec!["app-a".into()])
         );
         let snap = state.snapshot(7);
-        assert_eq!(snap.hosts["H1"].labels[0].value, "east");
+        assert_eq!(snap.host("H1").unwrap().labels[0].value, "east");
         assert!(snap.component_instances("app-a").is_empty());
         assert_eq!(snap.now_ms, 7);
     }
@@ -436,5 +453,39 @@ mod tests {
             state.expire_hosts(Duration::from_secs(5), later + Duration::from_secs(6)),
             ["H1"]
         );
+    }
+
+    /// Heartbeats keep the snapshots' host directory; a change of labels, a new host or a
+    /// lost one rebuild it.
+    #[test]
+    fn the_host_directory_is_rebuilt_only_when_hosts_change() {
+        let now = Instant::now();
+        let mut state = LatticeState::default();
+        let beat = |zone: &str, uptime| {
+            Event::HostHeartbeat(HostHeartbeat {
+                labels: [("zone".to_string(), zone.to_string())].into(),
+                uptime_seconds: uptime,
+                ..Default::default()
+            })
+        };
+        state.apply("H1", &beat("a", 1), now);
+        let first = state.snapshot(0);
+        state.apply("H1", &beat("a", 2), now);
+        let second = state.snapshot(1_000);
+        assert!(std::ptr::eq(first.directory(), second.directory()));
+        assert_eq!(second.host("H1").unwrap().uptime_seconds, 2);
+        state.apply("H1", &beat("b", 3), now);
+        let third = state.snapshot(2_000);
+        assert!(!std::ptr::eq(second.directory(), third.directory()));
+        assert_eq!(
+            third
+                .hosts_matching(&pairs(&[("zone".into(), "b".into())].into()))
+                .len(),
+            1
+        );
+        state.apply("H2", &beat("b", 1), now);
+        assert_eq!(state.snapshot(2_000).host_count(), 2);
+        state.expire_hosts(Duration::ZERO, now + Duration::from_secs(1));
+        assert_eq!(state.snapshot(3_000).host_count(), 0);
     }
 }

@@ -46,34 +46,28 @@ fn region(i: usize) -> &'static str {
 }
 
 fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
-    let mut snap = LatticeSnapshot::default();
-    for i in 0..hosts {
-        snap.hosts.insert(
-            host_id(i),
-            HostInfo {
-                id: host_id(i),
-                friendly_name: host_id(i),
-                labels: vec![Pair {
-                    key: "region".into(),
-                    value: region(i).into(),
-                }],
-                uptime_seconds: 60,
-            },
-        );
+    let mut snap = LatticeSnapshot::of_hosts((0..hosts).map(|i| HostInfo {
+        id: host_id(i),
+        friendly_name: host_id(i),
+        labels: vec![Pair {
+            key: "region".into(),
+            value: region(i).into(),
+        }],
+        uptime_seconds: 60,
+    }));
+    let instances = (0..running().min(hosts)).map(|i| ComponentInstance {
+        host_id: host_id(i),
+        component_id: COMPONENT.into(),
+        image: IMAGE.into(),
+        count: 1,
+        annotations: vec![Pair {
+            key: trellis_sdk::diff::APP_ANNOTATION.into(),
+            value: APP.into(),
+        }],
+    });
+    for instance in instances {
+        snap.put_component(instance);
     }
-    let instances = (0..running().min(hosts))
-        .map(|i| ComponentInstance {
-            host_id: host_id(i),
-            component_id: COMPONENT.into(),
-            image: IMAGE.into(),
-            count: 1,
-            annotations: vec![Pair {
-                key: trellis_sdk::diff::APP_ANNOTATION.into(),
-                value: APP.into(),
-            }],
-        })
-        .collect();
-    snap.components.insert(COMPONENT.into(), instances);
     Arc::new(snap)
 }
 

@@ -18,7 +18,8 @@ mod snapshot;
 
 pub use engine::{DEFAULT_DEADLINE, DEFAULT_MEMORY, MAX_MEMORY};
 pub use error::{CallError, Fault, LoadError};
+pub use placement::{Placements, Shortlist};
 pub use plugin::{Plugin, PluginKind, PluginSummary, CONTRACT_VERSION};
 pub use registry::{PluginSet, Runtime, RuntimeConfig};
 pub use sandbox::Limits;
-pub use snapshot::{host_matches, LatticeHandle, LatticeSnapshot};
+pub use snapshot::{host_matches, HostDirectory, LatticeHandle, LatticeSnapshot};

@@ -21,6 +21,7 @@ use crate::bindings::{
 };
 use crate::error::{CallError, Fault, LoadError};
 use crate::output;
+use crate::placement::Placements;
 use crate::sandbox::{self, Limits, State};
 use crate::snapshot::LatticeSnapshot;
 
@@ -237,7 +238,7 @@ impl Plugin {
 
     fn store(
         &self,
-        placements: Arc<[Arc<Plugin>]>,
+        placements: Placements,
         snapshot: Option<Arc<LatticeSnapshot>>,
     ) -> Store<State> {
         sandbox::new_store(
@@ -252,7 +253,7 @@ impl Plugin {
     /// Runs `f` in a fresh store, timing it and turning failures into faults.
     fn call<R>(
         &self,
-        placements: Arc<[Arc<Plugin>]>,
+        placements: Placements,
         snapshot: Option<Arc<LatticeSnapshot>>,
         f: impl FnOnce(&mut Store<State>) -> Result<R, CallFailure>,
     ) -> Result<R, CallError> {
@@ -340,7 +341,7 @@ impl Plugin {
     }
 
     pub fn describe(&self) -> Result<PluginInfo, CallError> {
-        self.call(Arc::from([]), None, |store| {
+        self.call(Placements::default(), None, |store| {
             let (info,): (PluginInfo,) = self.invoke(store, "describe", ())?;
             Ok(info)
         })
@@ -352,7 +353,7 @@ impl Plugin {
         &self,
         ctx: &ScalerContext,
         snapshot: &Arc<LatticeSnapshot>,
-        placements: Arc<[Arc<Plugin>]>,
+        placements: Placements,
     ) -> Result<ReconcileResult, CallError> {
         self.call(placements, Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
@@ -371,7 +372,7 @@ impl Plugin {
         ctx: &ScalerContext,
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<Command>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+        self.call(Placements::default(), Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
             let (commands,): (Vec<Command>,) = self.invoke(store, "cleanup", (ctx, view))?;
@@ -383,7 +384,7 @@ impl Plugin {
 
     /// Asks a scaler what is wrong with its trait's properties (paths relative to them).
     pub fn check(&self, ctx: &ScalerContext) -> Result<Vec<Diagnostic>, CallError> {
-        self.call(Arc::from([]), None, |store| {
+        self.call(Placements::default(), None, |store| {
             self.expect(PluginKind::Scaler)?;
             let (mut found,): (Vec<Diagnostic>,) = self.invoke(store, "check", (ctx,))?;
             output::bound_diagnostics(&mut found);
@@ -397,7 +398,7 @@ impl Plugin {
         candidates: &[HostInfo],
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<Verdict>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+        self.call(Placements::default(), Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Placement)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
             let (verdicts,): (Vec<Verdict>,) =
@@ -412,7 +413,7 @@ impl Plugin {
         candidates: &[HostInfo],
         snapshot: &Arc<LatticeSnapshot>,
     ) -> Result<Vec<HostScore>, CallError> {
-        self.call(Arc::from([]), Some(Arc::clone(snapshot)), |store| {
+        self.call(Placements::default(), Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Placement)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
             let (scores,): (Vec<HostScore>,) =
@@ -422,7 +423,7 @@ impl Plugin {
     }
 
     pub fn validate(&self, manifest_json: &str) -> Result<Vec<Diagnostic>, CallError> {
-        self.call(Arc::from([]), None, |store| {
+        self.call(Placements::default(), None, |store| {
             self.expect(PluginKind::Validator)?;
             let (mut found,): (Vec<Diagnostic>,) =
                 self.invoke(store, "validate", (manifest_json,))?;
@@ -533,7 +534,7 @@ fn check_commands(commands: &[Command], snapshot: &LatticeSnapshot) -> Result<()
             _ => None,
         };
         if let Some(host) = host {
-            if !snapshot.hosts.contains_key(host) {
+            if !snapshot.contains_host(host) {
                 return Err(Fault::InvalidOutput(format!(
                     "command {i} names host '{host}', which is not in the lattice"
                 )));

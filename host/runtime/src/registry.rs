@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
 use crate::error::LoadError;
+use crate::placement::{Placements, Shortlist};
 use crate::plugin::{Linkers, Plugin, PluginKind, PluginSummary};
 use crate::sandbox::{self, Limits};
 
@@ -27,6 +28,8 @@ pub struct RuntimeConfig {
     pub default_limits: Limits,
     /// Limits by plugin name (as `describe()` says it) or file stem.
     pub per_plugin: HashMap<String, Limits>,
+    /// How many of the feasible hosts one placement ranking looks at.
+    pub shortlist: Shortlist,
 }
 
 /// The plugins in service, by role.
@@ -35,7 +38,7 @@ pub struct PluginSet {
     /// Trait type → the scaler that handles it.
     pub scalers: BTreeMap<String, Arc<Plugin>>,
     /// In file-name order: the order their filters run in.
-    pub placements: Arc<[Arc<Plugin>]>,
+    pub placements: Placements,
     pub validators: Vec<Arc<Plugin>>,
     /// Every plugin in service, by file.
     pub by_file: BTreeMap<PathBuf, Arc<Plugin>>,
@@ -189,7 +192,10 @@ impl Runtime {
             set.by_file.insert(plugin.file.clone(), plugin);
         }
         placements.sort_by(|a, b| a.file.cmp(&b.file));
-        set.placements = placements.into();
+        set.placements = Placements {
+            plugins: placements.into(),
+            shortlist: self.config.shortlist,
+        };
         for plugin in set.by_file.values() {
             if !old
                 .by_file

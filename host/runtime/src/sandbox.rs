@@ -19,7 +19,7 @@ use crate::bindings::{
     PlacementRequest, ProviderInstance,
 };
 use crate::error::Fault;
-use crate::plugin::Plugin;
+use crate::placement::Placements;
 use crate::snapshot::LatticeSnapshot;
 
 /// How much of a plugin's stderr (panic messages) is kept to explain a trap.
@@ -88,7 +88,7 @@ pub(crate) struct State {
     errors: VecDeque<String>,
     memory: MemoryCap,
     /// What `rank-hosts` consults; empty for placement and validator calls.
-    placements: Arc<[Arc<Plugin>]>,
+    placements: Placements,
     snapshot: Option<Arc<LatticeSnapshot>>,
 }
 
@@ -142,7 +142,7 @@ pub(crate) fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
     limits: Limits,
-    placements: Arc<[Arc<Plugin>]>,
+    placements: Placements,
     snapshot: Option<Arc<LatticeSnapshot>>,
 ) -> Store<State> {
     let state = State {
@@ -246,7 +246,7 @@ impl State {
 
 impl lattice::HostLatticeView for State {
     fn hosts(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<Vec<HostInfo>> {
-        Ok(self.view(&this)?.hosts.values().cloned().collect())
+        Ok(self.view(&this)?.hosts())
     }
 
     fn host(
@@ -254,7 +254,7 @@ impl lattice::HostLatticeView for State {
         this: Resource<Arc<LatticeSnapshot>>,
         id: String,
     ) -> wasmtime::Result<Option<HostInfo>> {
-        Ok(self.view(&this)?.hosts.get(&id).cloned())
+        Ok(self.view(&this)?.host(&id))
     }
 
     fn hosts_by_id(
@@ -274,7 +274,7 @@ impl lattice::HostLatticeView for State {
     }
 
     fn host_count(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u32> {
-        Ok(self.view(&this)?.hosts.len() as u32)
+        Ok(self.view(&this)?.host_count() as u32)
     }
 
     fn component_instances(

@@ -40,19 +40,14 @@ fn runtime_with(fixtures: &[&str]) -> (tempfile::TempDir, Runtime) {
 }
 
 fn snapshot() -> Arc<LatticeSnapshot> {
-    let mut snap = LatticeSnapshot::default();
-    for id in ["host-a", "host-b"] {
-        snap.hosts.insert(
-            id.into(),
-            HostInfo {
-                id: id.into(),
-                friendly_name: id.into(),
-                labels: vec![],
-                uptime_seconds: 1,
-            },
-        );
-    }
-    Arc::new(snap)
+    Arc::new(LatticeSnapshot::of_hosts(["host-a", "host-b"].map(|id| {
+        HostInfo {
+            id: id.into(),
+            friendly_name: id.into(),
+            labels: vec![],
+            uptime_seconds: 1,
+        }
+    })))
 }
 
 fn ctx(trait_type: &str) -> ScalerContext {
@@ -237,7 +232,7 @@ fn replacing_a_file_changes_decisions_and_calls_in_flight_keep_their_version() {
     assert!(runtime.reload_if_changed());
     let old = runtime.plugins().scaler_for("fixed").unwrap();
     let count = |p: &trellis_runtime::Plugin| match &p
-        .reconcile(&ctx("fixed"), &snapshot(), Arc::from([]))
+        .reconcile(&ctx("fixed"), &snapshot(), Default::default())
         .unwrap()
         .commands[0]
     {

@@ -13,7 +13,7 @@ use trellis_plugin_spreadscaler::SpreadScaler;
 use trellis_runtime::bindings::{
     Command, ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, ScalerContext, Status,
 };
-use trellis_runtime::LatticeSnapshot;
+use trellis_runtime::{LatticeSnapshot, Placements, Shortlist};
 use trellis_sdk::testing::TestLattice;
 use trellis_sdk::Scaler;
 
@@ -46,28 +46,25 @@ fn region(i: usize) -> &'static str {
 
 /// `running[k]` = (host index, count).
 fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, TestLattice) {
-    let mut snap = LatticeSnapshot::default();
+    let mut wasm_hosts = Vec::new();
     let mut native = TestLattice::new().for_app(APP);
     for i in 0..hosts {
         let labels = [
             ("region", region(i)),
             ("tier", if i % 5 == 0 { "edge" } else { "core" }),
         ];
-        snap.hosts.insert(
-            host_id(i),
-            HostInfo {
-                id: host_id(i),
-                friendly_name: format!("node {i}"),
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| Pair {
-                        key: k.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                uptime_seconds: i as u64,
-            },
-        );
+        wasm_hosts.push(HostInfo {
+            id: host_id(i),
+            friendly_name: format!("node {i}"),
+            labels: labels
+                .iter()
+                .map(|(k, v)| Pair {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            uptime_seconds: i as u64,
+        });
         native = native.with_host_info(trellis_sdk::Host {
             id: host_id(i),
             friendly_name: format!("node {i}"),
@@ -75,7 +72,8 @@ fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, Te
             uptime_seconds: i as u64,
         });
     }
-    let mut instances: Vec<ComponentInstance> = running
+    let mut snap = LatticeSnapshot::of_hosts(wasm_hosts);
+    let instances: Vec<ComponentInstance> = running
         .iter()
         .map(|&(i, count)| ComponentInstance {
             host_id: host_id(i),
@@ -88,7 +86,6 @@ fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, Te
             }],
         })
         .collect();
-    instances.sort_by(|a, b| a.host_id.cmp(&b.host_id));
     for &(i, count) in running {
         native = native.with_component_instance(trellis_sdk::ComponentInstance {
             host_id: host_id(i),
@@ -98,7 +95,9 @@ fn lattices(hosts: usize, running: &[(usize, u32)]) -> (Arc<LatticeSnapshot>, Te
             annotations: trellis_sdk::label_map(&[(trellis_sdk::diff::APP_ANNOTATION, APP)]),
         });
     }
-    snap.components.insert(ID.into(), instances);
+    for instance in instances {
+        snap.put_component(instance);
+    }
     (Arc::new(snap), native)
 }
 
@@ -215,14 +214,37 @@ fn wasm_spreadscaler_decides_as_native() {
         (4000, (0..200).map(|i| (i * 17, 1)).collect(), spread),
         (4000, vec![], r#"{"instances": 500}"#),
     ];
+    // The native test lattice ranks every qualifying host; so does the runtime with no
+    // shortlist. (With one, the same instances land on hosts of the shortlist: checked below.)
+    let whole = Placements {
+        plugins: plugins.placements.plugins.clone(),
+        shortlist: Shortlist::ALL,
+    };
     for (hosts, running, properties) in cases {
         let (snapshot, lattice) = lattices(hosts, &running);
         let (wasm_ctx, native_ctx) = contexts(properties);
         let native = SpreadScaler::reconcile(&native_ctx, &lattice);
+        let shortlisted = scaler
+            .reconcile(&wasm_ctx, &snapshot, plugins.placements.clone())
+            .unwrap();
+        let placed = |scales: &[(String, u32, String)]| -> (usize, u32) {
+            (scales.len(), scales.iter().map(|(_, n, _)| n).sum())
+        };
+        let (with_shortlist, without) = (
+            placed(&wasm_scales(&shortlisted.commands)),
+            placed(&native_scales(&native.commands)),
+        );
+        // As many instances, on at least as many hosts: a spread's ranking no longer starts at
+        // the hosts another spread of the same call just took.
+        assert_eq!(with_shortlist.1, without.1, "{hosts} hosts, {properties}");
+        assert!(
+            with_shortlist.0 >= without.0,
+            "{with_shortlist:?} against {without:?}: {hosts} hosts, {properties}"
+        );
         // Twice: the second call runs in a recycled instance slot.
         for round in 0..2 {
             let wasm = scaler
-                .reconcile(&wasm_ctx, &snapshot, plugins.placements.clone())
+                .reconcile(&wasm_ctx, &snapshot, whole.clone())
                 .unwrap_or_else(|e| panic!("{hosts} hosts, round {round}: {e}"));
             assert_eq!(
                 wasm_scales(&wasm.commands),

@@ -12,7 +12,7 @@ use trellis_runtime::bindings::{
     ComponentInstance, HostInfo, Pair, PlacementRequest, ProviderInstance,
 };
 use trellis_runtime::placement::rank;
-use trellis_runtime::{host_matches, LatticeSnapshot, Plugin, Runtime};
+use trellis_runtime::{host_matches, LatticeSnapshot, Placements, Runtime, Shortlist};
 
 mod common;
 
@@ -20,14 +20,19 @@ const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
 const COMPONENTS: [&str; 3] = ["app-echo", "other", "third"];
 
 /// The built-in placement plugin, loaded once.
-fn placement() -> &'static [Arc<Plugin>] {
-    static LOADED: OnceLock<(Runtime, Vec<Arc<Plugin>>, tempfile::TempDir)> = OnceLock::new();
+fn placement() -> &'static Placements {
+    static LOADED: OnceLock<(Runtime, Placements, tempfile::TempDir)> = OnceLock::new();
     &LOADED
         .get_or_init(|| {
             let (runtime, dir) = common::runtime_with_built("placement");
             let plugins = runtime.plugins();
-            assert_eq!(plugins.placements.len(), 1, "{:?}", plugins.problems);
-            let placements = plugins.placements.to_vec();
+            assert_eq!(
+                plugins.placements.plugins.len(),
+                1,
+                "{:?}",
+                plugins.problems
+            );
+            let placements = plugins.placements.clone();
             (runtime, placements, dir)
         })
         .1
@@ -63,44 +68,31 @@ fn snapshot() -> impl Strategy<Value = LatticeSnapshot> {
         prop::collection::btree_set(prop::sample::select(HOSTS.to_vec()), 0..3),
     )
         .prop_map(|(hosts, instances, provider_hosts)| {
-            let mut snapshot = LatticeSnapshot::default();
-            for (id, region) in hosts {
-                snapshot.hosts.insert(
-                    id.into(),
-                    HostInfo {
-                        id: id.into(),
-                        friendly_name: id.into(),
-                        labels: region.map(|r| pair("region", r)).into_iter().collect(),
-                        uptime_seconds: 0,
-                    },
-                );
-            }
+            let mut snapshot =
+                LatticeSnapshot::of_hosts(hosts.into_iter().map(|(id, region)| HostInfo {
+                    id: id.into(),
+                    friendly_name: id.into(),
+                    labels: region.map(|r| pair("region", r)).into_iter().collect(),
+                    uptime_seconds: 0,
+                }));
             // In host order, as the controller's snapshot keeps them; an instance may sit on a
             // host the snapshot lacks (an event raced the host's expiry).
             for ((component, host), count) in instances {
-                snapshot
-                    .components
-                    .entry(component.into())
-                    .or_default()
-                    .push(ComponentInstance {
-                        host_id: host.into(),
-                        component_id: component.into(),
-                        image: "x".into(),
-                        count,
-                        annotations: vec![],
-                    });
+                snapshot.put_component(ComponentInstance {
+                    host_id: host.into(),
+                    component_id: component.into(),
+                    image: "x".into(),
+                    count,
+                    annotations: vec![],
+                });
             }
             for host in provider_hosts {
-                snapshot
-                    .providers
-                    .entry("some-provider".into())
-                    .or_default()
-                    .push(ProviderInstance {
-                        host_id: host.into(),
-                        provider_id: "some-provider".into(),
-                        image: "p".into(),
-                        annotations: vec![],
-                    });
+                snapshot.put_provider(ProviderInstance {
+                    host_id: host.into(),
+                    provider_id: "some-provider".into(),
+                    image: "p".into(),
+                    annotations: vec![],
+                });
             }
             snapshot
         })
@@ -120,14 +112,14 @@ fn request() -> impl Strategy<Value = PlacementRequest> {
 /// Instances per host in u64, summed independently of the runtime's own counting.
 fn counts(snapshot: &LatticeSnapshot, id: Option<&str>) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
-    for (cid, list) in &snapshot.components {
+    for (cid, list) in snapshot.components() {
         if id.is_none_or(|id| id == cid) {
             for i in list {
                 *counts.entry(i.host_id.clone()).or_insert(0) += u64::from(i.count);
             }
         }
     }
-    for (pid, list) in &snapshot.providers {
+    for (pid, list) in snapshot.providers() {
         if id.is_none_or(|id| id == pid) {
             for i in list {
                 *counts.entry(i.host_id.clone()).or_insert(0) += 1;
@@ -145,10 +137,10 @@ proptest! {
     #[test]
     fn default_ranking_is_the_documented_order(snapshot in snapshot(), request in request()) {
         let snapshot = Arc::new(snapshot);
-        let ranked = rank(&[], &snapshot, &request).unwrap();
+        let ranked = rank(&Placements::default(), &snapshot, &request).unwrap();
         let matching: BTreeSet<&String> = snapshot
-            .hosts
-            .values()
+            .directory()
+            .iter()
             .filter(|h| host_matches(h, &request.requirements))
             .map(|h| &h.id)
             .collect();
@@ -170,6 +162,39 @@ proptest! {
         let snapshot = Arc::new(snapshot);
         let with_plugin = rank(placement(), &snapshot, &request);
         prop_assert!(with_plugin.is_ok(), "{:?}", with_plugin.err());
-        prop_assert_eq!(with_plugin.unwrap(), rank(&[], &snapshot, &request).unwrap());
+        prop_assert_eq!(with_plugin.unwrap(), rank(&Placements::default(), &snapshot, &request).unwrap());
+    }
+
+    /// With a shortlist of any size, each ranking names that many matching hosts (or all,
+    /// when fewer match), in the documented order; successive rankings name every matching
+    /// host before naming one again.
+    #[test]
+    fn shortlisted_rankings_cover_every_matching_host(
+        snapshot in snapshot(),
+        request in request(),
+        floor in 1usize..4,
+    ) {
+        let snapshot = Arc::new(snapshot);
+        let placements = Placements {
+            plugins: placement().plugins.clone(),
+            shortlist: Shortlist { percent: Some(1), floor },
+        };
+        let matching: BTreeSet<String> = snapshot
+            .directory()
+            .iter()
+            .filter(|h| host_matches(h, &request.requirements))
+            .map(|h| h.id.clone())
+            .collect();
+        let size = floor.min(matching.len());
+        let mut seen = BTreeSet::new();
+        for _ in 0..matching.len().div_ceil(size.max(1)) {
+            let ranked = rank(&placements, &snapshot, &request).unwrap();
+            prop_assert_eq!(ranked.len(), size, "{:?}", ranked);
+            for host in ranked {
+                prop_assert!(matching.contains(&host), "{} does not match", host);
+                seen.insert(host);
+            }
+        }
+        prop_assert_eq!(seen, matching);
     }
 }

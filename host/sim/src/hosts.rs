@@ -77,6 +77,11 @@ impl Host {
         self.components.get(component_id).map(|c| c.count)
     }
 
+    /// Whether provider `provider_id` runs here.
+    pub(crate) fn runs_provider(&self, provider_id: &str) -> bool {
+        self.providers.contains_key(provider_id)
+    }
+
     /// Instances of each component running here.
     pub(crate) fn instances(&self) -> impl Iterator<Item = (&String, u32)> {
         self.components.iter().map(|(id, c)| (id, c.count))

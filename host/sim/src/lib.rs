@@ -173,6 +173,15 @@ impl SimLattice {
             .collect()
     }
 
+    /// The ids of the running hosts where provider `provider_id` runs.
+    pub fn provider_hosts(&self, provider_id: &str) -> Vec<String> {
+        lock(&self.lattice.hosts)
+            .iter()
+            .filter(|(_, h)| h.runs_provider(provider_id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Per component id: the total instance count over the running hosts, and on how many
     /// hosts it runs (one pass over every host, for checks on large lattices).
     pub fn instance_totals(&self) -> HashMap<String, (u32, usize)> {
@@ -185,6 +194,15 @@ impl SimLattice {
             }
         }
         totals
+    }
+
+    /// Component instances per running host (zero for a host that runs none), in no order:
+    /// how evenly placement spread the work.
+    pub fn host_loads(&self) -> Vec<u32> {
+        lock(&self.lattice.hosts)
+            .values()
+            .map(|h| h.instances().map(|(_, count)| count).sum())
+            .collect()
     }
 
     /// The running host with the most component instances, and how many it runs.

@@ -3,8 +3,8 @@
 //! each group's weight.
 //!
 //! Unlike wadm's, it spreads a group's instances over *several* hosts: placement plugins rank
-//! the eligible hosts (`Lattice::rank_hosts`) and missing instances go round robin over that
-//! ranking. What already runs on a host that still qualifies stays there, so a reconcile pass
+//! the eligible hosts (`Lattice::rank_at_least`, as many as the spread has instances) and
+//! missing instances go round robin over that ranking. What already runs on a host that still qualifies stays there, so a reconcile pass
 //! moves only what it must.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,15 +205,19 @@ fn plan(
             .collect();
         let running_here: usize = current.values().sum();
         // Ask placement only when instances must be added: a settled or shrinking spread costs
-        // no placement call (surplus goes from the hosts with the most instances).
+        // no placement call (surplus goes from the hosts with the most instances). As many
+        // hosts as the spread has instances, so that each can have a host of its own (a
+        // provider must); hosts another spread took for a provider do not count.
         let ranking: Vec<String> = if running_here >= share {
             Vec::new()
         } else {
+            let taken = if cap.is_some() { plan.desired.len() } else { 0 };
+            let request = PlacementRequest {
+                component_id: spec.id.clone(),
+                requirements: spread.requirements.clone(),
+            };
             lattice
-                .rank_hosts(&PlacementRequest {
-                    component_id: spec.id.clone(),
-                    requirements: spread.requirements.clone(),
-                })
+                .rank_at_least(&request, share + taken)
                 .into_iter()
                 .filter(|host| !full(&plan.desired, host))
                 .collect()

@@ -336,3 +336,30 @@ fn a_new_image_is_rolled_out_where_the_count_is_already_right() {
         .iter()
         .all(|i| i.image == IMAGE));
 }
+
+/// On a lattice larger than the controller's shortlist, a ranking names only a few hosts; the
+/// scaler asks again until each instance has a host of its own, as on a small lattice.
+#[test]
+fn a_shortlisted_ranking_still_gives_each_instance_its_own_host() {
+    let ten: Vec<(String, &str)> = (0..10).map(|i| (format!("h{i}"), "east")).collect();
+    let ten: Vec<(&str, &str)> = ten.iter().map(|(h, r)| (h.as_str(), *r)).collect();
+    let lattice = hosts(&ten).with_shortlist(2);
+    let result = SpreadScaler::reconcile(&component(r#"{"instances": 6}"#), &lattice);
+    assert_eq!(result.commands.len(), 6, "{result:?}");
+    assert!(result
+        .commands
+        .iter()
+        .all(|c| matches!(c, Command::ScaleComponent { count: 1, .. })));
+
+    let lattice = hosts(&ten).with_shortlist(3);
+    let result = SpreadScaler::reconcile(&provider(r#"{"instances": 5}"#), &lattice);
+    assert_eq!(result.commands.len(), 5, "{result:?}");
+    // More than there are: every host once, and the rest waits.
+    let lattice = hosts(&ten).with_shortlist(4);
+    let result = SpreadScaler::reconcile(&provider(r#"{"instances": 12}"#), &lattice);
+    assert_eq!(result.commands.len(), 10, "{result:?}");
+    assert!(
+        matches!(result.status, Status::Reconciling(_)),
+        "{result:?}"
+    );
+}

@@ -46,7 +46,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The config file's `[plugins]` (folder, deadline and memory limits, per plugin or for all),
+/// The config file's `[plugins]` (folder, deadline and memory limits, per plugin or for all)
+/// and `[placement]` (the ranking shortlist),
 /// the same for `trellis up` as for `trellis controller`.
 pub fn apply_plugin_settings(
     config: &mut ControllerConfig,
@@ -56,6 +57,7 @@ pub fn apply_plugin_settings(
         let (base, per_plugin) = file.limits()?;
         config.runtime.default_limits = base;
         config.runtime.per_plugin = per_plugin;
+        config.runtime.shortlist = file.placement.shortlist()?;
         if let Some(dir) = file.plugins.dir {
             config.plugin_dir = dir;
         }

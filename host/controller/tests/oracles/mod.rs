@@ -51,7 +51,7 @@ pub fn pairs(list: &[Pair]) -> Pairs {
 
 pub fn view(snapshot: &LatticeSnapshot) -> View {
     let mut instances: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
-    for (id, list) in &snapshot.components {
+    for (id, list) in snapshot.components() {
         for i in list {
             instances.entry(('c', id.clone())).or_default().insert(
                 i.host_id.clone(),
@@ -59,7 +59,7 @@ pub fn view(snapshot: &LatticeSnapshot) -> View {
             );
         }
     }
-    for (id, list) in &snapshot.providers {
+    for (id, list) in snapshot.providers() {
         for i in list {
             instances.entry(('p', id.clone())).or_default().insert(
                 i.host_id.clone(),
@@ -69,9 +69,9 @@ pub fn view(snapshot: &LatticeSnapshot) -> View {
     }
     View {
         hosts: snapshot
-            .hosts
+            .directory()
             .iter()
-            .map(|(id, h)| (id.clone(), pairs(&h.labels)))
+            .map(|h| (h.id.clone(), pairs(&h.labels)))
             .collect(),
         instances,
     }
@@ -90,12 +90,12 @@ fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
 /// has, components with a count above 0, listed once per host in host order
 /// (`commands::overlay` binary-searches these lists).
 pub fn check_snapshot(snapshot: &LatticeSnapshot) -> Result<(), String> {
-    for (id, list) in &snapshot.components {
+    for (id, list) in snapshot.components() {
         ensure(!list.is_empty(), || {
             format!("component {id} listed with no instance")
         })?;
         for i in list {
-            ensure(snapshot.hosts.contains_key(&i.host_id), || {
+            ensure(snapshot.contains_host(&i.host_id), || {
                 format!("{id} on missing host {}", i.host_id)
             })?;
             ensure(i.count > 0, || {
@@ -109,9 +109,9 @@ pub fn check_snapshot(snapshot: &LatticeSnapshot) -> Result<(), String> {
             format!("{id}'s instances not in strict host order")
         })?;
     }
-    for (id, list) in &snapshot.providers {
+    for (id, list) in snapshot.providers() {
         for i in list {
-            ensure(snapshot.hosts.contains_key(&i.host_id), || {
+            ensure(snapshot.contains_host(&i.host_id), || {
                 format!("provider {id} on missing host {}", i.host_id)
             })?;
             ensure(&i.provider_id == id, || {
@@ -122,11 +122,23 @@ pub fn check_snapshot(snapshot: &LatticeSnapshot) -> Result<(), String> {
             format!("provider {id}'s instances not in strict host order")
         })?;
     }
-    for (id, host) in &snapshot.hosts {
-        ensure(&host.id == id, || {
-            format!("host {id} listed as {}", host.id)
-        })?;
+    // The instances per host the snapshot keeps with every change (what placement ranks by)
+    // are what counting every instance gives.
+    let mut counted: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, list) in snapshot.components() {
+        for i in list {
+            *counted.entry(i.host_id.as_str()).or_insert(0) += u64::from(i.count);
+        }
     }
+    for (_, list) in snapshot.providers() {
+        for i in list {
+            *counted.entry(i.host_id.as_str()).or_insert(0) += 1;
+        }
+    }
+    let kept = snapshot.instance_counts(None);
+    ensure(kept == counted, || {
+        format!("instances per host kept as {kept:?}, counted {counted:?}")
+    })?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use trellis_bus::resume::Resumed;
 use trellis_lattice::event::CloudEvent;
 
 use super::Reconciler;
+use crate::cost::{self, Work};
 use crate::reconciler::inputs::EventMessage;
 use crate::state::Touched;
 
@@ -82,6 +83,10 @@ impl Reconciler {
 
     /// Applies one lattice event and marks the apps it concerns.
     pub(super) fn on_event(&mut self, msg: &EventMessage) {
+        cost::measure(Work::Events, || self.apply_event(msg));
+    }
+
+    fn apply_event(&mut self, msg: &EventMessage) {
         self.events_behind = msg.pending;
         self.events_lag = msg.age;
         let Ok(cloud_event) = serde_json::from_slice::<CloudEvent>(&msg.payload) else {

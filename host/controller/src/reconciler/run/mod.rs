@@ -25,6 +25,7 @@ use super::settings::LoopSettings;
 use super::status::{app_statuses, StatusPublisher, Statuses};
 use super::sweep::{self, SWEEP_SCALER};
 use crate::commands::{command_key, decode, overlay, Origin};
+use crate::cost::{self, Work};
 use crate::executor::{Executor, Outcome};
 use crate::ownership::Ownership;
 use crate::state::LatticeState;
@@ -58,6 +59,10 @@ pub struct Reconciler {
     events_lag: Duration,
     /// The last app the previous pass planned.
     pass_cursor: Option<String>,
+    /// Where the next placement shortlist starts (`trellis_runtime::placement`): carried from
+    /// pass to pass so that rankings keep walking the lattice rather than restart at its
+    /// first hosts.
+    rotation: u64,
     /// The NATS client's connection count as last seen: a change means it reconnected.
     connects: u64,
     /// Hosts are to be asked for their inventory once NATS is back.
@@ -95,6 +100,7 @@ impl Reconciler {
             events_behind: 0,
             events_lag: Duration::ZERO,
             pass_cursor: None,
+            rotation: 0,
             connects,
             rediscover: false,
             plugin_generation: 0,
@@ -335,13 +341,15 @@ impl Reconciler {
         for (command, origin) in self.executor.in_flight() {
             overlay(&mut snapshot, command, origin.unwrap_or(&unknown));
         }
+        snapshot.set_rotation(self.rotation);
         snapshot
     }
 
     /// One reconcile pass over the dirty apps this controller owns (`None`: every app).
     async fn pass(&mut self, dirty: Option<BTreeSet<String>>) {
         let now = Instant::now();
-        let snapshot = self.snapshot(now);
+        let resync = dirty.is_none();
+        let (snapshot, snapshot_cpu) = cost::measure(Work::Snapshot, || self.snapshot(now));
         let in_scope = |app: &str| dirty.as_ref().is_none_or(|d| d.contains(app));
         let mut apps: Vec<(String, Manifest)> = self
             .apps
@@ -364,6 +372,7 @@ impl Reconciler {
         // Plugin calls are synchronous CPU work with their own deadlines: keep them off the
         // async workers.
         let planned = tokio::task::spawn_blocking(move || {
+            let cpu_started = cost::thread_cpu();
             let mut snap = Arc::new(snapshot);
             // Cleanups first: what they remove frees room for the apps planned after them.
             let cleanups = to_clean
@@ -400,14 +409,17 @@ impl Reconciler {
                 }
                 done.push((name, planned));
             }
-            (done, cleanups, deferred)
+            let plugins_cpu = cost::thread_cpu().saturating_sub(cpu_started);
+            cost::add(Work::Plugins, plugins_cpu);
+            (done, cleanups, deferred, snap.rotation(), plugins_cpu)
         })
         .await;
-        let Ok((apps, cleanups, deferred)) = planned else {
+        let Ok((apps, cleanups, deferred, rotation, plugins_cpu)) = planned else {
             tracing::error!(lattice = %self.lattice, "a reconcile pass panicked; retrying on the next tick");
             self.dirty.all(Instant::now());
             return;
         };
+        self.rotation = rotation;
 
         for app in &deferred {
             planned_apps.remove(app);
@@ -419,13 +431,17 @@ impl Reconciler {
         if !deferred.is_empty() {
             tracing::debug!(lattice = %self.lattice, planned = apps.len(), deferred = deferred.len(), "pass over budget; the rest follows");
         }
+        let commands_started = cost::thread_cpu();
+        let planned_count = apps.len();
+        let mut issued = 0;
         let mut wanted: HashMap<String, Command> = HashMap::new();
         for planned in &cleanups {
             for (origin, commands) in planned {
                 for c in commands {
                     wanted.insert(command_key(c), c.clone());
                 }
-                self.executor
+                issued += self
+                    .executor
                     .issue(origin, commands.clone(), &self.state, now);
             }
         }
@@ -437,7 +453,8 @@ impl Reconciler {
                     wanted.insert(command_key(c), c.clone());
                 }
                 let commands = std::mem::take(&mut planned.commands);
-                self.executor
+                issued += self
+                    .executor
                     .issue(&planned.origin, commands, &self.state, now);
                 statuses.push(planned);
             }
@@ -445,8 +462,19 @@ impl Reconciler {
         }
         let manifests = &self.apps.manifests;
         let version_of = |app: &str| manifests.get(app).map(|m| m.version().to_string());
-        for (app, status) in app_statuses(results, &self.executor, version_of) {
+        let statuses = app_statuses(results, &self.executor, version_of);
+        let commands_cpu = cost::thread_cpu().saturating_sub(commands_started);
+        cost::add(Work::Commands, commands_cpu);
+        for (app, status) in statuses {
             self.status.publish(&app, status).await;
+        }
+        if resync && issued == 0 && deferred.is_empty() && planned_count > 0 {
+            cost::record_quiet_resync(cost::PassCost {
+                apps: planned_count,
+                commands: issued,
+                wall: now.elapsed(),
+                cpu: snapshot_cpu + plugins_cpu + commands_cpu,
+            });
         }
         self.executor
             .forget_failures(&wanted, &planned_apps, &self.state);

@@ -5,34 +5,73 @@
 //! 0..=100 and summed. With no placement plugin loaded, hosts carrying the requested labels
 //! are ranked by fewest instances of the same component, then fewest instances overall, then
 //! host id, so that placement is always deterministic.
+//!
+//! Plugins never see hosts that lack the requested labels (the snapshot's label index finds
+//! those that carry them), and a ranking looks at a [`Shortlist`] of those, not at all of them.
+
+mod shortlist;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+pub use shortlist::{Shortlist, SHORTLIST_FLOOR};
 
 use crate::bindings::{HostInfo, PlacementRequest};
 use crate::error::CallError;
 use crate::plugin::Plugin;
 use crate::snapshot::LatticeSnapshot;
 
+/// The placement plugins in service, in the order their filters run, and how a ranking
+/// shortlists hosts. What a scaler's `rank-hosts` consults.
+#[derive(Debug, Clone, Default)]
+pub struct Placements {
+    pub plugins: Arc<[Arc<Plugin>]>,
+    pub shortlist: Shortlist,
+}
+
+/// The hosts able to take one more instance of `request`, best first: up to a shortlist's
+/// worth (see [`Shortlist`]), starting where the snapshot's previous ranking stopped. Hosts the
+/// filters refuse are replaced by the next ones, so a shortlist is full whenever enough hosts
+/// fit. Asking again (in the same pass) gives the next hosts.
 pub fn rank(
-    placements: &[Arc<Plugin>],
+    placements: &Placements,
     snapshot: &Arc<LatticeSnapshot>,
     request: &PlacementRequest,
 ) -> Result<Vec<String>, CallError> {
-    let mut candidates: Vec<HostInfo> = snapshot.hosts_matching(&request.requirements);
-    for plugin in placements {
-        if candidates.is_empty() {
+    let directory = snapshot.directory();
+    let feasible = directory.matching(&request.requirements);
+    let wanted = placements.shortlist.size(feasible.len());
+    let mut visit = shortlist::visiting_order(feasible.len(), snapshot.rotation())
+        .map(|i| directory.at(feasible[i]));
+    let mut visited = 0;
+    let mut candidates: Vec<HostInfo> = Vec::with_capacity(wanted);
+    while candidates.len() < wanted {
+        let mut batch: Vec<HostInfo> = visit
+            .by_ref()
+            .take(wanted - candidates.len())
+            .map(|h| snapshot.describe(h))
+            .collect();
+        if batch.is_empty() {
             break;
         }
-        let verdicts = plugin.filter(request, &candidates, snapshot)?;
-        let fits: BTreeMap<&str, bool> = verdicts
-            .iter()
-            .map(|v| (v.host_id.as_str(), v.fits))
-            .collect();
-        candidates.retain(|h| fits.get(h.id.as_str()).copied().unwrap_or(false));
+        visited += batch.len();
+        for plugin in placements.plugins.iter() {
+            if batch.is_empty() {
+                break;
+            }
+            let verdicts = plugin.filter(request, &batch, snapshot)?;
+            let fits: BTreeMap<&str, bool> = verdicts
+                .iter()
+                .map(|v| (v.host_id.as_str(), v.fits))
+                .collect();
+            batch.retain(|h| fits.get(h.id.as_str()).copied().unwrap_or(false));
+        }
+        candidates.extend(batch);
     }
+    snapshot.advance_rotation(visited as u64);
+
     let mut totals: BTreeMap<String, i64> = candidates.iter().map(|h| (h.id.clone(), 0)).collect();
-    for plugin in placements {
+    for plugin in placements.plugins.iter() {
         if candidates.is_empty() {
             break;
         }
@@ -47,16 +86,14 @@ pub fn rank(
         }
     }
     let same = snapshot.instance_counts(Some(&request.component_id));
-    let load = snapshot.instance_counts(None);
-    let count = |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
     let mut ranked: Vec<(i64, u64, u64, String)> = candidates
-        .iter()
+        .into_iter()
         .map(|h| {
             (
                 -totals.get(&h.id).copied().unwrap_or(0),
-                count(&same, &h.id),
-                count(&load, &h.id),
-                h.id.clone(),
+                same.get(h.id.as_str()).copied().unwrap_or(0),
+                snapshot.load_of(&h.id),
+                h.id,
             )
         })
         .collect();
@@ -120,27 +157,24 @@ mod tests {
 
     #[test]
     fn default_ranking_prefers_fewest_instances_then_id() {
-        let mut snap = LatticeSnapshot::default();
-        for (id, region) in [("a", "east"), ("b", "east"), ("c", "west")] {
-            snap.hosts
-                .insert(id.into(), host(id, &[("region", region)]));
-        }
-        snap.components.insert(
-            "app-echo".into(),
-            vec![ComponentInstance {
-                host_id: "a".into(),
-                component_id: "app-echo".into(),
-                image: "x".into(),
-                count: 2,
-                annotations: vec![],
-            }],
+        let mut snap = LatticeSnapshot::of_hosts(
+            [("a", "east"), ("b", "east"), ("c", "west")]
+                .map(|(id, region)| host(id, &[("region", region)])),
         );
+        snap.put_component(ComponentInstance {
+            host_id: "a".into(),
+            component_id: "app-echo".into(),
+            image: "x".into(),
+            count: 2,
+            annotations: vec![],
+        });
         let snap = Arc::new(snap);
+        let none = Placements::default();
         let request = PlacementRequest {
             component_id: "app-echo".into(),
             requirements: vec![],
         };
-        assert_eq!(rank(&[], &snap, &request).unwrap(), ["b", "c", "a"]);
+        assert_eq!(rank(&none, &snap, &request).unwrap(), ["b", "c", "a"]);
         let east = PlacementRequest {
             component_id: "app-echo".into(),
             requirements: vec![Pair {
@@ -148,6 +182,39 @@ mod tests {
                 value: "east".into(),
             }],
         };
-        assert_eq!(rank(&[], &snap, &east).unwrap(), ["b", "a"]);
+        assert_eq!(rank(&none, &snap, &east).unwrap(), ["b", "a"]);
+    }
+
+    /// On a lattice larger than the floor, each ranking gets the next hosts, and successive
+    /// rankings cover every feasible host before any comes round again.
+    #[test]
+    fn successive_rankings_walk_the_feasible_hosts() {
+        let hosts = (0..10).map(|i| {
+            let zone = if i % 2 == 0 { "even" } else { "odd" };
+            host(&format!("h{i}"), &[("zone", zone)])
+        });
+        let snap = Arc::new(LatticeSnapshot::of_hosts(hosts));
+        let placements = Placements {
+            plugins: Arc::new([]),
+            shortlist: Shortlist {
+                percent: Some(40),
+                floor: 1,
+            },
+        };
+        let even = PlacementRequest {
+            component_id: "c".into(),
+            requirements: vec![Pair {
+                key: "zone".into(),
+                value: "even".into(),
+            }],
+        };
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let ranked = rank(&placements, &snap, &even).unwrap();
+            assert_eq!(ranked.len(), 2, "40 % of 5 feasible hosts");
+            seen.extend(ranked);
+        }
+        // The third shortlist wraps round; within a shortlist, ties go by host id.
+        assert_eq!(seen, ["h0", "h2", "h4", "h6", "h0", "h8"]);
     }
 }
