@@ -23,13 +23,17 @@
 //! undeploying one app (which deletes the configs it defines and stops instances of its ids)
 //! cannot touch what another deployed app runs.
 //!
-//! The check is a pure function of manifests; the caller reads the deployed ones from the
-//! manifest store. Two deploys racing on different apps may both pass it (the store's
+//! The check is a pure function of manifests; the manifest store keeps what the deployed ones
+//! claim in a [`ClaimIndex`], so that a check costs the manifest checked, not every app. Two deploys racing on different apps may both pass it (the store's
 //! compare-and-swap is per app); the check guards against mistakes and against an app taking
 //! another's names, not against simultaneous conflicting deploys.
 
+mod index;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+
+pub use index::ClaimIndex;
 
 use trellis_lattice::Manifest;
 
@@ -213,7 +217,7 @@ mod tests {
 
     /// App `name`: component `worker` (with `worker_properties` appended to its properties and
     /// `links` to its traits) and a capability `kv`.
-    fn app(name: &str, worker_properties: &str, links: &str) -> Manifest {
+    pub(super) fn app(name: &str, worker_properties: &str, links: &str) -> Manifest {
         let text = format!(
             r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
@@ -242,11 +246,11 @@ spec:
         Manifest::parse(&text).unwrap()
     }
 
-    fn plain(name: &str) -> Manifest {
+    pub(super) fn plain(name: &str) -> Manifest {
         app(name, "", "")
     }
 
-    fn with_config(name: &str, config: &str, properties: bool) -> Manifest {
+    pub(super) fn with_config(name: &str, config: &str, properties: bool) -> Manifest {
         let properties = if properties {
             "\n            properties:\n              level: debug"
         } else {
@@ -261,7 +265,7 @@ spec:
 
     /// A `wasi:keyvalue` link from worker to kv, with a source config and a target config that
     /// names `bucket`.
-    fn with_link(name: &str, source: &str, target: &str, bucket: &str) -> Manifest {
+    pub(super) fn with_link(name: &str, source: &str, target: &str, bucket: &str) -> Manifest {
         let link = format!(
             r#"        - type: link
           properties:

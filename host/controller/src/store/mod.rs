@@ -11,6 +11,8 @@
 //! version; the put says what went), and a write that would still not fit in one NATS message
 //! prunes older versions or is refused with the sizes, before anything is stored.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,10 @@ use trellis_lattice::limits::{DEFAULT_MAX_HISTORY, DEFAULT_MAX_VERSIONS};
 use trellis_lattice::{ErrorCode, Manifest};
 
 use crate::isolation;
+
+mod deployed;
+
+use deployed::DeployedClaims;
 
 /// The KV bucket of a lattice's manifests.
 pub fn bucket(lattice: &str) -> String {
@@ -185,6 +191,8 @@ pub struct ManifestStore {
     /// The most one entry may hold: the server's largest message, less room for the headers
     /// and subject that travel with it.
     max_entry: usize,
+    /// What the deployed apps claim, for the isolation check.
+    deployed: Arc<DeployedClaims>,
 }
 
 fn nats_err(e: impl std::fmt::Display) -> StoreError {
@@ -204,10 +212,12 @@ impl ManifestStore {
             .server_info()
             .max_payload
             .saturating_sub(4 << 10);
+        let deployed = DeployedClaims::follow(&js.client(), &kv).await?;
         Ok(Self {
             kv,
             settings: *settings,
             max_entry,
+            deployed,
         })
     }
 
@@ -439,6 +449,21 @@ impl ManifestStore {
     /// put, deploy and rollback: an app put while its rival was undeployed is caught when
     /// either of them is deployed.
     async fn check_isolation(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let latest = self
+            .kv
+            .status()
+            .await
+            .map_err(nats_err)?
+            .info
+            .state
+            .last_sequence;
+        if let Some(verdict) = self.deployed.check(manifest, latest).await {
+            return Ok(verdict?);
+        }
+        tracing::warn!(
+            app = manifest.name(),
+            "the manifest bucket's watch is behind; checking against every app's entry"
+        );
         let apps = self.list().await?;
         Ok(isolation::check(manifest, deployed_manifests(&apps))?)
     }
