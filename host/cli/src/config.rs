@@ -20,8 +20,9 @@
 //! memory_mib = 32
 //!
 //! [placement]             # how many hosts one ranking looks at (docs/scale.md)
-//! shortlist_percent = 10  # of the hosts that qualify; unset: adaptive (50 % down to 5 %)
-//! shortlist_floor = 100   # never fewer (all of them when fewer qualify)
+//! shortlist_percent = 1   # of the hosts that qualify (default 1), or "adaptive": Kubernetes'
+//!                         # share, 50 % down to 5 % as the lattice grows
+//! shortlist_floor = 100   # never fewer (all of them when fewer qualify; default 100)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +48,16 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementSection {
-    pub shortlist_percent: Option<u8>,
+    pub shortlist_percent: Option<Share>,
     pub shortlist_floor: Option<usize>,
+}
+
+/// `shortlist_percent`: a percentage, or a named rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Share {
+    Percent(i64),
+    Named(String),
 }
 
 /// `[nats]`: where NATS is and how to prove who we are. Each field has a flag and an
@@ -115,11 +124,13 @@ impl ConfigFile {
 impl PlacementSection {
     pub fn shortlist(&self) -> anyhow::Result<Shortlist> {
         let mut shortlist = Shortlist::default();
-        if let Some(percent) = self.shortlist_percent {
-            if !(1..=100).contains(&percent) {
-                bail!("[placement] shortlist_percent must be between 1 and 100 (leave it out for the adaptive share)");
-            }
-            shortlist.percent = Some(percent);
+        match &self.shortlist_percent {
+            None => {}
+            Some(Share::Percent(p @ 1..=100)) => shortlist.percent = Some(*p as u8),
+            Some(Share::Named(name)) if name == "adaptive" => shortlist.percent = None,
+            Some(other) => bail!(
+                "[placement] shortlist_percent must be a percentage from 1 to 100, or \"adaptive\" (Kubernetes' share); got {other:?}"
+            ),
         }
         if let Some(floor) = self.shortlist_floor {
             if floor == 0 {
@@ -206,9 +217,15 @@ mod tests {
             ConfigFile::default().placement.shortlist().unwrap(),
             Shortlist::default()
         );
-        let config: ConfigFile = toml::from_str("[placement]\nshortlist_percent = 0\n").unwrap();
-        let err = config.placement.shortlist().unwrap_err().to_string();
-        assert!(err.contains("shortlist_percent"), "{err}");
+        let config: ConfigFile =
+            toml::from_str("[placement]\nshortlist_percent = \"adaptive\"\n").unwrap();
+        assert_eq!(config.placement.shortlist().unwrap(), Shortlist::KUBERNETES);
+        for bad in ["0", "101", "-3", "\"most\""] {
+            let config: ConfigFile =
+                toml::from_str(&format!("[placement]\nshortlist_percent = {bad}\n")).unwrap();
+            let err = config.placement.shortlist().unwrap_err().to_string();
+            assert!(err.contains("shortlist_percent"), "{bad}: {err}");
+        }
         let config: ConfigFile = toml::from_str("[placement]\nshortlist_floor = 0\n").unwrap();
         assert!(config.placement.shortlist().is_err());
     }

@@ -395,8 +395,8 @@ fn plugin_deadline() -> Duration {
 }
 
 /// How placement shortlists hosts: the default unless `TRELLIS_BENCH_SHORTLIST` says `all`
-/// (every qualifying host, as before shortlists) or `PERCENT,FLOOR` (`adaptive` for the
-/// percentage), to measure the trade-off (docs/decisions/0012-placement-shortlist.md).
+/// (every qualifying host, as before shortlists) or `PERCENT,FLOOR` (`adaptive` for
+/// Kubernetes' percentage), to measure the trade-off (docs/decisions/0012-placement-shortlist.md).
 fn shortlist() -> Shortlist {
     let Ok(text) = std::env::var("TRELLIS_BENCH_SHORTLIST") else {
         return Shortlist::default();

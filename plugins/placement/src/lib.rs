@@ -3,9 +3,11 @@
 //! - Filter: a host must carry every requested label (the controller already offers only such
 //!   hosts; checking again keeps the plugin right on its own, e.g. in unit tests), and a
 //!   provider never goes twice on one host.
-//! - Score: fewest instances of the same component first (spreads a component out), then
-//!   fewest instances overall (evens the load). The controller breaks the remaining ties by
-//!   host id, so the ranking is stable.
+//! - Score: fewest instances of the same component first (spreads a component out). The
+//!   controller breaks ties by fewest instances overall (evens the load), then host id, so the
+//!   ranking is stable. The overall counts are not asked here: on a 10,000-host lattice they
+//!   are thousands of rows per call, most of a ranking's cost (decision 0012), while the
+//!   controller keeps them at hand.
 
 use trellis_sdk::{
     labels, Host, HostScore, Lattice, Placement, PlacementRequest, PluginInfo, Verdict,
@@ -19,8 +21,8 @@ impl Placement for DefaultPlacement {
             name: "default-placement".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             trait_types: Vec::new(),
-            description: "Hosts with the requested labels; fewest instances of the component, \
-                          then fewest overall"
+            description: "Hosts with the requested labels; fewest instances of the component \
+                          (ties: fewest overall)"
                 .into(),
         }
     }
@@ -65,29 +67,18 @@ impl Placement for DefaultPlacement {
         lattice: &dyn Lattice,
     ) -> Vec<HostScore> {
         let same = lattice.instance_counts(Some(&request.component_id));
-        let overall = lattice.instance_counts(None);
-        let key = |host: &Host| {
-            let count = |counts: &std::collections::BTreeMap<String, u32>| {
-                counts.get(&host.id).copied().unwrap_or(0)
-            };
-            (count(&same), count(&overall))
-        };
-        // Lexicographic (same, overall) in one number: the pair's place among the candidates'
-        // distinct pairs, fewest first. Not `same * (max overall + 1) + overall`: a host may
-        // claim any count, and near u32::MAX that product passes i64::MAX, wraps in the wasm
-        // build and ranks the fullest host first.
-        let mut pairs: Vec<(u32, u32)> = candidates.iter().map(key).collect();
-        pairs.sort_unstable();
-        pairs.dedup();
+        let count = |host: &Host| same.get(&host.id).copied().unwrap_or(0);
+        // The count's place among the candidates' distinct counts, fewest first. Not the count
+        // itself: a host may claim any count, and the controller normalises scores over their
+        // range, where one outlier would squash every other difference.
+        let mut counts: Vec<u32> = candidates.iter().map(count).collect();
+        counts.sort_unstable();
+        counts.dedup();
         candidates
             .iter()
-            .map(|host| {
-                let key = key(host);
-                let place = pairs.partition_point(|pair| *pair < key);
-                HostScore {
-                    host_id: host.id.clone(),
-                    value: -(place as i64),
-                }
+            .map(|host| HostScore {
+                host_id: host.id.clone(),
+                value: -(counts.partition_point(|&c| c < count(host)) as i64),
             })
             .collect()
     }

@@ -14,7 +14,7 @@ mod shortlist;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use shortlist::{Shortlist, SHORTLIST_FLOOR};
+pub use shortlist::{Shortlist, SHORTLIST_FLOOR, SHORTLIST_PERCENT};
 
 use crate::bindings::{HostInfo, PlacementRequest};
 use crate::error::CallError;
