@@ -308,7 +308,9 @@ fn main() {
             continue;
         }
         let snapshot = wasm_snapshot(hosts);
-        let lattice = native_lattice(hosts);
+        // The native side ranks as many hosts per call as the runtime's shortlist does.
+        let lattice =
+            native_lattice(hosts).with_shortlist(plugins.placements.shortlist.size(hosts));
         for (case, instances) in [
             ("steady", running().min(hosts)),
             ("scale-up", running().min(hosts) + 10),

@@ -32,12 +32,12 @@ fn settings() -> Vec<(&'static str, Shortlist)> {
     vec![
         ("every host", Shortlist::ALL),
         (
-            "adaptive, floor 100 (Kubernetes' rule)",
-            Shortlist::default(),
+            "Kubernetes' adaptive share, floor 100",
+            Shortlist::KUBERNETES,
         ),
         ("10 %, floor 100", fixed(10, 100)),
         ("5 %, floor 50", fixed(5, 50)),
-        ("1 %, floor 100", fixed(1, 100)),
+        ("1 %, floor 100 (the default)", Shortlist::default()),
         ("1 %, floor 20", fixed(1, 20)),
     ]
 }
