@@ -40,7 +40,6 @@ impl Work {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PassCost {
     pub apps: usize,
-    pub commands: usize,
     pub wall: Duration,
     /// CPU time of the pass's own work: snapshot, plugin calls, commands.
     pub cpu: Duration,

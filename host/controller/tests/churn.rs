@@ -34,18 +34,6 @@ spec:
             instances: 1
 "#;
 
-async fn request<T: serde::de::DeserializeOwned>(
-    client: &async_nats::Client,
-    subject: String,
-    body: &str,
-) -> T {
-    let reply = client
-        .request(subject, body.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_misreports_images_is_not_churned() {
     let nats = NatsServer::start_temporary().unwrap();
@@ -75,12 +63,12 @@ async fn a_host_that_misreports_images_is_not_churned() {
     .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let subjects = Subjects::new(LATTICE);
-    let put: PutModelResponse = request(&client, subjects.put(), APP).await;
+    let put: PutModelResponse = common::request(&client, subjects.put(), APP).await;
     assert_eq!(put.current_version, "v1", "{}", put.message);
-    let _: serde_json::Value = request(&client, subjects.deploy("quirky"), "{}").await;
+    let _: serde_json::Value = common::request(&client, subjects.deploy("quirky"), "{}").await;
 
     let status = common::eventually("the scaler failed for churn", || async {
-        let status: StatusResponse = request(&client, subjects.status("quirky"), "").await;
+        let status: StatusResponse = common::request(&client, subjects.status("quirky"), "").await;
         status.status.filter(|s| {
             s.info.status_type == StatusType::Failed && s.info.message.contains("churn")
         })

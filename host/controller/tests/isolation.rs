@@ -126,16 +126,7 @@ impl Lattice {
     }
 
     async fn request<T: DeserializeOwned>(&self, subject: String, body: &str) -> T {
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.client
-                .request(subject.clone(), body.to_string().into()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("no answer on {subject}"))
-        .unwrap();
-        serde_json::from_slice(&reply.payload)
-            .unwrap_or_else(|e| panic!("unreadable answer on {subject}: {e}"))
+        common::request(&self.client, subject, body).await
     }
 
     async fn put(&self, text: &str) -> PutModelResponse {

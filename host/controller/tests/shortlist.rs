@@ -39,26 +39,17 @@ spec:
     )
 }
 
-async fn request<T: serde::de::DeserializeOwned>(
-    client: &async_nats::Client,
-    subject: String,
-    body: String,
-) -> T {
-    let reply = client.request(subject, body.into()).await.unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
-
 async fn deploy(client: &async_nats::Client, name: &str, text: String) {
     let subjects = Subjects::new(LATTICE);
-    let put: PutModelResponse = request(client, subjects.put(), text).await;
+    let put: PutModelResponse = common::request(client, subjects.put(), &text).await;
     assert_eq!(put.current_version, "v1", "{}", put.message);
-    let _: serde_json::Value = request(client, subjects.deploy(name), "{}".into()).await;
+    let _: serde_json::Value = common::request(client, subjects.deploy(name), "{}").await;
 }
 
 async fn deployed(client: &async_nats::Client, name: &str) {
     let subjects = Subjects::new(LATTICE);
     common::eventually(&format!("{name} deployed"), || async {
-        let status: StatusResponse = request(client, subjects.status(name), String::new()).await;
+        let status: StatusResponse = common::request(client, subjects.status(name), "").await;
         status
             .status
             .filter(|s| s.info.status_type == StatusType::Deployed)

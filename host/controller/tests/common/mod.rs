@@ -30,6 +30,25 @@ pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Asks `subject` and reads the JSON answer, naming the subject when there is none or it is
+/// unreadable.
+#[allow(dead_code)] // not every test file asks the API
+pub async fn request<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: String,
+    body: &str,
+) -> T {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(subject.clone(), body.to_string().into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer on {subject}"))
+    .unwrap();
+    serde_json::from_slice(&reply.payload)
+        .unwrap_or_else(|e| panic!("unreadable answer on {subject}: {e}"))
+}
+
 /// Polls `check` until it gives a value, for [`PATIENCE`] at most.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where

@@ -139,21 +139,7 @@ mod tests {
         assert_eq!(normalise(7, 7, 7), 100);
     }
     use crate::bindings::{ComponentInstance, Pair};
-
-    fn host(id: &str, labels: &[(&str, &str)]) -> HostInfo {
-        HostInfo {
-            id: id.into(),
-            friendly_name: id.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| Pair {
-                    key: k.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            uptime_seconds: 0,
-        }
-    }
+    use crate::snapshot::test_host as host;
 
     #[test]
     fn default_ranking_prefers_fewest_instances_then_id() {

@@ -124,12 +124,12 @@ impl HostDirectory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::snapshot::host_matches;
     use proptest::prelude::*;
 
-    fn host(id: &str, labels: &[(&str, &str)]) -> HostInfo {
+    pub(crate) fn host(id: &str, labels: &[(&str, &str)]) -> HostInfo {
         HostInfo {
             id: id.into(),
             friendly_name: id.into(),

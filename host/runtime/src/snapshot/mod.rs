@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// A host with these labels, for unit tests.
+#[cfg(test)]
+pub(crate) use hosts::tests::host as test_host;
 pub use hosts::HostDirectory;
 
 use crate::bindings::{ComponentCount, ComponentInstance, HostInfo, Link, Pair, ProviderInstance};

@@ -433,15 +433,13 @@ impl Reconciler {
         }
         let commands_started = cost::thread_cpu();
         let planned_count = apps.len();
-        let mut issued = 0;
         let mut wanted: HashMap<String, Command> = HashMap::new();
         for planned in &cleanups {
             for (origin, commands) in planned {
                 for c in commands {
                     wanted.insert(command_key(c), c.clone());
                 }
-                issued += self
-                    .executor
+                self.executor
                     .issue(origin, commands.clone(), &self.state, now);
             }
         }
@@ -453,8 +451,7 @@ impl Reconciler {
                     wanted.insert(command_key(c), c.clone());
                 }
                 let commands = std::mem::take(&mut planned.commands);
-                issued += self
-                    .executor
+                self.executor
                     .issue(&planned.origin, commands, &self.state, now);
                 statuses.push(planned);
             }
@@ -468,10 +465,10 @@ impl Reconciler {
         for (app, status) in statuses {
             self.status.publish(&app, status).await;
         }
-        if resync && issued == 0 && deferred.is_empty() && planned_count > 0 {
+        // A resync whose scalers all found nothing to do: what settled apps cost.
+        if resync && wanted.is_empty() && deferred.is_empty() && planned_count > 0 {
             cost::record_quiet_resync(cost::PassCost {
                 apps: planned_count,
-                commands: issued,
                 wall: now.elapsed(),
                 cpu: snapshot_cpu + plugins_cpu + commands_cpu,
             });
