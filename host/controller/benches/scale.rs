@@ -97,8 +97,9 @@ struct Row {
     fewest: u32,
     /// The controller's CPU by kind of work (`trellis_controller::cost`), seconds.
     work: Vec<(String, f64)>,
-    /// The last resync pass that found nothing to do: apps, wall ms, CPU ms.
-    resync: Option<(u64, f64, f64)>,
+    /// The last resync pass that found nothing to do: apps, and its wall, CPU, snapshot,
+    /// plugin and command milliseconds.
+    resync: Option<(u64, [f64; 5])>,
 }
 
 fn print_table(rows: &[Row]) {
@@ -154,13 +155,15 @@ fn print_breakdown(rows: &[Row]) {
         .map(|r| r.work.iter().map(|(k, _)| k.as_str()).collect())
         .unwrap_or_default();
     let header: String = kinds.iter().map(|k| format!(" {k} |")).collect();
-    println!("| hosts | apps | total |{header} rest | resync of settled apps: wall / CPU |");
+    println!("| hosts | apps | total |{header} rest | resync of settled apps: wall / CPU (snapshot + plugins + commands) |");
     println!("|---:|---:|---:|{}---:|---|", "---:|".repeat(kinds.len()));
     for r in rows {
         let counted: f64 = r.work.iter().map(|(_, s)| s).sum();
         let cells: String = r.work.iter().map(|(_, s)| format!(" {s:.2} s |")).collect();
         let resync = match r.resync {
-            Some((apps, wall, cpu)) => format!("{apps} apps: {wall:.1} ms / {cpu:.1} ms"),
+            Some((apps, [wall, cpu, snapshot, plugins, commands])) => format!(
+                "{apps} apps: {wall:.1} ms / {cpu:.1} ms ({snapshot:.1} + {plugins:.1} + {commands:.1})"
+            ),
             None => "none seen".into(),
         };
         println!(
@@ -374,11 +377,15 @@ async fn run(hosts: usize, apps: usize) -> anyhow::Result<Row> {
             .unwrap_or_default(),
         resync: usage["resync"].as_object().map(|r| {
             let f = |k: &str| r[k].as_f64().unwrap_or_default();
-            (
-                r["apps"].as_u64().unwrap_or_default(),
-                f("wall_ms"),
-                f("cpu_ms"),
-            )
+            let apps = r["apps"].as_u64().unwrap_or_default();
+            let figures = [
+                "wall_ms",
+                "cpu_ms",
+                "snapshot_ms",
+                "plugins_ms",
+                "commands_ms",
+            ];
+            (apps, figures.map(f))
         }),
     })
 }
@@ -466,10 +473,14 @@ fn controller_child() -> anyhow::Result<()> {
         .map(|(work, spent)| (work.name().to_string(), spent.as_secs_f64().into()))
         .collect();
     let resync = cost::last_quiet_resync().map(|pass| {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         serde_json::json!({
             "apps": pass.apps,
-            "wall_ms": pass.wall.as_secs_f64() * 1e3,
-            "cpu_ms": pass.cpu.as_secs_f64() * 1e3,
+            "wall_ms": ms(pass.wall),
+            "cpu_ms": ms(pass.cpu()),
+            "snapshot_ms": ms(pass.snapshot),
+            "plugins_ms": ms(pass.plugins),
+            "commands_ms": ms(pass.commands),
         })
     });
     println!(

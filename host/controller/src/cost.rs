@@ -41,8 +41,17 @@ impl Work {
 pub struct PassCost {
     pub apps: usize,
     pub wall: Duration,
-    /// CPU time of the pass's own work: snapshot, plugin calls, commands.
-    pub cpu: Duration,
+    /// CPU time of the pass's own work, by kind: its snapshot, its plugin calls, and handing
+    /// over commands and statuses.
+    pub snapshot: Duration,
+    pub plugins: Duration,
+    pub commands: Duration,
+}
+
+impl PassCost {
+    pub fn cpu(&self) -> Duration {
+        self.snapshot + self.plugins + self.commands
+    }
 }
 
 static SPENT_NS: [AtomicU64; KINDS] = [const { AtomicU64::new(0) }; KINDS];

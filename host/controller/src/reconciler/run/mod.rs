@@ -470,7 +470,9 @@ impl Reconciler {
             cost::record_quiet_resync(cost::PassCost {
                 apps: planned_count,
                 wall: now.elapsed(),
-                cpu: snapshot_cpu + plugins_cpu + commands_cpu,
+                snapshot: snapshot_cpu,
+                plugins: plugins_cpu,
+                commands: commands_cpu,
             });
         }
         self.executor
