@@ -197,6 +197,15 @@ impl ProcessLattice {
     /// Starts a `trellis node` with these labels and a 1 s heartbeat; returns its index in
     /// [`ProcessLattice::procs`] once it has joined the lattice.
     pub async fn add_node(&mut self, labels: &[(&str, &str)]) -> anyhow::Result<usize> {
+        self.add_node_with(labels, &[]).await
+    }
+
+    /// Like [`ProcessLattice::add_node`], with more arguments (e.g. `--device FILE`).
+    pub async fn add_node_with(
+        &mut self,
+        labels: &[(&str, &str)],
+        extra: &[&str],
+    ) -> anyhow::Result<usize> {
         let n = self.procs.iter().filter(|p| p.role == Role::Node).count();
         let mut args: Vec<String> = vec![
             "node".into(),
@@ -214,6 +223,7 @@ impl ProcessLattice {
             args.push("--label".into());
             args.push(format!("{k}={v}"));
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let index = self.spawn(&format!("node-{n}"), Role::Node, &args)?;
         let line = self.wait_for_line(index, "joined lattice").await?;
         // "node {host id} joined lattice {name}; …"

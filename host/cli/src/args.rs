@@ -249,6 +249,11 @@ pub struct NodeArgs {
     /// Labels of this node, as key=value (repeat for several). Placement uses them.
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// A TOML file saying what this device has (sensors, accelerators, …), advertised as
+    /// labels: `[sensors] temperature = true` gives `sensors.temperature=true`, which a
+    /// manifest's spread can require. --label wins over the file on the same key.
+    #[arg(long, value_name = "FILE", env = "TRELLIS_DEVICE")]
+    pub device: Option<PathBuf>,
     /// Seconds between heartbeats (controllers call a host gone after --host-timeout, 3 s by
     /// default, without one).
     #[arg(long, default_value_t = trellis_lattice::liveness::HEARTBEAT_INTERVAL.as_secs())]

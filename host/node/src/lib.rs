@@ -22,6 +22,7 @@
 mod body;
 mod calls;
 mod component;
+pub mod device;
 mod engine;
 mod environment;
 mod grants;

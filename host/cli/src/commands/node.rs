@@ -1,5 +1,6 @@
 //! `trellis node`: a lattice host of this process, or many simulated ones.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use trellis_node::{Node, NodeConfig};
@@ -9,6 +10,12 @@ use crate::args::NodeArgs;
 /// `trellis node`: one node, or `--simulate N` hosts that run no wasm, until Ctrl-C.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let nats = args.conn.nats.resolve()?;
+    // What the device description says, then the flags (which win on the same key).
+    let mut labels = match &args.device {
+        Some(path) => trellis_node::device::load(path)?,
+        None => BTreeMap::new(),
+    };
+    labels.extend(args.labels);
     if let Some(hosts) = args.simulate {
         let sim = trellis_sim::SimLattice::start_with_options(
             trellis_sim::SimConfig {
@@ -16,7 +23,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 lattice: nats.lattice.clone(),
                 hosts,
                 heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
-                labels: args.labels.into_iter().collect(),
+                labels,
                 jetstream_domain: args.domain.clone(),
                 ..trellis_sim::SimConfig::default()
             },
@@ -34,7 +41,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig {
         nats_url: nats.url.clone(),
         lattice: nats.lattice.clone(),
-        labels: args.labels.into_iter().collect(),
+        labels,
         heartbeat_interval: Duration::from_secs(args.heartbeat.max(1)),
         friendly_name: args.name,
         jetstream_domain: args.domain,
