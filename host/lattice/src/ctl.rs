@@ -253,7 +253,7 @@ pub struct DeleteLinkRequest {
 }
 
 /// Answer to `host.ping`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_host: Option<String>,
@@ -275,10 +275,14 @@ pub struct Host {
     pub uptime_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// CPU and memory as of the host's last heartbeat (trellis nodes; wasmCloud's tools
+    /// ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<HostResources>,
 }
 
 /// Answer to `host.get.{host}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostInventory {
     #[serde(alias = "actors")]
     pub components: Vec<ComponentDescription>,
@@ -297,7 +301,7 @@ pub struct HostInventory {
     pub uptime_seconds: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComponentDescription {
     #[serde(default)]
     pub id: String,
@@ -311,6 +315,48 @@ pub struct ComponentDescription {
     pub revision: i32,
     #[serde(default)]
     pub max_instances: u32,
+    /// The component's requests on this host over the last seconds (trellis nodes; a field
+    /// wasmCloud's tools ignore). Absent when nothing was asked of it lately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<ComponentTraffic>,
+}
+
+/// One component's requests on one host over a recent window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentTraffic {
+    /// Requests being served or waiting for an instance now.
+    #[serde(default)]
+    pub in_flight: u32,
+    #[serde(default)]
+    pub requests_per_second: f64,
+    /// Median and 99th percentile of the time to an answer, in milliseconds.
+    #[serde(default)]
+    pub p50_ms: f64,
+    #[serde(default)]
+    pub p99_ms: f64,
+    /// The share of requests answered with a server error (5xx), 0–1.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// How many seconds the figures cover.
+    #[serde(default)]
+    pub window_seconds: u32,
+}
+
+/// What a host has and uses (trellis nodes report it in heartbeats; wasmCloud's tools ignore
+/// it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostResources {
+    /// CPUs this process may use.
+    #[serde(default)]
+    pub cpus: u32,
+    /// The share of the machine's CPU time used, 0–1, since the previous heartbeat.
+    #[serde(default)]
+    pub cpu_use: f64,
+    #[serde(default)]
+    pub memory_total_bytes: u64,
+    /// Memory available for new work without swapping (Linux's `MemAvailable`).
+    #[serde(default)]
+    pub memory_available_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

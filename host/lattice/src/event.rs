@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ctl::{ComponentDescription, ProviderDescription};
+use crate::ctl::{ComponentDescription, HostResources, ProviderDescription};
 
 pub const TYPE_PREFIX: &str = "com.wasmcloud.lattice.";
 
@@ -161,6 +161,9 @@ pub struct HostHeartbeat {
     pub version: String,
     #[serde(default)]
     pub issuer: String,
+    /// CPU and memory (trellis nodes where the system says; wasmCloud's tools ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<HostResources>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::engine::LoadedComponent;
 use crate::environment::ComponentEnv;
 use crate::guest::Services;
+use crate::traffic::Traffic;
 
 /// A component scaled up on this node.
 pub(crate) struct RunningComponent {
@@ -30,6 +31,8 @@ pub(crate) struct RunningComponent {
     pub(crate) permits: Arc<Semaphore>,
     /// One permit per request in flight, running or waiting for an instance.
     pub(crate) requests: Arc<Semaphore>,
+    /// Its requests over the last seconds, kept across a change of scale or config.
+    pub(crate) traffic: Arc<Traffic>,
 }
 
 impl RunningComponent {
@@ -43,6 +46,7 @@ impl RunningComponent {
         loaded: LoadedComponent,
         env: ComponentEnv,
         services: Arc<Services>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         Self {
             id,
@@ -55,6 +59,7 @@ impl RunningComponent {
             permits: Arc::new(Semaphore::new(max_instances as usize)),
             requests: Arc::new(Semaphore::new(services.limits.max_concurrent_requests)),
             services,
+            traffic,
         }
     }
 

@@ -34,6 +34,8 @@ pub mod limits;
 mod oci;
 mod outgoing;
 mod request;
+mod resources;
+mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

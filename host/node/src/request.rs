@@ -34,8 +34,26 @@ use crate::guest::{RequestState, DEADLINE_TRAP};
 impl RunningComponent {
     /// Serves one HTTP request in a fresh instance, waiting (within its deadline) for a free
     /// instance slot first. The request comes from the HTTP server provider or from another
-    /// component over NATS; `budget` is what is left of a lattice caller's deadline.
+    /// component over NATS; `budget` is what is left of a lattice caller's deadline. Every
+    /// request is counted in the component's traffic figures, refused ones too.
     pub(crate) async fn serve_http<B>(
+        &self,
+        request: hyper::Request<B>,
+        budget: Option<Duration>,
+    ) -> hyper::Response<HyperOutgoingBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let _in_flight = self.traffic.begin();
+        let started = std::time::Instant::now();
+        let response = self.serve_bounded(request, budget).await;
+        self.traffic
+            .record(started.elapsed(), response.status().is_server_error());
+        response
+    }
+
+    async fn serve_bounded<B>(
         &self,
         request: hyper::Request<B>,
         budget: Option<Duration>,

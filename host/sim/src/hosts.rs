@@ -69,6 +69,8 @@ impl Host {
             uptime_human: ctl::uptime_human(uptime),
             version: VERSION.into(),
             issuer: String::new(),
+            // Simulated hosts run nothing, so they have no load to report.
+            resources: None,
         }
     }
 
@@ -97,6 +99,7 @@ impl Host {
                 annotations: Some(c.annotations.clone()),
                 revision: 0,
                 max_instances: c.count,
+                traffic: None,
             })
             .collect()
     }

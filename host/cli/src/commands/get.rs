@@ -16,7 +16,10 @@ pub async fn run(cmd: GetCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Every host that answers a ping, with its labels (without the `hostcore.` ones) and uptime.
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Every host that answers a ping, with its labels (without the `hostcore.` ones), uptime, CPU
+/// use and free memory.
 async fn hosts(conn: &Connection) -> anyhow::Result<()> {
     let client = conn.client().await?;
     let hosts = client.hosts().await?;
@@ -30,8 +33,23 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("{:<58} {:<20} {:>9}  LABELS", "HOST", "NAME", "UPTIME");
+    println!(
+        "{:<58} {:<20} {:>9} {:>10} {:>17}  LABELS",
+        "HOST", "NAME", "UPTIME", "CPU", "MEMORY FREE"
+    );
     for h in hosts {
+        // Hosts that do not report them (wasmCloud's) show dashes.
+        let (cpu, memory) = match &h.resources {
+            Some(r) => (
+                format!("{:.0}% of {}", r.cpu_use * 100.0, r.cpus),
+                format!(
+                    "{:.1}/{:.1} GiB",
+                    r.memory_available_bytes as f64 / GIB,
+                    r.memory_total_bytes as f64 / GIB
+                ),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         let labels = h
             .labels
             .iter()
@@ -40,7 +58,7 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(",");
         println!(
-            "{:<58} {:<20} {:>8}s  {labels}",
+            "{:<58} {:<20} {:>8}s {cpu:>10} {memory:>17}  {labels}",
             h.id, h.friendly_name, h.uptime_seconds
         );
     }
@@ -82,19 +100,34 @@ fn print_inventory(
         return print_json(inventory);
     }
     println!("host {} ({})", inventory.host_id, inventory.friendly_name);
-    println!("{:<10} {:<28} {:>6}  IMAGE", "KIND", "ID", "COUNT");
+    println!(
+        "{:<10} {:<28} {:>6} {:>8} {:>9} {:>6}  IMAGE",
+        "KIND", "ID", "COUNT", "REQ/S", "P99 MS", "ERR%"
+    );
     for c in &inventory.components {
+        // Over the node's last 10 s; dashes when nothing was asked of it.
+        let (rate, p99, errors) = match &c.traffic {
+            Some(t) => (
+                format!("{:.1}", t.requests_per_second),
+                format!("{:.1}", t.p99_ms),
+                format!("{:.1}", t.error_rate * 100.0),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:<10} {:<28} {:>6}  {}",
+            "{:<10} {:<28} {:>6} {rate:>8} {p99:>9} {errors:>6}  {}",
             "component", c.id, c.max_instances, c.image_ref
         );
     }
     for p in &inventory.providers {
         println!(
-            "{:<10} {:<28} {:>6}  {}",
+            "{:<10} {:<28} {:>6} {:>8} {:>9} {:>6}  {}",
             "provider",
             p.id,
             "-",
+            "",
+            "",
+            "",
             p.image_ref.clone().unwrap_or_default()
         );
     }

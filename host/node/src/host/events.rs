@@ -51,6 +51,7 @@ impl Host {
             uptime_human: uptime_human(uptime),
             version: version().into(),
             issuer: String::new(),
+            resources: Some(self.resources.sample()),
         };
         self.publish_event(event::HOST_HEARTBEAT, data).await;
     }
@@ -69,6 +70,7 @@ impl Host {
             uptime_human: Some(uptime_human(uptime)),
             uptime_seconds: uptime.as_secs(),
             version: Some(version().into()),
+            resources: Some(self.resources.latest()),
         }
     }
 
@@ -98,6 +100,7 @@ impl Host {
                 annotations: Some(c.annotations.clone()),
                 revision: 0,
                 max_instances: c.max_instances,
+                traffic: c.traffic.summary(),
             })
             .collect()
     }

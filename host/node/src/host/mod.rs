@@ -62,6 +62,8 @@ pub(crate) struct Host {
     calls_in_flight: Arc<tokio::sync::RwLock<()>>,
     /// Wakes the heartbeat task so the controller learns about a change at once.
     changed: Notify,
+    /// What the machine has and uses, sampled for each heartbeat.
+    resources: crate::resources::Resources,
     /// Scale commands per component, so that the last one to arrive wins.
     scale_queues: Mutex<HashMap<String, scaling::ScaleQueue>>,
     /// Serialises HTTP route reconciliation.
@@ -109,6 +111,7 @@ impl Host {
             friendly_name,
             nats_url: config.nats_url.clone(),
             started: Instant::now(),
+            resources: Default::default(),
             client,
             data,
             labels: RwLock::new(labels),

@@ -164,7 +164,13 @@ impl Host {
         let env = self
             .component_env(&cmd.component_id, &annotations, &cmd.config)
             .await?;
-        // A new count gets a new semaphore: requests in flight finish under the old one.
+        // A new count gets a new semaphore: requests in flight finish under the old one. The
+        // traffic figures carry over: a new count is no new component.
+        let traffic = self
+            .components
+            .get(&cmd.component_id)
+            .map(|running| running.traffic.clone())
+            .unwrap_or_default();
         self.components.insert(Arc::new(RunningComponent::new(
             cmd.component_id.clone(),
             image_ref.clone(),
@@ -174,6 +180,7 @@ impl Host {
             loaded,
             env,
             self.services.clone(),
+            traffic,
         )));
         self.take_calls(&cmd.component_id).await;
         Ok(image_ref)
