@@ -249,6 +249,21 @@ impl TestLattice {
         ApiClient::connect(&self.nats.url(), &self.lattice).await
     }
 
+    /// A lattice with the spreadscaler and linkscaler, one node, and the echo example deployed
+    /// on it; with its API client, and echo's manifest and HTTP address.
+    pub async fn with_echo_deployed(
+    ) -> anyhow::Result<(Self, ApiClient, trellis_lattice::Manifest, String)> {
+        let mut lattice = Self::start(&["spreadscaler", "linkscaler"]).await?;
+        lattice.add_node(&[]).await?;
+        let api = lattice.api().await?;
+        let (manifest, address) = echo_manifest();
+        api.put(&manifest).await?;
+        api.deploy("echo", None).await?;
+        api.wait_deployed("echo", Duration::from_secs(60), |_| {})
+            .await?;
+        Ok((lattice, api, manifest, address))
+    }
+
     /// Waits until the controller's runtime has reloaded its folder after a change.
     pub async fn wait_plugin_reload(&self, since_generation: u64) -> anyhow::Result<()> {
         let runtime = self

@@ -139,17 +139,7 @@ async fn malformed_manifest_is_refused_with_its_line() {
 async fn a_version_dropping_a_trait_cleans_up_only_that_trait() {
     use futures::StreamExt;
 
-    let mut lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
-        .await
-        .unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    let api = lattice.api().await.unwrap();
-    let (manifest, address) = echo_manifest();
-    api.put(&manifest).await.unwrap();
-    api.deploy("echo", None).await.unwrap();
-    api.wait_deployed("echo", Duration::from_secs(60), |_| {})
-        .await
-        .unwrap();
+    let (lattice, api, manifest, address) = TestLattice::with_echo_deployed().await.unwrap();
 
     let client = async_nats::connect(lattice.nats.url()).await.unwrap();
     let mut stops = client

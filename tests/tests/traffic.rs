@@ -6,21 +6,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use trellis_lattice::event::{self, CloudEvent, Event};
-use trellis_tests::{echo_manifest, http_get, TestLattice};
+use trellis_tests::{http_get, TestLattice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_carry_host_resources_and_component_traffic() {
-    let mut lattice = TestLattice::start(&["spreadscaler", "linkscaler"])
-        .await
-        .unwrap();
-    lattice.add_node(&[]).await.unwrap();
-    let api = lattice.api().await.unwrap();
-    let (manifest, address) = echo_manifest();
-    api.put(&manifest).await.unwrap();
-    api.deploy("echo", None).await.unwrap();
-    api.wait_deployed("echo", Duration::from_secs(60), |_| {})
-        .await
-        .unwrap();
+    let (lattice, _api, _manifest, address) = TestLattice::with_echo_deployed().await.unwrap();
 
     let requests = 30;
     let served = tokio::task::spawn_blocking(move || {
