@@ -79,54 +79,43 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, String>, DeviceError> {
         path: path.to_path_buf(),
         why: "it is not UTF-8 text".into(),
     })?;
-    parse(&text).map_err(|e| e.at(path))
+    parse(&text, path)
 }
 
-/// What is wrong, before the file's path is known.
-#[derive(Debug)]
-enum Problem {
-    NotToml(String),
-    Bad { key: String, why: String },
-    TooMany(usize),
-}
-
-impl Problem {
-    fn at(self, path: &Path) -> DeviceError {
-        let path = path.to_path_buf();
-        match self {
-            Problem::NotToml(why) => DeviceError::NotToml { path, why },
-            Problem::Bad { key, why } => DeviceError::Bad { path, key, why },
-            Problem::TooMany(count) => DeviceError::TooMany { path, count },
-        }
-    }
-}
-
-/// The labels of a description's text.
-fn parse(text: &str) -> Result<BTreeMap<String, String>, Problem> {
+/// The labels of a description's text (read from `path`, which errors name).
+fn parse(text: &str, path: &Path) -> Result<BTreeMap<String, String>, DeviceError> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| Problem::NotToml(e.message().to_string()))?;
+        .map_err(|e: toml::de::Error| DeviceError::NotToml {
+            path: path.to_path_buf(),
+            why: e.message().to_string(),
+        })?;
     let mut labels = BTreeMap::new();
-    flatten("", &table, 1, &mut labels)?;
+    flatten(path, "", &table, 1, &mut labels)?;
     if labels.len() > MAX_DEVICE_LABELS {
-        return Err(Problem::TooMany(labels.len()));
+        return Err(DeviceError::TooMany {
+            path: path.to_path_buf(),
+            count: labels.len(),
+        });
     }
     Ok(labels)
 }
 
 fn flatten(
+    path: &Path,
     prefix: &str,
     table: &toml::Table,
     depth: usize,
     labels: &mut BTreeMap<String, String>,
-) -> Result<(), Problem> {
+) -> Result<(), DeviceError> {
     for (name, value) in table {
         let key = if prefix.is_empty() {
             name.clone()
         } else {
             format!("{prefix}.{name}")
         };
-        let bad = |why: String| Problem::Bad {
+        let bad = |why: String| DeviceError::Bad {
+            path: path.to_path_buf(),
             key: key.clone(),
             why,
         };
@@ -138,7 +127,7 @@ fn flatten(
                         "tables nest deeper than {MAX_DEPTH}; name the capability with fewer parts"
                     )));
                 }
-                flatten(&key, inner, depth + 1, labels)?;
+                flatten(path, &key, inner, depth + 1, labels)?;
                 continue;
             }
             toml::Value::Array(_) => {
@@ -192,6 +181,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn parse(text: &str) -> Result<BTreeMap<String, String>, DeviceError> {
+        super::parse(text, Path::new("device.toml"))
+    }
+
     fn labels(text: &str) -> Vec<(String, String)> {
         parse(text).unwrap().into_iter().collect()
     }
@@ -199,7 +192,7 @@ mod tests {
     fn refused(text: &str) -> String {
         match parse(text) {
             Ok(labels) => panic!("accepted: {labels:?}"),
-            Err(problem) => problem.at(Path::new("device.toml")).to_string(),
+            Err(error) => error.to_string(),
         }
     }
 

@@ -54,18 +54,15 @@ impl DeployedClaims {
     }
 
     fn apply(&self, entry: &kv::Entry) {
-        let deployed = match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<StoredApp>(&entry.value) {
-                Ok(app) => app.deployed_manifest().cloned(),
-                // The store's own reads report it; it claims nothing it could run.
-                Err(_) => None,
-            },
+        let app = match entry.operation {
+            // Unreadable: the store's own reads report it; it claims nothing it could run.
+            kv::Operation::Put => serde_json::from_slice::<StoredApp>(&entry.value).ok(),
             kv::Operation::Delete | kv::Operation::Purge => None,
         };
-        self.index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(&entry.key, deployed.as_ref());
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).set(
+            &entry.key,
+            app.as_ref().and_then(StoredApp::deployed_manifest),
+        );
         self.applied
             .send_modify(|applied| *applied = (*applied).max(entry.revision));
     }
