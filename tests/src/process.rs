@@ -257,7 +257,9 @@ impl ProcessLattice {
         self.start_controller(&[]).await
     }
 
-    async fn start_controller(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
+    /// Starts a `trellis controller` with exactly these arguments beyond the plugin folder and
+    /// the suite's plugin deadline (no test host timeout): for tests that set their own.
+    pub async fn start_controller(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
         let n = self
             .procs
             .iter()

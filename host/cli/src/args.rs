@@ -219,6 +219,14 @@ pub struct ControllerArgs {
     /// 5 s; raise both on lattices of thousands of hosts.
     #[arg(long, default_value_t = trellis_lattice::liveness::HOST_TIMEOUT.as_secs())]
     pub host_timeout: u64,
+    /// Heartbeats a host may miss in a row before it is suspect: it keeps what it runs, but
+    /// new work goes to healthy hosts while any can take it.
+    #[arg(long, value_name = "HEARTBEATS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub suspect_after: u32,
+    /// Heartbeats in a row, each on time, that make a suspect host healthy again (a host whose
+    /// heartbeats come and go stays suspect).
+    #[arg(long, value_name = "HEARTBEATS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub healthy_after: u32,
     /// Seconds between sweeps for orphaned instances: what trellis started for an app that is
     /// no longer deployed, or no longer declares it (its cleanup lost to a crash or a failed
     /// stop), is stopped. Instances trellis did not start, and those of an app undeployed

@@ -184,6 +184,13 @@ impl ApiClient {
         self.request(self.subjects.plan(name), body).await
     }
 
+    /// The hosts as the controller judges them: health, last reported resources and, with
+    /// `history`, recent samples (a trellis extension).
+    pub async fn host_reports(&self, history: bool) -> anyhow::Result<HostsResponse> {
+        let body = serde_json::to_vec(&HostsRequest { history })?;
+        self.request(self.subjects.hosts(), body).await
+    }
+
     /// Deploys the version that was deployed before the current one (a trellis extension).
     pub async fn rollback(&self, name: &str) -> anyhow::Result<DeployModelResponse> {
         self.request(self.subjects.rollback(name), Vec::new()).await

@@ -1,15 +1,17 @@
 //! The API extensions on trellis's own subjects (wadm's stay untouched):
-//! `trellis.api.{lattice}.model.plan.{name}` and `trellis.api.{lattice}.model.rollback.{name}`.
+//! `trellis.api.{lattice}.model.plan.{name}`, `trellis.api.{lattice}.model.rollback.{name}` and
+//! `trellis.api.{lattice}.hosts.get`.
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use trellis_lattice::api::{
-    DeployModelResponse, DeployResult, GetResult, PlanRequest, PlanResponse, Subjects,
+    DeployModelResponse, DeployResult, GetResult, HostsRequest, HostsResponse, PlanRequest,
+    PlanResponse, Subjects,
 };
 
 use crate::bodies::parse_body;
 use crate::notify::ManifestEvents;
-use crate::reconciler::PlanQuery;
+use crate::reconciler::Query;
 use trellis_lattice::ErrorCode;
 
 use crate::store::ManifestStore;
@@ -18,8 +20,8 @@ pub struct ExtensionServer {
     pub lattice: String,
     pub client: async_nats::Client,
     pub store: ManifestStore,
-    /// Plans are computed by the reconcile loop, which holds the lattice state.
-    pub plans: mpsc::Sender<PlanQuery>,
+    /// Plans and host reports are made by the reconcile loop, which holds the lattice state.
+    pub queries: mpsc::Sender<Query>,
     /// A rollback is a deploy: it publishes `manifest_published` as one.
     pub events: ManifestEvents,
 }
@@ -47,12 +49,15 @@ impl ExtensionServer {
     ) -> anyhow::Result<()> {
         let subjects = Subjects::new(&self.lattice);
         let (plan_prefix, rollback_prefix) = (subjects.plan(""), subjects.rollback(""));
+        let hosts_subject = subjects.hosts();
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply.clone() else {
                 continue;
             };
             let subject = msg.subject.as_str();
-            let body = if let Some(name) = subject.strip_prefix(&plan_prefix) {
+            let body = if subject == hosts_subject {
+                serde_json::to_vec(&self.hosts(&msg.payload).await)
+            } else if let Some(name) = subject.strip_prefix(&plan_prefix) {
                 serde_json::to_vec(&self.plan(name, &msg.payload).await)
             } else if let Some(name) = subject.strip_prefix(&rollback_prefix) {
                 serde_json::to_vec(&self.rollback(name).await)
@@ -68,6 +73,34 @@ impl ExtensionServer {
             }
         }
         Ok(())
+    }
+
+    async fn hosts(&self, payload: &[u8]) -> HostsResponse {
+        let request: HostsRequest = match parse_body("hosts.get", payload) {
+            Ok(request) => request,
+            Err(message) => {
+                return HostsResponse {
+                    message,
+                    ..HostsResponse::default()
+                }
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        if self
+            .queries
+            .send(Query::Hosts { request, reply })
+            .await
+            .is_err()
+        {
+            return HostsResponse {
+                message: "the reconcile loop of this lattice is not running".into(),
+                ..HostsResponse::default()
+            };
+        }
+        answer.await.unwrap_or_else(|_| HostsResponse {
+            message: "the reconcile loop dropped the hosts request".into(),
+            ..HostsResponse::default()
+        })
     }
 
     async fn plan(&self, name: &str, payload: &[u8]) -> PlanResponse {
@@ -120,11 +153,11 @@ impl ExtensionServer {
             );
         };
         let (tx, rx) = oneshot::channel();
-        let query = PlanQuery {
+        let query = Query::Plan {
             manifest: stored.manifest.clone(),
             reply: tx,
         };
-        if self.plans.send(query).await.is_err() {
+        if self.queries.send(query).await.is_err() {
             return failed(
                 GetResult::Error,
                 ErrorCode::Unavailable,

@@ -12,6 +12,8 @@ pub mod commands;
 pub mod cost;
 pub mod executor;
 pub mod extensions;
+pub mod health;
+pub mod history;
 pub mod isolation;
 mod listing;
 pub mod notify;
@@ -195,12 +197,12 @@ impl Controller {
                     .await
                     .with_context(|| format!("joining the controllers of lattice {lattice}"))?;
             ids.push((lattice.clone(), ownership.handle()));
-            let (plan_tx, plan_rx) = tokio::sync::mpsc::channel(16);
+            let (query_tx, query_rx) = tokio::sync::mpsc::channel(16);
             let extensions = extensions::ExtensionServer {
                 lattice: lattice.clone(),
                 client: client.clone(),
                 store: store.clone(),
-                plans: plan_tx,
+                queries: query_tx,
                 events,
             };
             let extension_requests = extensions.subscribe().await?;
@@ -218,7 +220,7 @@ impl Controller {
                 &configs,
                 &status_kv,
                 ownership_watches,
-                plan_rx,
+                query_rx,
                 &client,
             )
             .await?;

@@ -69,6 +69,34 @@ impl ManifestEvents {
     }
 }
 
+/// The kind of event a controller publishes when a host's health changes, on
+/// `wadm.evt.{lattice}.host_health_changed` (beside wadm's manifest events; wadm's tools ignore
+/// kinds they do not know).
+pub const HOST_HEALTH_CHANGED: &str = "host_health_changed";
+
+/// Publishes a change of a host's health (see [`crate::health`]). Every controller of the
+/// lattice judges health and says so: a watcher may see a change once per controller, each
+/// with its `source`.
+pub async fn host_health_changed(
+    client: &async_nats::Client,
+    lattice: &str,
+    controller: &str,
+    change: &crate::health::HealthChange,
+) {
+    let event = CloudEvent {
+        event_type: format!("com.trellis.{HOST_HEALTH_CHANGED}"),
+        ..CloudEvent::new(HOST_HEALTH_CHANGED, controller, change)
+    };
+    let subject = Subjects::new(lattice).manifest_event(HOST_HEALTH_CHANGED);
+    let body = serde_json::to_vec(&event).expect("health changes serialise");
+    if let Err(e) = client.publish(subject, body.into()).await {
+        tracing::warn!(
+            lattice,
+            "cannot publish the {HOST_HEALTH_CHANGED} event: {e}"
+        );
+    }
+}
+
 /// The CloudEvent wadm sends for `kind` with `data`.
 pub fn manifest_event(kind: &str, data: impl serde::Serialize) -> CloudEvent {
     CloudEvent {

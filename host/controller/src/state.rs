@@ -8,10 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_bus::link_specs::LinkTable;
-use trellis_lattice::ctl::{ComponentDescription, HostInventory, Link, ProviderDescription};
+use trellis_lattice::ctl::{
+    ComponentDescription, ComponentTraffic, HostInventory, HostResources, Link, ProviderDescription,
+};
 use trellis_lattice::event::Event;
 use trellis_runtime::bindings::{ComponentInstance, HostInfo, Pair, ProviderInstance};
-use trellis_runtime::{HostDirectory, LatticeSnapshot};
+use trellis_runtime::{HostDirectory, HostVitals, LatticeSnapshot, Traffic};
+
+use crate::health::{Health, HealthChange, HealthThresholds, HostHealth};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentState {
@@ -34,6 +38,13 @@ pub struct HostState {
     pub last_seen: Instant,
     pub components: BTreeMap<String, ComponentState>,
     pub providers: BTreeMap<String, ProviderState>,
+    pub health: HostHealth,
+    /// CPU and memory, as the last heartbeat said (trellis nodes report them).
+    pub resources: Option<HostResources>,
+    /// Requests per component over the host's recent window, as the last heartbeat said. Kept
+    /// apart from `components`, whose changes make scalers look again: traffic changes with
+    /// every heartbeat.
+    pub traffic: BTreeMap<String, ComponentTraffic>,
 }
 
 impl HostState {
@@ -45,6 +56,9 @@ impl HostState {
             last_seen: now,
             components: BTreeMap::new(),
             providers: BTreeMap::new(),
+            health: HostHealth::joined(now),
+            resources: None,
+            traffic: BTreeMap::new(),
         }
     }
 }
@@ -95,9 +109,27 @@ pub struct LatticeState {
     /// By [`Link::key`].
     pub links: LinkTable,
     pub configs: BTreeMap<String, BTreeMap<String, String>>,
+    pub thresholds: HealthThresholds,
+    /// Hosts forgotten as unreachable, and when: one heard of again within
+    /// [`REMEMBER_DEPARTED`] comes back suspect, not healthy.
+    departed: BTreeMap<String, Instant>,
+    /// Changes of health not yet taken by the loop (which logs and publishes them).
+    health_changes: Vec<HealthChange>,
 }
 
+/// How long a host forgotten as unreachable is remembered: one that comes back within this
+/// time has been flapping, and has to prove steady before new work goes to it.
+pub const REMEMBER_DEPARTED: Duration = Duration::from_secs(300);
+
 impl LatticeState {
+    /// An empty state that judges hosts' health by `thresholds`.
+    pub fn new(thresholds: HealthThresholds) -> Self {
+        Self {
+            thresholds,
+            ..Self::default()
+        }
+    }
+
     /// The host, created if new (second value true), seen at `at` (or later, if a newer
     /// message said so already: replayed events are older than live ones).
     fn host_mut(&mut self, id: &str, at: Instant) -> (&mut HostState, bool) {
@@ -108,6 +140,21 @@ impl LatticeState {
         });
         if new {
             self.directory = None;
+            if let Some(left) = self.departed.remove(id) {
+                if at.saturating_duration_since(left) < REMEMBER_DEPARTED {
+                    host.health = HostHealth::returned(at);
+                    self.health_changes.push(HealthChange {
+                        host_id: id.to_string(),
+                        friendly_name: host.friendly_name.clone(),
+                        from: Health::Unreachable,
+                        to: Health::Suspect,
+                        reason: format!(
+                            "heard from again {:.0}s after it was unreachable",
+                            at.saturating_duration_since(left).as_secs_f64()
+                        ),
+                    });
+                }
+            }
         }
         host.last_seen = host.last_seen.max(at);
         (host, new)
@@ -132,6 +179,7 @@ impl LatticeState {
                 None => Touched::Nothing,
             },
             Event::HostHeartbeat(hb) => {
+                let thresholds = self.thresholds;
                 let (host, new) = self.host_mut(source, at);
                 let components = components_of(&hb.components);
                 let providers = providers_of(&hb.providers);
@@ -144,6 +192,23 @@ impl LatticeState {
                 host.labels = hb.labels.clone();
                 host.friendly_name = hb.friendly_name.clone();
                 host.uptime_seconds = hb.uptime_seconds;
+                host.resources = hb.resources.clone();
+                host.traffic = hb
+                    .components
+                    .iter()
+                    .filter_map(|c| Some((c.id.clone(), c.traffic.clone()?)))
+                    .collect();
+                let recovered = host.health.heartbeat(at, &thresholds);
+                let friendly_name = host.friendly_name.clone();
+                if let Some((to, reason)) = recovered {
+                    self.health_changes.push(HealthChange {
+                        host_id: source.to_string(),
+                        friendly_name,
+                        from: Health::Suspect,
+                        to,
+                        reason,
+                    });
+                }
                 if described_anew {
                     self.directory = None;
                 }
@@ -233,21 +298,54 @@ impl LatticeState {
         }
     }
 
-    /// Forgets hosts not heard from within `timeout`; returns their ids.
-    pub fn expire_hosts(&mut self, timeout: Duration, now: Instant) -> Vec<String> {
-        let dead: Vec<String> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| now.duration_since(h.last_seen) > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &dead {
-            self.hosts.remove(id);
+    /// Judges every host's health at `now`: hosts silent for a few heartbeats become suspect,
+    /// and those silent for `timeout` are forgotten (unreachable). Returns the forgotten ids.
+    pub fn judge_hosts(&mut self, timeout: Duration, now: Instant) -> Vec<String> {
+        let mut dead = Vec::new();
+        for (id, host) in &mut self.hosts {
+            if now.duration_since(host.last_seen) > timeout {
+                dead.push(id.clone());
+                continue;
+            }
+            if let Some((to, reason)) = host.health.judge(host.last_seen, now, &self.thresholds) {
+                self.health_changes.push(HealthChange {
+                    host_id: id.clone(),
+                    friendly_name: host.friendly_name.clone(),
+                    from: Health::Healthy,
+                    to,
+                    reason,
+                });
+            }
         }
+        for id in &dead {
+            let Some(host) = self.hosts.remove(id) else {
+                continue;
+            };
+            self.health_changes.push(HealthChange {
+                host_id: id.clone(),
+                friendly_name: host.friendly_name,
+                from: host.health.health,
+                to: Health::Unreachable,
+                reason: format!("no heartbeat for {:.1}s", timeout.as_secs_f64()),
+            });
+            self.departed.insert(id.clone(), now);
+        }
+        self.departed
+            .retain(|_, left| now.saturating_duration_since(*left) < REMEMBER_DEPARTED);
         if !dead.is_empty() {
             self.directory = None;
         }
         dead
+    }
+
+    /// Hosts lately forgotten as unreachable, and when.
+    pub fn departed(&self) -> impl Iterator<Item = (&str, Instant)> {
+        self.departed.iter().map(|(id, at)| (id.as_str(), *at))
+    }
+
+    /// The changes of health since the last call, oldest first.
+    pub fn take_health_changes(&mut self) -> Vec<HealthChange> {
+        std::mem::take(&mut self.health_changes)
     }
 
     /// The lattice as plugins see it at logical time `now_ms`. The hosts' part is reused from
@@ -266,6 +364,10 @@ impl LatticeState {
         });
         let mut snapshot = LatticeSnapshot::new(Arc::clone(directory), now_ms);
         for (id, host) in &self.hosts {
+            snapshot.vitals.set_host(id, vitals_of(host));
+            for (cid, traffic) in &host.traffic {
+                snapshot.vitals.add_traffic(cid, id, traffic_of(traffic));
+            }
             for (cid, c) in &host.components {
                 snapshot.put_component(ComponentInstance {
                     host_id: id.clone(),
@@ -295,6 +397,29 @@ impl LatticeState {
             snapshot.configs.insert(name.clone(), pairs(entries));
         }
         snapshot
+    }
+}
+
+fn vitals_of(host: &HostState) -> HostVitals {
+    let r = host.resources.clone().unwrap_or_default();
+    HostVitals {
+        health: host.health.health,
+        reported: host.resources.is_some(),
+        cpus: r.cpus,
+        cpu_use: r.cpu_use,
+        memory_total_bytes: r.memory_total_bytes,
+        memory_available_bytes: r.memory_available_bytes,
+    }
+}
+
+fn traffic_of(t: &ComponentTraffic) -> Traffic {
+    Traffic {
+        in_flight: t.in_flight,
+        requests_per_second: t.requests_per_second,
+        p50_ms: t.p50_ms,
+        p99_ms: t.p99_ms,
+        error_rate: t.error_rate,
+        window_seconds: t.window_seconds,
     }
 }
 
@@ -431,10 +556,8 @@ mod tests {
         let mut state = LatticeState::default();
         state.apply("H1", &Event::HostHeartbeat(HostHeartbeat::default()), start);
         let later = start + Duration::from_secs(10);
-        assert!(state
-            .expire_hosts(Duration::from_secs(30), later)
-            .is_empty());
-        assert_eq!(state.expire_hosts(Duration::from_secs(5), later), ["H1"]);
+        assert!(state.judge_hosts(Duration::from_secs(30), later).is_empty());
+        assert_eq!(state.judge_hosts(Duration::from_secs(5), later), ["H1"]);
         assert!(state.hosts.is_empty());
     }
 
@@ -446,11 +569,11 @@ mod tests {
         // Silent 10 s, of which the controller spent 6 s in a pass reading nothing.
         let later = start + Duration::from_secs(10);
         state.excuse(Duration::from_secs(6), later);
-        assert!(state.expire_hosts(Duration::from_secs(5), later).is_empty());
+        assert!(state.judge_hosts(Duration::from_secs(5), later).is_empty());
         // Never into the future: excusing more than the silence counts from now.
         state.excuse(Duration::from_secs(60), later);
         assert_eq!(
-            state.expire_hosts(Duration::from_secs(5), later + Duration::from_secs(6)),
+            state.judge_hosts(Duration::from_secs(5), later + Duration::from_secs(6)),
             ["H1"]
         );
     }
@@ -485,7 +608,7 @@ mod tests {
         );
         state.apply("H2", &beat("b", 1), now);
         assert_eq!(state.snapshot(2_000).host_count(), 2);
-        state.expire_hosts(Duration::ZERO, now + Duration::from_secs(1));
+        state.judge_hosts(Duration::ZERO, now + Duration::from_secs(1));
         assert_eq!(state.snapshot(3_000).host_count(), 0);
     }
 }

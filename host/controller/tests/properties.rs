@@ -652,7 +652,7 @@ proptest! {
                 Step::Advance(secs) => now += secs,
                 Step::Expire(timeout) => {
                     let timeout = Duration::from_secs(*timeout);
-                    let gone = state.expire_hosts(timeout, at(now));
+                    let gone = state.judge_hosts(timeout, at(now));
                     for id in &gone {
                         prop_assert!(seen_before.contains_key(id), "{id} expired but never seen");
                         prop_assert!(at(now).duration_since(seen_before[id]) > timeout);

@@ -1,10 +1,11 @@
 //! `GET /api/v1/events`: the lattice's events and the apps' status changes as server-sent
 //! events, straight from their NATS subjects.
 //!
-//! Three event names: `ready` once both subscriptions are in place (a client that acts after
+//! Four event names: `ready` once the subscriptions are in place (a client that acts after
 //! it cannot miss what its action causes), `lattice` with a CloudEvent from
-//! `wasmbus.evt.{lattice}.>`, and `status` with `{"app", "status"}` from
-//! `wadm.status.{lattice}.{app}`.
+//! `wasmbus.evt.{lattice}.>`, `status` with `{"app", "status"}` from
+//! `wadm.status.{lattice}.{app}`, and `health` with the CloudEvent a controller publishes on
+//! `wadm.evt.{lattice}.host_health_changed` when a host's health changes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,14 +27,16 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
     let lattice = g.lattice().to_string();
     let events_subject = trellis_lattice::event::all_subjects(&lattice);
     let status_subject = g.api().status_updates(">");
+    let health_subject = g.api().manifest_event("host_health_changed");
     let subscribe = async {
         let events = g.client().subscribe(events_subject.clone()).await?;
         let statuses = g.client().subscribe(status_subject.clone()).await?;
+        let health = g.client().subscribe(health_subject.clone()).await?;
         // The server has the subscriptions once a round trip has passed.
         g.client().flush().await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((events, statuses))
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((events, statuses, health))
     };
-    let (events, statuses) = match subscribe.await {
+    let (events, statuses, health) = match subscribe.await {
         Ok(subs) => subs,
         Err(e) => {
             return error(
@@ -47,6 +50,14 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
             .unwrap_or_else(|_| String::from_utf8_lossy(&msg.payload).into());
         Event::default()
             .event("lattice")
+            .json_data(event)
+            .expect("JSON values serialise")
+    });
+    let health = health.map(|msg| {
+        let event = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .unwrap_or(serde_json::Value::Null);
+        Event::default()
+            .event("health")
             .json_data(event)
             .expect("JSON values serialise")
     });
@@ -69,7 +80,11 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
         .json_data(serde_json::json!({ "lattice": lattice }))
         .expect("JSON values serialise");
     let all = futures::stream::once(async { ready })
-        .chain(futures::stream::select(events, statuses))
+        .chain(futures::stream::select_all([
+            events.boxed(),
+            statuses.boxed(),
+            health.boxed(),
+        ]))
         .map(Ok::<_, Infallible>);
     Sse::new(all)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))

@@ -16,8 +16,8 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use trellis_lattice::api::{
-    DeleteModelRequest, DeployModelRequest, GetModelRequest, ListModelsRequest, PlanRequest,
-    UndeployModelRequest,
+    DeleteModelRequest, DeployModelRequest, GetModelRequest, HostsRequest, ListModelsRequest,
+    PlanRequest, UndeployModelRequest,
 };
 use trellis_lattice::ctl::Link;
 
@@ -72,6 +72,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         at("get", "/api/v1/hosts", on(M::GET, hosts)),
         at("get", "/api/v1/hosts/{host}", on(M::GET, inventory)),
+        at("get", "/api/v1/vitals", on(M::GET, vitals)),
         at("get", "/api/v1/links", on(M::GET, links)),
         at("get", "/api/v1/configs", on(M::GET, config_names)),
         at("get", "/api/v1/configs/{name}", on(M::GET, config)),
@@ -272,6 +273,17 @@ async fn hosts(State(g): State<Shared>) -> Response {
         Ok(hosts) => Json(hosts).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    history: bool,
+}
+
+async fn vitals(State(g): State<Shared>, Query(q): Query<HistoryQuery>) -> Response {
+    let body = json_body(&HostsRequest { history: q.history });
+    g.forward(g.api().hosts(), body).await
 }
 
 async fn inventory(State(g): State<Shared>, Path(host): Path<String>) -> Response {

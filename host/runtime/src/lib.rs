@@ -22,4 +22,7 @@ pub use placement::{Placements, Shortlist};
 pub use plugin::{Plugin, PluginKind, PluginSummary, CONTRACT_VERSION};
 pub use registry::{PluginSet, Runtime, RuntimeConfig};
 pub use sandbox::Limits;
-pub use snapshot::{host_matches, HostDirectory, LatticeHandle, LatticeSnapshot};
+pub use snapshot::{
+    host_matches, Health, HostDirectory, HostVitals, LatticeHandle, LatticeSnapshot, Traffic,
+    Vitals,
+};

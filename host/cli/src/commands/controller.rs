@@ -24,6 +24,16 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ..ControllerConfig::default()
     };
     config.settings.host_timeout = Duration::from_secs(args.host_timeout);
+    config.settings.health.suspect_after_missed = args.suspect_after;
+    config.settings.health.healthy_after = args.healthy_after;
+    if config.settings.health.suspect_silence() >= config.settings.host_timeout {
+        anyhow::bail!(
+            "--suspect-after {} heartbeats is not shorter than --host-timeout {}s: a host would be \
+             forgotten before it is ever suspect; lower --suspect-after or raise --host-timeout",
+            args.suspect_after,
+            args.host_timeout
+        );
+    }
     config.settings.sweep_interval = Duration::from_secs(args.sweep_interval);
     apply_plugin_settings(&mut config, &args.conn.nats)?;
     let http = match args.http {

@@ -1,8 +1,11 @@
 //! `trellis get hosts|inventory|links|config`: what the lattice runs and holds, as its hosts
 //! and the control interface tell it.
 
+use std::collections::BTreeMap;
+
 use anyhow::bail;
 use trellis_cli::failure::Failure;
+use trellis_lattice::api::{HostHealth, HostReport};
 
 use crate::args::{Connection, GetCmd};
 use crate::output::{print_json, Output};
@@ -18,15 +21,58 @@ pub async fn run(cmd: GetCmd) -> anyhow::Result<()> {
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// Every host that answers a ping, with its labels (without the `hostcore.` ones), uptime, CPU
-/// use and free memory.
+/// How long `get hosts` waits for the controller's view of health: hosts answer pings within
+/// a second, and a lattice without a controller should not make the listing slow.
+const HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Every host that answers a ping, and every host the controller knows that does not (a
+/// paused or lost one), with its health as the controller judges it, labels (without the
+/// `hostcore.` ones), uptime, CPU use and free memory.
 async fn hosts(conn: &Connection) -> anyhow::Result<()> {
     let client = conn.client().await?;
-    let hosts = client.hosts().await?;
-    if conn.output == Output::Json {
-        return print_json(&hosts);
+    let (pinged, reports) = tokio::join!(
+        client.hosts(),
+        tokio::time::timeout(HEALTH_PATIENCE, client.host_reports(false))
+    );
+    let pinged = pinged?;
+    // Without a controller (or an older one), health is unknown: shown as `-`.
+    let reports: BTreeMap<String, HostReport> = match reports {
+        Ok(Ok(r)) => r
+            .hosts
+            .into_iter()
+            .map(|h| (h.host_id.clone(), h))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let mut rows: Vec<HostRow> = pinged
+        .into_iter()
+        .map(|host| HostRow {
+            health: reports.get(&host.id).map(|r| r.health),
+            last_seen_ms: reports.get(&host.id).map(|r| r.last_seen_ms),
+            answered: true,
+            host,
+        })
+        .collect();
+    for (id, report) in &reports {
+        if !rows.iter().any(|r| &r.host.id == id) {
+            rows.push(HostRow {
+                host: trellis_lattice::ctl::Host {
+                    id: id.clone(),
+                    friendly_name: report.friendly_name.clone(),
+                    resources: report.resources.clone(),
+                    ..Default::default()
+                },
+                health: Some(report.health),
+                last_seen_ms: Some(report.last_seen_ms),
+                answered: false,
+            });
+        }
     }
-    if hosts.is_empty() {
+    rows.sort_by(|a, b| a.host.id.cmp(&b.host.id));
+    if conn.output == Output::Json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
         println!(
             "no hosts answered in lattice `{}`; start one with `trellis node` or `trellis up`",
             client.lattice()
@@ -34,10 +80,11 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<58} {:<20} {:>9} {:>10} {:>17}  LABELS",
-        "HOST", "NAME", "UPTIME", "CPU", "MEMORY FREE"
+        "{:<58} {:<20} {:<11} {:>9} {:>10} {:>17}  LABELS",
+        "HOST", "NAME", "HEALTH", "UPTIME", "CPU", "MEMORY FREE"
     );
-    for h in hosts {
+    for row in rows {
+        let h = &row.host;
         // Hosts that do not report them (wasmCloud's) show dashes.
         let (cpu, memory) = match &h.resources {
             Some(r) => (
@@ -57,12 +104,34 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let health = row.health.map_or("-".to_string(), |h| h.to_string());
+        // A host that did not answer the ping has no uptime to show: how long it is silent.
+        let uptime = match row.last_seen_ms {
+            Some(ms) if !row.answered => format!("silent {}s", ms / 1000),
+            _ => format!("{}s", h.uptime_seconds),
+        };
         println!(
-            "{:<58} {:<20} {:>8}s {cpu:>10} {memory:>17}  {labels}",
-            h.id, h.friendly_name, h.uptime_seconds
+            "{:<58} {:<20} {health:<11} {uptime:>9} {cpu:>10} {memory:>17}  {labels}",
+            h.id, h.friendly_name
         );
     }
     Ok(())
+}
+
+/// A line of `get hosts`: the host as it answered a ping (or as the controller last heard of
+/// it), with the controller's judgement of its health.
+#[derive(serde::Serialize)]
+struct HostRow {
+    #[serde(flatten)]
+    host: trellis_lattice::ctl::Host,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<HostHealth>,
+    /// Milliseconds since the controller last heard from the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen_ms: Option<u64>,
+    /// Whether the host answered the ping (one that did not is listed from the controller's
+    /// knowledge, without labels or uptime).
+    answered: bool,
 }
 
 /// What runs on the one host whose id starts with `host`.

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use trellis_bus::resume::{self, Resumed};
-use trellis_lattice::api::PlanResponse;
+use trellis_lattice::api::{HostsRequest, HostsResponse, PlanResponse};
 use trellis_lattice::Manifest;
 use trellis_lattice::{ctl, event};
 
@@ -185,7 +185,8 @@ pub struct Inputs {
     pub(super) statuses: BoxStream<'static, kv::Entry>,
     pub(super) owners: BoxStream<'static, kv::Entry>,
     pub(super) controllers: BoxStream<'static, kv::Entry>,
-    pub(super) plans: mpsc::Receiver<PlanQuery>,
+    /// Questions only the loop can answer, from the API extensions.
+    pub(super) queries: mpsc::Receiver<Query>,
     /// Every control-interface request on the lattice, to see what other controllers sent.
     pub(super) commands: async_nats::Subscriber,
 }
@@ -201,7 +202,7 @@ impl Inputs {
         configs: &kv::Store,
         statuses: &kv::Store,
         ownership: OwnershipWatches,
-        plans: mpsc::Receiver<PlanQuery>,
+        queries: mpsc::Receiver<Query>,
         client: &async_nats::Client,
     ) -> anyhow::Result<Self> {
         // Each value in these buckets is whole, so a resumed watch needs no reopen marker.
@@ -236,15 +237,23 @@ impl Inputs {
             statuses: watch(statuses, statuses.watch_with_history(">").await?),
             owners: watch(&owners, ownership.owners),
             controllers: watch(&controllers, ownership.controllers),
-            plans,
+            queries,
         })
     }
 }
 
-/// A `plan` question for the loop: what deploying `manifest` would issue now.
-pub struct PlanQuery {
-    pub manifest: Manifest,
-    pub reply: oneshot::Sender<PlanResponse>,
+/// A question for the loop, which holds the lattice state.
+pub enum Query {
+    /// `plan`: what deploying `manifest` would issue now.
+    Plan {
+        manifest: Manifest,
+        reply: oneshot::Sender<PlanResponse>,
+    },
+    /// `hosts.get`: the hosts' health, resources and (when asked) history.
+    Hosts {
+        request: HostsRequest,
+        reply: oneshot::Sender<HostsResponse>,
+    },
 }
 
 #[cfg(test)]

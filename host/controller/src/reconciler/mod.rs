@@ -41,7 +41,7 @@ mod settings;
 mod status;
 mod sweep;
 
-pub use inputs::{event_stream, events_stream, EventMessage, Inputs, PlanQuery};
+pub use inputs::{event_stream, events_stream, EventMessage, Inputs, Query};
 pub use run::Reconciler;
 pub use settings::{LoopSettings, SWEEP_INTERVAL};
 pub use status::{status_bucket, Statuses};

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::health::HealthThresholds;
+
 /// The default of [`LoopSettings::sweep_interval`]. The sweep is the safety net behind each
 /// undeploy's one-shot cleanup (lost when its controller dies first, or when a stop fails): it
 /// only has to come round eventually, and each run walks every instance on the lattice (10,000
@@ -13,8 +15,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub struct LoopSettings {
     /// A full pass runs at least this often, even without events.
     pub resync_interval: Duration,
-    /// A host silent for this long is considered gone and its instances rescheduled.
+    /// A host silent for this long is considered gone (unreachable) and its instances
+    /// rescheduled.
     pub host_timeout: Duration,
+    /// When a host becomes suspect (new work avoids it) and healthy again.
+    pub health: HealthThresholds,
     /// How long a command may stay unconfirmed before it counts as failed.
     pub command_timeout: Duration,
     /// Wait this long after a change before a pass, so a burst of events makes one pass.
@@ -35,6 +40,7 @@ impl Default for LoopSettings {
         Self {
             resync_interval: Duration::from_secs(5),
             host_timeout: trellis_lattice::liveness::HOST_TIMEOUT,
+            health: HealthThresholds::default(),
             command_timeout: Duration::from_secs(30),
             debounce: Duration::from_millis(20),
             lease: Duration::from_secs(3),

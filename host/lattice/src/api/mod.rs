@@ -7,9 +7,11 @@ use crate::Manifest;
 
 mod status;
 mod subjects;
+mod vitals;
 
 pub use status::*;
 pub use subjects::*;
+pub use vitals::*;
 
 /// One plugin as `trellis plugin list` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

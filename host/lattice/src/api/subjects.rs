@@ -124,6 +124,12 @@ impl Subjects {
     pub fn validate(&self) -> String {
         format!("trellis.api.{}.model.validate", self.lattice)
     }
+    /// `trellis.api.{lattice}.hosts.get`: the hosts with their health, resources and, when
+    /// asked, history (an extension; request [`super::HostsRequest`], answer
+    /// [`super::HostsResponse`]).
+    pub fn hosts(&self) -> String {
+        format!("trellis.api.{}.hosts.get", self.lattice)
+    }
     /// `trellis.api.{lattice}.model.plan.{name}`: the commands deploying a version would issue
     /// now, computed by the same plugin calls as a deploy, without issuing them (an extension;
     /// request [`PlanRequest`], answer [`PlanResponse`]).
@@ -135,9 +141,10 @@ impl Subjects {
     pub fn rollback(&self, name: &str) -> String {
         format!("trellis.api.{}.model.rollback.{name}", self.lattice)
     }
-    /// `trellis.api.{lattice}.model.{plan,rollback}.*`: the extension subjects taking an app name.
-    pub fn extension_wildcards(&self) -> [String; 2] {
-        [self.plan("*"), self.rollback("*")]
+    /// The extension subjects the reconcile loop answers: `trellis.api.{lattice}.model.{plan,rollback}.*`
+    /// and `hosts.get`.
+    pub fn extension_wildcards(&self) -> [String; 3] {
+        [self.plan("*"), self.rollback("*"), self.hosts()]
     }
     /// Where the status of an app is published on every change.
     pub fn status_updates(&self, name: &str) -> String {

@@ -6,6 +6,9 @@
 //! are ranked by fewest instances of the same component, then fewest instances overall, then
 //! host id, so that placement is always deterministic.
 //!
+//! Suspect hosts (missed heartbeats; see the controller's health) are left out while any healthy
+//! host fits, so new work goes to hosts that are steady; they keep what they run.
+//!
 //! Plugins never see hosts that lack the requested labels (the snapshot's label index finds
 //! those that carry them), and a ranking looks at a [`Shortlist`] of those, not at all of them.
 
@@ -19,7 +22,7 @@ pub use shortlist::{Shortlist, SHORTLIST_FLOOR, SHORTLIST_PERCENT};
 use crate::bindings::{HostInfo, PlacementRequest};
 use crate::error::CallError;
 use crate::plugin::Plugin;
-use crate::snapshot::LatticeSnapshot;
+use crate::snapshot::{Health, LatticeSnapshot};
 
 /// The placement plugins in service, in the order their filters run, and how a ranking
 /// shortlists hosts. What a scaler's `rank-hosts` consults.
@@ -45,6 +48,9 @@ pub fn rank(
         .map(|i| directory.at(feasible[i]));
     let mut visited = 0;
     let mut candidates: Vec<HostInfo> = Vec::with_capacity(wanted);
+    // Suspect hosts are passed over while healthy ones fit, and taken only when none does.
+    let avoid_suspects = snapshot.vitals.any_unhealthy();
+    let mut suspects: Vec<HostInfo> = Vec::new();
     while candidates.len() < wanted {
         let mut batch: Vec<HostInfo> = visit
             .by_ref()
@@ -55,18 +61,19 @@ pub fn rank(
             break;
         }
         visited += batch.len();
-        for plugin in placements.plugins.iter() {
-            if batch.is_empty() {
-                break;
-            }
-            let verdicts = plugin.filter(request, &batch, snapshot)?;
-            let fits: BTreeMap<&str, bool> = verdicts
-                .iter()
-                .map(|v| (v.host_id.as_str(), v.fits))
-                .collect();
-            batch.retain(|h| fits.get(h.id.as_str()).copied().unwrap_or(false));
+        if avoid_suspects {
+            batch.retain(|h| {
+                let healthy = snapshot.vitals.health(&h.id) == Health::Healthy;
+                if !healthy && suspects.len() < wanted {
+                    suspects.push(h.clone());
+                }
+                healthy
+            });
         }
-        candidates.extend(batch);
+        candidates.extend(filtered(placements, request, batch, snapshot)?);
+    }
+    if candidates.is_empty() && !suspects.is_empty() {
+        candidates = filtered(placements, request, suspects, snapshot)?;
     }
     snapshot.advance_rotation(visited as u64);
 
@@ -99,6 +106,27 @@ pub fn rank(
         .collect();
     ranked.sort();
     Ok(ranked.into_iter().map(|(_, _, _, id)| id).collect())
+}
+
+/// The hosts of `batch` every placement plugin's filter lets through.
+fn filtered(
+    placements: &Placements,
+    request: &PlacementRequest,
+    mut batch: Vec<HostInfo>,
+    snapshot: &Arc<LatticeSnapshot>,
+) -> Result<Vec<HostInfo>, CallError> {
+    for plugin in placements.plugins.iter() {
+        if batch.is_empty() {
+            break;
+        }
+        let verdicts = plugin.filter(request, &batch, snapshot)?;
+        let fits: BTreeMap<&str, bool> = verdicts
+            .iter()
+            .map(|v| (v.host_id.as_str(), v.fits))
+            .collect();
+        batch.retain(|h| fits.get(h.id.as_str()).copied().unwrap_or(false));
+    }
+    Ok(batch)
 }
 
 /// A plugin's score as 0–100 of the range its scores span (100 when they are all equal). In
@@ -169,6 +197,41 @@ mod tests {
             }],
         };
         assert_eq!(rank(&none, &snap, &east).unwrap(), ["b", "a"]);
+    }
+
+    #[test]
+    fn suspect_hosts_get_work_only_when_no_healthy_host_fits() {
+        use crate::snapshot::{HostVitals, Vitals};
+        let mut snap = LatticeSnapshot::of_hosts(
+            [("a", "east"), ("b", "east"), ("c", "west")]
+                .map(|(id, region)| host(id, &[("region", region)])),
+        );
+        let suspect = HostVitals {
+            health: Health::Suspect,
+            ..HostVitals::default()
+        };
+        snap.vitals = Vitals::default();
+        snap.vitals.set_host("a", suspect);
+        snap.vitals.set_host("c", suspect);
+        let snap = Arc::new(snap);
+        let none = Placements::default();
+        let any = PlacementRequest {
+            component_id: "app-echo".into(),
+            requirements: vec![],
+        };
+        assert_eq!(rank(&none, &snap, &any).unwrap(), ["b"]);
+        let west = PlacementRequest {
+            component_id: "app-echo".into(),
+            requirements: vec![Pair {
+                key: "region".into(),
+                value: "west".into(),
+            }],
+        };
+        assert_eq!(
+            rank(&none, &snap, &west).unwrap(),
+            ["c"],
+            "only a suspect host fits"
+        );
     }
 
     /// On a lattice larger than the floor, each ranking gets the next hosts, and successive

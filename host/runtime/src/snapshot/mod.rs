@@ -7,6 +7,7 @@
 
 mod hosts;
 mod packed;
+mod vitals;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 #[cfg(test)]
 pub(crate) use hosts::tests::host as test_host;
 pub use hosts::HostDirectory;
+pub use vitals::{Health, HostVitals, Traffic, Vitals};
 
 use crate::bindings::{ComponentCount, ComponentInstance, HostInfo, Link, Pair, ProviderInstance};
 
@@ -34,6 +36,8 @@ pub struct LatticeSnapshot {
     /// Source id → links.
     pub links: BTreeMap<String, Vec<Link>>,
     pub configs: BTreeMap<String, Vec<Pair>>,
+    /// Hosts' health and resources, components' traffic.
+    pub vitals: Vitals,
     /// Logical time of the pass, in milliseconds.
     pub now_ms: u64,
     /// Where placement's next shortlist starts among the feasible hosts: each ranking moves it
@@ -50,6 +54,7 @@ impl Clone for LatticeSnapshot {
             load: self.load.clone(),
             links: self.links.clone(),
             configs: self.configs.clone(),
+            vitals: self.vitals.clone(),
             now_ms: self.now_ms,
             rotation: AtomicU64::new(self.rotation()),
         }

@@ -19,7 +19,7 @@ use trellis_runtime::{LatticeSnapshot, Runtime};
 use super::deployed::DeployedApps;
 use super::dirty::Dirty;
 use super::discovery;
-use super::inputs::{caught_up, Inputs};
+use super::inputs::{caught_up, Inputs, Query};
 use super::planning::{cleanup_scalers, plan_app, plan_response};
 use super::settings::LoopSettings;
 use super::status::{app_statuses, StatusPublisher, Statuses};
@@ -27,10 +27,13 @@ use super::sweep::{self, SWEEP_SCALER};
 use crate::commands::{command_key, decode, overlay, Origin};
 use crate::cost::{self, Work};
 use crate::executor::{Executor, Outcome};
+use crate::health::Health;
+use crate::history::History;
 use crate::ownership::Ownership;
 use crate::state::LatticeState;
 
 mod intake;
+mod report;
 
 /// How often apps with commands in flight are looked at again while nothing else happens.
 const BUSY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
@@ -71,6 +74,8 @@ pub struct Reconciler {
     started: Instant,
     /// When the next sweep of orphaned instances is due (`sweep.rs`).
     next_sweep: Instant,
+    /// Recent load of hosts and components, for `hosts.get`.
+    history: History,
 }
 
 impl Reconciler {
@@ -85,6 +90,7 @@ impl Reconciler {
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let connects = client.statistics().connects.load(Ordering::Relaxed);
+        let health = settings.health;
         Self {
             lattice: lattice.to_string(),
             executor: Executor::new(client.clone(), lattice, settings.command_timeout, tx),
@@ -92,7 +98,7 @@ impl Reconciler {
             client,
             runtime,
             settings,
-            state: LatticeState::default(),
+            state: LatticeState::new(health),
             outcomes: rx,
             apps: DeployedApps::default(),
             ownership,
@@ -106,6 +112,7 @@ impl Reconciler {
             plugin_generation: 0,
             started: Instant::now(),
             next_sweep: Instant::now(),
+            history: History::default(),
         }
     }
 
@@ -120,7 +127,7 @@ impl Reconciler {
             statuses: mut status_watch,
             owners: mut owner_watch,
             controllers: mut controller_watch,
-            mut plans,
+            mut queries,
             mut commands,
         } = inputs;
         let ctl_subjects = ctl::Subjects::new(&self.lattice);
@@ -185,10 +192,14 @@ impl Reconciler {
                         self.executor.observe(command, origin, Instant::now());
                     }
                 }
-                Some(query) = plans.recv() => {
-                    let response = self.plan(query.manifest).await;
-                    let _ = query.reply.send(response);
-                }
+                Some(query) = queries.recv() => match query {
+                    Query::Plan { manifest, reply } => {
+                        let _ = reply.send(self.plan(manifest).await);
+                    }
+                    Query::Hosts { request, reply } => {
+                        let _ = reply.send(self.hosts_report(&request, Instant::now()));
+                    }
+                },
                 Some(outcome) = self.outcomes.recv() => {
                     let failed = outcome.result.is_err();
                     let origin = self.executor.origin_of(&outcome.key);
@@ -211,7 +222,7 @@ impl Reconciler {
                     // is what runs known then, which the sweep acts on.
                     let listening = caught_up(self.events_behind, self.events_lag) && self.connected();
                     let dead = if listening {
-                        self.state.expire_hosts(self.settings.host_timeout, now)
+                        self.state.judge_hosts(self.settings.host_timeout, now)
                     } else {
                         Vec::new()
                     };
@@ -221,6 +232,8 @@ impl Reconciler {
                     for host in &dead {
                         tracing::warn!(lattice = %self.lattice, host, "host missed its heartbeats; rescheduling what it ran");
                     }
+                    self.report_health_changes().await;
+                    self.history.sample(&self.state, now);
                     let generation = self.runtime.generation();
                     if !dead.is_empty()
                         || generation != self.plugin_generation
@@ -252,6 +265,25 @@ impl Reconciler {
                 }
                 else => return Ok(()),
             }
+        }
+    }
+
+    /// Logs and publishes the changes of hosts' health since the last call.
+    async fn report_health_changes(&mut self) {
+        for mut change in self.state.take_health_changes() {
+            if change.friendly_name.is_empty() {
+                if let Some(host) = self.state.hosts.get(&change.host_id) {
+                    change.friendly_name = host.friendly_name.clone();
+                }
+            }
+            let c = &change;
+            if c.to == Health::Healthy {
+                tracing::info!(lattice = %self.lattice, host = %c.host_id, name = %c.friendly_name, from = %c.from, "host is healthy again: {}", c.reason);
+            } else {
+                tracing::warn!(lattice = %self.lattice, host = %c.host_id, name = %c.friendly_name, from = %c.from, to = %c.to, "host health changed: {}", c.reason);
+            }
+            let controller = self.ownership.id();
+            crate::notify::host_health_changed(&self.client, &self.lattice, &controller, c).await;
         }
     }
 
