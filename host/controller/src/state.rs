@@ -364,7 +364,11 @@ impl LatticeState {
         });
         let mut snapshot = LatticeSnapshot::new(Arc::clone(directory), now_ms);
         for (id, host) in &self.hosts {
-            snapshot.vitals.set_host(id, vitals_of(host));
+            // A healthy host that reports nothing reads as the default: left out, so that a
+            // lattice of such hosts costs nothing here.
+            if host.resources.is_some() || host.health.health != Health::Healthy {
+                snapshot.vitals.set_host(id, vitals_of(host));
+            }
             for (cid, traffic) in &host.traffic {
                 snapshot.vitals.add_traffic(cid, id, traffic_of(traffic));
             }

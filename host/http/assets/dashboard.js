@@ -8,6 +8,7 @@ const TOKEN_KEY = "trellis-http-token";
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   hosts: [],
+  vitals: {},
   inventories: {},
   apps: [],
   versions: {},   // app -> [{version, deployed}]
@@ -90,8 +91,21 @@ function debounce(key, ms, fn) {
 
 async function refreshHosts() {
   try {
-    const { ok, data } = await api("GET", "/hosts");
+    // The controller's view (health, last resources) beside the hosts' own answers; a lattice
+    // without a controller still lists its hosts.
+    const [{ ok, data }, vitals] = await Promise.all([
+      api("GET", "/hosts"),
+      api("GET", "/vitals").catch(() => ({ ok: false })),
+    ]);
     if (!ok) { showError("hosts: " + said(data)); return; }
+    state.vitals = {};
+    for (const v of (vitals.ok && vitals.data.hosts) || []) state.vitals[v.host_id] = v;
+    // Hosts the controller knows that did not answer (frozen, or lately unreachable).
+    for (const v of Object.values(state.vitals)) {
+      if (!data.some((h) => h.id === v.host_id)) {
+        data.push({ id: v.host_id, friendly_name: v.friendly_name, labels: {}, silent: true });
+      }
+    }
     state.hosts = data;
     const inventories = await Promise.all(data.map((h) =>
       api("GET", "/hosts/" + encodeURIComponent(h.id)).then((r) => (r.ok ? r.data : null)).catch(() => null)));
@@ -111,6 +125,16 @@ function renderHosts() {
   }
   show($("#hosts"), state.hosts.map((host) => {
     const inv = state.inventories[host.id];
+    const vitals = state.vitals[host.id];
+    const health = vitals ? vitals.health : "";
+    const res = host.resources || (vitals && vitals.resources);
+    const load = res
+      ? html`<span class="muted small">CPU ${Math.round(res.cpu_use * 100)}% of ${res.cpus} · ${
+        (res.memory_available_bytes / 2 ** 30).toFixed(1)}/${(res.memory_total_bytes / 2 ** 30).toFixed(1)} GiB free</span>`
+      : "";
+    const seen = host.silent && vitals
+      ? html`<span class="muted small">silent ${Math.round(vitals.last_seen_ms / 1000)}s</span>`
+      : html`<span class="muted small">up ${host.uptime_human || host.uptime_seconds + "s"}</span>`;
     const labels = Object.entries(host.labels || {})
       .map(([k, v]) => html`<span class="chip">${k}=${v}</span>`);
     let running = html`<li class="muted">inventory unavailable</li>`;
@@ -128,10 +152,11 @@ function renderHosts() {
       }
       running = rows.length ? rows : html`<li class="muted">nothing running</li>`;
     }
-    return html`<div class="host" data-host-id="${host.id}">
+    return html`<div class="host" data-host-id="${host.id}" data-health="${health}">
       <div class="title"><strong>${host.friendly_name || shortId(host.id)}</strong>
         <span class="id">${host.id}</span>
-        <span class="muted small">up ${host.uptime_human || host.uptime_seconds + "s"}</span></div>
+        ${health ? html`<span class="badge health ${health}">${health}</span>` : ""}
+        ${seen} ${load}</div>
       <div>${labels}</div>
       <ul>${running}</ul>
     </div>`;
@@ -473,6 +498,10 @@ function handleBlock(block) {
     refreshAll();
   } else if (name === "lattice") {
     onLatticeEvent(payload);
+  } else if (name === "health") {
+    const d = payload.data || {};
+    addEvent("health", `${d.friendly_name || shortId(d.host_id || "")}: ${d.from} → ${d.to} (${d.reason})`, payload.time);
+    debounce("hosts", 300, refreshHosts);
   } else if (name === "status") {
     onStatus(payload.app, payload.status);
     addEvent("status", `${payload.app}: ${statusType(payload.status)}`

@@ -321,6 +321,15 @@ async fn the_dashboard_deploys_the_echo_example() {
     )
     .await
     .unwrap();
+    // Its health as the controller judges it, and its load as it reports it.
+    cdp.wait_for(
+        "the node's health and load",
+        &format!("(() => {{ const h = document.querySelector('.host[data-host-id=\"{host_id}\"]'); return h?.querySelector('.badge.healthy') && h.innerText.includes('CPU'); }})()"),
+        body_text,
+        seconds(10),
+    )
+    .await
+    .unwrap();
     cdp.wait_for(
         "the live event stream",
         "document.querySelector('#live').textContent === 'live'",
