@@ -85,6 +85,9 @@ pub struct HostHealth {
     /// The last gaps between heartbeats, in ms (a ring; 0 is empty).
     gaps: [u32; GAPS],
     next_gap: usize,
+    /// The lower quartile of `gaps` (0 while none is known), kept with each gap: silence is
+    /// judged for every host on every tick, so it is not worked out there.
+    pace_ms: u32,
 }
 
 /// A change of a host's health, and why.
@@ -116,20 +119,24 @@ impl HostHealth {
             last_heartbeat: None,
             gaps: [0; GAPS],
             next_gap: 0,
+            pace_ms: 0,
         }
     }
 
     /// The host's heartbeat interval: the lower quartile of its recent gaps, at least the
-    /// lattice's (bunched heartbeats do not make it shorter).
-    /// None until a gap is known.
+    /// lattice's (bunched heartbeats do not make it shorter). None until a gap is known.
     fn interval(&self, th: &HealthThresholds) -> Option<Duration> {
-        let mut known: Vec<u32> = self.gaps.iter().copied().filter(|g| *g > 0).collect();
-        if known.is_empty() {
-            return None;
-        }
-        known.sort_unstable();
-        let quartile = Duration::from_millis(u64::from(known[known.len() / 4]));
-        Some(quartile.max(th.heartbeat_interval))
+        (self.pace_ms > 0)
+            .then(|| Duration::from_millis(u64::from(self.pace_ms)).max(th.heartbeat_interval))
+    }
+
+    fn add_gap(&mut self, gap: Duration) {
+        self.gaps[self.next_gap] = gap.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+        self.next_gap = (self.next_gap + 1) % GAPS;
+        let mut sorted = self.gaps;
+        sorted.sort_unstable();
+        let known = &sorted[sorted.iter().take_while(|g| **g == 0).count()..];
+        self.pace_ms = known[known.len() / 4];
     }
 
     /// A heartbeat arrived at `at`. Returns the new health and why, when it changed.
@@ -145,8 +152,7 @@ impl HostHealth {
             (None, _) => false,
         };
         if let Some(gap) = gap.filter(|g| !g.is_zero()) {
-            self.gaps[self.next_gap] = gap.as_millis().min(u128::from(u32::MAX)) as u32;
-            self.next_gap = (self.next_gap + 1) % GAPS;
+            self.add_gap(gap);
         }
         if self.health != Health::Suspect {
             return None;
