@@ -177,9 +177,7 @@ impl HostHealth {
         now: Instant,
         th: &HealthThresholds,
     ) -> Option<(Health, String)> {
-        let Some(interval) = self.interval(th) else {
-            return None;
-        };
+        let interval = self.interval(th)?;
         let silence = now.saturating_duration_since(last_seen);
         if self.health == Health::Healthy && silence >= th.suspect_after(interval) {
             self.set(Health::Suspect, now);
