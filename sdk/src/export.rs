@@ -19,6 +19,7 @@ use crate::types::{
     Labels, Link, PlacementRequest, PluginInfo, ProviderInstance, ScalerContext, Severity, Status,
 };
 use crate::validator::Validator;
+use crate::vitals::{Health, HostVitals, Traffic};
 
 /// The type [`export_scaler!`](crate::export_scaler) exports: implements the generated `Guest`
 /// for any [`Scaler`].
@@ -33,11 +34,15 @@ impl<T: Scaler> api::Guest for ScalerExport<T> {
         ctx: api::ScalerContext,
         lattice: &wit_lattice::LatticeView,
     ) -> api::ReconcileResult {
-        let Reconciled { commands, status } =
-            T::reconcile(&ctx.into(), &View(lattice, PhantomData::<Ranked>));
+        let Reconciled {
+            commands,
+            status,
+            recheck_after_ms,
+        } = T::reconcile(&ctx.into(), &View(lattice, PhantomData::<Ranked>));
         api::ReconcileResult {
             commands: commands.into_iter().map(Into::into).collect(),
             status: status.into(),
+            recheck_after_ms,
         }
     }
 
@@ -251,6 +256,44 @@ impl<R: Ranking> Lattice for View<'_, R> {
 
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
         R::rank(request)
+    }
+
+    fn host_vitals(&self, ids: &[String]) -> Vec<Option<HostVitals>> {
+        self.0
+            .host_vitals(ids)
+            .into_iter()
+            .map(|v| {
+                v.map(|v| HostVitals {
+                    host_id: v.host_id,
+                    health: match v.health {
+                        wit::Health::Healthy => Health::Healthy,
+                        wit::Health::Suspect => Health::Suspect,
+                    },
+                    reported: v.reported,
+                    cpus: v.cpus,
+                    cpu_use: v.cpu_use,
+                    memory_total_bytes: v.memory_total_bytes,
+                    memory_available_bytes: v.memory_available_bytes,
+                    instances: v.instances,
+                })
+            })
+            .collect()
+    }
+
+    fn component_traffic(&self, component_id: &str) -> Vec<Traffic> {
+        self.0
+            .component_traffic(component_id)
+            .into_iter()
+            .map(|t| Traffic {
+                host_id: t.host_id,
+                in_flight: t.in_flight,
+                requests_per_second: t.requests_per_second,
+                p50_ms: t.p50_ms,
+                p99_ms: t.p99_ms,
+                error_rate: t.error_rate,
+                window_seconds: t.window_seconds,
+            })
+            .collect()
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::types::{
     ComponentCount, ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance,
 };
+use crate::vitals::{HostVitals, Traffic};
 
 /// Read-only queries on one snapshot of the lattice. Every answer is ordered (by host id where
 /// it lists hosts), so that a plugin's decision is reproducible.
@@ -60,6 +61,22 @@ pub trait Lattice {
     /// every qualifying host before one comes round again. A scaler that wants several hosts
     /// asks [`rank_at_least`](Self::rank_at_least).
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String>;
+
+    /// Health, CPU and memory of several hosts by id, in one call: at each position the
+    /// vitals of the id at that position, `None` where the lattice has no such host. The
+    /// default says every known host is healthy and reports nothing.
+    fn host_vitals(&self, ids: &[String]) -> Vec<Option<HostVitals>> {
+        ids.iter()
+            .map(|id| self.host(id).map(|_| HostVitals::unreported(id)))
+            .collect()
+    }
+
+    /// A component's traffic on each host that reports it, ordered by host id. The default
+    /// has none.
+    fn component_traffic(&self, component_id: &str) -> Vec<Traffic> {
+        let _ = component_id;
+        Vec::new()
+    }
 
     /// At least `count` distinct hosts able to take one more instance (fewer when fewer
     /// qualify), best first within each shortlist: asks [`rank_hosts`](Self::rank_hosts)

@@ -4,7 +4,7 @@
 //! plain Rust types ([`ScalerContext`], [`Command`], [`Status`]) and queries the lattice through
 //! the [`Lattice`] trait, so it is unit-tested natively with [`testing::TestLattice`] and plain
 //! `cargo test`. Built for `wasm32-wasip2`, the macro adds the glue to the WIT contract
-//! (`wit/plugin.wit`, `trellis:plugin@0.1.0`): bindings are generated here, once, so plugins
+//! (`wit/plugin.wit`, `trellis:plugin@0.2.0`): bindings are generated here, once, so plugins
 //! never run bindgen themselves. The SDK holds no policy: the helpers ([`labels`], [`spread`],
 //! [`diff`]) are the arithmetic every scaler needs, the decisions stay in the plugins.
 //!
@@ -58,6 +58,7 @@ pub mod suggest;
 pub mod testing;
 mod types;
 mod validator;
+mod vitals;
 // WASI answered inside the plugin, so that plugin components import none.
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wasi;
@@ -72,9 +73,10 @@ pub use types::{
     ScalerContext, Severity, Status,
 };
 pub use validator::{path, Validator};
+pub use vitals::{Health, HostVitals, Traffic};
 
 /// The WIT package version this SDK speaks; the controller refuses plugins of an incompatible one.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Bindings generated from `wit/plugin.wit`, one module per world. Plugins use them through
 /// the export macros; reach in only for what the SDK does not wrap.
@@ -97,9 +99,9 @@ pub mod bindings {
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::placement",
             with: {
-                "trellis:plugin/types@0.1.0": crate::bindings::scaler::trellis::plugin::types,
-                "trellis:plugin/lattice@0.1.0": crate::bindings::scaler::trellis::plugin::lattice,
-                "trellis:plugin/log@0.1.0": crate::bindings::scaler::trellis::plugin::log,
+                "trellis:plugin/types@0.2.0": crate::bindings::scaler::trellis::plugin::types,
+                "trellis:plugin/lattice@0.2.0": crate::bindings::scaler::trellis::plugin::lattice,
+                "trellis:plugin/log@0.2.0": crate::bindings::scaler::trellis::plugin::log,
             },
         });
     }
@@ -111,8 +113,8 @@ pub mod bindings {
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::validator",
             with: {
-                "trellis:plugin/types@0.1.0": crate::bindings::scaler::trellis::plugin::types,
-                "trellis:plugin/log@0.1.0": crate::bindings::scaler::trellis::plugin::log,
+                "trellis:plugin/types@0.2.0": crate::bindings::scaler::trellis::plugin::types,
+                "trellis:plugin/log@0.2.0": crate::bindings::scaler::trellis::plugin::log,
             },
         });
     }

@@ -4,28 +4,43 @@
 use crate::lattice::Lattice;
 use crate::types::{Command, Diagnostic, PluginInfo, ScalerContext, Status};
 
-/// The outcome of one reconcile call: the commands to issue and where the trait stands.
+/// The outcome of one reconcile call: the commands to issue, where the trait stands, and when
+/// to be called again even if nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciled {
     pub commands: Vec<Command>,
     pub status: Status,
+    /// Call `reconcile` again after this many milliseconds even if nothing changes: for
+    /// policies that act on time (cooldowns, stabilisation windows, schedules). `None`: when
+    /// something changes, and at the controller's periodic resync. The controller waits at
+    /// least 100 ms and at most an hour.
+    pub recheck_after_ms: Option<u32>,
 }
 
 impl Reconciled {
+    /// These commands and this status; no recheck asked.
+    pub fn new(commands: Vec<Command>, status: Status) -> Self {
+        Self {
+            commands,
+            status,
+            recheck_after_ms: None,
+        }
+    }
+
+    /// The same, and call again after `delay` even if nothing changes.
+    pub fn recheck_after(mut self, delay: std::time::Duration) -> Self {
+        self.recheck_after_ms = Some(u32::try_from(delay.as_millis()).unwrap_or(u32::MAX));
+        self
+    }
+
     /// Nothing to do: the lattice already matches the trait.
     pub fn deployed() -> Self {
-        Self {
-            commands: Vec::new(),
-            status: Status::Deployed,
-        }
+        Self::new(Vec::new(), Status::Deployed)
     }
 
     /// No commands, and the trait cannot be satisfied as written.
     pub fn failed(reason: impl Into<String>) -> Self {
-        Self {
-            commands: Vec::new(),
-            status: Status::Failed(reason.into()),
-        }
+        Self::new(Vec::new(), Status::Failed(reason.into()))
     }
 }
 

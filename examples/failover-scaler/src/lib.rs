@@ -123,7 +123,7 @@ impl Scaler for Failover {
                 properties.instances
             ))
         };
-        Reconciled { commands, status }
+        Reconciled::new(commands, status)
     }
 
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {

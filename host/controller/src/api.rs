@@ -57,6 +57,7 @@ pub fn plugin_list(runtime: &Runtime) -> PluginListResponse {
                 sha256: p.sha256,
                 trait_types: p.trait_types,
                 description: p.description,
+                contract: p.contract.to_string(),
                 calls: p.calls,
                 failures: p.failures,
                 p50_us: p.p50_us,

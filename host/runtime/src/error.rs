@@ -9,13 +9,13 @@ pub enum LoadError {
     Read { file: PathBuf, reason: String },
     #[error("plugin {file} is not a valid WebAssembly component: {reason}. Build it with `cargo build --target wasm32-wasip2 --release`")]
     Compile { file: PathBuf, reason: String },
-    #[error("plugin {file} exports no trellis world (it exports: {exports}). A plugin must export one of trellis:plugin/scaler-api, placement-api or validator-api @{supported}")]
+    #[error("plugin {file} exports no trellis world (it exports: {exports}). A plugin must export one of trellis:plugin/scaler-api, placement-api or validator-api, of contract version {supported}")]
     NoKnownWorld {
         file: PathBuf,
         exports: String,
         supported: String,
     },
-    #[error("plugin {file} was built for trellis:plugin@{found}, but this controller supports trellis:plugin@{supported}. Rebuild it against a compatible trellis-sdk")]
+    #[error("plugin {file} was built for trellis:plugin@{found}, but this controller supports contract versions {supported}. Rebuild it against a compatible trellis-sdk")]
     IncompatibleVersion {
         file: PathBuf,
         found: String,

@@ -7,6 +7,7 @@
 //! gets commands and a status back, or a [`CallError`] that names the plugin and the fault.
 
 pub mod bindings;
+mod compat;
 mod engine;
 mod error;
 pub mod output;
@@ -15,11 +16,14 @@ mod plugin;
 mod registry;
 mod sandbox;
 mod snapshot;
+mod view;
 
 pub use engine::{DEFAULT_DEADLINE, DEFAULT_MEMORY, MAX_MEMORY};
 pub use error::{CallError, Fault, LoadError};
 pub use placement::{Placements, Shortlist};
-pub use plugin::{Plugin, PluginKind, PluginSummary, CONTRACT_VERSION};
+pub use plugin::{
+    Contract, Plugin, PluginKind, PluginSummary, CONTRACT_VERSION, CONTRACT_VERSIONS,
+};
 pub use registry::{PluginSet, Runtime, RuntimeConfig};
 pub use sandbox::Limits;
 pub use snapshot::{

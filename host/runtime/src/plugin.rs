@@ -13,9 +13,7 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use crate::bindings::placement::exports::trellis::plugin::placement_api::{HostScore, Verdict};
-use crate::bindings::placement::PlacementPre;
-use crate::bindings::scaler::ScalerPre;
-use crate::bindings::validator::ValidatorPre;
+use crate::bindings::{placement, scaler, v0_1, validator};
 use crate::bindings::{
     Command, Diagnostic, HostInfo, PlacementRequest, PluginInfo, ReconcileResult, ScalerContext,
 };
@@ -26,7 +24,28 @@ use crate::sandbox::{self, Limits, State};
 use crate::snapshot::LatticeSnapshot;
 
 /// The contract version this runtime implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The contract versions whose plugins this runtime loads: this one and 0.1.0.
+pub const CONTRACT_VERSIONS: &str = "0.1.x and 0.2.x";
+
+/// Which contract a plugin was built against (from the version of its exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum Contract {
+    #[serde(rename = "0.1")]
+    V0_1,
+    #[serde(rename = "0.2")]
+    V0_2,
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Contract::V0_1 => "0.1",
+            Contract::V0_2 => "0.2",
+        })
+    }
+}
 
 /// How many recent call latencies are kept for percentiles.
 const LATENCY_WINDOW: usize = 1024;
@@ -49,12 +68,6 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
-enum Pre {
-    Scaler(ScalerPre<State>),
-    Placement(PlacementPre<State>),
-    Validator(ValidatorPre<State>),
-}
-
 /// Calls, failures and latencies of one plugin.
 #[derive(Debug, Default)]
 struct Stats {
@@ -73,6 +86,8 @@ pub struct PluginSummary {
     pub sha256: String,
     pub trait_types: Vec<String>,
     pub description: String,
+    /// The contract version the plugin was built against.
+    pub contract: Contract,
     pub calls: u64,
     pub failures: BTreeMap<String, u64>,
     pub p50_us: Option<u64>,
@@ -83,11 +98,13 @@ pub struct Plugin {
     pub file: PathBuf,
     pub sha256: String,
     pub kind: PluginKind,
+    pub contract: Contract,
     pub info: PluginInfo,
     pub limits: Limits,
     name: Arc<str>,
     engine: Engine,
-    pre: Pre,
+    /// Checked at load against the world of the plugin's kind and contract.
+    pre: InstancePre<State>,
     /// Where each function of the plugin's API interface is, found once at load.
     exports: BTreeMap<&'static str, Export>,
     stats: Mutex<Stats>,
@@ -109,13 +126,13 @@ pub(crate) struct Linkers {
     pub validator: Linker<State>,
 }
 
-/// Which world a component exports, from its export names; refuses other contract versions.
+/// Which world a component exports, and for which contract, from its export names; refuses
+/// other contract versions.
 fn detect_kind(
     file: &Path,
     component: &Component,
     engine: &Engine,
-) -> Result<PluginKind, LoadError> {
-    let supported = semver::Version::parse(CONTRACT_VERSION).expect("valid contract version");
+) -> Result<(PluginKind, Contract), LoadError> {
     let mut names = Vec::new();
     for (name, _) in component.component_type().exports(engine) {
         names.push(name.to_string());
@@ -129,17 +146,18 @@ fn detect_kind(
             "validator-api" => PluginKind::Validator,
             _ => continue,
         };
-        let compatible = semver::Version::parse(version)
-            .map(|v| v.major == supported.major && (v.major > 0 || v.minor == supported.minor))
-            .unwrap_or(false);
-        if !compatible {
-            return Err(LoadError::IncompatibleVersion {
-                file: file.to_path_buf(),
-                found: version.to_string(),
-                supported: CONTRACT_VERSION.to_string(),
-            });
-        }
-        return Ok(kind);
+        let contract = match semver::Version::parse(version) {
+            Ok(v) if v.major == 0 && v.minor == 1 => Contract::V0_1,
+            Ok(v) if v.major == 0 && v.minor == 2 => Contract::V0_2,
+            _ => {
+                return Err(LoadError::IncompatibleVersion {
+                    file: file.to_path_buf(),
+                    found: version.to_string(),
+                    supported: CONTRACT_VERSIONS.to_string(),
+                })
+            }
+        };
+        return Ok((kind, contract));
     }
     Err(LoadError::NoKnownWorld {
         file: file.to_path_buf(),
@@ -148,7 +166,7 @@ fn detect_kind(
         } else {
             names.join(", ")
         },
-        supported: CONTRACT_VERSION.into(),
+        supported: CONTRACT_VERSIONS.into(),
     })
 }
 
@@ -166,40 +184,40 @@ impl Plugin {
             file: file.to_path_buf(),
             reason: format!("{e:#}"),
         })?;
-        let kind = detect_kind(file, &component, engine)?;
+        let (kind, contract) = detect_kind(file, &component, engine)?;
         let instantiate_err = |e: wasmtime::Error| LoadError::Instantiate {
             file: file.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let pre = match kind {
-            PluginKind::Scaler => Pre::Scaler(
-                ScalerPre::new(
-                    linkers
-                        .scaler
-                        .instantiate_pre(&component)
-                        .map_err(instantiate_err)?,
-                )
-                .map_err(instantiate_err)?,
-            ),
-            PluginKind::Placement => Pre::Placement(
-                PlacementPre::new(
-                    linkers
-                        .placement
-                        .instantiate_pre(&component)
-                        .map_err(instantiate_err)?,
-                )
-                .map_err(instantiate_err)?,
-            ),
-            PluginKind::Validator => Pre::Validator(
-                ValidatorPre::new(
-                    linkers
-                        .validator
-                        .instantiate_pre(&component)
-                        .map_err(instantiate_err)?,
-                )
-                .map_err(instantiate_err)?,
-            ),
+        let linker = match kind {
+            PluginKind::Scaler => &linkers.scaler,
+            PluginKind::Placement => &linkers.placement,
+            PluginKind::Validator => &linkers.validator,
         };
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(instantiate_err)?;
+        // The world's bindings check every export's type once, here, so that a plugin whose
+        // functions do not match its contract is refused at load, not on some later call.
+        let checked = match (kind, contract) {
+            (PluginKind::Scaler, Contract::V0_2) => scaler::ScalerPre::new(pre.clone()).map(drop),
+            (PluginKind::Scaler, Contract::V0_1) => {
+                v0_1::scaler::ScalerPre::new(pre.clone()).map(drop)
+            }
+            (PluginKind::Placement, Contract::V0_2) => {
+                placement::PlacementPre::new(pre.clone()).map(drop)
+            }
+            (PluginKind::Placement, Contract::V0_1) => {
+                v0_1::placement::PlacementPre::new(pre.clone()).map(drop)
+            }
+            (PluginKind::Validator, Contract::V0_2) => {
+                validator::ValidatorPre::new(pre.clone()).map(drop)
+            }
+            (PluginKind::Validator, Contract::V0_1) => {
+                v0_1::validator::ValidatorPre::new(pre.clone()).map(drop)
+            }
+        };
+        checked.map_err(instantiate_err)?;
         let exports = export_indices(&component, engine, kind);
         let stem = file
             .file_stem()
@@ -209,6 +227,7 @@ impl Plugin {
             file: file.to_path_buf(),
             sha256,
             kind,
+            contract,
             info: PluginInfo {
                 name: stem.clone(),
                 version: String::new(),
@@ -325,11 +344,7 @@ impl Plugin {
     }
 
     fn instance_pre(&self) -> &InstancePre<State> {
-        match &self.pre {
-            Pre::Scaler(pre) => pre.instance_pre(),
-            Pre::Placement(pre) => pre.instance_pre(),
-            Pre::Validator(pre) => pre.instance_pre(),
-        }
+        &self.pre
     }
 
     fn expect(&self, kind: PluginKind) -> Result<(), CallFailure> {
@@ -358,7 +373,23 @@ impl Plugin {
         self.call(placements, Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let (mut result,): (ReconcileResult,) = self.invoke(store, "reconcile", (ctx, view))?;
+            let mut result = match self.contract {
+                Contract::V0_2 => {
+                    let (result,): (ReconcileResult,) =
+                        self.invoke(store, "reconcile", (ctx, view))?;
+                    result
+                }
+                // The same call; 0.1.0's result lacks `recheck-after-ms`.
+                Contract::V0_1 => {
+                    let (old,): (v0_1::ReconcileResult,) =
+                        self.invoke(store, "reconcile", (ctx, view))?;
+                    ReconcileResult {
+                        commands: old.commands,
+                        status: old.status,
+                        recheck_after_ms: None,
+                    }
+                }
+            };
             output::check_commands(&result.commands)?;
             check_commands(&result.commands, snapshot)?;
             output::bound_status(&mut result.status);
@@ -450,6 +481,7 @@ impl Plugin {
             sha256: self.sha256.clone(),
             trait_types: self.info.trait_types.clone(),
             description: self.info.description.clone(),
+            contract: self.contract,
             calls: stats.calls,
             failures: stats
                 .failures

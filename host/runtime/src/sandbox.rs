@@ -13,11 +13,6 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::scaler::trellis::plugin::{lattice, log, placement_ranking, types};
-use crate::bindings::{
-    ComponentCount, ComponentInstance, CountTable, HostCount, HostInfo, HostTable, Link, Pair,
-    PlacementRequest, ProviderInstance,
-};
 use crate::error::Fault;
 use crate::placement::Placements;
 use crate::snapshot::LatticeSnapshot;
@@ -27,7 +22,7 @@ const STDERR_CAPACITY: usize = 16 << 10;
 
 /// How many of a call's last error lines are kept to explain a trap: a Rust panic message is
 /// three lines (where, what, the backtrace hint).
-const ERROR_LINES: usize = 3;
+pub(crate) const ERROR_LINES: usize = 3;
 
 /// Per-call limits of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,18 +73,18 @@ impl ResourceLimiter for MemoryCap {
 /// The data of one call's store.
 pub(crate) struct State {
     pub plugin: Arc<str>,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     /// Built on the first WASI call only: a plugin that does not panic never makes one, and
     /// building a context costs several microseconds per call (measured in decision 0006).
     wasi: Option<WasiCtx>,
     stderr: MemoryOutputPipe,
     /// The last error lines the plugin logged in this call. An SDK plugin's stderr (where a
     /// panic message goes) arrives as error lines through `log`, not through WASI.
-    errors: VecDeque<String>,
+    pub(crate) errors: VecDeque<String>,
     memory: MemoryCap,
     /// What `rank-hosts` consults; empty for placement and validator calls.
-    placements: Placements,
-    snapshot: Option<Arc<LatticeSnapshot>>,
+    pub(crate) placements: Placements,
+    pub(crate) snapshot: Option<Arc<LatticeSnapshot>>,
 }
 
 impl WasiView for State {
@@ -207,11 +202,13 @@ pub(crate) fn classify(err: wasmtime::Error, store: &Store<State>, limits: Limit
     }
 }
 
-/// The linker of each world: the world's imports plus a WASI that grants nothing.
+/// The linker of each world: the world's imports, in both contract versions, plus a WASI that
+/// grants nothing.
 pub(crate) fn scaler_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     crate::bindings::scaler::Scaler::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    crate::compat::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -222,6 +219,7 @@ pub(crate) fn placement_linker(engine: &Engine) -> anyhow::Result<Linker<State>>
         &mut linker,
         |s| s,
     )?;
+    crate::compat::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -232,160 +230,6 @@ pub(crate) fn validator_linker(engine: &Engine) -> anyhow::Result<Linker<State>>
         &mut linker,
         |s| s,
     )?;
+    crate::compat::add_to_linker(&mut linker)?;
     Ok(linker)
-}
-
-impl types::Host for State {}
-impl lattice::Host for State {}
-
-impl State {
-    fn view(&self, res: &Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<&LatticeSnapshot> {
-        Ok(self.table.get(res)?.as_ref())
-    }
-}
-
-impl lattice::HostLatticeView for State {
-    fn hosts(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<Vec<HostInfo>> {
-        Ok(self.view(&this)?.hosts())
-    }
-
-    fn host(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        id: String,
-    ) -> wasmtime::Result<Option<HostInfo>> {
-        Ok(self.view(&this)?.host(&id))
-    }
-
-    fn hosts_by_id(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        ids: Vec<String>,
-    ) -> wasmtime::Result<Vec<Option<HostInfo>>> {
-        Ok(self.view(&this)?.hosts_by_id(&ids))
-    }
-
-    fn hosts_matching(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        requirements: Vec<Pair>,
-    ) -> wasmtime::Result<Vec<HostInfo>> {
-        Ok(self.view(&this)?.hosts_matching(&requirements))
-    }
-
-    fn host_count(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u32> {
-        Ok(self.view(&this)?.host_count() as u32)
-    }
-
-    fn component_instances(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        component_id: String,
-    ) -> wasmtime::Result<Vec<ComponentInstance>> {
-        Ok(self.view(&this)?.component_instances(&component_id))
-    }
-
-    fn component_counts(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        component_id: String,
-    ) -> wasmtime::Result<Vec<ComponentCount>> {
-        Ok(self.view(&this)?.component_counts(&component_id))
-    }
-
-    fn hosts_by_id_packed(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        ids: Vec<String>,
-    ) -> wasmtime::Result<HostTable> {
-        Ok(self.view(&this)?.host_table(&ids))
-    }
-
-    fn component_counts_packed(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        component_id: String,
-    ) -> wasmtime::Result<CountTable> {
-        Ok(self.view(&this)?.count_table(&component_id))
-    }
-
-    fn provider_instances(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        provider_id: String,
-    ) -> wasmtime::Result<Vec<ProviderInstance>> {
-        Ok(self.view(&this)?.provider_instances(&provider_id))
-    }
-
-    fn links_from(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        source_id: String,
-    ) -> wasmtime::Result<Vec<Link>> {
-        Ok(self.view(&this)?.links_from(&source_id))
-    }
-
-    fn config(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        name: String,
-    ) -> wasmtime::Result<Option<Vec<Pair>>> {
-        Ok(self.view(&this)?.configs.get(&name).cloned())
-    }
-
-    fn now_ms(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<u64> {
-        Ok(self.view(&this)?.now_ms)
-    }
-
-    fn instance_counts(
-        &mut self,
-        this: Resource<Arc<LatticeSnapshot>>,
-        component_id: Option<String>,
-    ) -> wasmtime::Result<Vec<HostCount>> {
-        Ok(self
-            .view(&this)?
-            .instance_counts(component_id.as_deref())
-            .into_iter()
-            .map(|(host, count)| HostCount {
-                host_id: host.to_string(),
-                count: u32::try_from(count).unwrap_or(u32::MAX),
-            })
-            .collect())
-    }
-
-    fn drop(&mut self, this: Resource<Arc<LatticeSnapshot>>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
-        Ok(())
-    }
-}
-
-impl placement_ranking::Host for State {
-    fn rank_hosts(&mut self, request: PlacementRequest) -> wasmtime::Result<Vec<String>> {
-        let Some(snapshot) = self.snapshot.clone() else {
-            return Ok(Vec::new());
-        };
-        // A failing placement plugin fails the scaler call that asked, with its own reason.
-        crate::placement::rank(&self.placements, &snapshot, &request)
-            .map_err(|e| wasmtime::Error::msg(e.to_string()))
-    }
-}
-
-impl log::Host for State {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let plugin = &*self.plugin;
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
-        }
-        if level == log::Level::Error {
-            if self.errors.len() == ERROR_LINES {
-                self.errors.pop_front();
-            }
-            self.errors.push_back(message);
-        }
-        Ok(())
-    }
 }

@@ -60,10 +60,7 @@ impl Scaler for ConfigScaler {
         } else {
             Status::Deployed
         };
-        Reconciled {
-            commands: state.commands,
-            status,
-        }
+        Reconciled::new(state.commands, status)
     }
 
     fn cleanup(ctx: &ScalerContext, _lattice: &dyn Lattice) -> Vec<Command> {

@@ -98,7 +98,7 @@ impl Scaler for DaemonScaler {
         } else {
             Status::Deployed
         };
-        Reconciled { commands, status }
+        Reconciled::new(commands, status)
     }
 
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {

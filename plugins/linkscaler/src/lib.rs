@@ -133,10 +133,10 @@ impl Scaler for LinkScaler {
         let configs = config::converge_configs(properties.configs(), lattice);
         let mut commands = configs.commands;
         if !configs.missing_external.is_empty() {
-            return Reconciled {
+            return Reconciled::new(
                 commands,
-                status: Status::Waiting(config::describe_missing(&configs.missing_external)),
-            };
+                Status::Waiting(config::describe_missing(&configs.missing_external)),
+            );
         }
         let being_created = !configs.created.is_empty();
 
@@ -170,7 +170,7 @@ impl Scaler for LinkScaler {
                 target_name
             ))
         };
-        Reconciled { commands, status }
+        Reconciled::new(commands, status)
     }
 
     fn cleanup(ctx: &ScalerContext, _lattice: &dyn Lattice) -> Vec<Command> {

@@ -107,7 +107,7 @@ impl Scaler for SpreadScaler {
         } else {
             Status::Deployed
         };
-        Reconciled { commands, status }
+        Reconciled::new(commands, status)
     }
 
     fn cleanup(ctx: &ScalerContext, lattice: &dyn Lattice) -> Vec<Command> {

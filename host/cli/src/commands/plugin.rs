@@ -30,16 +30,21 @@ async fn list(conn: &Connection) -> anyhow::Result<()> {
     }
     println!("plugins in {}", list.plugin_dir);
     println!(
-        "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
-        "NAME", "VERSION", "KIND", "TRAITS", "CALLS", "FAILED", "P50", "P99"
+        "{:<16} {:<9} {:<10} {:<8} {:<24} {:>7} {:>8} {:>8} {:>8}",
+        "NAME", "VERSION", "KIND", "CONTRACT", "TRAITS", "CALLS", "FAILED", "P50", "P99"
     );
     let micros = |v: Option<u64>| v.map(|v| format!("{v}µs")).unwrap_or_else(|| "-".into());
     for p in &list.plugins {
         println!(
-            "{:<16} {:<9} {:<10} {:<24} {:>7} {:>8} {:>8} {:>8}",
+            "{:<16} {:<9} {:<10} {:<8} {:<24} {:>7} {:>8} {:>8} {:>8}",
             p.name,
             p.version,
             p.kind,
+            if p.contract.is_empty() {
+                "-"
+            } else {
+                &p.contract
+            },
             p.trait_types.join(","),
             p.calls,
             p.failures.values().sum::<u64>(),

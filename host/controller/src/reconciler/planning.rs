@@ -107,6 +107,8 @@ pub struct Planned {
     pub component: String,
     pub commands: Vec<Command>,
     pub status: StatusInfo,
+    /// The scaler asked to be called again after this long, even if nothing changes.
+    pub recheck_after: Option<std::time::Duration>,
 }
 
 fn component_specs(manifest: &Manifest) -> Vec<ComponentSpec> {
@@ -192,6 +194,7 @@ pub fn plan_app(
         .slots
         .iter()
         .map(|slot| {
+            let mut recheck_after = None;
             let (commands, status) = match plugins.scaler_for(&slot.trait_type) {
                 None => {
                     let loaded = plugins.trait_types();
@@ -218,7 +221,12 @@ pub fn plan_app(
                     let ctx = scalers.context(slot);
                     match plugin.reconcile(&ctx, snapshot, plugins.placements.clone()) {
                         Ok(result) => match scope.check(&result.commands) {
-                            Ok(()) => (result.commands, plugin_status(result.status)),
+                            Ok(()) => {
+                                recheck_after = result
+                                    .recheck_after_ms
+                                    .map(|ms| std::time::Duration::from_millis(ms.into()));
+                                (result.commands, plugin_status(result.status))
+                            }
                             Err(why) => {
                                 tracing::warn!(plugin = plugin.name(), "{why}");
                                 (Vec::new(), StatusInfo::new(StatusType::Failed, why))
@@ -235,6 +243,7 @@ pub fn plan_app(
                 component: slot.component.clone(),
                 commands,
                 status,
+                recheck_after,
             }
         })
         .collect()

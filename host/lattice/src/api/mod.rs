@@ -23,6 +23,10 @@ pub struct PluginEntry {
     pub sha256: String,
     pub trait_types: Vec<String>,
     pub description: String,
+    /// The plugin contract version it was built against (`0.1`, `0.2`); empty from older
+    /// controllers.
+    #[serde(default)]
+    pub contract: String,
     pub calls: u64,
     /// Failed calls by kind of fault (trap, timeout, memory, invalid-output, instantiate).
     pub failures: std::collections::BTreeMap<String, u64>,

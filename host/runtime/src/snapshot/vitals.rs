@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bindings::scaler::trellis::plugin::types;
+
 /// A host's health as the controller judges it (see the controller's `health` module).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,5 +118,51 @@ impl Vitals {
             .get(component_id)
             .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+}
+
+/// The answers of contract 0.2.0's `host-vitals` and `component-traffic`.
+impl super::LatticeSnapshot {
+    /// Each id's host's vitals, by position; none where the lattice has no such host.
+    pub fn host_vitals(&self, ids: &[String]) -> Vec<Option<types::HostVitals>> {
+        ids.iter()
+            .map(|id| {
+                self.contains_host(id).then(|| {
+                    let v = self.vitals.host(id);
+                    types::HostVitals {
+                        host_id: id.clone(),
+                        health: match v.health {
+                            Health::Healthy => types::Health::Healthy,
+                            // Unreachable hosts are not in a snapshot; were one, it would
+                            // be no better than suspect.
+                            Health::Suspect | Health::Unreachable => types::Health::Suspect,
+                        },
+                        reported: v.reported,
+                        cpus: v.cpus,
+                        cpu_use: v.cpu_use,
+                        memory_total_bytes: v.memory_total_bytes,
+                        memory_available_bytes: v.memory_available_bytes,
+                        instances: self.load_of(id),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// A component's traffic on each host that reports it, ordered by host id.
+    pub fn component_traffic(&self, component_id: &str) -> Vec<types::Traffic> {
+        self.vitals
+            .traffic(component_id)
+            .iter()
+            .map(|(host_id, t)| types::Traffic {
+                host_id: host_id.clone(),
+                in_flight: t.in_flight,
+                requests_per_second: t.requests_per_second,
+                p50_ms: t.p50_ms,
+                p99_ms: t.p99_ms,
+                error_rate: t.error_rate,
+                window_seconds: t.window_seconds,
+            })
+            .collect()
     }
 }

@@ -35,6 +35,12 @@ use crate::state::LatticeState;
 mod intake;
 mod report;
 
+/// The soonest and latest a scaler's `recheck-after-ms` is honoured: sooner would make a
+/// pass of every tick for one app; an hour is as long as any schedule needs between looks
+/// (and longer is still met by the periodic resync, which looks at every app).
+const MIN_RECHECK: Duration = Duration::from_millis(100);
+const MAX_RECHECK: Duration = Duration::from_secs(3600);
+
 /// How often apps with commands in flight are looked at again while nothing else happens.
 const BUSY_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -233,6 +239,7 @@ impl Reconciler {
                         tracing::warn!(lattice = %self.lattice, host, "host missed its heartbeats; rescheduling what it ran");
                     }
                     self.report_health_changes().await;
+                    self.dirty.rechecks_due(now);
                     self.history.sample(&self.state, now);
                     let generation = self.runtime.generation();
                     if !dead.is_empty()
@@ -459,6 +466,13 @@ impl Reconciler {
         }
         if let Some((last, _)) = apps.last() {
             self.pass_cursor = Some(last.clone());
+        }
+        let now = Instant::now();
+        for (app, planned) in &apps {
+            if let Some(delay) = planned.iter().filter_map(|p| p.recheck_after).min() {
+                self.dirty
+                    .recheck(app, now + delay.clamp(MIN_RECHECK, MAX_RECHECK));
+            }
         }
         if !deferred.is_empty() {
             tracing::debug!(lattice = %self.lattice, planned = apps.len(), deferred = deferred.len(), "pass over budget; the rest follows");

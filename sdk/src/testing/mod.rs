@@ -1,5 +1,9 @@
 //! A lattice snapshot to test plugin logic natively: build one with [`TestLattice`], call the
 //! scaler's `reconcile` with it, and [`TestLattice::apply`] the commands to check convergence.
+//! Load, traffic and health are staged with `with_vitals`, `with_health` and `with_traffic`
+//! (`staged.rs`).
+
+mod staged;
 
 use std::collections::BTreeMap;
 
@@ -8,10 +12,11 @@ use crate::lattice::Lattice;
 use crate::types::{
     Command, ComponentInstance, Host, Labels, Link, PlacementRequest, ProviderInstance,
 };
+use crate::vitals::{Health, HostVitals, Traffic};
 
 /// An in-memory lattice. Its `rank_hosts` is the controller's default placement: hosts carrying
-/// the requested labels, fewest instances of the same component or provider first, then fewest
-/// instances overall, then by host id.
+/// the requested labels (healthy ones while any qualifies), fewest instances of the same
+/// component or provider first, then fewest instances overall, then by host id.
 ///
 /// It belongs to one application (`app` unless [`TestLattice::for_app`] says otherwise):
 /// instances added with `with_component`/`with_provider` or started by [`TestLattice::apply`]
@@ -29,6 +34,10 @@ pub struct TestLattice {
     shortlist: Option<usize>,
     /// Where the next shortlist starts among the qualifying hosts.
     rotation: std::cell::Cell<usize>,
+    /// Staged health and resources by host id (`staged.rs`).
+    vitals: BTreeMap<String, HostVitals>,
+    /// Staged traffic by component id, each host's in id order.
+    traffic: BTreeMap<String, Vec<Traffic>>,
 }
 
 impl Default for TestLattice {
@@ -43,6 +52,8 @@ impl Default for TestLattice {
             now_ms: 0,
             shortlist: None,
             rotation: std::cell::Cell::new(0),
+            vitals: BTreeMap::new(),
+            traffic: BTreeMap::new(),
         }
     }
 }
@@ -333,16 +344,31 @@ impl Lattice for TestLattice {
             .collect()
     }
 
+    fn host_vitals(&self, ids: &[String]) -> Vec<Option<HostVitals>> {
+        ids.iter().map(|id| self.vitals_of(id)).collect()
+    }
+
+    fn component_traffic(&self, component_id: &str) -> Vec<Traffic> {
+        self.traffic.get(component_id).cloned().unwrap_or_default()
+    }
+
     fn rank_hosts(&self, request: &PlacementRequest) -> Vec<String> {
         let same = self.counts(Some(&request.component_id));
         let load = self.counts(None);
         let count =
             |counts: &BTreeMap<&str, u64>, host: &str| counts.get(host).copied().unwrap_or(0);
-        let feasible: Vec<&Host> = self
+        let mut feasible: Vec<&Host> = self
             .hosts
             .values()
             .filter(|h| labels::matches(&h.labels, &request.requirements))
             .collect();
+        // As the controller: suspect hosts only when no healthy one qualifies.
+        if feasible
+            .iter()
+            .any(|h| self.health_of(&h.id) == Health::Healthy)
+        {
+            feasible.retain(|h| self.health_of(&h.id) == Health::Healthy);
+        }
         let size = self.shortlist.unwrap_or(usize::MAX).min(feasible.len());
         let start = match feasible.len() {
             0 => 0,

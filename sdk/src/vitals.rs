@@ -1,0 +1,95 @@
+//! How hosts are doing and how much traffic components get (contract 0.2.0): what policies of
+//! load (autoscaling, keeping work off busy or flapping hosts) decide on. Read through
+//! [`Lattice::host_vitals`](crate::Lattice::host_vitals) and
+//! [`Lattice::component_traffic`](crate::Lattice::component_traffic); staged in unit tests with
+//! [`TestLattice`](crate::testing::TestLattice)'s `with_vitals`, `with_health` and
+//! `with_traffic`.
+
+/// A host's health as the controller judges it from its heartbeats, with hysteresis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Health {
+    #[default]
+    Healthy,
+    /// Missed heartbeats lately, or came back lately after being unreachable: it keeps what it
+    /// runs, and the controller's ranking passes it over while a healthy host fits.
+    Suspect,
+}
+
+/// How a host is doing. Resources are zero where the host does not report them (`reported`
+/// false: wasmCloud hosts).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostVitals {
+    pub host_id: String,
+    pub health: Health,
+    pub reported: bool,
+    /// CPUs the host's process may use.
+    pub cpus: u32,
+    /// Share of the machine's CPU time in use, 0–1.
+    pub cpu_use: f64,
+    pub memory_total_bytes: u64,
+    /// Memory available for new work without swapping.
+    pub memory_available_bytes: u64,
+    /// Instances of anything running there.
+    pub instances: u64,
+}
+
+impl HostVitals {
+    /// A healthy host that reports no resources.
+    pub fn unreported(host_id: &str) -> Self {
+        Self {
+            host_id: host_id.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// A healthy host reporting these resources (`cpu_use` 0–1).
+    pub fn reporting(
+        host_id: &str,
+        cpus: u32,
+        cpu_use: f64,
+        memory_total_bytes: u64,
+        memory_available_bytes: u64,
+    ) -> Self {
+        Self {
+            host_id: host_id.to_string(),
+            reported: true,
+            cpus,
+            cpu_use,
+            memory_total_bytes,
+            memory_available_bytes,
+            ..Self::default()
+        }
+    }
+
+    /// Free CPU, in CPUs (`cpus × (1 − cpu_use)`); 0 when unreported.
+    pub fn free_cpus(&self) -> f64 {
+        f64::from(self.cpus) * (1.0 - self.cpu_use.clamp(0.0, 1.0))
+    }
+}
+
+/// A component's requests on one host over the host's recent window (10 s on trellis nodes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Traffic {
+    pub host_id: String,
+    /// Requests being served or waiting for an instance now.
+    pub in_flight: u32,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Share of requests answered with a server error (5xx), 0–1.
+    pub error_rate: f64,
+    pub window_seconds: u32,
+}
+
+impl Traffic {
+    /// `requests_per_second` and `in_flight` on `host_id` (the rest zero): enough for most tests.
+    pub fn on(host_id: &str, requests_per_second: f64, in_flight: u32) -> Self {
+        Self {
+            host_id: host_id.to_string(),
+            requests_per_second,
+            in_flight,
+            window_seconds: 10,
+            ..Self::default()
+        }
+    }
+}
