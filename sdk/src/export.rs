@@ -272,6 +272,7 @@ impl<R: Ranking> Lattice for View<'_, R> {
                     reported: v.reported,
                     cpus: v.cpus,
                     cpu_use: v.cpu_use,
+                    process_cpu_use: v.process_cpu_use,
                     memory_total_bytes: v.memory_total_bytes,
                     memory_available_bytes: v.memory_available_bytes,
                     instances: v.instances,

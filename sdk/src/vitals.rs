@@ -26,6 +26,9 @@ pub struct HostVitals {
     pub cpus: u32,
     /// Share of the machine's CPU time in use, 0–1.
     pub cpu_use: f64,
+    /// Share of the machine's CPU time the host's own process used (its components' work),
+    /// 0–1: tells hosts apart where several share a machine.
+    pub process_cpu_use: f64,
     pub memory_total_bytes: u64,
     /// Memory available for new work without swapping.
     pub memory_available_bytes: u64,

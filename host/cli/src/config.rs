@@ -23,6 +23,8 @@
 //! shortlist_percent = 1   # of the hosts that qualify (default 1), or "adaptive": Kubernetes'
 //!                         # share, 50 % down to 5 % as the lattice grows
 //! shortlist_floor = 100   # never fewer (all of them when fewer qualify; default 100)
+//! default_policy = "load-aware"   # the placement policy of apps that name none
+//!                                 # (annotation `trellis.dev/placement`); default: none
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,12 +46,14 @@ pub struct ConfigFile {
     pub placement: PlacementSection,
 }
 
-/// `[placement]`: the shortlist a placement ranking scores (`trellis_runtime::Shortlist`).
+/// `[placement]`: the shortlist a placement ranking scores (`trellis_runtime::Shortlist`), and
+/// the placement policy of apps that name none.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementSection {
     pub shortlist_percent: Option<Share>,
     pub shortlist_floor: Option<usize>,
+    pub default_policy: Option<String>,
 }
 
 /// `shortlist_percent`: a percentage, or a named rule.

@@ -63,6 +63,7 @@ impl History {
                 HostSample {
                     ago_seconds: 0,
                     cpu_use: r.cpu_use,
+                    process_cpu_use: r.process_cpu_use,
                     memory_available_bytes: r.memory_available_bytes,
                     instances,
                 },

@@ -411,6 +411,7 @@ fn vitals_of(host: &HostState) -> HostVitals {
         reported: host.resources.is_some(),
         cpus: r.cpus,
         cpu_use: r.cpu_use,
+        process_cpu_use: r.process_cpu_use,
         memory_total_bytes: r.memory_total_bytes,
         memory_available_bytes: r.memory_available_bytes,
     }

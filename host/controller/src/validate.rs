@@ -171,6 +171,34 @@ fn controller_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> 
             "name a version such as v0.1.0, or leave it out to get a generated one",
         ));
     }
+    if let Some(policy) = manifest.placement_policy() {
+        let plugins = runtime.plugins();
+        if !plugins.policies.contains_key(policy) {
+            let known: Vec<String> = plugins.policies.keys().cloned().collect();
+            let hint = match closest(policy, &known) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!(
+                    "put a placement plugin that provides it in {} first",
+                    runtime.plugin_dir().display()
+                ),
+            };
+            found.push(error(
+                format!(
+                    "metadata.annotations.{}",
+                    trellis_lattice::manifest::PLACEMENT_ANNOTATION
+                ),
+                format!(
+                    "unknown placement policy `{policy}`; loaded policies: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+                hint,
+            ));
+        }
+    }
     let known = runtime.plugins().trait_types();
     for (ci, component) in manifest.spec.components.iter().enumerate() {
         for (ti, t) in component.traits.iter().flatten().enumerate() {

@@ -352,6 +352,10 @@ pub struct HostResources {
     /// The share of the machine's CPU time used, 0–1, since the previous heartbeat.
     #[serde(default)]
     pub cpu_use: f64,
+    /// The share of the machine's CPU time the host's own process used, 0–1, over the same
+    /// interval: what its components cost, where several hosts share a machine.
+    #[serde(default)]
+    pub process_cpu_use: f64,
     #[serde(default)]
     pub memory_total_bytes: u64,
     /// Memory available for new work without swapping (Linux's `MemAvailable`).

@@ -14,6 +14,8 @@ pub const OAM_VERSION: &str = "core.oam.dev/v1beta1";
 pub const APPLICATION_KIND: &str = "Application";
 pub const VERSION_ANNOTATION: &str = "version";
 pub const DESCRIPTION_ANNOTATION: &str = "description";
+/// The annotation naming an app's placement policy (an opt-in placement plugin).
+pub const PLACEMENT_ANNOTATION: &str = "trellis.dev/placement";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -228,6 +230,15 @@ impl Manifest {
             .get(VERSION_ANNOTATION)
             .map(String::as_str)
             .unwrap_or_default()
+    }
+
+    /// The placement policy the app asks for (`metadata.annotations."trellis.dev/placement"`):
+    /// the name of an opt-in placement plugin, e.g. `load-aware`.
+    pub fn placement_policy(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .get(PLACEMENT_ANNOTATION)
+            .map(String::as_str)
     }
 
     pub fn description(&self) -> Option<&str> {

@@ -25,6 +25,12 @@ pub enum LoadError {
     Instantiate { file: PathBuf, reason: String },
     #[error("plugin {file} failed in describe(): {fault}")]
     Describe { file: PathBuf, fault: Fault },
+    #[error("plugin {file} provides placement policy `{policy}`, which {other} already provides. Remove one of the two files")]
+    DuplicatePolicy {
+        file: PathBuf,
+        policy: String,
+        other: PathBuf,
+    },
     #[error("plugin {file} claims trait type `{trait_type}`, which {other} already handles. Remove one of the two files")]
     DuplicateTraitType {
         file: PathBuf,

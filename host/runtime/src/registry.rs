@@ -30,6 +30,8 @@ pub struct RuntimeConfig {
     pub per_plugin: HashMap<String, Limits>,
     /// How many of the feasible hosts one placement ranking looks at.
     pub shortlist: Shortlist,
+    /// The placement policy of apps that name none (`None`: the always-on plugins only).
+    pub default_policy: Option<String>,
 }
 
 /// The plugins in service, by role.
@@ -37,8 +39,14 @@ pub struct RuntimeConfig {
 pub struct PluginSet {
     /// Trait type → the scaler that handles it.
     pub scalers: BTreeMap<String, Arc<Plugin>>,
-    /// In file-name order: the order their filters run in.
+    /// The placement plugins that take part in every ranking (they name no policy), in
+    /// file-name order: the order their filters run in.
     pub placements: Placements,
+    /// Opt-in placement plugins by the policy names they give (`trait-types` of their
+    /// `describe`): they take part in the rankings of apps that ask for them.
+    pub policies: BTreeMap<String, Arc<Plugin>>,
+    /// The policy of apps that name none.
+    pub default_policy: Option<String>,
     pub validators: Vec<Arc<Plugin>>,
     /// Every plugin in service, by file.
     pub by_file: BTreeMap<PathBuf, Arc<Plugin>>,
@@ -49,6 +57,30 @@ pub struct PluginSet {
 impl PluginSet {
     pub fn scaler_for(&self, trait_type: &str) -> Option<Arc<Plugin>> {
         self.scalers.get(trait_type).cloned()
+    }
+
+    /// The placements an app's rankings use: the always-on plugins, and the plugin of
+    /// `policy` (or of the default policy, when the app names none). An unknown policy is an
+    /// error that says what is loaded.
+    pub fn placements_for(&self, policy: Option<&str>) -> Result<Placements, String> {
+        let (name, named_by) = match (policy, self.default_policy.as_deref()) {
+            (Some(p), _) => (p, "the app's annotation `trellis.dev/placement`"),
+            (None, Some(p)) => (p, "the controller's `[placement] default_policy`"),
+            (None, None) => return Ok(self.placements.clone()),
+        };
+        let Some(plugin) = self.policies.get(name) else {
+            let loaded: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+            return Err(format!(
+                "no placement plugin provides policy `{name}` (named by {named_by}); loaded policies: {}",
+                if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") }
+            ));
+        };
+        let mut plugins: Vec<Arc<Plugin>> = self.placements.plugins.to_vec();
+        plugins.push(Arc::clone(plugin));
+        Ok(Placements {
+            plugins: plugins.into(),
+            shortlist: self.placements.shortlist,
+        })
     }
 
     /// Every trait type some loaded scaler handles, sorted.
@@ -186,7 +218,29 @@ impl Runtime {
                         set.scalers.insert(t.clone(), Arc::clone(&plugin));
                     }
                 }
-                PluginKind::Placement => placements.push(Arc::clone(&plugin)),
+                PluginKind::Placement if plugin.info.trait_types.is_empty() => {
+                    placements.push(Arc::clone(&plugin))
+                }
+                PluginKind::Placement => {
+                    let clash = plugin.info.trait_types.iter().find_map(|t| {
+                        set.policies
+                            .get(t)
+                            .map(|other| (t.clone(), other.file.clone()))
+                    });
+                    if let Some((policy, other)) = clash {
+                        let error = LoadError::DuplicatePolicy {
+                            file: plugin.file.clone(),
+                            policy,
+                            other,
+                        };
+                        tracing::error!("{error}");
+                        set.problems.insert(plugin.file.clone(), error);
+                        continue;
+                    }
+                    for t in &plugin.info.trait_types {
+                        set.policies.insert(t.clone(), Arc::clone(&plugin));
+                    }
+                }
                 PluginKind::Validator => set.validators.push(Arc::clone(&plugin)),
             }
             set.by_file.insert(plugin.file.clone(), plugin);
@@ -196,6 +250,7 @@ impl Runtime {
             plugins: placements.into(),
             shortlist: self.config.shortlist,
         };
+        set.default_policy = self.config.default_policy.clone();
         for plugin in set.by_file.values() {
             if !old
                 .by_file

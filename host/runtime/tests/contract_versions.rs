@@ -162,3 +162,58 @@ fn plugins_built_against_0_1_0_load_and_decide_as_their_current_builds() {
         old_result.commands
     );
 }
+
+/// A 0.2.0 placement plugin reads hosts' vitals through the lattice view, and takes part only
+/// in the rankings of apps that name its policy.
+#[test]
+fn the_load_aware_policy_reads_vitals_and_is_opt_in() {
+    let (runtime, _dir) = runtime_of(&[
+        "build/plugins/placement.wasm",
+        "build/plugins/loadaware.wasm",
+    ]);
+    let set = runtime.plugins();
+    assert!(set.problems.is_empty(), "{:?}", set.problems);
+    assert_eq!(set.policies.keys().collect::<Vec<_>>(), ["load-aware"]);
+    let hosts = ["a", "b", "c"].map(|id| HostInfo {
+        id: id.into(),
+        friendly_name: id.into(),
+        labels: vec![],
+        uptime_seconds: 1,
+    });
+    let mut snap = LatticeSnapshot::of_hosts(hosts);
+    for (id, own) in [("a", 0.45), ("b", 0.02), ("c", 0.03)] {
+        snap.vitals.set_host(
+            id,
+            HostVitals {
+                reported: true,
+                cpus: 2,
+                cpu_use: 0.5,
+                process_cpu_use: own,
+                memory_total_bytes: 8 << 30,
+                memory_available_bytes: 4 << 30,
+                ..HostVitals::default()
+            },
+        );
+    }
+    // The busy host runs nothing, so the default ranking puts it first (by id).
+    let snap = Arc::new(snap);
+    let request = PlacementRequest {
+        component_id: "shop-web".into(),
+        requirements: vec![],
+    };
+    let default = set.placements_for(None).unwrap();
+    assert_eq!(
+        trellis_runtime::placement::rank(&default, &snap, &request).unwrap(),
+        ["a", "b", "c"]
+    );
+    let load_aware = set.placements_for(Some("load-aware")).unwrap();
+    assert_eq!(
+        trellis_runtime::placement::rank(&load_aware, &snap, &request).unwrap(),
+        ["b", "c", "a"]
+    );
+    let unknown = set.placements_for(Some("load-awre")).unwrap_err();
+    assert!(
+        unknown.contains("`load-awre`") && unknown.contains("load-aware"),
+        "{unknown}"
+    );
+}

@@ -68,6 +68,7 @@ pub fn apply_plugin_settings(
         config.runtime.default_limits = base;
         config.runtime.per_plugin = per_plugin;
         config.runtime.shortlist = file.placement.shortlist()?;
+        config.runtime.default_policy = file.placement.default_policy.clone();
         if let Some(dir) = file.plugins.dir {
             config.plugin_dir = dir;
         }

@@ -80,7 +80,7 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<58} {:<20} {:<11} {:>9} {:>10} {:>17}  LABELS",
+        "{:<58} {:<20} {:<11} {:>9} {:>18} {:>17}  LABELS",
         "HOST", "NAME", "HEALTH", "UPTIME", "CPU", "MEMORY FREE"
     );
     for row in rows {
@@ -88,7 +88,12 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
         // Hosts that do not report them (wasmCloud's) show dashes.
         let (cpu, memory) = match &h.resources {
             Some(r) => (
-                format!("{:.0}% of {}", r.cpu_use * 100.0, r.cpus),
+                format!(
+                    "{:.0}% of {} (own {:.0}%)",
+                    r.cpu_use * 100.0,
+                    r.cpus,
+                    r.process_cpu_use * 100.0
+                ),
                 format!(
                     "{:.1}/{:.1} GiB",
                     r.memory_available_bytes as f64 / GIB,
@@ -111,7 +116,7 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
             _ => format!("{}s", h.uptime_seconds),
         };
         println!(
-            "{:<58} {:<20} {health:<11} {uptime:>9} {cpu:>10} {memory:>17}  {labels}",
+            "{:<58} {:<20} {health:<11} {uptime:>9} {cpu:>18} {memory:>17}  {labels}",
             h.id, h.friendly_name
         );
     }

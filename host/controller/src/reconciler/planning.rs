@@ -190,6 +190,9 @@ pub fn plan_app(
     let plugins = runtime.plugins();
     let scalers = scaler_slots(manifest);
     let scope = AppScope::of(manifest);
+    // The app's rankings use the always-on placement plugins and the policy it names (or the
+    // default policy); an unknown policy fails every scaler of the app, saying why.
+    let placements = plugins.placements_for(manifest.placement_policy());
     scalers
         .slots
         .iter()
@@ -215,11 +218,16 @@ pub fn plan_app(
                         ),
                     )
                 }
+                Some(_) if placements.is_err() => {
+                    let why = placements.as_ref().err().cloned().unwrap_or_default();
+                    (Vec::new(), StatusInfo::new(StatusType::Failed, why))
+                }
                 Some(plugin) => {
+                    let placements = placements.clone().unwrap_or_default();
                     let span = tracing::debug_span!("scaler", scaler = %slot.status_id, plugin = plugin.name());
                     let _guard = span.enter();
                     let ctx = scalers.context(slot);
-                    match plugin.reconcile(&ctx, snapshot, plugins.placements.clone()) {
+                    match plugin.reconcile(&ctx, snapshot, placements) {
                         Ok(result) => match scope.check(&result.commands) {
                             Ok(()) => {
                                 recheck_after = result

@@ -81,6 +81,8 @@ pub struct HostSample {
     /// Seconds before the answer was made.
     pub ago_seconds: u32,
     pub cpu_use: f64,
+    #[serde(default)]
+    pub process_cpu_use: f64,
     pub memory_available_bytes: u64,
     pub instances: u64,
 }

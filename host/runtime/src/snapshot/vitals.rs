@@ -47,6 +47,8 @@ pub struct HostVitals {
     pub cpus: u32,
     /// Share of the machine's CPU time in use, 0–1.
     pub cpu_use: f64,
+    /// Share of the machine's CPU time the host's own process used, 0–1.
+    pub process_cpu_use: f64,
     pub memory_total_bytes: u64,
     pub memory_available_bytes: u64,
 }
@@ -140,6 +142,7 @@ impl super::LatticeSnapshot {
                         reported: v.reported,
                         cpus: v.cpus,
                         cpu_use: v.cpu_use,
+                        process_cpu_use: v.process_cpu_use,
                         memory_total_bytes: v.memory_total_bytes,
                         memory_available_bytes: v.memory_available_bytes,
                         instances: self.load_of(id),
