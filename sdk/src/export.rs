@@ -38,11 +38,13 @@ impl<T: Scaler> api::Guest for ScalerExport<T> {
             commands,
             status,
             recheck_after_ms,
+            memo,
         } = T::reconcile(&ctx.into(), &View(lattice, PhantomData::<Ranked>));
         api::ReconcileResult {
             commands: commands.into_iter().map(Into::into).collect(),
             status: status.into(),
             recheck_after_ms,
+            memo,
         }
     }
 
@@ -495,6 +497,7 @@ impl From<api::ScalerContext> for ScalerContext {
             components: c.components.into_iter().map(Into::into).collect(),
             trait_type: c.trait_type,
             properties: c.properties,
+            memo: c.memo,
         }
     }
 }

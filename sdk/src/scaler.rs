@@ -15,6 +15,9 @@ pub struct Reconciled {
     /// something changes, and at the controller's periodic resync. The controller waits at
     /// least 100 ms and at most an hour.
     pub recheck_after_ms: Option<u32>,
+    /// Handed back as [`ScalerContext::memo`] on the next call for this trait (`None`:
+    /// forget). At most 4 KiB; more fails the call.
+    pub memo: Option<String>,
 }
 
 impl Reconciled {
@@ -24,7 +27,14 @@ impl Reconciled {
             commands,
             status,
             recheck_after_ms: None,
+            memo: None,
         }
+    }
+
+    /// The same, and get `memo` back as [`ScalerContext::memo`] on the next call.
+    pub fn remember(mut self, memo: impl Into<String>) -> Self {
+        self.memo = Some(memo.into());
+        self
     }
 
     /// The same, and call again after `delay` even if nothing changes.

@@ -154,6 +154,11 @@ pub struct ScalerContext {
     pub trait_type: String,
     /// The trait's properties as JSON text; read them with [`ScalerContext::properties`].
     pub properties: String,
+    /// What this scaler returned as [`Reconciled::memo`](crate::Reconciled) from its last
+    /// reconcile of this trait: how a scaler remembers across calls (when it last scaled,
+    /// since when load has been low). `None` at first and after the controller restarts or
+    /// hands the app to another controller: decide safely without one.
+    pub memo: Option<String>,
 }
 
 /// The trait's properties did not fit the type the scaler expects.

@@ -254,7 +254,7 @@ fn scaler_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> {
         let Some(plugin) = plugins.scaler_for(&slot.trait_type) else {
             continue; // reported above as an unknown trait type
         };
-        match plugin.check(&scalers.context(slot)) {
+        match plugin.check(&scalers.context(slot, None)) {
             Ok(diagnostics) => found.extend(diagnostics.into_iter().map(|d| {
                 let path = if d.path.is_empty() {
                     slot.properties_path.clone()

@@ -108,6 +108,7 @@ fn wasm_ctx(instances: usize) -> ScalerContext {
         components: vec![component],
         trait_type: "spreadscaler".into(),
         properties: format!("{{\"instances\": {instances}}}"),
+        memo: None,
     }
 }
 
@@ -126,6 +127,7 @@ fn native_ctx(instances: usize) -> trellis_sdk::ScalerContext {
         components: vec![component],
         trait_type: "spreadscaler".into(),
         properties: format!("{{\"instances\": {instances}}}"),
+        memo: None,
     }
 }
 

@@ -80,7 +80,7 @@ pub mod v0_1 {
         });
     }
 
-    pub use scaler::exports::trellis::plugin::scaler_api::ReconcileResult;
+    pub use scaler::exports::trellis::plugin::scaler_api::{ReconcileResult, ScalerContext};
 }
 
 pub use scaler::exports::trellis::plugin::scaler_api::{ReconcileResult, ScalerContext};

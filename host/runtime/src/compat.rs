@@ -1,7 +1,7 @@
 //! Contract 0.1.0, served to the plugins built against it: its imports answer through 0.2.0's
 //! (`view.rs`), which asks the same of the lattice and only added to it. What differs in
-//! their exports (0.1.0's `reconcile-result` has no `recheck-after-ms`) is converted where the
-//! runtime calls them (`plugin.rs`).
+//! their exports (0.1.0's `scaler-context` has no `memo`, its `reconcile-result` no
+//! `recheck-after-ms` and `memo`) is converted here, where `plugin.rs` calls them.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use crate::bindings::scaler::trellis::plugin::{
 };
 use crate::bindings::v0_1::scaler::trellis::plugin::{lattice, log, placement_ranking};
 use crate::bindings::{
-    ComponentCount, ComponentInstance, CountTable, HostCount, HostInfo, HostTable, Link, Pair,
-    PlacementRequest, ProviderInstance,
+    v0_1, ComponentCount, ComponentInstance, CountTable, HostCount, HostInfo, HostTable, Link,
+    Pair, PlacementRequest, ProviderInstance, ReconcileResult, ScalerContext,
 };
 use crate::sandbox::State;
 use crate::snapshot::LatticeSnapshot;
@@ -25,6 +25,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> anyhow::Result<()> {
 }
 
 type View = Resource<Arc<LatticeSnapshot>>;
+
+/// A scaler context as 0.1.0 has it: without the memo (a 0.1.0 scaler never returns one).
+pub(crate) fn context(ctx: &ScalerContext) -> v0_1::ScalerContext {
+    v0_1::ScalerContext {
+        app: ctx.app.clone(),
+        version: ctx.version.clone(),
+        component: ctx.component.clone(),
+        components: ctx.components.clone(),
+        trait_type: ctx.trait_type.clone(),
+        properties: ctx.properties.clone(),
+    }
+}
+
+/// A 0.1.0 reconcile result as 0.2.0 has it: no recheck, no memo.
+pub(crate) fn result(old: v0_1::ReconcileResult) -> ReconcileResult {
+    ReconcileResult {
+        commands: old.commands,
+        status: old.status,
+        recheck_after_ms: None,
+        memo: None,
+    }
+}
 
 impl lattice::Host for State {}
 

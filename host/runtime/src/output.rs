@@ -22,6 +22,21 @@ pub const MAX_TEXT: usize = 4 << 10;
 /// The most diagnostics one plugin call may return; the rest are counted in one last finding.
 pub const MAX_DIAGNOSTICS: usize = 1_000;
 
+/// The longest memo a scaler may ask to get back (`reconcile-result.memo`): a few timestamps
+/// and figures; the controller keeps one per trait of every app, in memory.
+pub const MAX_MEMO: usize = 4 << 10;
+
+/// Refuses a memo past [`MAX_MEMO`].
+pub(crate) fn check_memo(memo: Option<&str>) -> Result<(), Fault> {
+    match memo {
+        Some(memo) if memo.len() > MAX_MEMO => Err(Fault::InvalidOutput(format!(
+            "returned a memo of {} bytes, over the limit of {MAX_MEMO}",
+            memo.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a scaler's commands past [`MAX_COMMANDS`] or with a name past [`MAX_TEXT`].
 pub(crate) fn check_commands(commands: &[Command]) -> Result<(), Fault> {
     if commands.len() > MAX_COMMANDS {

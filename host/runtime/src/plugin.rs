@@ -17,6 +17,7 @@ use crate::bindings::{placement, scaler, v0_1, validator};
 use crate::bindings::{
     Command, Diagnostic, HostInfo, PlacementRequest, PluginInfo, ReconcileResult, ScalerContext,
 };
+use crate::compat;
 use crate::error::{CallError, Fault, LoadError};
 use crate::output;
 use crate::placement::Placements;
@@ -379,17 +380,13 @@ impl Plugin {
                         self.invoke(store, "reconcile", (ctx, view))?;
                     result
                 }
-                // The same call; 0.1.0's result lacks `recheck-after-ms`.
                 Contract::V0_1 => {
                     let (old,): (v0_1::ReconcileResult,) =
-                        self.invoke(store, "reconcile", (ctx, view))?;
-                    ReconcileResult {
-                        commands: old.commands,
-                        status: old.status,
-                        recheck_after_ms: None,
-                    }
+                        self.invoke(store, "reconcile", (&compat::context(ctx), view))?;
+                    compat::result(old)
                 }
             };
+            output::check_memo(result.memo.as_deref())?;
             output::check_commands(&result.commands)?;
             check_commands(&result.commands, snapshot)?;
             output::bound_status(&mut result.status);
@@ -406,7 +403,10 @@ impl Plugin {
         self.call(Placements::default(), Some(Arc::clone(snapshot)), |store| {
             self.expect(PluginKind::Scaler)?;
             let view = sandbox::lattice_resource(store, snapshot)?;
-            let (commands,): (Vec<Command>,) = self.invoke(store, "cleanup", (ctx, view))?;
+            let (commands,): (Vec<Command>,) = match self.contract {
+                Contract::V0_2 => self.invoke(store, "cleanup", (ctx, view))?,
+                Contract::V0_1 => self.invoke(store, "cleanup", (&compat::context(ctx), view))?,
+            };
             output::check_commands(&commands)?;
             check_commands(&commands, snapshot)?;
             Ok(commands)
@@ -417,7 +417,10 @@ impl Plugin {
     pub fn check(&self, ctx: &ScalerContext) -> Result<Vec<Diagnostic>, CallError> {
         self.call(Placements::default(), None, |store| {
             self.expect(PluginKind::Scaler)?;
-            let (mut found,): (Vec<Diagnostic>,) = self.invoke(store, "check", (ctx,))?;
+            let (mut found,): (Vec<Diagnostic>,) = match self.contract {
+                Contract::V0_2 => self.invoke(store, "check", (ctx,))?,
+                Contract::V0_1 => self.invoke(store, "check", (&compat::context(ctx),))?,
+            };
             output::bound_diagnostics(&mut found);
             Ok(found)
         })

@@ -95,6 +95,7 @@ fn context() -> ScalerContext {
         components: vec![spec],
         trait_type: "spreadscaler".into(),
         properties: r#"{"instances": 6, "spread": [{"name": "east", "requirements": {"region": "east"}, "weight": 50}, {"name": "west", "requirements": {"region": "west"}, "weight": 50}]}"#.into(),
+        memo: None,
     }
 }
 

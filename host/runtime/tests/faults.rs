@@ -65,6 +65,7 @@ fn ctx(trait_type: &str) -> ScalerContext {
         components: vec![component],
         trait_type: trait_type.into(),
         properties: "{}".into(),
+        memo: None,
     }
 }
 

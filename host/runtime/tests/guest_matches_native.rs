@@ -116,6 +116,7 @@ fn contexts(properties: &str) -> (ScalerContext, trellis_sdk::ScalerContext) {
         components: vec![spec],
         trait_type: "spreadscaler".into(),
         properties: properties.into(),
+        memo: None,
     };
     let native = trellis_sdk::ScalerContext {
         app: APP.into(),
@@ -130,6 +131,7 @@ fn contexts(properties: &str) -> (ScalerContext, trellis_sdk::ScalerContext) {
         components: Vec::new(),
         trait_type: "spreadscaler".into(),
         properties: properties.into(),
+        memo: None,
     };
     let native = trellis_sdk::ScalerContext {
         components: vec![native.component.clone()],

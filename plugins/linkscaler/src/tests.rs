@@ -23,6 +23,7 @@ fn ctx(properties: &str) -> ScalerContext {
         component: source,
         trait_type: "link".into(),
         properties: properties.into(),
+        memo: None,
     }
 }
 

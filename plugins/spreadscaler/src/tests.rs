@@ -20,6 +20,7 @@ fn ctx(kind: ComponentKind, properties: &str) -> ScalerContext {
         component,
         trait_type: "spreadscaler".into(),
         properties: properties.into(),
+        memo: None,
     }
 }
 

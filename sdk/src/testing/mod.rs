@@ -474,6 +474,7 @@ pub fn scaler_context(trait_type: &str, properties: &str) -> crate::ScalerContex
         component,
         trait_type: trait_type.into(),
         properties: properties.into(),
+        memo: None,
     }
 }
 

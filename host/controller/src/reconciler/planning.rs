@@ -53,7 +53,7 @@ pub const CONTEXT_COMPONENTS_MAX: usize = 256;
 
 impl Scalers {
     /// What the plugin of `slot` is called with.
-    pub fn context(&self, slot: &ScalerSlot) -> ScalerContext {
+    pub fn context(&self, slot: &ScalerSlot, memo: Option<String>) -> ScalerContext {
         let components = if self.specs.len() <= CONTEXT_COMPONENTS_MAX {
             self.specs.clone()
         } else {
@@ -69,9 +69,14 @@ impl Scalers {
             components,
             trait_type: slot.trait_type.clone(),
             properties: slot.properties.clone(),
+            memo,
         }
     }
 }
+
+/// What each scaler returned as its memo, by app and scaler (status id): handed back on its
+/// next call. In memory only (see `scaler-context.memo` in wit/plugin.wit).
+pub type Memos = HashMap<(String, String), String>;
 
 /// The components whose names appear as string values anywhere in `properties`: what a
 /// trait refers to (a link's target, a shared component).
@@ -109,6 +114,8 @@ pub struct Planned {
     pub status: StatusInfo,
     /// The scaler asked to be called again after this long, even if nothing changes.
     pub recheck_after: Option<std::time::Duration>,
+    /// What the scaler asked to get back on its next call.
+    pub memo: Option<String>,
 }
 
 fn component_specs(manifest: &Manifest) -> Vec<ComponentSpec> {
@@ -186,6 +193,7 @@ pub fn plan_app(
     runtime: &Runtime,
     manifest: &Manifest,
     snapshot: &Arc<LatticeSnapshot>,
+    memos: &Memos,
 ) -> Vec<Planned> {
     let plugins = runtime.plugins();
     let scalers = scaler_slots(manifest);
@@ -198,6 +206,7 @@ pub fn plan_app(
         .iter()
         .map(|slot| {
             let mut recheck_after = None;
+            let mut memo = None;
             let (commands, status) = match plugins.scaler_for(&slot.trait_type) {
                 None => {
                     let loaded = plugins.trait_types();
@@ -226,13 +235,15 @@ pub fn plan_app(
                     let placements = placements.clone().unwrap_or_default();
                     let span = tracing::debug_span!("scaler", scaler = %slot.status_id, plugin = plugin.name());
                     let _guard = span.enter();
-                    let ctx = scalers.context(slot);
+                    let key = (scalers.app.clone(), slot.status_id.clone());
+                    let ctx = scalers.context(slot, memos.get(&key).cloned());
                     match plugin.reconcile(&ctx, snapshot, placements) {
                         Ok(result) => match scope.check(&result.commands) {
                             Ok(()) => {
                                 recheck_after = result
                                     .recheck_after_ms
                                     .map(|ms| std::time::Duration::from_millis(ms.into()));
+                                memo = result.memo;
                                 (result.commands, plugin_status(result.status))
                             }
                             Err(why) => {
@@ -252,6 +263,7 @@ pub fn plan_app(
                 commands,
                 status,
                 recheck_after,
+                memo,
             }
         })
         .collect()
@@ -307,7 +319,7 @@ pub(crate) fn cleanup_scalers(
         .filter_map(|slot| {
             let plugin = plugins.scaler_for(&slot.trait_type)?;
             let outcome = plugin
-                .cleanup(&scalers.context(slot), snapshot)
+                .cleanup(&scalers.context(slot, None), snapshot)
                 .map_err(|e| e.to_string())
                 .and_then(|commands| scope.check(&commands).map(|()| commands));
             match outcome {
@@ -414,7 +426,7 @@ mod tests {
         let scalers = scaler_slots(&manifest(10));
         assert_eq!(scalers.slots.len(), 11);
         for slot in &scalers.slots {
-            assert_eq!(scalers.context(slot).components.len(), 10);
+            assert_eq!(scalers.context(slot, None).components.len(), 10);
         }
     }
 
@@ -426,10 +438,10 @@ mod tests {
             .iter()
             .find(|s| s.trait_type == "link")
             .unwrap();
-        let ctx = scalers.context(link);
+        let ctx = scalers.context(link, None);
         assert_eq!(ctx.component.name, "c0");
         assert_eq!(names(&ctx), ["c0", "c5"]);
         let spread = &scalers.slots[5 + 1]; // c5's spreadscaler (c0 has two traits)
-        assert_eq!(names(&scalers.context(spread)), ["c5"]);
+        assert_eq!(names(&scalers.context(spread, None)), ["c5"]);
     }
 }

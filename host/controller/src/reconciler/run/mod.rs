@@ -20,7 +20,7 @@ use super::deployed::DeployedApps;
 use super::dirty::Dirty;
 use super::discovery;
 use super::inputs::{caught_up, Inputs, Query};
-use super::planning::{cleanup_scalers, plan_app, plan_response};
+use super::planning::{cleanup_scalers, plan_app, plan_response, Memos};
 use super::settings::LoopSettings;
 use super::status::{app_statuses, StatusPublisher, Statuses};
 use super::sweep::{self, SWEEP_SCALER};
@@ -82,6 +82,8 @@ pub struct Reconciler {
     next_sweep: Instant,
     /// Recent load of hosts and components, for `hosts.get`.
     history: History,
+    /// What each scaler asked to get back on its next call.
+    memos: Arc<Memos>,
 }
 
 impl Reconciler {
@@ -119,6 +121,7 @@ impl Reconciler {
             started: Instant::now(),
             next_sweep: Instant::now(),
             history: History::default(),
+            memos: Arc::default(),
         }
     }
 
@@ -407,6 +410,7 @@ impl Reconciler {
         let mut planned_apps: BTreeSet<String> = apps.iter().map(|(n, _)| n.clone()).collect();
         planned_apps.extend(to_clean.iter().map(|c| c.app.clone()));
         let runtime = Arc::clone(&self.runtime);
+        let memos = Arc::clone(&self.memos);
         let lattice = self.lattice.clone();
         // Plugin calls are synchronous CPU work with their own deadlines: keep them off the
         // async workers.
@@ -438,7 +442,7 @@ impl Reconciler {
                 }
                 let span = tracing::info_span!("reconcile", lattice = %lattice, app = %name);
                 let _guard = span.enter();
-                let planned = plan_app(&runtime, &manifest, &snap);
+                let planned = plan_app(&runtime, &manifest, &snap, &memos);
                 // The next app sees this one's commands as done (plugin calls keep no handle
                 // on the snapshot, so this does not copy it).
                 for p in &planned {
@@ -468,11 +472,24 @@ impl Reconciler {
             self.pass_cursor = Some(last.clone());
         }
         let now = Instant::now();
+        let memos = Arc::make_mut(&mut self.memos);
         for (app, planned) in &apps {
             if let Some(delay) = planned.iter().filter_map(|p| p.recheck_after).min() {
                 self.dirty
                     .recheck(app, now + delay.clamp(MIN_RECHECK, MAX_RECHECK));
             }
+            for p in planned {
+                let key = (app.clone(), p.status_id.clone());
+                match &p.memo {
+                    Some(memo) => memos.insert(key, memo.clone()),
+                    None => memos.remove(&key),
+                };
+            }
+        }
+        if resync {
+            // Apps no longer deployed, or owned by another controller now, forget.
+            let (deployed, ownership) = (&self.apps.manifests, &self.ownership);
+            memos.retain(|(app, _), _| deployed.contains_key(app) && ownership.owns(app, now));
         }
         if !deferred.is_empty() {
             tracing::debug!(lattice = %self.lattice, planned = apps.len(), deferred = deferred.len(), "pass over budget; the rest follows");
@@ -555,8 +572,9 @@ impl Reconciler {
         // Scalers the deployed version has and this one drops would be cleaned up.
         let cleanup = self.apps.cleanup_for(&manifest);
         let runtime = Arc::clone(&self.runtime);
+        let memos = Arc::clone(&self.memos);
         let planned = tokio::task::spawn_blocking(move || {
-            let scalers = plan_app(&runtime, &manifest, &snapshot);
+            let scalers = plan_app(&runtime, &manifest, &snapshot, &memos);
             let cleanups = cleanup
                 .map(|c| cleanup_scalers(&runtime, &c, &snapshot))
                 .unwrap_or_default();
