@@ -5,6 +5,7 @@
 #   build/plugins/{spreadscaler,daemonscaler,linkscaler,configscaler}.wasm  built-in scalers
 #   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
 #   build/plugins/loadaware.wasm                                    built-in placement policy `load-aware`
+#   build/plugins/autoscaler.wasm                                   built-in scaler `autoscaler`
 #   build/examples/echo.wasm                                        the echo example component
 #   build/examples/failover.wasm                                    the example custom scaler plugin
 #   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
@@ -34,6 +35,7 @@ copies=(
     "trellis_plugin_configscaler.wasm:build/plugins/configscaler.wasm"
     "trellis_plugin_placement.wasm:build/plugins/placement.wasm"
     "trellis_plugin_loadaware.wasm:build/plugins/loadaware.wasm"
+    "trellis_plugin_autoscaler.wasm:build/plugins/autoscaler.wasm"
     "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
     "failover_scaler.wasm:build/examples/failover.wasm"
     "echo.wasm:build/examples/echo.wasm"
@@ -44,7 +46,7 @@ copies=(
     "hostile.wasm:build/fixtures/hostile.wasm"
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
-    -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-validator -p echo
+    -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-autoscaler -p trellis-plugin-validator -p echo
     -p failover-scaler)
 packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
 packages+=(-p hostile)

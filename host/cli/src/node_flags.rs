@@ -49,6 +49,10 @@ pub struct NodeFlags {
     /// MiB of the largest component image the node reads, from a file or a registry.
     #[arg(long, value_name = "MIB", default_value_t = NodeConfig::default().max_image_bytes >> 20)]
     pub max_image_size: u64,
+    /// Seconds the HTTP server holds a request for a component that runs on no node, while an
+    /// instance starts (an app an autoscaler scaled to zero); 0 answers 503 at once.
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_HOLD_FOR_INSTANCE.as_secs())]
+    pub hold_for_instance: u64,
     /// Seconds one pull from a registry may take.
     #[arg(long, value_name = "SECS", default_value_t = NodeConfig::default().image_pull_timeout.as_secs())]
     pub image_pull_timeout: u64,
@@ -68,6 +72,7 @@ impl NodeFlags {
             max_request_body: self.max_request_body.saturating_mul(1 << 20),
             max_connections: self.max_connections.max(1),
             kv_bucket_max_bytes: self.kv_bucket_size.saturating_mul(1 << 20),
+            hold_for_instance: Duration::from_secs(self.hold_for_instance),
             ..config.limits.clone()
         };
         config.max_image_bytes = self.max_image_size.saturating_mul(1 << 20);

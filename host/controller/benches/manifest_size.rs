@@ -456,7 +456,12 @@ fn child(what: &str) -> anyhow::Result<()> {
     let snapshot = snapshot();
     let warm_up = manifest(1);
     validate_text(&runtime, &warm_up);
-    plan_app(&runtime, &Manifest::parse(&warm_up)?, &snapshot);
+    plan_app(
+        &runtime,
+        &Manifest::parse(&warm_up)?,
+        &snapshot,
+        &Default::default(),
+    );
     let mut report = serde_json::json!({});
     if what != "baseline" {
         let n: usize = what.parse()?;
@@ -489,7 +494,7 @@ fn child(what: &str) -> anyhow::Result<()> {
 
         // A pass plans a manifest already parsed (the store keeps them parsed).
         let started = thread_cpu();
-        let planned = plan_app(&runtime, &parsed, &snapshot);
+        let planned = plan_app(&runtime, &parsed, &snapshot, &Default::default());
         let plan_cpu = thread_cpu() - started;
         let calls = plugin_calls(&runtime);
 

@@ -45,6 +45,9 @@ pub struct HostState {
     /// apart from `components`, whose changes make scalers look again: traffic changes with
     /// every heartbeat.
     pub traffic: BTreeMap<String, ComponentTraffic>,
+    /// Requests the host's HTTP server holds for components that run nowhere yet (an app
+    /// scaled to zero), by component id: counted in `traffic` as in flight.
+    pub waiting: BTreeMap<String, u32>,
 }
 
 impl HostState {
@@ -59,6 +62,7 @@ impl HostState {
             health: HostHealth::joined(now),
             resources: None,
             traffic: BTreeMap::new(),
+            waiting: BTreeMap::new(),
         }
     }
 }
@@ -198,6 +202,13 @@ impl LatticeState {
                     .iter()
                     .filter_map(|c| Some((c.id.clone(), c.traffic.clone()?)))
                     .collect();
+                for (cid, held) in &hb.waiting {
+                    host.traffic.entry(cid.clone()).or_default().in_flight += held;
+                }
+                // Demand for a component that runs nowhere concerns its app at once: its
+                // autoscaler starts an instance while the request waits.
+                ids.extend(changed_ids(&host.waiting, &hb.waiting));
+                host.waiting = hb.waiting.clone();
                 let recovered = host.health.heartbeat(at, &thresholds);
                 let friendly_name = host.friendly_name.clone();
                 if let Some((to, reason)) = recovered {

@@ -164,6 +164,10 @@ pub struct HostHeartbeat {
     /// CPU and memory (trellis nodes where the system says; wasmCloud's tools ignore it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<HostResources>,
+    /// Requests the host's HTTP server holds for components that run on no node yet, by
+    /// component id: demand for an app scaled to zero (trellis nodes; ignored elsewhere).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -129,16 +129,35 @@ impl LatticeCalls {
         body: Bytes,
         deadline: tokio::time::Instant,
     ) -> http::Response<Bytes> {
+        self.try_call(candidates, caller, parts, body, deadline)
+            .await
+            .unwrap_or_else(|reason| {
+                debug!(caller, %reason, "lattice call found no callee");
+                error_response(503, reason)
+            })
+    }
+
+    /// [`LatticeCalls::call`], saying apart that no node runs any candidate (the reason, as
+    /// the 503 would give it): a caller that may wait for one (the HTTP server, for an app
+    /// scaled to zero) tries again.
+    pub(crate) async fn try_call(
+        &self,
+        candidates: &[String],
+        caller: &str,
+        parts: http::request::Parts,
+        body: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<http::Response<Bytes>, String> {
         let mut headers = request_headers(&parts, caller);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            return error_response(
+            return Ok(error_response(
                 504,
                 format!(
                     "the caller's deadline passed before it called {}",
                     candidates.join(" or ")
                 ),
-            );
+            ));
         }
         headers.insert(DEADLINE_HEADER, left.as_millis().to_string().as_str());
         let timeout = left.min(CALL_TIMEOUT);
@@ -169,7 +188,7 @@ impl LatticeCalls {
                 }
             };
             match reply {
-                Ok(reply) => return decode_response(id, reply),
+                Ok(reply) => return Ok(decode_response(id, reply)),
                 Err(e) => {
                     use async_nats::RequestErrorKind as Kind;
                     let (status, reason) = match e.kind() {
@@ -188,17 +207,15 @@ impl LatticeCalls {
                         _ => (502, format!("calling component {id} over NATS failed: {e}")),
                     };
                     warn!(caller, callee = %id, status, %reason, "lattice call failed");
-                    return error_response(status, reason);
+                    return Ok(error_response(status, reason));
                 }
             }
         }
-        let reason = format!(
+        Err(format!(
             "component {} is not running on any node of lattice {}",
             candidates.join(" or "),
             self.lattice,
-        );
-        debug!(caller, %reason, "lattice call found no callee");
-        error_response(503, reason)
+        ))
     }
 }
 

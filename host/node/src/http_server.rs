@@ -5,6 +5,9 @@
 //! Each listener bounds what a client can hold: open connections (past the cap a new one is
 //! closed at once), the time to send a request's headers, and the request body (413 past the
 //! cap; see [`crate::request`] for requests served here).
+//!
+//! A request for a component that runs on no node is held, up to `hold_for_instance`, while
+//! an instance starts (an app scaled to zero: [`crate::waiting`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -26,6 +29,13 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::{full_body, text_response};
+use crate::waiting::Waiting;
+
+/// Between two looks for an instance of a component a held request waits for: from 10 ms,
+/// doubling to 100 ms. A first look soon after the controller heard of the request, and
+/// later ones cheap (each is one NATS request without responders).
+const HOLD_FIRST_PAUSE: Duration = Duration::from_millis(10);
+const HOLD_LAST_PAUSE: Duration = Duration::from_millis(100);
 use crate::component::Components;
 use crate::guest::Services;
 
@@ -53,6 +63,8 @@ pub(crate) struct HttpServer {
     components: Components,
     services: Arc<Services>,
     listeners: tokio::sync::Mutex<BTreeMap<String, Listener>>,
+    /// Requests held for a component that runs nowhere yet.
+    pub(crate) waiting: Arc<Waiting>,
 }
 
 struct Listener {
@@ -82,6 +94,7 @@ impl HttpServer {
             components,
             services,
             listeners: tokio::sync::Mutex::default(),
+            waiting: Arc::default(),
         }
     }
 
@@ -212,6 +225,7 @@ impl HttpServer {
         let limits = self.services.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections));
         let own = self.services.own_listeners.clone();
+        let waiting = self.waiting.clone();
         let bound = socket.local_addr().ok();
         if let Some(address) = bound {
             own.add(address);
@@ -239,9 +253,11 @@ impl HttpServer {
                 let components = components.clone();
                 let services = services.clone();
                 let target = target.clone();
+                let waiting = waiting.clone();
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let components = components.clone();
                     let services = services.clone();
+                    let waiting = waiting.clone();
                     let target = target
                         .read()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -249,7 +265,7 @@ impl HttpServer {
                     async move {
                         let response = match components.get(&target) {
                             Some(component) => component.serve_http(request, None).await,
-                            None => route_over_nats(&services, target, request).await,
+                            None => route_over_nats(&services, &waiting, target, request).await,
                         };
                         Ok::<_, Infallible>(response)
                     }
@@ -284,8 +300,10 @@ impl HttpServer {
 
 /// Sends a request for a component that does not run here to a node that runs it, with the
 /// node's default deadline and the body capped at what both the node and a NATS message take.
+/// When no node runs it, holds the request while one starts (see [`crate::waiting`]).
 async fn route_over_nats(
     services: &Services,
+    waiting: &Waiting,
     target: String,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<HyperOutgoingBody> {
@@ -294,12 +312,40 @@ async fn route_over_nats(
     let cap = node_cap.min(services.calls.max_payload());
     match Limited::new(body, cap).collect().await {
         Ok(body) => {
-            let deadline = tokio::time::Instant::now() + services.limits.request_timeout;
-            services
-                .calls
-                .call(&[target], "http-server", parts, body.to_bytes(), deadline)
-                .await
-                .map(full_body)
+            let body = body.to_bytes();
+            let hold = services.limits.hold_for_instance;
+            let held_until = tokio::time::Instant::now() + hold;
+            let mut held = None;
+            let mut pause = HOLD_FIRST_PAUSE;
+            loop {
+                let deadline = tokio::time::Instant::now() + services.limits.request_timeout;
+                let call = services.calls.try_call(
+                    std::slice::from_ref(&target),
+                    "http-server",
+                    parts.clone(),
+                    body.clone(),
+                    deadline,
+                );
+                match call.await {
+                    Ok(response) => return response.map(full_body),
+                    Err(reason) if tokio::time::Instant::now() >= held_until => {
+                        let waited = if hold.is_zero() {
+                            String::new()
+                        } else {
+                            format!(" (held the request {hold:?} for an instance to start; an autoscaler with min_instances 0 starts one when a request waits)")
+                        };
+                        return text_response(503, format!("{reason}{waited}"));
+                    }
+                    Err(_) => {
+                        if held.is_none() {
+                            debug!(component_id = %target, "holding a request until an instance runs");
+                            held = Some(waiting.hold(&target));
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(HOLD_LAST_PAUSE);
+                    }
+                }
+            }
         }
         Err(e) if e.is::<LengthLimitError>() => text_response(
             413,

@@ -36,6 +36,7 @@ mod outgoing;
 mod request;
 mod resources;
 mod traffic;
+mod waiting;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

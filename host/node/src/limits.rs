@@ -50,6 +50,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
 /// fill JetStream's storage for the whole lattice.
 pub const DEFAULT_KV_BUCKET_MAX_BYTES: i64 = 64 << 20;
 
+/// How long the HTTP server holds a request for a component that runs on no node, waiting for
+/// an instance to start: an app scaled to zero by an autoscaler starts one when a request
+/// waits (a component of a few MiB starts in well under a second; a cold node may take
+/// seconds), and a client would rather wait than get a 503. 0 answers 503 at once.
+pub const DEFAULT_HOLD_FOR_INSTANCE: Duration = Duration::from_secs(30);
+
 /// The bounds a node applies, each defaulting to the constant of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -63,6 +69,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub kv_bucket_max_bytes: i64,
+    pub hold_for_instance: Duration,
 }
 
 impl Default for Limits {
@@ -78,6 +85,7 @@ impl Default for Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             kv_bucket_max_bytes: DEFAULT_KV_BUCKET_MAX_BYTES,
+            hold_for_instance: DEFAULT_HOLD_FOR_INSTANCE,
         }
     }
 }

@@ -71,6 +71,7 @@ impl Host {
             issuer: String::new(),
             // Simulated hosts run nothing, so they have no load to report.
             resources: None,
+            waiting: Default::default(),
         }
     }
 

@@ -52,6 +52,7 @@ impl Host {
             version: version().into(),
             issuer: String::new(),
             resources: Some(self.resources.sample()),
+            waiting: self.http.waiting.counts(),
         };
         self.publish_event(event::HOST_HEARTBEAT, data).await;
     }
@@ -156,6 +157,8 @@ pub(crate) async fn heartbeats(host: Arc<Host>, interval: Duration) {
         let tick = tokio::select! {
             _ = ticks.tick() => true,
             () = host.changed.notified() => false,
+            // A request started waiting for a component that runs nowhere: tell at once.
+            () = host.http.waiting.started.notified() => false,
         };
         host.publish_heartbeat().await;
         debug!(host_id = %host.id, "heartbeat");
