@@ -8,6 +8,7 @@
 #   build/plugins/autoscaler.wasm                                   built-in scaler `autoscaler`
 #   build/examples/echo.wasm                                        the echo example component
 #   build/examples/failover.wasm                                    the example custom scaler plugin
+#   build/examples/cpu-cap.wasm                                     the example placement policy
 #   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
@@ -38,6 +39,7 @@ copies=(
     "trellis_plugin_autoscaler.wasm:build/plugins/autoscaler.wasm"
     "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
     "failover_scaler.wasm:build/examples/failover.wasm"
+    "cpu_cap_placement.wasm:build/examples/cpu-cap.wasm"
     "echo.wasm:build/examples/echo.wasm"
     "kvcounter.wasm:build/examples/kvcounter.wasm"
     "pipeline_sensor.wasm:build/examples/pipeline-sensor.wasm"
@@ -47,7 +49,7 @@ copies=(
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
     -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-autoscaler -p trellis-plugin-validator -p echo
-    -p failover-scaler)
+    -p failover-scaler -p cpu-cap-placement)
 packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
 packages+=(-p hostile)
 for name in "${fixtures[@]}"; do

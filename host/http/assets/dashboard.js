@@ -9,6 +9,8 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   hosts: [],
   vitals: {},
+  // Component id → samples of the last minutes (from /vitals?history=true).
+  history: {},
   inventories: {},
   apps: [],
   versions: {},   // app -> [{version, deployed}]
@@ -95,11 +97,13 @@ async function refreshHosts() {
     // without a controller still lists its hosts.
     const [{ ok, data }, vitals] = await Promise.all([
       api("GET", "/hosts"),
-      api("GET", "/vitals").catch(() => ({ ok: false })),
+      api("GET", "/vitals?history=true").catch(() => ({ ok: false })),
     ]);
     if (!ok) { showError("hosts: " + said(data)); return; }
     state.vitals = {};
     for (const v of (vitals.ok && vitals.data.hosts) || []) state.vitals[v.host_id] = v;
+    state.history = {};
+    for (const c of (vitals.ok && vitals.data.components) || []) state.history[c.component_id] = c.history;
     // Hosts the controller knows that did not answer (frozen, or lately unreachable).
     for (const v of Object.values(state.vitals)) {
       if (!data.some((h) => h.id === v.host_id)) {
@@ -112,6 +116,8 @@ async function refreshHosts() {
     state.inventories = {};
     data.forEach((h, i) => { state.inventories[h.id] = inventories[i]; });
     renderHosts();
+    renderMap();
+    renderCharts();
   } catch (e) {
     showError(String(e.message || e));
   }
@@ -163,7 +169,30 @@ function renderHosts() {
   }));
 }
 
+function renderMap() {
+  show($("#map"), drawMap(state.hosts, state.vitals, state.inventories));
+}
+
 // ---- apps --------------------------------------------------------------------------------
+
+// The component ids of an app: those its instances are annotated with, and those named after
+// it (`{app}-{name}`, the ids the controller gives) that have history.
+function componentsOf(app) {
+  const ids = new Set();
+  for (const inv of Object.values(state.inventories)) {
+    for (const c of (inv && inv.components) || []) {
+      if ((c.annotations || {})["wasmcloud.dev/appspec"] === app) ids.add(c.id);
+    }
+  }
+  for (const id of Object.keys(state.history)) if (id.startsWith(app + "-")) ids.add(id);
+  return [...ids];
+}
+
+function renderCharts() {
+  for (const cell of document.querySelectorAll("#apps td.chart-cell")) {
+    show(cell, appChart(state.history, componentsOf(cell.dataset.app)));
+  }
+}
 
 // Apps per list request: their summaries stay far below one NATS message (1 MiB).
 const APPS_PAGE = 200;
@@ -210,7 +239,7 @@ function renderStatus(status) {
 function renderApps() {
   const body = $("#apps tbody");
   if (!state.apps.length) {
-    show(body, html`<tr><td colspan="5" class="muted">No apps yet: upload a manifest.</td></tr>`);
+    show(body, html`<tr><td colspan="6" class="muted">No apps yet: upload a manifest.</td></tr>`);
     return;
   }
   show(body, state.apps.map((app) => {
@@ -225,6 +254,7 @@ function renderApps() {
       <td><select class="version" data-app="${app.name}">${options}</select></td>
       <td class="deployed-version">${deployed || html`<span class="muted">—</span>`}</td>
       <td class="app-status">${renderStatus(app.detailed_status)}</td>
+      <td class="chart-cell" data-app="${app.name}">${appChart(state.history, componentsOf(app.name))}</td>
       <td class="actions"><div class="row">
         <button data-action="plan" data-app="${app.name}">Plan</button>
         <button data-action="deploy" data-app="${app.name}" class="primary">Deploy</button>
@@ -546,7 +576,8 @@ function start() {
   // The event stream keeps the page current; this catches what no event announces
   // (plugin statistics, uptimes).
   setInterval(refreshPlugins, 5000);
-  setInterval(refreshHosts, 15000);
+  // The map and charts follow the controller's samples (one every 5 s).
+  setInterval(refreshHosts, 5000);
   listen();
 }
 

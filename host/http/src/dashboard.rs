@@ -1,4 +1,5 @@
-//! The dashboard: one HTML page, a style sheet and a script, compiled into the binary so it
+//! The dashboard: one HTML page, a style sheet and two scripts (the page's, and the lattice
+//! map and charts), compiled into the binary so it
 //! works offline and needs no build step. Everything it shows comes from `/api/v1`, and the
 //! script writes all of it as text (its `html` templates escape every value). The files are
 //! served with a Content-Security-Policy that runs only these files, in no other site's frame.
@@ -10,9 +11,10 @@ use axum::Router;
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/dashboard.js");
+const MAP_SCRIPT: &str = include_str!("../assets/map.js");
 const STYLE: &str = include_str!("../assets/dashboard.css");
 
-/// `/`, `/dashboard.js` and `/dashboard.css`. They carry no data and need no token: the page
+/// `/`, `/dashboard.js`, `/map.js` and `/dashboard.css`. They carry no data and need no token: the page
 /// asks for the token when the API answers 401.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -23,6 +25,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/dashboard.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/map.js",
+            get(|| async { asset("text/javascript; charset=utf-8", MAP_SCRIPT) }),
         )
         .route(
             "/dashboard.css",

@@ -225,7 +225,7 @@ async fn a_nats_server_with_a_lower_max_payload_is_named_in_the_413() {
 async fn the_dashboard_files_carry_the_security_headers() {
     let served = Served::start(Vec::new()).await;
     let http = served.http();
-    for path in ["/", "/dashboard.js", "/dashboard.css"] {
+    for path in ["/", "/dashboard.js", "/map.js", "/dashboard.css"] {
         let answer = http.get(path).await;
         assert_eq!(answer.status, 200, "{path}");
         let header = |name: &str| {

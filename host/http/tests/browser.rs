@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol, opens
 //! the dashboard of a running lattice, sees the node, uploads the echo manifest through the file
-//! input, deploys it through the confirmation dialog and watches its status become deployed.
+//! input, deploys it through the confirmation dialog and watches its status become deployed,
+//! the node's card on the lattice map fill with the app's instances and the app's chart appear.
 //! A screenshot lands in `target/browser-test/dashboard.png`. A second test has a stand-in
 //! lattice answer with markup in every string (as a hostile plugin, host or manifest could) and
 //! checks that the page shows it as text, runs none of it, and breaks none of its policy.
@@ -449,6 +450,26 @@ async fn the_dashboard_deploys_the_echo_example() {
         "document.querySelector('#events').innerText.includes('component_scaled')",
         "document.querySelector('#events').innerText",
         seconds(10),
+    )
+    .await
+    .unwrap();
+
+    // The lattice map: the node's card, healthy, with a square per instance coloured by app
+    // (the echo component and the HTTP server), and the app's chart of the last minutes,
+    // drawn once the controller has samples of it.
+    cdp.wait_for(
+        "the node on the lattice map with echo's instances",
+        &format!("(() => {{ const n = document.querySelector('#map .node[data-host-id=\"{host_id}\"]'); return n && n.querySelector('.badge.healthy') && n.querySelectorAll('svg.instances rect').length === 2; }})()"),
+        "document.querySelector('#map').innerHTML.slice(0, 2000)",
+        seconds(10),
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "echo's chart",
+        "document.querySelector('#apps td.chart-cell[data-app=\"echo\"] svg.spark polyline.instances')",
+        "document.querySelector('#apps td.chart-cell[data-app=\"echo\"]')?.innerHTML",
+        seconds(20),
     )
     .await
     .unwrap();

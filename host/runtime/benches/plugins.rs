@@ -9,8 +9,15 @@
 //! - scale-up: 10 more instances are wanted, so the scaler asks placement to rank every host.
 //!
 //! Both sides see the same lattice: the same hosts, and instances with the same image and the
-//! same app annotation (the controller annotates what it starts). `BENCH_PLUGIN=file.wasm`
+//! same app annotation (the controller annotates what it starts). The wasm side's snapshot
+//! also carries what contract 0.2.0 added to the view: every host's vitals (1 % of them
+//! suspect) and the component's traffic on each host running it. `BENCH_PLUGIN=file.wasm`
 //! measures another build of the spreadscaler (to compare SDK or build changes in one session).
+//!
+//! The "before" columns are the spreadscaler as built against contract 0.1.0
+//! (`tests/fixtures/contract-0.1.0/spreadscaler.wasm`, served through the 0.1.0 imports),
+//! on the same snapshot in the same turns: what the larger view and the second contract cost
+//! a plugin call. `BENCH_BEFORE=other.wasm` compares another build; `BENCH_BEFORE=none` none.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -21,7 +28,7 @@ use trellis_plugin_spreadscaler::SpreadScaler;
 use trellis_runtime::bindings::{
     ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, ScalerContext,
 };
-use trellis_runtime::{LatticeSnapshot, Runtime, RuntimeConfig};
+use trellis_runtime::{Health, HostVitals, LatticeSnapshot, Runtime, RuntimeConfig, Traffic};
 use trellis_sdk::testing::TestLattice;
 use trellis_sdk::Scaler;
 
@@ -67,6 +74,36 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
     });
     for instance in instances {
         snap.put_component(instance);
+    }
+    for i in 0..hosts {
+        let health = if i % 100 == 99 {
+            Health::Suspect
+        } else {
+            Health::Healthy
+        };
+        snap.vitals.set_host(
+            &host_id(i),
+            HostVitals {
+                health,
+                reported: true,
+                cpus: 4,
+                cpu_use: 0.3,
+                process_cpu_use: 0.05,
+                memory_total_bytes: 8 << 30,
+                memory_available_bytes: 5 << 30,
+            },
+        );
+    }
+    for i in 0..running().min(hosts) {
+        let traffic = Traffic {
+            in_flight: 1,
+            requests_per_second: 20.0,
+            p50_ms: 2.0,
+            p99_ms: 9.0,
+            error_rate: 0.0,
+            window_seconds: 10,
+        };
+        snap.vitals.add_traffic(COMPONENT, &host_id(i), traffic);
     }
     Arc::new(snap)
 }
@@ -254,7 +291,15 @@ fn main() {
         .expect("spreadscaler loaded");
     // BENCH_BEFORE=old.wasm: another build of the spreadscaler, measured in the same turns (its
     // own runtime, so a second engine: a measuring convenience, not how trellis runs).
-    let before = std::env::var_os("BENCH_BEFORE").map(|p| runtime_with(Path::new(&p)));
+    let before_file = match std::env::var_os("BENCH_BEFORE") {
+        Some(p) if p == "none" => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/contract-0.1.0/spreadscaler.wasm"),
+        ),
+    };
+    let before = before_file.map(|p| runtime_with(&p));
     let before_plugins = before.as_ref().map(|(_, r)| r.plugins());
     let before_scaler = before_plugins.as_ref().map(|p| {
         p.scaler_for("spreadscaler")

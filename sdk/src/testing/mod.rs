@@ -393,14 +393,22 @@ impl Lattice for TestLattice {
 }
 
 /// Ranks hosts as the controller would with `P` as the only placement plugin: candidates are
-/// the hosts carrying the requested labels, `P::filter` drops some, `P::score` orders the rest
-/// (best first), ties broken by the default order (fewest instances of the component, fewest
-/// overall, host id). For unit tests of placement plugins.
+/// the hosts carrying the requested labels (healthy ones, while any qualifies), `P::filter`
+/// drops some, `P::score` orders the rest (best first), ties broken by the default order
+/// (fewest instances of the component, fewest overall, host id). For unit tests of placement
+/// plugins.
 pub fn rank_with<P: crate::Placement>(
     lattice: &TestLattice,
     request: &PlacementRequest,
 ) -> Vec<String> {
-    let candidates = lattice.hosts_matching(&request.requirements);
+    let mut candidates = lattice.hosts_matching(&request.requirements);
+    // As the controller: suspect hosts are offered only when no healthy one qualifies.
+    if candidates
+        .iter()
+        .any(|h| lattice.health_of(&h.id) == Health::Healthy)
+    {
+        candidates.retain(|h| lattice.health_of(&h.id) == Health::Healthy);
+    }
     let fits: std::collections::BTreeSet<String> = P::filter(request, &candidates, lattice)
         .into_iter()
         .filter(|v| v.fits)
