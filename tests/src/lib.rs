@@ -76,30 +76,8 @@ pub fn echo_http_app(
     instances: u32,
     address: &str,
 ) -> String {
-    // The HTTP server's entry continues the echo-only manifest's component list.
     echo_only(name, version, image, instances)
-        + &format!(
-            r#"    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: {name}-http
-                  properties:
-                    address: {address}
-"#
-        )
+        + &http_server_component(name, address, &spread_trait(1, None))
 }
 
 /// App `web` at `version`: the echo component alone, `instances` of it by spreadscaler.
@@ -109,7 +87,21 @@ pub fn echo_app(version: &str, instances: u32) -> String {
 
 /// App `name` at `version` whose only component is echo (image at `image`), `instances` of it
 /// by spreadscaler; the component list is last, so more components can follow.
-pub(crate) fn echo_only(name: &str, version: &str, image: &Path, instances: u32) -> String {
+pub fn echo_only(name: &str, version: &str, image: &Path, instances: u32) -> String {
+    echo_app_yaml(name, version, "", image, &spread_trait(instances, None))
+}
+
+/// App `name` at `version`, with `annotations` (YAML lines indented by 4, under
+/// `metadata.annotations`), whose component `echo` (image at `image`) carries `traits` (trait
+/// entries indented by 8, e.g. [`spread_trait`]); the component list is last, so more
+/// components can follow (e.g. [`http_server_component`]).
+pub fn echo_app_yaml(
+    name: &str,
+    version: &str,
+    annotations: &str,
+    image: &Path,
+    traits: &str,
+) -> String {
     format!(
         r#"apiVersion: core.oam.dev/v1beta1
 kind: Application
@@ -117,18 +109,53 @@ metadata:
   name: {name}
   annotations:
     version: {version}
-spec:
+{annotations}spec:
   components:
     - name: echo
       type: component
       properties:
         image: file://{image}
       traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
+{traits}"#,
         image = image.display()
+    )
+}
+
+/// A spreadscaler trait entry (indented by 8) for `instances`, all on hosts labelled
+/// `zone: {zone}` when a zone is given.
+pub fn spread_trait(instances: u32, zone: Option<&str>) -> String {
+    let spread = zone.map_or(String::new(), |zone| {
+        format!(
+            "            spread:\n              - name: {zone}\n                requirements:\n                  zone: {zone}\n"
+        )
+    });
+    format!(
+        "        - type: spreadscaler\n          properties:\n            instances: {instances}\n{spread}"
+    )
+}
+
+/// The built-in HTTP server of app `app`, placed by `placement` (trait entries indented by
+/// 8, e.g. [`spread_trait`]), linked to its `echo` component and listening on `address`
+/// (through the config `{app}-http`): a component entry to follow [`echo_app_yaml`].
+pub fn http_server_component(app: &str, address: &str, placement: &str) -> String {
+    format!(
+        r#"    - name: httpserver
+      type: capability
+      properties:
+        image: builtin:http-server
+      traits:
+{placement}        - type: link
+          properties:
+            target: echo
+            namespace: wasi
+            package: http
+            interfaces: [incoming-handler]
+            source:
+              config:
+                - name: {app}-http
+                  properties:
+                    address: {address}
+"#
     )
 }
 

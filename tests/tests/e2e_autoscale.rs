@@ -9,54 +9,21 @@ use std::time::{Duration, Instant};
 
 use trellis_cli::nats_server::free_port;
 use trellis_tests::process::{wait_until, ProcessLattice};
-use trellis_tests::{built_example, http_get};
+use trellis_tests::{built_example, echo_app_yaml, http_get, http_server_component, spread_trait};
 
 const DOWN_COOLDOWN_SECS: u64 = 4;
 
+/// Echo under the autoscaler (0 to 3 instances, one request in flight each), behind the HTTP
+/// server on `address`.
 fn app(address: &str) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: auto
-  annotations:
-    version: v1
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: autoscaler
-          properties:
-            min_instances: 0
-            max_instances: 3
-            target_in_flight: 1
-            scale_up_cooldown_seconds: 1
-            scale_down_cooldown_seconds: {DOWN_COOLDOWN_SECS}
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: auto-http
-                  properties:
-                    address: {address}
-"#,
-        image = built_example("echo").display()
-    )
+    let autoscaler = format!(
+        "        - type: autoscaler\n          properties:\n            min_instances: 0\n            \
+         max_instances: 3\n            target_in_flight: 1\n            \
+         scale_up_cooldown_seconds: 1\n            \
+         scale_down_cooldown_seconds: {DOWN_COOLDOWN_SECS}\n"
+    );
+    echo_app_yaml("auto", "v1", "", &built_example("echo"), &autoscaler)
+        + &http_server_component("auto", address, &spread_trait(1, None))
 }
 
 /// Echo instances on every node, as the nodes say.

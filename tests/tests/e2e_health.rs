@@ -13,26 +13,7 @@ use trellis_tests::process::{wait_until, CommandCounter, ProcessLattice};
 
 /// `instances` echo instances, one per host at most (the spread scaler spreads evenly).
 fn app(name: &str, instances: u32) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: v1
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-"#,
-        trellis_tests::built_example("echo").display()
-    )
+    trellis_tests::echo_only(name, "v1", &trellis_tests::built_example("echo"), instances)
 }
 
 /// The commands sent (not queries) whose body names `component_id`.

@@ -9,93 +9,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trellis_cli::nats_server::free_port;
-use trellis_tests::built_example;
-use trellis_tests::http_get;
 use trellis_tests::process::{wait_until, ProcessLattice};
-
-fn echo_image() -> String {
-    built_example("echo").display().to_string()
-}
+use trellis_tests::{built_example, echo_app_yaml, http_get, http_server_component, spread_trait};
 
 /// The echo component behind the HTTP server on `address`, both on hosts labelled `zone=x`.
 fn busy_app(address: &str) -> String {
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: busy
-  annotations:
-    version: v1
-spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-            spread:
-              - name: x
-                requirements:
-                  zone: x
-    - name: httpserver
-      type: capability
-      properties:
-        image: builtin:http-server
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: 1
-            spread:
-              - name: x
-                requirements:
-                  zone: x
-        - type: link
-          properties:
-            target: echo
-            namespace: wasi
-            package: http
-            interfaces: [incoming-handler]
-            source:
-              config:
-                - name: busy-http
-                  properties:
-                    address: {address}
-"#,
-        image = echo_image()
-    )
+    let on_x = spread_trait(1, Some("x"));
+    echo_app_yaml("busy", "v1", "", &built_example("echo"), &on_x)
+        + &http_server_component("busy", address, &on_x)
 }
 
 /// `instances` echo instances under app `name`, with `annotations` (YAML lines) and, when
 /// given, a spread over hosts with `zone: {zone}`.
 fn echo_app(name: &str, instances: u32, annotations: &str, zone: Option<&str>) -> String {
-    let spread = zone.map_or(String::new(), |zone| {
-        format!(
-            "            spread:\n              - name: {zone}\n                requirements:\n                  zone: {zone}\n"
-        )
-    });
-    format!(
-        r#"apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: {name}
-  annotations:
-    version: v1
-{annotations}spec:
-  components:
-    - name: echo
-      type: component
-      properties:
-        image: file://{image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-{spread}"#,
-        image = echo_image()
-    )
+    let traits = spread_trait(instances, zone);
+    echo_app_yaml(name, "v1", annotations, &built_example("echo"), &traits)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,7 +381,7 @@ impl LatticeState {
                 snapshot.vitals.set_host(id, vitals_of(host));
             }
             for (cid, traffic) in &host.traffic {
-                snapshot.vitals.add_traffic(cid, id, traffic_of(traffic));
+                snapshot.vitals.add_traffic(cid, traffic_of(id, traffic));
             }
             for (cid, c) in &host.components {
                 snapshot.put_component(ComponentInstance {
@@ -428,8 +428,9 @@ fn vitals_of(host: &HostState) -> HostVitals {
     }
 }
 
-fn traffic_of(t: &ComponentTraffic) -> Traffic {
+fn traffic_of(host_id: &str, t: &ComponentTraffic) -> Traffic {
     Traffic {
+        host_id: host_id.to_string(),
         in_flight: t.in_flight,
         requests_per_second: t.requests_per_second,
         p50_ms: t.p50_ms,

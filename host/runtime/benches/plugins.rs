@@ -96,6 +96,7 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
     }
     for i in 0..running().min(hosts) {
         let traffic = Traffic {
+            host_id: host_id(i),
             in_flight: 1,
             requests_per_second: 20.0,
             p50_ms: 2.0,
@@ -103,7 +104,7 @@ fn wasm_snapshot(hosts: usize) -> Arc<LatticeSnapshot> {
             error_rate: 0.0,
             window_seconds: 10,
         };
-        snap.vitals.add_traffic(COMPONENT, &host_id(i), traffic);
+        snap.vitals.add_traffic(COMPONENT, traffic);
     }
     Arc::new(snap)
 }

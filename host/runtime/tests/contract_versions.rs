@@ -3,47 +3,17 @@
 //! `tests/fixtures/contract-0.1.0/` are the built-in spread scaler and placement as built
 //! against 0.1.0 (see the README there); they must decide exactly as their current builds do.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use trellis_runtime::bindings::{
     ComponentInstance, ComponentKind, ComponentSpec, HostInfo, Pair, PlacementRequest,
     ScalerContext,
 };
-use trellis_runtime::{
-    Contract, Health, HostVitals, LatticeSnapshot, Limits, Runtime, RuntimeConfig,
-};
+use trellis_runtime::{Contract, Health, HostVitals, LatticeSnapshot};
 
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+mod common;
 
-/// A runtime over copies of `files` (paths from the repository root), loaded.
-fn runtime_of(files: &[&str]) -> (Runtime, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    for file in files {
-        let from = repo().join(file);
-        assert!(
-            from.exists(),
-            "{} is missing (build/ comes from scripts/build-wasm.sh)",
-            from.display()
-        );
-        let name = from.file_name().unwrap();
-        std::fs::copy(&from, dir.path().join(name)).unwrap();
-    }
-    let runtime = Runtime::new(RuntimeConfig {
-        plugin_dir: dir.path().to_path_buf(),
-        default_limits: Limits {
-            deadline: Duration::from_secs(5),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .unwrap();
-    runtime.reload();
-    (runtime, dir)
-}
+use common::runtime_with_files as runtime_of;
 
 fn pair(key: &str, value: &str) -> Pair {
     Pair {

@@ -53,24 +53,16 @@ pub struct HostVitals {
     pub memory_available_bytes: u64,
 }
 
-/// A component's requests on one host over the host's recent window.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Traffic {
-    pub in_flight: u32,
-    pub requests_per_second: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    /// Share of requests answered with a server error, 0–1.
-    pub error_rate: f64,
-    pub window_seconds: u32,
-}
+/// A component's requests on one host over the host's recent window, as contract 0.2.0's
+/// `component-traffic` answers it (kept in that form: the answer is a copy).
+pub use types::Traffic;
 
 /// The vitals of a snapshot's hosts and the traffic of its components.
 #[derive(Debug, Clone, Default)]
 pub struct Vitals {
     hosts: HashMap<String, HostVitals>,
-    /// Component id → (host id, traffic there), ordered by host id.
-    traffic: HashMap<String, Vec<(String, Traffic)>>,
+    /// Component id → traffic on each host, ordered by host id.
+    traffic: HashMap<String, Vec<Traffic>>,
     /// How many hosts are other than healthy, kept with each change so that placement knows
     /// in one look whether it has any to avoid.
     unhealthy: usize,
@@ -89,11 +81,11 @@ impl Vitals {
         }
     }
 
-    /// Adds a component's traffic on a host. Hosts are to be added in id order.
-    pub fn add_traffic(&mut self, component_id: &str, host_id: &str, traffic: Traffic) {
+    /// Adds a component's traffic on a host (`traffic.host_id`).
+    pub fn add_traffic(&mut self, component_id: &str, traffic: Traffic) {
         let list = self.traffic.entry(component_id.to_string()).or_default();
-        let at = list.partition_point(|(h, _)| h.as_str() < host_id);
-        list.insert(at, (host_id.to_string(), traffic));
+        let at = list.partition_point(|t| t.host_id < traffic.host_id);
+        list.insert(at, traffic);
     }
 
     /// A host's vitals; a host the snapshot has none for counts as healthy with nothing
@@ -115,7 +107,7 @@ impl Vitals {
     }
 
     /// Where a component has traffic figures, ordered by host id.
-    pub fn traffic(&self, component_id: &str) -> &[(String, Traffic)] {
+    pub fn traffic(&self, component_id: &str) -> &[Traffic] {
         self.traffic
             .get(component_id)
             .map(Vec::as_slice)
@@ -154,18 +146,6 @@ impl super::LatticeSnapshot {
 
     /// A component's traffic on each host that reports it, ordered by host id.
     pub fn component_traffic(&self, component_id: &str) -> Vec<types::Traffic> {
-        self.vitals
-            .traffic(component_id)
-            .iter()
-            .map(|(host_id, t)| types::Traffic {
-                host_id: host_id.clone(),
-                in_flight: t.in_flight,
-                requests_per_second: t.requests_per_second,
-                p50_ms: t.p50_ms,
-                p99_ms: t.p99_ms,
-                error_rate: t.error_rate,
-                window_seconds: t.window_seconds,
-            })
-            .collect()
+        self.vitals.traffic(component_id).to_vec()
     }
 }
