@@ -51,12 +51,7 @@ impl History {
             let Some(r) = &host.resources else {
                 continue;
             };
-            let instances = host
-                .components
-                .values()
-                .map(|c| u64::from(c.count))
-                .sum::<u64>()
-                + host.providers.len() as u64;
+            let instances = host.instances();
             push(
                 self.hosts.entry(id.clone()).or_default(),
                 now,

@@ -51,6 +51,15 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// Instances of anything running here: each component's count, one per provider.
+    pub fn instances(&self) -> u64 {
+        self.components
+            .values()
+            .map(|c| u64::from(c.count))
+            .sum::<u64>()
+            + self.providers.len() as u64
+    }
+
     pub(crate) fn new(now: Instant) -> Self {
         Self {
             friendly_name: String::new(),

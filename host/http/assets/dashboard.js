@@ -105,8 +105,9 @@ async function refreshHosts() {
     state.history = {};
     for (const c of (vitals.ok && vitals.data.components) || []) state.history[c.component_id] = c.history;
     // Hosts the controller knows that did not answer (frozen, or lately unreachable).
+    const answered = new Set(data.map((h) => h.id));
     for (const v of Object.values(state.vitals)) {
-      if (!data.some((h) => h.id === v.host_id)) {
+      if (!answered.has(v.host_id)) {
         data.push({ id: v.host_id, friendly_name: v.friendly_name, labels: {}, silent: true });
       }
     }

@@ -199,12 +199,7 @@ impl Runtime {
         for plugin in loaded {
             match plugin.kind {
                 PluginKind::Scaler => {
-                    let clash = plugin.info.trait_types.iter().find_map(|t| {
-                        set.scalers
-                            .get(t)
-                            .map(|other| (t.clone(), other.file.clone()))
-                    });
-                    if let Some((trait_type, other)) = clash {
+                    if let Err((trait_type, other)) = claim_names(&mut set.scalers, &plugin) {
                         let error = LoadError::DuplicateTraitType {
                             file: plugin.file.clone(),
                             trait_type,
@@ -214,20 +209,12 @@ impl Runtime {
                         set.problems.insert(plugin.file.clone(), error);
                         continue;
                     }
-                    for t in &plugin.info.trait_types {
-                        set.scalers.insert(t.clone(), Arc::clone(&plugin));
-                    }
                 }
                 PluginKind::Placement if plugin.info.trait_types.is_empty() => {
                     placements.push(Arc::clone(&plugin))
                 }
                 PluginKind::Placement => {
-                    let clash = plugin.info.trait_types.iter().find_map(|t| {
-                        set.policies
-                            .get(t)
-                            .map(|other| (t.clone(), other.file.clone()))
-                    });
-                    if let Some((policy, other)) = clash {
+                    if let Err((policy, other)) = claim_names(&mut set.policies, &plugin) {
                         let error = LoadError::DuplicatePolicy {
                             file: plugin.file.clone(),
                             policy,
@@ -236,9 +223,6 @@ impl Runtime {
                         tracing::error!("{error}");
                         set.problems.insert(plugin.file.clone(), error);
                         continue;
-                    }
-                    for t in &plugin.info.trait_types {
-                        set.policies.insert(t.clone(), Arc::clone(&plugin));
                     }
                 }
                 PluginKind::Validator => set.validators.push(Arc::clone(&plugin)),
@@ -338,4 +322,24 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Gives `plugin` every name it claims (`trait-types`: a scaler's trait types, a placement
+/// plugin's policies) in `by_name`, unless another plugin holds one of them: then that name
+/// and the other plugin's file, and nothing is taken.
+fn claim_names(
+    by_name: &mut BTreeMap<String, Arc<Plugin>>,
+    plugin: &Arc<Plugin>,
+) -> Result<(), (String, PathBuf)> {
+    let names = &plugin.info.trait_types;
+    if let Some(clash) = names
+        .iter()
+        .find_map(|t| by_name.get(t).map(|other| (t.clone(), other.file.clone())))
+    {
+        return Err(clash);
+    }
+    for t in names {
+        by_name.insert(t.clone(), Arc::clone(plugin));
+    }
+    Ok(())
 }

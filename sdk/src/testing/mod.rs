@@ -345,7 +345,10 @@ impl Lattice for TestLattice {
     }
 
     fn host_vitals(&self, ids: &[String]) -> Vec<Option<HostVitals>> {
-        ids.iter().map(|id| self.vitals_of(id)).collect()
+        let instances = self.counts(None);
+        ids.iter()
+            .map(|id| self.vitals_of(id, &instances))
+            .collect()
     }
 
     fn component_traffic(&self, component_id: &str) -> Vec<Traffic> {

@@ -45,14 +45,19 @@ impl TestLattice {
             .unwrap_or_default()
     }
 
-    pub(super) fn vitals_of(&self, host_id: &str) -> Option<HostVitals> {
+    /// A host's vitals, with its instances from `instances` (per host, as `counts(None)`).
+    pub(super) fn vitals_of(
+        &self,
+        host_id: &str,
+        instances: &std::collections::BTreeMap<&str, u64>,
+    ) -> Option<HostVitals> {
         self.hosts.get(host_id)?;
         let mut vitals = self
             .vitals
             .get(host_id)
             .cloned()
             .unwrap_or_else(|| HostVitals::unreported(host_id));
-        vitals.instances = self.counts(None).get(host_id).copied().unwrap_or(0);
+        vitals.instances = instances.get(host_id).copied().unwrap_or(0);
         Some(vitals)
     }
 }

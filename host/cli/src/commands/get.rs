@@ -36,7 +36,7 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
     );
     let pinged = pinged?;
     // Without a controller (or an older one), health is unknown: shown as `-`.
-    let reports: BTreeMap<String, HostReport> = match reports {
+    let mut reports: BTreeMap<String, HostReport> = match reports {
         Ok(Ok(r)) => r
             .hosts
             .into_iter()
@@ -46,28 +46,28 @@ async fn hosts(conn: &Connection) -> anyhow::Result<()> {
     };
     let mut rows: Vec<HostRow> = pinged
         .into_iter()
-        .map(|host| HostRow {
-            health: reports.get(&host.id).map(|r| r.health),
-            last_seen_ms: reports.get(&host.id).map(|r| r.last_seen_ms),
-            answered: true,
-            host,
+        .map(|host| {
+            let report = reports.remove(&host.id);
+            HostRow {
+                health: report.as_ref().map(|r| r.health),
+                last_seen_ms: report.as_ref().map(|r| r.last_seen_ms),
+                answered: true,
+                host,
+            }
         })
         .collect();
-    for (id, report) in &reports {
-        if !rows.iter().any(|r| &r.host.id == id) {
-            rows.push(HostRow {
-                host: trellis_lattice::ctl::Host {
-                    id: id.clone(),
-                    friendly_name: report.friendly_name.clone(),
-                    resources: report.resources.clone(),
-                    ..Default::default()
-                },
-                health: Some(report.health),
-                last_seen_ms: Some(report.last_seen_ms),
-                answered: false,
-            });
-        }
-    }
+    // What is left the controller knows of, but did not answer the ping.
+    rows.extend(reports.into_values().map(|report| HostRow {
+        health: Some(report.health),
+        last_seen_ms: Some(report.last_seen_ms),
+        answered: false,
+        host: trellis_lattice::ctl::Host {
+            id: report.host_id,
+            friendly_name: report.friendly_name,
+            resources: report.resources,
+            ..Default::default()
+        },
+    }));
     rows.sort_by(|a, b| a.host.id.cmp(&b.host.id));
     if conn.output == Output::Json {
         return print_json(&rows);

@@ -207,8 +207,8 @@ pub fn plan_app(
         .map(|slot| {
             let mut recheck_after = None;
             let mut memo = None;
-            let (commands, status) = match plugins.scaler_for(&slot.trait_type) {
-                None => {
+            let (commands, status) = match (plugins.scaler_for(&slot.trait_type), &placements) {
+                (None, _) => {
                     let loaded = plugins.trait_types();
                     let loaded = if loaded.is_empty() {
                         "none".to_string()
@@ -227,17 +227,13 @@ pub fn plan_app(
                         ),
                     )
                 }
-                Some(_) if placements.is_err() => {
-                    let why = placements.as_ref().err().cloned().unwrap_or_default();
-                    (Vec::new(), StatusInfo::new(StatusType::Failed, why))
-                }
-                Some(plugin) => {
-                    let placements = placements.clone().unwrap_or_default();
+                (Some(_), Err(why)) => (Vec::new(), StatusInfo::new(StatusType::Failed, why.clone())),
+                (Some(plugin), Ok(placements)) => {
                     let span = tracing::debug_span!("scaler", scaler = %slot.status_id, plugin = plugin.name());
                     let _guard = span.enter();
                     let key = (scalers.app.clone(), slot.status_id.clone());
                     let ctx = scalers.context(slot, memos.get(&key).cloned());
-                    match plugin.reconcile(&ctx, snapshot, placements) {
+                    match plugin.reconcile(&ctx, snapshot, placements.clone()) {
                         Ok(result) => match scope.check(&result.commands) {
                             Ok(()) => {
                                 recheck_after = result

@@ -34,12 +34,7 @@ impl Reconciler {
                 health: wire_health(host.health.health),
                 health_seconds: now.saturating_duration_since(host.health.since).as_secs(),
                 last_seen_ms: now.saturating_duration_since(host.last_seen).as_millis() as u64,
-                instances: host
-                    .components
-                    .values()
-                    .map(|c| u64::from(c.count))
-                    .sum::<u64>()
-                    + host.providers.len() as u64,
+                instances: host.instances(),
                 resources: host.resources.clone(),
                 history: if request.history {
                     self.history.host(id, now)
