@@ -6,6 +6,7 @@
 #   build/plugins/placement.wasm, build/plugins/validator.wasm      built-in placement, validator
 #   build/plugins/loadaware.wasm                                    built-in placement policy `load-aware`
 #   build/plugins/autoscaler.wasm                                   built-in scaler `autoscaler`
+#   build/plugins/{canary,bluegreen}.wasm                           built-in rollouts `canary`, `blue-green`
 #   build/examples/echo.wasm                                        the echo example component
 #   build/examples/failover.wasm                                    the example custom scaler plugin
 #   build/examples/cpu-cap.wasm                                     the example placement policy
@@ -38,6 +39,8 @@ copies=(
     "trellis_plugin_loadaware.wasm:build/plugins/loadaware.wasm"
     "trellis_plugin_autoscaler.wasm:build/plugins/autoscaler.wasm"
     "trellis_plugin_validator.wasm:build/plugins/validator.wasm"
+    "trellis_plugin_canary.wasm:build/plugins/canary.wasm"
+    "trellis_plugin_bluegreen.wasm:build/plugins/bluegreen.wasm"
     "failover_scaler.wasm:build/examples/failover.wasm"
     "cpu_cap_placement.wasm:build/examples/cpu-cap.wasm"
     "echo.wasm:build/examples/echo.wasm"
@@ -48,7 +51,7 @@ copies=(
     "hostile.wasm:build/fixtures/hostile.wasm"
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
-    -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-autoscaler -p trellis-plugin-validator -p echo
+    -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-autoscaler -p trellis-plugin-validator -p trellis-plugin-canary -p trellis-plugin-bluegreen -p echo
     -p failover-scaler -p cpu-cap-placement)
 packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
 packages+=(-p hostile)

@@ -52,6 +52,7 @@ mod log;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod memcmp;
 mod placement;
+pub mod rollout;
 mod scaler;
 pub mod spread;
 pub mod suggest;
@@ -66,6 +67,7 @@ mod wasi;
 pub use lattice::Lattice;
 pub use log::{log, Level};
 pub use placement::{HostScore, Placement, Verdict};
+pub use rollout::{Rollout, RolloutContext, RolloutDecision, RolloutPhase, RolloutTarget};
 pub use scaler::{Reconciled, Scaler};
 pub use types::{
     label_map, Command, ComponentCount, ComponentInstance, ComponentKind, ComponentSpec,
@@ -106,6 +108,19 @@ pub mod bindings {
         });
     }
 
+    pub mod rollout {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "rollout",
+            pub_export_macro: true,
+            default_bindings_module: "trellis_sdk::bindings::rollout",
+            with: {
+                "trellis:plugin/types@0.2.0": crate::bindings::scaler::trellis::plugin::types,
+                "trellis:plugin/log@0.2.0": crate::bindings::scaler::trellis::plugin::log,
+            },
+        });
+    }
+
     pub mod validator {
         wit_bindgen::generate!({
             path: "../wit",
@@ -122,6 +137,8 @@ pub mod bindings {
 
 #[cfg(target_arch = "wasm32")]
 mod export;
+#[cfg(target_arch = "wasm32")]
+mod rollout_export;
 
 /// Plugins are short-lived single-threaded instances: see `heap.rs` for why they get their own
 /// allocator, and the `fast-alloc` feature to turn it off.
@@ -137,6 +154,8 @@ static ALLOCATOR: heap::SizeClasses = heap::SizeClasses::new();
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::export::{PlacementExport, ScalerExport, ValidatorExport};
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::rollout_export::RolloutExport;
 }
 
 /// Exports a [`Scaler`] impl as the plugin's `scaler-api`.
@@ -194,6 +213,25 @@ macro_rules! export_validator {
             type TrellisValidatorExport = $crate::__private::ValidatorExport<$validator>;
             $crate::bindings::validator::export!(
                 TrellisValidatorExport with_types_in $crate::bindings::validator
+            );
+        };
+    };
+}
+
+/// Exports a [`Rollout`] impl as the plugin's `rollout-api`.
+#[macro_export]
+macro_rules! export_rollout {
+    ($rollout:ty) => {
+        const _: () = {
+            fn assert_rollout<T: $crate::Rollout>() {}
+            let _ = assert_rollout::<$rollout>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type TrellisRolloutExport = $crate::__private::RolloutExport<$rollout>;
+            $crate::bindings::rollout::export!(
+                TrellisRolloutExport with_types_in $crate::bindings::rollout
             );
         };
     };

@@ -39,6 +39,18 @@ pub mod validator {
     });
 }
 
+pub mod rollout {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "rollout",
+        with: {
+            "trellis:plugin/types": crate::bindings::scaler::trellis::plugin::types,
+            "trellis:plugin/log": crate::bindings::scaler::trellis::plugin::log,
+        },
+        imports: { default: trappable },
+    });
+}
+
 /// Contract 0.1.0: its imports are defined beside 0.2.0's, so a plugin built against either
 /// links. Its `types` are 0.2.0's (0.2.0 only added to them), and both versions' `lattice-view`
 /// are the same host resource, so the runtime hands either the same values.

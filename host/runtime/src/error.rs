@@ -31,6 +31,12 @@ pub enum LoadError {
         policy: String,
         other: PathBuf,
     },
+    #[error("plugin {file} provides rollout strategy `{strategy}`, which {other} already provides. Remove one of the two files")]
+    DuplicateStrategy {
+        file: PathBuf,
+        strategy: String,
+        other: PathBuf,
+    },
     #[error("plugin {file} claims trait type `{trait_type}`, which {other} already handles. Remove one of the two files")]
     DuplicateTraitType {
         file: PathBuf,

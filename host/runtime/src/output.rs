@@ -6,6 +6,9 @@
 //! its commands is issued. Words for people (a status message, a diagnostic) are cut instead,
 //! since the rest of the answer is still worth having.
 
+use crate::bindings::rollout::exports::trellis::plugin::rollout_api::{
+    RolloutDecision, RolloutPhase,
+};
 use crate::bindings::{Command, Diagnostic, Severity, Status};
 use crate::error::Fault;
 
@@ -110,6 +113,45 @@ fn names(command: &Command) -> impl Iterator<Item = (&'static str, &str)> {
 }
 
 /// Cuts the message of a status to [`MAX_TEXT`].
+/// The most label values a rollout step's host split may name, per version: regions and
+/// zones are a handful; a plugin naming more is broken.
+pub const MAX_SPLIT_VALUES: usize = 256;
+
+/// Refuses a rollout decision whose shares are past 100 percent or whose host split is past
+/// [`MAX_SPLIT_VALUES`] or [`MAX_TEXT`]; cuts its message (and an abort's or a gate's reason)
+/// to [`MAX_TEXT`].
+pub(crate) fn check_rollout(decision: &mut RolloutDecision) -> Result<(), Fault> {
+    let target = &decision.target;
+    for (what, percent) in [
+        ("traffic", target.traffic),
+        ("new-instances", target.new_instances),
+        ("old-instances", target.old_instances),
+    ] {
+        if percent > 100 {
+            return Err(Fault::InvalidOutput(format!(
+                "asked for {what} {percent}%, past 100%"
+            )));
+        }
+    }
+    if let Some(split) = &target.hosts {
+        let values = split.new_values.iter().chain(&split.old_values);
+        if split.new_values.len().max(split.old_values.len()) > MAX_SPLIT_VALUES
+            || split.label.len() > MAX_TEXT
+            || values.clone().any(|v| v.len() > MAX_TEXT)
+        {
+            return Err(Fault::InvalidOutput(format!(
+                "split hosts by more than {MAX_SPLIT_VALUES} label values, or by a text past {MAX_TEXT} bytes"
+            )));
+        }
+    }
+    cut(&mut decision.message, MAX_TEXT);
+    match &mut decision.phase {
+        RolloutPhase::WaitingForPromotion(why) | RolloutPhase::Abort(why) => cut(why, MAX_TEXT),
+        RolloutPhase::Progressing | RolloutPhase::Done => {}
+    }
+    Ok(())
+}
+
 pub(crate) fn bound_status(status: &mut Status) {
     match status {
         Status::Deployed => {}

@@ -13,7 +13,10 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 
 use crate::bindings::placement::exports::trellis::plugin::placement_api::{HostScore, Verdict};
-use crate::bindings::{placement, scaler, v0_1, validator};
+use crate::bindings::rollout::exports::trellis::plugin::rollout_api::{
+    RolloutContext, RolloutDecision,
+};
+use crate::bindings::{placement, rollout, scaler, v0_1, validator};
 use crate::bindings::{
     Command, Diagnostic, HostInfo, PlacementRequest, PluginInfo, ReconcileResult, ScalerContext,
 };
@@ -57,6 +60,7 @@ pub enum PluginKind {
     Scaler,
     Placement,
     Validator,
+    Rollout,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -65,6 +69,7 @@ impl std::fmt::Display for PluginKind {
             PluginKind::Scaler => "scaler",
             PluginKind::Placement => "placement",
             PluginKind::Validator => "validator",
+            PluginKind::Rollout => "rollout",
         })
     }
 }
@@ -125,6 +130,7 @@ pub(crate) struct Linkers {
     pub scaler: Linker<State>,
     pub placement: Linker<State>,
     pub validator: Linker<State>,
+    pub rollout: Linker<State>,
 }
 
 /// Which world a component exports, and for which contract, from its export names; refuses
@@ -145,6 +151,7 @@ fn detect_kind(
             "scaler-api" => PluginKind::Scaler,
             "placement-api" => PluginKind::Placement,
             "validator-api" => PluginKind::Validator,
+            "rollout-api" => PluginKind::Rollout,
             _ => continue,
         };
         let contract = match semver::Version::parse(version) {
@@ -194,6 +201,7 @@ impl Plugin {
             PluginKind::Scaler => &linkers.scaler,
             PluginKind::Placement => &linkers.placement,
             PluginKind::Validator => &linkers.validator,
+            PluginKind::Rollout => &linkers.rollout,
         };
         let pre = linker
             .instantiate_pre(&component)
@@ -217,6 +225,12 @@ impl Plugin {
             (PluginKind::Validator, Contract::V0_1) => {
                 v0_1::validator::ValidatorPre::new(pre.clone()).map(drop)
             }
+            (PluginKind::Rollout, Contract::V0_2) => {
+                rollout::RolloutPre::new(pre.clone()).map(drop)
+            }
+            (PluginKind::Rollout, Contract::V0_1) => Err(wasmtime::Error::msg(
+                "contract 0.1 has no rollout world: build the plugin against 0.2",
+            )),
         };
         checked.map_err(instantiate_err)?;
         let exports = export_indices(&component, engine, kind);
@@ -466,6 +480,32 @@ impl Plugin {
         })
     }
 
+    /// Asks a rollout plugin for the next step of a rollout.
+    pub fn step(&self, ctx: &RolloutContext) -> Result<RolloutDecision, CallError> {
+        self.call(Placements::default(), None, |store| {
+            self.expect(PluginKind::Rollout)?;
+            let (mut decision,): (RolloutDecision,) = self.invoke(store, "step", (ctx,))?;
+            output::check_memo(decision.memo.as_deref())?;
+            output::check_rollout(&mut decision)?;
+            Ok(decision)
+        })
+    }
+
+    /// Asks a rollout plugin what is wrong with a `rollout` policy's properties.
+    pub fn check_rollout(
+        &self,
+        strategy: &str,
+        properties_json: &str,
+    ) -> Result<Vec<Diagnostic>, CallError> {
+        self.call(Placements::default(), None, |store| {
+            self.expect(PluginKind::Rollout)?;
+            let (mut found,): (Vec<Diagnostic>,) =
+                self.invoke(store, "check", (strategy, properties_json))?;
+            output::bound_diagnostics(&mut found);
+            Ok(found)
+        })
+    }
+
     pub fn summary(&self) -> PluginSummary {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let mut sorted: Vec<u64> = stats.latencies_us.iter().copied().collect();
@@ -534,6 +574,7 @@ fn export_indices(
         PluginKind::Scaler => ("scaler-api", &["describe", "reconcile", "cleanup", "check"]),
         PluginKind::Placement => ("placement-api", &["describe", "filter", "score"]),
         PluginKind::Validator => ("validator-api", &["describe", "validate"]),
+        PluginKind::Rollout => ("rollout-api", &["describe", "step", "check"]),
     };
     let prefix = format!("trellis:plugin/{interface}@");
     let Some(instance) = component

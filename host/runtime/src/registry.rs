@@ -48,6 +48,8 @@ pub struct PluginSet {
     /// The policy of apps that name none.
     pub default_policy: Option<String>,
     pub validators: Vec<Arc<Plugin>>,
+    /// Rollout strategy (`trait-types` of a rollout plugin's `describe`) → its plugin.
+    pub rollouts: BTreeMap<String, Arc<Plugin>>,
     /// Every plugin in service, by file.
     pub by_file: BTreeMap<PathBuf, Arc<Plugin>>,
     /// Files that are not in service (or whose newest version is not), and why.
@@ -114,6 +116,7 @@ impl Runtime {
             scaler: sandbox::scaler_linker(&engine)?,
             placement: sandbox::placement_linker(&engine)?,
             validator: sandbox::validator_linker(&engine)?,
+            rollout: sandbox::rollout_linker(&engine)?,
         };
         Ok(Self {
             engine,
@@ -226,6 +229,18 @@ impl Runtime {
                     }
                 }
                 PluginKind::Validator => set.validators.push(Arc::clone(&plugin)),
+                PluginKind::Rollout => {
+                    if let Err((strategy, other)) = claim_names(&mut set.rollouts, &plugin) {
+                        let error = LoadError::DuplicateStrategy {
+                            file: plugin.file.clone(),
+                            strategy,
+                            other,
+                        };
+                        tracing::error!("{error}");
+                        set.problems.insert(plugin.file.clone(), error);
+                        continue;
+                    }
+                }
             }
             set.by_file.insert(plugin.file.clone(), plugin);
         }

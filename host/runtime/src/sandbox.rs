@@ -223,6 +223,13 @@ pub(crate) fn placement_linker(engine: &Engine) -> anyhow::Result<Linker<State>>
     Ok(linker)
 }
 
+pub(crate) fn rollout_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    crate::bindings::rollout::Rollout::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
 pub(crate) fn validator_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -1,9 +1,12 @@
 //! A lattice snapshot to test plugin logic natively: build one with [`TestLattice`], call the
 //! scaler's `reconcile` with it, and [`TestLattice::apply`] the commands to check convergence.
 //! Load, traffic and health are staged with `with_vitals`, `with_health` and `with_traffic`
-//! (`staged.rs`).
+//! (`staged.rs`). A rollout plugin is driven through a staged rollout by [`RolloutRun`].
 
+mod rollout;
 mod staged;
+
+pub use rollout::{properties, scaled, RolloutRun};
 
 use std::collections::BTreeMap;
 
