@@ -387,6 +387,15 @@ pub enum AppCmd {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Follow, promote or abort a rollout: a deploy of a version whose manifest has a
+    /// `rollout` policy (canary, blue-green) moves the app to it in steps.
+    ///
+    ///   trellis app deploy shop-v2.yaml          # starts the rollout and follows it
+    ///   trellis app rollout status shop --watch  # the step, the weights, the analysis
+    ///   trellis app rollout promote shop         # past a step waiting for a person
+    ///   trellis app rollout abort shop           # every request back to the old version
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
     /// Check a manifest without storing it, with the plugins the controller has loaded: prints
     /// each finding with its place in the manifest and a hint, like a compiler; exits non-zero
     /// when there is an error (`put` would refuse the manifest).
@@ -395,6 +404,36 @@ pub enum AppCmd {
         conn: Connection,
         /// The manifest file (YAML or JSON).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RolloutCmd {
+    /// Show the app's rollout (the current or last one): its step, the share of requests and
+    /// instances of each version, both versions' figures and why it stands where it does.
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Keep printing each step until the rollout is done or rolled back.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Let a rollout waiting for a person (`promotion: manual`, `switch: manual`) go on.
+    Promote {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Stop a rollout: every request goes back to the old version at once, then the new
+    /// version is removed.
+    Abort {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+        /// Why, for the record (shown by `rollout status`).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 

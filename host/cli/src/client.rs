@@ -184,6 +184,21 @@ impl ApiClient {
         self.request(self.subjects.plan(name), body).await
     }
 
+    /// An app's current or last rollout; with `Promote` or `Abort`, marks it so (a trellis
+    /// extension). `reason` goes with an abort, for the record.
+    pub async fn rollout(
+        &self,
+        action: RolloutAction,
+        name: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<RolloutResponse> {
+        let body = serde_json::to_vec(&RolloutRequest {
+            reason: reason.map(String::from),
+        })?;
+        self.request(self.subjects.rollout(action, name), body)
+            .await
+    }
+
     /// The hosts as the controller judges them: health, last reported resources and, with
     /// `history`, recent samples (a trellis extension).
     pub async fn host_reports(&self, history: bool) -> anyhow::Result<HostsResponse> {

@@ -450,10 +450,23 @@ impl ApiServer {
         match self.store.deploy(name, request.version.as_deref()).await {
             Ok((version, manifest)) => {
                 self.events.published(&manifest).await;
+                let rolling = match self.store.get(name).await {
+                    Ok(Some((app, _))) => app
+                        .active_rollout()
+                        .filter(|r| r.to == version)
+                        .map(|r| (r.from.clone(), r.strategy.clone())),
+                    _ => None,
+                };
+                let message = match rolling {
+                    Some((from, strategy)) => format!(
+                        "rolling app {name} out from version {from} to {version} ({strategy}); follow it with `trellis app rollout status {name} --watch`"
+                    ),
+                    None => format!("deploying app {name} version {version}"),
+                };
                 DeployModelResponse {
                     result: DeployResult::Acknowledged,
                     code: None,
-                    message: format!("deploying app {name} version {version}"),
+                    message,
                     name: name.into(),
                     version: Some(version),
                 }

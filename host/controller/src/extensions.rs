@@ -1,12 +1,12 @@
 //! The API extensions on trellis's own subjects (wadm's stay untouched):
 //! `trellis.api.{lattice}.model.plan.{name}`, `trellis.api.{lattice}.model.rollback.{name}` and
-//! `trellis.api.{lattice}.hosts.get`.
+//! `trellis.api.{lattice}.hosts.get` and `trellis.api.{lattice}.rollout.{get,promote,abort}.{name}`.
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use trellis_lattice::api::{
     DeployModelResponse, DeployResult, GetResult, HostsRequest, HostsResponse, PlanRequest,
-    PlanResponse, Subjects,
+    PlanResponse, RolloutAction, Subjects,
 };
 
 use crate::bodies::parse_body;
@@ -50,6 +50,7 @@ impl ExtensionServer {
         let subjects = Subjects::new(&self.lattice);
         let (plan_prefix, rollback_prefix) = (subjects.plan(""), subjects.rollback(""));
         let hosts_subject = subjects.hosts();
+        let rollout_prefix = subjects.rollout_prefix();
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply.clone() else {
                 continue;
@@ -61,6 +62,13 @@ impl ExtensionServer {
                 serde_json::to_vec(&self.plan(name, &msg.payload).await)
             } else if let Some(name) = subject.strip_prefix(&rollback_prefix) {
                 serde_json::to_vec(&self.rollback(name).await)
+            } else if let Some((action, name)) = subject
+                .strip_prefix(&rollout_prefix)
+                .and_then(|tail| tail.split_once('.'))
+                .and_then(|(action, name)| Some((RolloutAction::parse(action)?, name)))
+            {
+                let answer = crate::rollout::api::answer(&self.store, action, name, &msg.payload);
+                serde_json::to_vec(&answer.await)
             } else {
                 continue;
             };

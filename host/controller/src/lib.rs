@@ -19,6 +19,7 @@ mod listing;
 pub mod notify;
 pub mod ownership;
 pub mod reconciler;
+pub mod rollout;
 pub mod state;
 pub mod store;
 pub mod validate;
@@ -232,6 +233,7 @@ impl Controller {
                 statuses,
                 status_kv,
                 ownership,
+                store.clone(),
             );
             let name = lattice.clone();
             tasks.push(tokio::spawn(async move {

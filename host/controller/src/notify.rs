@@ -97,6 +97,32 @@ pub async fn host_health_changed(
     }
 }
 
+/// The event of a rollout taking a step, rolling back or ending (type
+/// `com.trellis.rollout_changed`): data `{app, news, rollout}`, published by the app's owner
+/// once the step is stored.
+pub const ROLLOUT_CHANGED: &str = "rollout_changed";
+
+/// Publishes a rollout's change (see [`crate::rollout`]).
+pub async fn rollout_changed(
+    client: &async_nats::Client,
+    lattice: &str,
+    controller: &str,
+    app: &str,
+    rollout: &trellis_lattice::api::Rollout,
+    news: &str,
+) {
+    let data = serde_json::json!({ "app": app, "news": news, "rollout": rollout });
+    let event = CloudEvent {
+        event_type: format!("com.trellis.{ROLLOUT_CHANGED}"),
+        ..CloudEvent::new(ROLLOUT_CHANGED, controller, data)
+    };
+    let subject = Subjects::new(lattice).manifest_event(ROLLOUT_CHANGED);
+    let body = serde_json::to_vec(&event).unwrap_or_default();
+    if let Err(e) = client.publish(subject, body.into()).await {
+        tracing::warn!(lattice, "cannot publish the {ROLLOUT_CHANGED} event: {e}");
+    }
+}
+
 /// The CloudEvent wadm sends for `kind` with `data`.
 pub fn manifest_event(kind: &str, data: impl serde::Serialize) -> CloudEvent {
     CloudEvent {

@@ -1,6 +1,13 @@
-//! The built-in HTTP server provider: one listener per HTTP link, routing every request to the
-//! link's target component: on this node if it runs here, else over NATS to a node that runs it
-//! (see [`crate::calls`]), so the provider and the component need not share a node.
+//! The built-in HTTP server provider: one listener per address its HTTP links ask for, routing
+//! every request to a link's target component: on this node if it runs here, else over NATS to
+//! a node that runs it (see [`crate::calls`]), so the provider and the component need not
+//! share a node.
+//!
+//! Links that ask for the same address share its listener and split its requests by the
+//! `weight` in their config (the share a rollout gives each version of an app, see the
+//! controller's `rollout::shape`): a link coming or going never closes the socket while
+//! another still wants it. A request goes to the target its weight picks, and to the others
+//! in turn when no node runs that one.
 //!
 //! Each listener bounds what a client can hold: open connections (past the cap a new one is
 //! closed at once), the time to send a request's headers, and the request body (413 past the
@@ -11,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -48,6 +56,66 @@ pub(crate) struct Route {
     pub(crate) address: String,
     /// The component that handles the requests.
     pub(crate) target: String,
+    /// Its share of the address's requests, relative to the other links' there
+    /// ([`DEFAULT_WEIGHT`] unless the link's config says `weight`).
+    pub(crate) weight: u32,
+}
+
+/// The weight of a link whose config gives none: links sharing an address without weights
+/// share its requests evenly.
+pub(crate) const DEFAULT_WEIGHT: u32 = 100;
+
+/// The components behind one listener and their weights, in link-key order.
+#[derive(Debug, Default)]
+struct Targets(Vec<(String, u32)>);
+
+impl Targets {
+    fn of(routes: &[Route]) -> Self {
+        Self(
+            routes
+                .iter()
+                .map(|r| (r.target.clone(), r.weight))
+                .collect(),
+        )
+    }
+
+    /// The targets to try for request number `n`: the one the weights pick first, then the
+    /// others, heaviest first. Picks scatter `n` so that a small share is spread over the
+    /// requests rather than bunched.
+    fn order(&self, n: u64) -> Vec<String> {
+        let all_zero = self.0.iter().all(|(_, w)| *w == 0);
+        let weight = |w: u32| u64::from(if all_zero { 1 } else { w });
+        let total: u64 = self.0.iter().map(|(_, w)| weight(*w)).sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        // `n ↦ n·step mod total` is a permutation of each run of `total` requests (the step
+        // is coprime with it), so every run gives each target exactly its weight.
+        let step = [7919u64, 7907, 7901]
+            .into_iter()
+            .find(|p| total % p != 0)
+            .unwrap_or(1);
+        let mut point = (n % total) * (step % total) % total;
+        let mut chosen = 0;
+        for (i, (_, w)) in self.0.iter().enumerate() {
+            if point < weight(*w) {
+                chosen = i;
+                break;
+            }
+            point -= weight(*w);
+        }
+        let mut rest: Vec<&(String, u32)> = self
+            .0
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != chosen)
+            .map(|(_, t)| t)
+            .collect();
+        rest.sort_by_key(|(_, w)| std::cmp::Reverse(*w));
+        std::iter::once(self.0[chosen].0.clone())
+            .chain(rest.into_iter().map(|(t, _)| t.clone()))
+            .collect()
+    }
 }
 
 /// What a reconciliation did that the lattice should hear about.
@@ -57,7 +125,7 @@ pub(crate) enum ListenerChange {
     Recovered { route: Route },
 }
 
-/// The HTTP listeners of this node, by link key.
+/// The HTTP listeners of this node, by address.
 pub(crate) struct HttpServer {
     host_id: String,
     components: Components,
@@ -68,9 +136,10 @@ pub(crate) struct HttpServer {
 }
 
 struct Listener {
-    route: Route,
-    /// Shared with the serving task so a new target needs no new socket.
-    target: Arc<RwLock<String>>,
+    /// The links served here, in link-key order.
+    routes: Vec<Route>,
+    /// Shared with the serving task so new targets or weights need no new socket.
+    targets: Arc<RwLock<Targets>>,
     state: ListenerState,
 }
 
@@ -99,67 +168,68 @@ impl HttpServer {
     }
 
     /// Makes the listeners match `routes`: closes those no route wants, opens new ones,
-    /// retries failed binds and points existing ones at new targets.
+    /// retries failed binds and gives existing ones their new targets and weights.
     pub(crate) async fn apply(&self, routes: Vec<Route>) -> Vec<ListenerChange> {
         let mut listeners = self.listeners.lock().await;
-        let wanted: BTreeMap<String, Route> = routes
-            .into_iter()
-            .map(|route| (route.link_key.clone(), route))
-            .collect();
+        let mut wanted: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+        for route in routes {
+            wanted.entry(route.address.clone()).or_default().push(route);
+        }
+        for routes in wanted.values_mut() {
+            routes.sort_by(|a, b| a.link_key.cmp(&b.link_key));
+        }
 
         let stale: Vec<String> = listeners
-            .iter()
-            .filter(|(key, listener)| {
-                wanted
-                    .get(*key)
-                    .is_none_or(|route| route.address != listener.route.address)
-            })
-            .map(|(key, _)| key.clone())
+            .keys()
+            .filter(|address| !wanted.contains_key(*address))
+            .cloned()
             .collect();
-        for key in stale {
-            if let Some(listener) = listeners.remove(&key) {
-                info!(host_id = %self.host_id, link = %key, address = %listener.route.address, "closing HTTP listener");
+        for address in stale {
+            if let Some(listener) = listeners.remove(&address) {
+                info!(host_id = %self.host_id, %address, "closing HTTP listener");
                 listener.close().await;
             }
         }
 
         let mut changes = Vec::new();
-        for (key, route) in wanted {
-            if let Some(listener) = listeners.get_mut(&key) {
-                if listener.route.target != route.target {
-                    info!(host_id = %self.host_id, link = %key, target = %route.target, "HTTP route now goes to a new component");
+        for (address, routes) in wanted {
+            let first = routes[0].clone();
+            if let Some(listener) = listeners.get_mut(&address) {
+                if listener.routes != routes {
+                    let targets = Targets::of(&routes);
+                    info!(host_id = %self.host_id, %address, targets = ?targets.0, "HTTP requests now go to new components or weights");
                     *listener
-                        .target
+                        .targets
                         .write()
-                        .unwrap_or_else(PoisonError::into_inner) = route.target.clone();
-                    listener.route.target = route.target.clone();
+                        .unwrap_or_else(PoisonError::into_inner) = targets;
+                    listener.routes = routes.clone();
                 }
                 if matches!(listener.state, ListenerState::Serving(_)) {
                     continue;
                 }
             }
-            let was_failed = listeners.contains_key(&key);
-            let target = Arc::new(RwLock::new(route.target.clone()));
-            let state = match TcpListener::bind(&route.address).await {
+            let was_failed = listeners.contains_key(&address);
+            let targets = Arc::new(RwLock::new(Targets::of(&routes)));
+            let state = match TcpListener::bind(&address).await {
                 Ok(socket) => {
-                    info!(host_id = %self.host_id, link = %key, address = %route.address, component_id = %route.target, "serving HTTP");
+                    info!(host_id = %self.host_id, link = %first.link_key, %address, component_id = %first.target, "serving HTTP");
                     if was_failed {
                         changes.push(ListenerChange::Recovered {
-                            route: route.clone(),
+                            route: first.clone(),
                         });
                     }
-                    ListenerState::Serving(self.serve(socket, target.clone()))
+                    ListenerState::Serving(self.serve(socket, targets.clone()))
                 }
                 Err(e) => {
-                    let error = format!("cannot listen on {}: {e}", route.address);
+                    let error = format!("cannot listen on {address}: {e}");
                     let repeated = matches!(
-                        listeners.get(&key).map(|l| &l.state),
+                        listeners.get(&address).map(|l| &l.state),
                         Some(ListenerState::Failed(previous)) if *previous == error
                     );
                     if !repeated {
-                        error!(host_id = %self.host_id, link = %key, address = %route.address, error = %e, "HTTP listener failed; other routes keep serving");
+                        error!(host_id = %self.host_id, link = %first.link_key, %address, error = %e, "HTTP listener failed; other routes keep serving");
                         changes.push(ListenerChange::Failed {
-                            route: route.clone(),
+                            route: first.clone(),
                             error: error.clone(),
                         });
                     }
@@ -167,10 +237,10 @@ impl HttpServer {
                 }
             };
             listeners.insert(
-                key,
+                address,
                 Listener {
-                    route,
-                    target,
+                    routes,
+                    targets,
                     state,
                 },
             );
@@ -216,7 +286,7 @@ impl HttpServer {
         }
     }
 
-    fn serve(&self, socket: TcpListener, target: Arc<RwLock<String>>) -> Serving {
+    fn serve(&self, socket: TcpListener, targets: Arc<RwLock<Targets>>) -> Serving {
         let (shutdown, mut shutdown_rx) = oneshot::channel();
         let (closed_tx, closed) = oneshot::channel();
         let components = self.components.clone();
@@ -227,6 +297,7 @@ impl HttpServer {
         let own = self.services.own_listeners.clone();
         let waiting = self.waiting.clone();
         let bound = socket.local_addr().ok();
+        let picks = Arc::new(AtomicU64::new(0));
         if let Some(address) = bound {
             own.add(address);
         }
@@ -252,20 +323,22 @@ impl HttpServer {
                 };
                 let components = components.clone();
                 let services = services.clone();
-                let target = target.clone();
+                let targets = targets.clone();
                 let waiting = waiting.clone();
+                let picks = picks.clone();
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let components = components.clone();
                     let services = services.clone();
                     let waiting = waiting.clone();
-                    let target = target
+                    let order = targets
                         .read()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
+                        .order(picks.fetch_add(1, Ordering::Relaxed));
                     async move {
-                        let response = match components.get(&target) {
+                        let local = order.first().and_then(|first| components.get(first));
+                        let response = match local {
                             Some(component) => component.serve_http(request, None).await,
-                            None => route_over_nats(&services, &waiting, target, request).await,
+                            None => route_over_nats(&services, &waiting, order, request).await,
                         };
                         Ok::<_, Infallible>(response)
                     }
@@ -298,15 +371,17 @@ impl HttpServer {
     }
 }
 
-/// Sends a request for a component that does not run here to a node that runs it, with the
-/// node's default deadline and the body capped at what both the node and a NATS message take.
-/// When no node runs it, holds the request while one starts (see [`crate::waiting`]).
+/// Sends a request for a component that does not run here to a node that runs it (the first
+/// of `targets` that any node runs), with the node's default deadline and the body capped at
+/// what both the node and a NATS message take. When no node runs any, holds the request while
+/// the first starts (see [`crate::waiting`]).
 async fn route_over_nats(
     services: &Services,
     waiting: &Waiting,
-    target: String,
+    targets: Vec<String>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<HyperOutgoingBody> {
+    let target = targets.join(" or ");
     let (parts, body) = request.into_parts();
     let node_cap = usize::try_from(services.limits.max_request_body).unwrap_or(usize::MAX);
     let cap = node_cap.min(services.calls.max_payload());
@@ -320,7 +395,7 @@ async fn route_over_nats(
             loop {
                 let deadline = tokio::time::Instant::now() + services.limits.request_timeout;
                 let call = services.calls.try_call(
-                    std::slice::from_ref(&target),
+                    &targets,
                     "http-server",
                     parts.clone(),
                     body.clone(),
@@ -337,9 +412,9 @@ async fn route_over_nats(
                         return text_response(503, format!("{reason}{waited}"));
                     }
                     Err(_) => {
-                        if held.is_none() {
-                            debug!(component_id = %target, "holding a request until an instance runs");
-                            held = Some(waiting.hold(&target));
+                        if let (None, Some(first)) = (&held, targets.first()) {
+                            debug!(component_id = %first, "holding a request until an instance runs");
+                            held = Some(waiting.hold(first));
                         }
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(HOLD_LAST_PAUSE);
@@ -363,5 +438,44 @@ impl Listener {
             let _ = serving.shutdown.send(());
             let _ = serving.closed.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(weights: &[(&str, u32)]) -> Targets {
+        Targets(weights.iter().map(|(t, w)| (t.to_string(), *w)).collect())
+    }
+
+    fn firsts(t: &Targets, requests: u64) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for n in 0..requests {
+            *counts.entry(t.order(n)[0].clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn requests_split_by_weight_and_spread_over_time() {
+        let t = targets(&[("v1", 80), ("v2", 20)]);
+        let counts = firsts(&t, 1000);
+        assert_eq!(counts["v2"], 200, "{counts:?}");
+        // A fifth of every hundred, not the same twenty in a row.
+        let in_first_ten = (0..10).filter(|n| t.order(*n)[0] == "v2").count();
+        assert!((1..=5).contains(&in_first_ten), "{in_first_ten}");
+    }
+
+    #[test]
+    fn the_others_follow_as_fallbacks_and_zero_weight_is_never_picked_first() {
+        let t = targets(&[("v1", 0), ("v2", 100)]);
+        let counts = firsts(&t, 100);
+        assert_eq!(counts.get("v1"), None);
+        assert_eq!(t.order(7), vec!["v2", "v1"]);
+        // All at zero: an even split rather than nothing.
+        let counts = firsts(&targets(&[("a", 0), ("b", 0)]), 100);
+        assert_eq!((counts["a"], counts["b"]), (50, 50));
+        assert_eq!(targets(&[("only", 100)]).order(3), vec!["only"]);
     }
 }

@@ -2,6 +2,7 @@
 //! back apps, and planning a deploy without sending it.
 
 mod plan;
+mod rollout;
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use trellis_cli::client::{load_manifest_file, ApiClient};
 use trellis_cli::failure::Failure;
-use trellis_lattice::api::{DeleteResult, DeployResult, GetResult, PutResult, StatusType};
+use trellis_lattice::api::{
+    DeleteResult, DeployResult, GetResult, PutResult, RolloutAction, StatusType,
+};
 use trellis_lattice::ErrorCode;
 
 use super::api_error;
@@ -19,6 +22,7 @@ use crate::output::{print_json, print_progress, Output};
 pub async fn run(cmd: AppCmd) -> anyhow::Result<()> {
     match cmd {
         AppCmd::Validate { conn, file } => validate(&conn, &file).await,
+        AppCmd::Rollout(cmd) => rollout::run(cmd).await,
         AppCmd::Put { conn, file } => put(&conn, &file).await,
         AppCmd::Deploy {
             conn,
@@ -176,11 +180,30 @@ async fn deploy(
         }
         app.to_string()
     };
+    let json = conn.output == Output::Json;
+    // A version with a rollout policy starts a rollout rather than replacing the app.
+    let rolling = client
+        .rollout(RolloutAction::Get, &name, None)
+        .await
+        .ok()
+        .and_then(|r| r.rollout)
+        .filter(|r| r.state.active());
+    if let Some(r) = rolling {
+        if !json {
+            println!(
+                "rolling {name} out from {} to {} ({}); `trellis app rollout status {name}` shows it, `… abort {name}` stops it",
+                r.from, r.to, r.strategy
+            );
+        }
+        if no_wait {
+            return Ok(());
+        }
+        return rollout::follow(&client, &name, json).await;
+    }
     if no_wait {
         println!("deploying {name}");
         return Ok(());
     }
-    let json = conn.output == Output::Json;
     let status = client
         .wait_deployed(&name, timeout, |s| {
             if !json {

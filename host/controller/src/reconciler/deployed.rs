@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_nats::jetstream::kv;
 use trellis_lattice::Manifest;
 
-use super::planning::{cleanup_after, scaler_ids, Cleanup};
+use super::planning::{cleanup_after, scaler_keys, Cleanup, ScalerKey};
 use crate::ownership::Ownership;
 use crate::store::StoredApp;
 
@@ -33,6 +33,9 @@ pub(crate) struct DeployedApps {
     store_read: bool,
     /// Apps the last sweep found instances of to stop: they need an owner to stop them.
     pub orphaned: BTreeSet<String>,
+    /// Apps with a rollout under way: their store entry and its revision, from which their
+    /// owner takes the next step (`crate::rollout`).
+    pub rolling: BTreeMap<String, (StoredApp, u64)>,
 }
 
 /// What the manifest store says of a stored app, for the sweep.
@@ -59,7 +62,8 @@ impl DeployedApps {
             _ => None,
         };
         let left_running = app.as_ref().is_some_and(StoredApp::left_running);
-        let deployed = app.as_ref().and_then(|a| a.deployed_manifest().cloned());
+        let rolling = app.clone().filter(|a| a.active_rollout().is_some());
+        let deployed = app.as_ref().and_then(StoredApp::deployed_manifest);
         let stored = match (&entry.operation, &app) {
             (kv::Operation::Put, Some(_)) if left_running => Some(Stored::LeftRunning),
             (kv::Operation::Put, Some(_)) => Some(Stored::Managed),
@@ -70,6 +74,12 @@ impl DeployedApps {
             _ => None,
         };
         let app = entry.key;
+        match rolling.filter(|_| stored == Some(Stored::Managed)) {
+            Some(stored_app) => self
+                .rolling
+                .insert(app.clone(), (stored_app, entry.revision)),
+            None => self.rolling.remove(&app),
+        };
         match stored {
             Some(stored) => self.stored.insert(app.clone(), stored),
             None => self.stored.remove(&app),
@@ -83,7 +93,7 @@ impl DeployedApps {
             Some(manifest) => {
                 // A scaler of the version now deployed must not be cleaned up, whatever left
                 // before this pass.
-                let kept: BTreeSet<String> = scaler_ids(&manifest);
+                let kept: BTreeSet<ScalerKey> = scaler_keys(&manifest);
                 for cleanup in self.to_clean.iter_mut().filter(|c| c.app == app) {
                     cleanup.scalers.retain(|id| !kept.contains(id));
                 }

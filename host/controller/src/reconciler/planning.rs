@@ -26,6 +26,8 @@ use crate::commands::{encode, Origin};
 pub(crate) struct ScalerSlot {
     pub origin: Origin,
     pub status_id: String,
+    /// What the scaler is, whatever the component is called ([`ScalerKey`]).
+    pub key: ScalerKey,
     pub trait_type: String,
     pub component: String,
     /// Where the scaler's properties are in the manifest, for diagnostics.
@@ -36,6 +38,13 @@ pub(crate) struct ScalerSlot {
     own: usize,
     named: Vec<usize>,
 }
+
+/// A scaler's identity from one version of an app to the next: its trait type, the id of the
+/// component it is on, and its place among that component's traits of the type. Not its
+/// status id, which holds the component's *name*: a version that renames a component but
+/// keeps its id (as a rollout does, see `crate::rollout`) keeps its scalers, so nothing is
+/// cleaned up and started again.
+pub(crate) type ScalerKey = (String, String, usize);
 
 /// The scalers of one manifest, with the component specs their contexts draw on.
 pub(crate) struct Scalers {
@@ -147,7 +156,15 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
         .collect();
     let mut slots = Vec::new();
     for (ci, component) in manifest.spec.components.iter().enumerate() {
+        // Each trait type's count so far on this component: the next one's place.
+        let mut ordinals: HashMap<String, usize> = HashMap::new();
+        let mut key = |trait_type: &str| -> ScalerKey {
+            let n = ordinals.entry(trait_type.to_string()).or_default();
+            *n += 1;
+            (trait_type.to_string(), specs[ci].id.clone(), *n - 1)
+        };
         let slot = |status_id: String,
+                    key: ScalerKey,
                     trait_type: &str,
                     properties: &serde_json::Value,
                     path: String| ScalerSlot {
@@ -156,6 +173,7 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
                 scaler: status_id.clone(),
             },
             status_id,
+            key,
             trait_type: trait_type.to_string(),
             component: component.name.clone(),
             properties_path: path,
@@ -167,6 +185,7 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
             let properties = serde_json::json!({ "config": component.properties.config });
             slots.push(slot(
                 format!("{CONFIG_TRAIT}-{}", component.name),
+                key(CONFIG_TRAIT),
                 CONFIG_TRAIT,
                 &properties,
                 format!("spec.components[{ci}].properties"),
@@ -175,6 +194,7 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
         for (ti, t) in component.traits.iter().flatten().enumerate() {
             slots.push(slot(
                 format!("{}-{}-{ti}", t.trait_type, component.name),
+                key(&t.trait_type),
                 &t.trait_type,
                 &t.properties,
                 format!("spec.components[{ci}].traits[{ti}].properties"),
@@ -265,19 +285,19 @@ pub fn plan_app(
         .collect()
 }
 
-/// Scalers to clean up: `scalers` (by status id) of `manifest`, a version of `app` that ran.
+/// Scalers to clean up: `scalers` of `manifest`, a version of `app` that ran.
 pub(crate) struct Cleanup {
     pub app: String,
     pub manifest: Manifest,
-    pub scalers: BTreeSet<String>,
+    pub scalers: BTreeSet<ScalerKey>,
 }
 
-/// The status ids of every scaler of a manifest.
-pub(crate) fn scaler_ids(manifest: &Manifest) -> BTreeSet<String> {
+/// The keys of every scaler of a manifest.
+pub(crate) fn scaler_keys(manifest: &Manifest) -> BTreeSet<ScalerKey> {
     scaler_slots(manifest)
         .slots
         .into_iter()
-        .map(|s| s.status_id)
+        .map(|s| s.key)
         .collect()
 }
 
@@ -288,8 +308,8 @@ pub(crate) fn cleanup_after(
     previous: Manifest,
     next: Option<&Manifest>,
 ) -> Option<Cleanup> {
-    let kept = next.map(scaler_ids).unwrap_or_default();
-    let gone: BTreeSet<String> = scaler_ids(&previous)
+    let kept = next.map(scaler_keys).unwrap_or_default();
+    let gone: BTreeSet<ScalerKey> = scaler_keys(&previous)
         .into_iter()
         .filter(|id| !kept.contains(id))
         .collect();
@@ -311,7 +331,7 @@ pub(crate) fn cleanup_scalers(
     scalers
         .slots
         .iter()
-        .filter(|slot| cleanup.scalers.contains(&slot.status_id))
+        .filter(|slot| cleanup.scalers.contains(&slot.key))
         .filter_map(|slot| {
             let plugin = plugins.scaler_for(&slot.trait_type)?;
             let outcome = plugin

@@ -61,7 +61,7 @@ impl DeployedClaims {
         };
         self.index.lock().unwrap_or_else(|e| e.into_inner()).set(
             &entry.key,
-            app.as_ref().and_then(StoredApp::deployed_manifest),
+            app.as_ref().and_then(StoredApp::deployed_manifest).as_ref(),
         );
         self.applied
             .send_modify(|applied| *applied = (*applied).max(entry.revision));

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use trellis_lattice::api::Rollout;
 use trellis_lattice::limits::{DEFAULT_MAX_HISTORY, DEFAULT_MAX_VERSIONS};
 use trellis_lattice::{ErrorCode, Manifest};
 
@@ -42,6 +43,16 @@ pub enum StoreError {
     Conflict(String),
     #[error("app `{0}` has no earlier deployed version to roll back to; see its history (model.history)")]
     NoRollback(String),
+    #[error("app `{app}` is rolling out from {from} to {to}; wait for it, or end it first with `trellis app rollout promote|abort {app}`")]
+    RolloutUnderWay {
+        app: String,
+        from: String,
+        to: String,
+    },
+    #[error(
+        "app `{0}` has no rollout under way; `trellis app rollout status {0}` shows its last one"
+    )]
+    NoRollout(String),
     #[error(transparent)]
     Isolation(#[from] isolation::Conflict),
     #[error("app `{app}` would take {bytes} bytes in the store, over the {max} bytes one entry may hold even with only its deployed and newest versions kept; put a smaller manifest, or raise the NATS server's max_payload")]
@@ -83,7 +94,9 @@ impl StoreError {
         match self {
             StoreError::NotFound(_)
             | StoreError::VersionNotFound { .. }
-            | StoreError::NoRollback(_) => ErrorCode::NotFound,
+            | StoreError::NoRollback(_)
+            | StoreError::NoRollout(_) => ErrorCode::NotFound,
+            StoreError::RolloutUnderWay { .. } => ErrorCode::Conflict,
             StoreError::VersionExists { .. } => ErrorCode::Exists,
             StoreError::Conflict(_) | StoreError::Isolation(_) => ErrorCode::Conflict,
             StoreError::TooLarge { .. } => ErrorCode::TooLarge,
@@ -117,6 +130,14 @@ pub struct StoredApp {
     pub deployed: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The app's current or last rollout (`crate::rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// The deployed version as it runs, when a rollout left it running under ids and config
+    /// names of its own ([`crate::rollout::shape::versioned`]); only while that version is
+    /// the deployed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<Manifest>,
 }
 
 impl StoredApp {
@@ -128,9 +149,15 @@ impl StoredApp {
         self.versions.iter().find(|v| v.version == version)
     }
 
-    pub fn deployed_manifest(&self) -> Option<&Manifest> {
-        let v = self.deployed.as_deref()?;
-        self.version(v).map(|v| &v.manifest)
+    /// What the app runs: its deployed version as it runs, or both versions at the current
+    /// step of a rollout (see [`crate::rollout::effective`]).
+    pub fn deployed_manifest(&self) -> Option<Manifest> {
+        crate::rollout::effective(self)
+    }
+
+    /// The rollout under way, if one is.
+    pub fn active_rollout(&self) -> Option<&Rollout> {
+        self.rollout.as_ref().filter(|r| r.state.active())
     }
 
     /// Whether the app is undeployed by a non-destructive undeploy: the controller stops
@@ -162,7 +189,11 @@ impl StoredApp {
     /// The oldest version that may go: not deployed, and not the newest.
     fn oldest_prunable(&self) -> Option<usize> {
         let newest = self.versions.len().checked_sub(1)?;
-        (0..newest).find(|&i| Some(self.versions[i].version.as_str()) != self.deployed.as_deref())
+        let rolling_to = self.active_rollout().map(|r| r.to.as_str());
+        (0..newest).find(|&i| {
+            let version = Some(self.versions[i].version.as_str());
+            version != self.deployed.as_deref() && version != rolling_to
+        })
     }
 
     /// The version a rollback deploys: the most recent deployed version, other than the one
@@ -383,15 +414,77 @@ impl ManifestStore {
                 app: name.into(),
                 version: version.clone(),
             })?;
-        self.check_isolation(&manifest).await?;
-        app.deployed = Some(version.clone());
-        app.history.push(HistoryEntry {
-            version: Some(version.clone()),
-            at: Utc::now(),
-            non_destructive: false,
-        });
+        if let Some(rollout) = app.active_rollout() {
+            if rollout.to == version {
+                return Ok((version, manifest));
+            }
+            return Err(StoreError::RolloutUnderWay {
+                app: name.into(),
+                from: rollout.from.clone(),
+                to: rollout.to.clone(),
+            });
+        }
+        let now = Utc::now();
+        match crate::rollout::start(&app, &version, now) {
+            Some(rollout) => {
+                // Both versions run side by side from now on: check what both claim.
+                app.rollout = Some(rollout);
+                let both = app.deployed_manifest().unwrap_or_else(|| manifest.clone());
+                self.check_isolation(&both).await?;
+            }
+            None => {
+                self.check_isolation(&manifest).await?;
+                if app.deployed.as_deref() != Some(version.as_str()) {
+                    app.live = None;
+                }
+                app.deployed = Some(version.clone());
+                app.history.push(HistoryEntry {
+                    version: Some(version.clone()),
+                    at: now,
+                    non_destructive: false,
+                });
+            }
+        }
         self.write(name, &mut app, Some(revision)).await?;
         Ok((version, manifest))
+    }
+
+    /// Writes `app`, as changed by a rollout's owner from the entry it read at `revision`:
+    /// fails with a conflict when the entry changed meanwhile (another controller, a person),
+    /// so a step is taken once, from what the step before it left.
+    pub async fn write_rollout(
+        &self,
+        name: &str,
+        mut app: StoredApp,
+        revision: u64,
+    ) -> Result<(), StoreError> {
+        self.write(name, &mut app, Some(revision)).await.map(drop)
+    }
+
+    /// Changes the app's rollout under way with `change` (a promotion, an abort) and returns
+    /// it as written; retried once when someone else wrote the entry meanwhile.
+    pub async fn change_rollout(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Rollout),
+    ) -> Result<Rollout, StoreError> {
+        let mut attempts = 0;
+        loop {
+            let (mut app, revision) = self
+                .get(name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.into()))?;
+            let Some(rollout) = app.rollout.as_mut().filter(|r| r.state.active()) else {
+                return Err(StoreError::NoRollout(name.into()));
+            };
+            change(rollout);
+            rollout.updated_at = Utc::now();
+            let written = rollout.clone();
+            match self.write(name, &mut app, Some(revision)).await {
+                Err(StoreError::Conflict(_)) if attempts == 0 => attempts += 1,
+                other => return other.map(|_| written),
+            }
+        }
     }
 
     /// Marks the app undeployed. With `non_destructive`, the controller stops managing what it
@@ -402,6 +495,7 @@ impl ManifestStore {
             .await?
             .ok_or_else(|| StoreError::NotFound(name.into()))?;
         app.deployed = None;
+        crate::rollout::end_by_undeploy(&mut app, Utc::now());
         app.history.push(HistoryEntry {
             version: None,
             at: Utc::now(),
@@ -465,7 +559,10 @@ impl ManifestStore {
             "the manifest bucket's watch is behind; checking against every app's entry"
         );
         let apps = self.list().await?;
-        Ok(isolation::check(manifest, deployed_manifests(&apps))?)
+        Ok(isolation::check(
+            manifest,
+            deployed_manifests(&apps).iter(),
+        )?)
     }
 
     /// Deletes the app's entry if it is still at `revision`.
@@ -504,8 +601,10 @@ impl ManifestStore {
 }
 
 /// The deployed version of each app: what owns names on the lattice now.
-fn deployed_manifests(apps: &[(String, StoredApp)]) -> impl Iterator<Item = &Manifest> {
-    apps.iter().filter_map(|(_, app)| app.deployed_manifest())
+fn deployed_manifests(apps: &[(String, StoredApp)]) -> Vec<Manifest> {
+    apps.iter()
+        .filter_map(|(_, app)| app.deployed_manifest())
+        .collect()
 }
 
 #[cfg(test)]
@@ -537,7 +636,7 @@ spec:
                 put_at: Utc::now(),
             }],
             deployed: deployed.then(|| "v1".to_string()),
-            history: Vec::new(),
+            ..StoredApp::default()
         };
         (name.to_string(), app)
     }
@@ -561,6 +660,7 @@ spec:
                 })
                 .collect(),
             versions,
+            ..StoredApp::default()
         }
     }
 
@@ -584,9 +684,9 @@ spec:
         let (_, shop) = stored("shop", "worker", false);
         let shop = shop.versions[0].manifest.clone();
         let undeployed = [stored("web", "worker", false)];
-        assert!(isolation::check(&shop, deployed_manifests(&undeployed)).is_ok());
+        assert!(isolation::check(&shop, deployed_manifests(&undeployed).iter()).is_ok());
         let deployed = [stored("web", "worker", true)];
-        let refused = isolation::check(&shop, deployed_manifests(&deployed)).unwrap_err();
+        let refused = isolation::check(&shop, deployed_manifests(&deployed).iter()).unwrap_err();
         assert_eq!(refused.owner, "web");
     }
 }

@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Manifest;
 
+mod rollout;
 mod status;
 mod subjects;
 mod vitals;
 
+pub use rollout::*;
 pub use status::*;
 pub use subjects::*;
 pub use vitals::*;

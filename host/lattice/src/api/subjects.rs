@@ -141,10 +141,28 @@ impl Subjects {
     pub fn rollback(&self, name: &str) -> String {
         format!("trellis.api.{}.model.rollback.{name}", self.lattice)
     }
-    /// The extension subjects the reconcile loop answers: `trellis.api.{lattice}.model.{plan,rollback}.*`
-    /// and `hosts.get`.
-    pub fn extension_wildcards(&self) -> [String; 3] {
-        [self.plan("*"), self.rollback("*"), self.hosts()]
+    /// `trellis.api.{lattice}.rollout.{action}.{name}`: an app's rollout, got, promoted past
+    /// its current step or aborted (an extension; answer [`super::RolloutResponse`]).
+    pub fn rollout(&self, action: super::RolloutAction, name: &str) -> String {
+        format!(
+            "trellis.api.{}.rollout.{}.{name}",
+            self.lattice,
+            action.word()
+        )
+    }
+    /// `trellis.api.{lattice}.rollout.`: what every rollout subject starts with.
+    pub fn rollout_prefix(&self) -> String {
+        format!("trellis.api.{}.rollout.", self.lattice)
+    }
+    /// The extension subjects the controllers answer: `trellis.api.{lattice}.model.{plan,rollback}.*`,
+    /// `rollout.*.*` and `hosts.get`.
+    pub fn extension_wildcards(&self) -> [String; 4] {
+        [
+            self.plan("*"),
+            self.rollback("*"),
+            self.hosts(),
+            format!("{}*.*", self.rollout_prefix()),
+        ]
     }
     /// Where the status of an app is published on every change.
     pub fn status_updates(&self, name: &str) -> String {

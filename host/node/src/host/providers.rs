@@ -12,7 +12,7 @@ use trellis_lattice::ctl::{Link, StartProviderCommand};
 use trellis_lattice::event;
 
 use super::{read, write, Host};
-use crate::http_server::{ListenerChange, Route};
+use crate::http_server::{ListenerChange, Route, DEFAULT_WEIGHT};
 
 /// The image reference of the built-in HTTP server provider.
 const HTTP_SERVER_REF: &str = "builtin:http-server";
@@ -169,11 +169,20 @@ impl Host {
                 .or_else(|| values.get("ADDRESS"))
                 .cloned()
                 .unwrap_or_else(|| DEFAULT_HTTP_ADDRESS.to_string());
+            let weight = match values.get("weight").map(|w| w.trim().parse::<u32>()) {
+                None => DEFAULT_WEIGHT,
+                Some(Ok(weight)) => weight,
+                Some(Err(_)) => {
+                    warn!(host_id = %self.id, link = %link.key(), weight = %values["weight"], "the link's weight is not a whole number; taking the default");
+                    DEFAULT_WEIGHT
+                }
+            };
             routes.push(Route {
                 link_key: link.key(),
                 provider_id: link.source_id.clone(),
                 address,
                 target: link.target.clone(),
+                weight,
             });
         }
         let mut failures = Vec::new();

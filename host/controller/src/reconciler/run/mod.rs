@@ -31,9 +31,11 @@ use crate::health::Health;
 use crate::history::History;
 use crate::ownership::Ownership;
 use crate::state::LatticeState;
+use crate::store::ManifestStore;
 
 mod intake;
 mod report;
+mod rollouts;
 
 /// The soonest and latest a scaler's `recheck-after-ms` is honoured: sooner would make a
 /// pass of every tick for one app; an hour is as long as any schedule needs between looks
@@ -84,6 +86,8 @@ pub struct Reconciler {
     history: History,
     /// What each scaler asked to get back on its next call.
     memos: Arc<Memos>,
+    /// Where rollouts' steps are written.
+    store: ManifestStore,
 }
 
 impl Reconciler {
@@ -95,6 +99,7 @@ impl Reconciler {
         statuses: Statuses,
         status_kv: kv::Store,
         ownership: Ownership,
+        store: ManifestStore,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let connects = client.statistics().connects.load(Ordering::Relaxed);
@@ -122,6 +127,7 @@ impl Reconciler {
             next_sweep: Instant::now(),
             history: History::default(),
             memos: Arc::default(),
+            store,
         }
     }
 
@@ -528,6 +534,7 @@ impl Reconciler {
         for (app, status) in statuses {
             self.status.publish(&app, status).await;
         }
+        self.drive_rollouts(&planned_apps).await;
         // A resync whose scalers all found nothing to do: what settled apps cost.
         if resync && wanted.is_empty() && deferred.is_empty() && planned_count > 0 {
             cost::record_quiet_resync(cost::PassCost {
