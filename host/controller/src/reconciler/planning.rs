@@ -40,11 +40,12 @@ pub(crate) struct ScalerSlot {
 }
 
 /// A scaler's identity from one version of an app to the next: its trait type, the id of the
-/// component it is on, and its place among that component's traits of the type. Not its
+/// component it is on, and which of that component's traits of the type it is: for a link,
+/// the link itself (`namespace:package/name`), for others its place among them. Not its
 /// status id, which holds the component's *name*: a version that renames a component but
 /// keeps its id (as a rollout does, see `crate::rollout`) keeps its scalers, so nothing is
 /// cleaned up and started again.
-pub(crate) type ScalerKey = (String, String, usize);
+pub(crate) type ScalerKey = (String, String, String);
 
 /// The scalers of one manifest, with the component specs their contexts draw on.
 pub(crate) struct Scalers {
@@ -109,6 +110,20 @@ fn named_components(properties: &serde_json::Value, index: &HashMap<&str, usize>
     found
 }
 
+/// `namespace:package/name` of a `link` trait: what tells two links from one source apart.
+fn link_identity(trait_type: &str, properties: &serde_json::Value) -> Option<String> {
+    if trait_type != "link" {
+        return None;
+    }
+    let text = |key: &str| properties.get(key).and_then(|v| v.as_str());
+    Some(format!(
+        "{}:{}/{}",
+        text("namespace")?,
+        text("package")?,
+        text("name").unwrap_or("default")
+    ))
+}
+
 /// The trait type of the scaler the controller gives every component that lists configs in
 /// its properties (the manifest writes no trait for it, as in wadm).
 pub(crate) const CONFIG_TRAIT: &str = "config";
@@ -158,10 +173,16 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
     for (ci, component) in manifest.spec.components.iter().enumerate() {
         // Each trait type's count so far on this component: the next one's place.
         let mut ordinals: HashMap<String, usize> = HashMap::new();
-        let mut key = |trait_type: &str| -> ScalerKey {
-            let n = ordinals.entry(trait_type.to_string()).or_default();
-            *n += 1;
-            (trait_type.to_string(), specs[ci].id.clone(), *n - 1)
+        let mut key = |trait_type: &str, properties: &serde_json::Value| -> ScalerKey {
+            let which = match link_identity(trait_type, properties) {
+                Some(link) => link,
+                None => {
+                    let n = ordinals.entry(trait_type.to_string()).or_default();
+                    *n += 1;
+                    (*n - 1).to_string()
+                }
+            };
+            (trait_type.to_string(), specs[ci].id.clone(), which)
         };
         let slot = |status_id: String,
                     key: ScalerKey,
@@ -185,7 +206,7 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
             let properties = serde_json::json!({ "config": component.properties.config });
             slots.push(slot(
                 format!("{CONFIG_TRAIT}-{}", component.name),
-                key(CONFIG_TRAIT),
+                key(CONFIG_TRAIT, &serde_json::Value::Null),
                 CONFIG_TRAIT,
                 &properties,
                 format!("spec.components[{ci}].properties"),
@@ -194,7 +215,7 @@ pub(crate) fn scaler_slots(manifest: &Manifest) -> Scalers {
         for (ti, t) in component.traits.iter().flatten().enumerate() {
             slots.push(slot(
                 format!("{}-{}-{ti}", t.trait_type, component.name),
-                key(&t.trait_type),
+                key(&t.trait_type, &t.properties),
                 &t.trait_type,
                 &t.properties,
                 format!("spec.components[{ci}].traits[{ti}].properties"),

@@ -34,7 +34,7 @@ pub fn effective(app: &StoredApp) -> Option<Manifest> {
         Some(rollout) if rollout.from == deployed => match app.version(&rollout.to) {
             Some(new) => Some(shape::during(
                 &old,
-                &shape::versioned(&new.manifest),
+                &shape::versioned(&new.manifest, &old),
                 &rollout.target,
             )),
             // The new version was deleted: nothing of it can run.
@@ -78,8 +78,9 @@ pub fn end_by_undeploy(app: &mut StoredApp, now: DateTime<Utc>) {
 
 /// The new version as it runs during and after a rollout: its [`shape::versioned`] form.
 pub fn new_version(app: &StoredApp, rollout: &Rollout) -> Option<Manifest> {
+    let old = running(app, &rollout.from)?;
     app.version(&rollout.to)
-        .map(|v| shape::versioned(&v.manifest))
+        .map(|v| shape::versioned(&v.manifest, &old))
 }
 
 /// The old version as it runs during a rollout.

@@ -2,7 +2,12 @@
 //! `{name}@{version}`, keeping their ids) beside the new version's (with ids and config names
 //! of their own, [`versioned`]), each scaled to its share of the current step, and every HTTP
 //! link of either given that version's share of requests as a `weight` in a config of its
-//! own. The reconcile loop plans this manifest like any other, so a step is carried out (and
+//! own.
+//!
+//! A provider whose image and configs are the same in both versions is shared: it keeps the
+//! old version's id and placement, and carries the new version's links beside the old's
+//! (under link names of their own). So an HTTP server serves both versions from one listener,
+//! the node splits its requests by the links' weights, and it never moves. The reconcile loop plans this manifest like any other, so a step is carried out (and
 //! shown by `plan` and `status`) by the same scalers as a deploy.
 //!
 //! Pure: the stored rollout and the two stored manifests say everything, so any controller
@@ -17,6 +22,9 @@ use trellis_lattice::Manifest;
 
 /// The trait type of links (their targets name components, renamed with them).
 const LINK: &str = "link";
+
+/// A link's name when its properties give none (as the link scaler takes it).
+const DEFAULT_LINK_NAME: &str = "default";
 
 /// Trait types whose `spread` a host split replaces (their spreads take label requirements).
 const SPREADING: &[&str] = &["spreadscaler", "daemonscaler"];
@@ -37,25 +45,35 @@ pub fn slug(version: &str) -> String {
         .collect()
 }
 
-/// `new` as it runs beside another version and after its rollout: each component's id, and
-/// each config it defines (with properties), suffixed with the version, so that nothing of
-/// it is shared with the version it replaces. Components of another app (`application`) are
-/// left as they are.
-pub fn versioned(new: &Manifest) -> Manifest {
+/// `new` as it runs beside `old` and after its rollout: each component's id, and each config
+/// it defines (with properties), suffixed with the version, so that nothing of it is shared
+/// with the version it replaces; except a provider the same in both (image and configs),
+/// which keeps `old`'s id, its links taking names of their own. Components of another app
+/// (`application`) are left as they are.
+pub fn versioned(new: &Manifest, old: &Manifest) -> Manifest {
     let suffix = slug(new.version());
     let mut out = new.clone();
     for (component, original) in out.spec.components.iter_mut().zip(&new.spec.components) {
         if component.properties.application.is_some() {
             continue;
         }
-        component.properties.id = Some(format!("{}-{suffix}", new.component_id(original)));
-        for config in &mut component.properties.config {
-            if config.properties.is_some() {
-                config.name = format!("{}-{suffix}", config.name);
+        let shared = shared_provider(component, old);
+        match &shared {
+            Some(id) => component.properties.id = Some(id.clone()),
+            None => {
+                component.properties.id = Some(format!("{}-{suffix}", new.component_id(original)));
+                for config in &mut component.properties.config {
+                    if config.properties.is_some() {
+                        config.name = format!("{}-{suffix}", config.name);
+                    }
+                }
             }
         }
         for t in component.traits.iter_mut().flatten() {
             if t.trait_type == LINK {
+                if shared.is_some() {
+                    rename_link(&mut t.properties, &suffix);
+                }
                 for config in link_configs(&mut t.properties) {
                     if config.get("properties").is_some_and(|p| !p.is_null()) {
                         if let Some(Value::String(name)) = config.get_mut("name") {
@@ -67,6 +85,35 @@ pub fn versioned(new: &Manifest) -> Manifest {
         }
     }
     out
+}
+
+/// The id of `old`'s provider that `component` can share: one of the same name, image and
+/// configs.
+fn shared_provider(component: &Component, old: &Manifest) -> Option<String> {
+    if component.component_type != ComponentType::Capability {
+        return None;
+    }
+    let same = old.spec.components.iter().find(|c| {
+        c.name == component.name
+            && c.component_type == ComponentType::Capability
+            && c.properties.application.is_none()
+            && c.properties.image == component.properties.image
+            && c.properties.config == component.properties.config
+    })?;
+    Some(old.component_id(same))
+}
+
+/// Gives a link of a shared provider a name of its own (`{name}-{version}`), so that it
+/// stands beside the old version's link from the same provider.
+fn rename_link(properties: &mut Value, suffix: &str) {
+    if let Value::Object(map) = properties {
+        let name = map
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_LINK_NAME)
+            .to_string();
+        map.insert("name".into(), json!(format!("{name}-{suffix}")));
+    }
 }
 
 /// The one manifest an app runs at a step of its rollout from `old` (the deployed version's
@@ -95,8 +142,20 @@ pub fn during(old: &Manifest, new: &Manifest, target: &RolloutTarget) -> Manifes
         weigh(&mut c, old, 100 - target.traffic.min(100));
         components.push(c);
     }
+    let old_ids: Vec<String> = old
+        .spec
+        .components
+        .iter()
+        .map(|c| old.component_id(c))
+        .collect();
     for component in &new.spec.components {
         let mut c = component.clone();
+        if old_ids.contains(&new.component_id(component)) {
+            // A shared provider: the old version's copy places it; this one only adds links.
+            if let Some(traits) = c.traits.as_mut() {
+                traits.retain(|t| t.trait_type == LINK);
+            }
+        }
         let values = split.map(|s| (s.label.as_str(), s.new_values.as_slice()));
         share(&mut c, target.new_instances, values);
         weigh(&mut c, new, target.traffic.min(100));

@@ -64,7 +64,7 @@ fn component<'a>(m: &'a Manifest, name: &str) -> &'a Component {
 
 #[test]
 fn a_versioned_manifest_has_ids_and_defined_configs_of_its_own() {
-    let v2 = versioned(&shop("2.0"));
+    let v2 = versioned(&shop("2.0"), &shop("1.0"));
     let web = component(&v2, "web");
     assert_eq!(v2.component_id(web), "shop-web-2_0");
     let configs: Vec<&str> = web
@@ -81,12 +81,28 @@ fn a_versioned_manifest_has_ids_and_defined_configs_of_its_own() {
     let link = &component(&v2, "http").traits.as_ref().unwrap()[1].properties;
     assert_eq!(link["source"]["config"][0]["name"], "shop-http-2_0");
     assert_eq!(link["target"], "web", "names stay: only ids change");
+    // The HTTP server is the same in both versions: shared, its new link named apart.
+    assert_eq!(v2.component_id(component(&v2, "http")), "shop-http");
+    assert_eq!(link["name"], "default-2_0");
+}
+
+#[test]
+fn a_provider_that_changed_is_not_shared() {
+    let mut old = shop("1.0");
+    old.spec.components[1].properties.image = Some("builtin:http-server-old".into());
+    let v2 = versioned(&shop("2.0"), &old);
+    assert_eq!(v2.component_id(component(&v2, "http")), "shop-http-2_0");
+    let link = &component(&v2, "http").traits.as_ref().unwrap()[1].properties;
+    assert!(
+        link.get("name").is_none(),
+        "its own provider: the link keeps its name"
+    );
 }
 
 #[test]
 fn during_a_step_both_versions_run_at_their_shares_with_weighted_links() {
     let old = shop("1.0");
-    let new = versioned(&shop("2.0"));
+    let new = versioned(&shop("2.0"), &shop("1.0"));
     let m = during(
         &old,
         &new,
@@ -102,31 +118,26 @@ fn during_a_step_both_versions_run_at_their_shares_with_weighted_links() {
     // The old version keeps its ids under its new names; the new has its own.
     assert_eq!(m.component_id(component(&m, "web@1.0")), "shop-web");
     assert_eq!(m.component_id(component(&m, "web")), "shop-web-2_0");
-    // Instances: 3 of 4 old, 1 of 4 new; providers run in full.
-    let instances = |name: &str| {
-        component(&m, name).traits.as_ref().unwrap()[0].properties["instances"].clone()
-    };
+    // Instances: 3 of 4 old, 1 of 4 new; the shared provider is placed by the old copy alone.
+    let traits = |name: &str| component(&m, name).traits.clone().unwrap();
+    let instances = |name: &str| traits(name)[0].properties["instances"].clone();
     assert_eq!(
         (instances("web@1.0"), instances("web")),
         (json!(3), json!(1))
     );
-    assert_eq!(
-        (instances("http@1.0"), instances("http")),
-        (json!(1), json!(1))
-    );
+    assert_eq!(instances("http@1.0"), json!(1));
+    assert_eq!(m.component_id(component(&m, "http")), "shop-http");
+    assert_eq!(traits("http").len(), 1, "only the new version's link");
     // Each version's HTTP link carries its share, and the old one points at its renamed web.
-    let link = |name: &str| {
-        component(&m, name).traits.as_ref().unwrap()[1]
-            .properties
-            .clone()
-    };
-    assert_eq!(link("http@1.0")["target"], "web@1.0");
+    let old_link = traits("http@1.0")[1].properties.clone();
+    let new_link = traits("http")[0].properties.clone();
+    assert_eq!(old_link["target"], "web@1.0");
     assert_eq!(
-        link("http@1.0")["source"]["config"][1],
+        old_link["source"]["config"][1],
         json!({"name": "shop-weight-1_0", "properties": {"weight": "75"}})
     );
     assert_eq!(
-        link("http")["source"]["config"][1],
+        new_link["source"]["config"][1],
         json!({"name": "shop-weight-2_0", "properties": {"weight": "25"}})
     );
     assert!(
@@ -138,7 +149,7 @@ fn during_a_step_both_versions_run_at_their_shares_with_weighted_links() {
 #[test]
 fn a_version_at_no_share_runs_no_instances_and_a_host_split_places_each() {
     let old = shop("1.0");
-    let new = versioned(&shop("2.0"));
+    let new = versioned(&shop("2.0"), &shop("1.0"));
     let m = during(&old, &new, &RolloutTarget::start());
     assert!(
         component(&m, "web").traits.as_ref().unwrap().is_empty(),
