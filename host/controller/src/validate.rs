@@ -4,7 +4,8 @@
 //! 1. the controller itself: the format, the name and version the store relies on, and trait
 //!    types no loaded plugin handles (only the controller knows what is loaded);
 //! 2. each trait's scaler plugin, through its `check`: the trait's properties against the
-//!    schema only that plugin knows;
+//!    schema only that plugin knows; likewise the rollout plugin of a `rollout` policy
+//!    (`crate::rollout::check`);
 //! 3. every loaded validator plugin, on the whole manifest.
 //!
 //! A plugin that cannot check (trap, timeout, nonsense, a busy pool) fails the validation
@@ -48,6 +49,7 @@ pub fn validate_text(runtime: &Runtime, text: &str) -> Vec<Diagnostic> {
 pub fn validate(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> {
     let mut found = controller_checks(runtime, manifest);
     found.extend(scaler_checks(runtime, manifest));
+    found.extend(crate::rollout::check::policy(runtime, manifest));
     found.extend(validator_checks(runtime, manifest));
     let mut seen = std::collections::BTreeSet::new();
     found.retain(|d| seen.insert((d.severity, d.path.clone(), d.message.clone())));
@@ -94,7 +96,11 @@ pub fn describe_errors(found: &[Diagnostic]) -> String {
     )
 }
 
-fn error(path: impl Into<String>, message: String, hint: impl Into<String>) -> Diagnostic {
+pub(crate) fn error(
+    path: impl Into<String>,
+    message: String,
+    hint: impl Into<String>,
+) -> Diagnostic {
     Diagnostic {
         severity: Severity::Error,
         path: path.into(),
@@ -295,7 +301,7 @@ fn validator_checks(runtime: &Runtime, manifest: &Manifest) -> Vec<Diagnostic> {
     found
 }
 
-fn from_plugin(d: bindings::Diagnostic, path: String, plugin: &str) -> Diagnostic {
+pub(crate) fn from_plugin(d: bindings::Diagnostic, path: String, plugin: &str) -> Diagnostic {
     Diagnostic {
         severity: match d.severity {
             bindings::Severity::Error => Severity::Error,

@@ -21,6 +21,7 @@ use trellis_lattice::Manifest;
 use crate::store::StoredApp;
 
 pub mod api;
+pub mod check;
 pub mod drive;
 pub mod figures;
 pub mod shape;
