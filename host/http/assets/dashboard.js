@@ -15,6 +15,7 @@ const state = {
   apps: [],
   versions: {},   // app -> [{version, deployed}]
   selected: {},   // app -> the version chosen in its row
+  rollouts: {},   // app -> its current or last rollout
   timers: {},
 };
 
@@ -212,6 +213,10 @@ async function refreshApps() {
     const versions = await Promise.all(data.map((app) =>
       api("GET", `/apps/${encodeURIComponent(app.name)}/versions`).then((r) => (r.ok ? r.data.versions : [])).catch(() => [])));
     data.forEach((app, i) => { state.versions[app.name] = versions[i]; });
+    // 404 for an app that never rolled out: nothing to show.
+    const rollouts = await Promise.all(data.map((app) =>
+      api("GET", `/apps/${encodeURIComponent(app.name)}/rollout`).then((r) => (r.ok ? r.data.rollout : null)).catch(() => null)));
+    data.forEach((app, i) => { state.rollouts[app.name] = rollouts[i]; });
     renderApps();
   } catch (e) {
     showError(String(e.message || e));
@@ -254,7 +259,7 @@ function renderApps() {
       <td><strong>${app.name}</strong><div class="muted small">${app.description || ""}</div></td>
       <td><select class="version" data-app="${app.name}">${options}</select></td>
       <td class="deployed-version">${deployed || html`<span class="muted">—</span>`}</td>
-      <td class="app-status">${renderStatus(app.detailed_status)}</td>
+      <td class="app-status">${renderStatus(app.detailed_status)}${renderRollout(app.name, state.rollouts[app.name])}</td>
       <td class="chart-cell" data-app="${app.name}">${appChart(state.history, componentsOf(app.name))}</td>
       <td class="actions"><div class="row">
         <button data-action="plan" data-app="${app.name}">Plan</button>
@@ -369,6 +374,14 @@ async function act(action, app) {
     const lines = entries.slice(-5).map((h) => html`<li>${h.at}: ${h.version ? "deployed " + h.version : "undeployed"}</li>`);
     if (!await confirmAction(`Roll ${app} back?`, html`<p>Deploys the version deployed before the current one. Recent history:</p><ul>${lines}</ul>`, "Roll back")) return;
     request = ["POST", path + "/rollback", undefined];
+  } else if (action === "promote") {
+    if (!await confirmAction(`Promote the rollout of ${app}?`, html`<p>It goes on past its current step.</p>`, "Promote")) return;
+    request = ["POST", path + "/rollout/promote", undefined];
+  } else if (action === "abort") {
+    const question = html`<p>Every request goes back to the old version at once, then the new version is removed.</p>
+      <label>why <input type="text" id="abort-reason" size="32"></label>`;
+    if (!await confirmAction(`Abort the rollout of ${app}?`, question, "Abort")) return;
+    request = ["POST", path + "/rollout/abort", JSON.stringify({ reason: $("#abort-reason").value })];
   } else if (action === "delete") {
     if (!await confirmAction(`Delete ${app}?`, html`<p>Deletes every stored version of ${app} and undeploys it.</p>`, "Delete")) return;
     request = ["DELETE", path, undefined];
@@ -533,6 +546,10 @@ function handleBlock(block) {
     const d = payload.data || {};
     addEvent("health", `${d.friendly_name || shortId(d.host_id || "")}: ${d.from} → ${d.to} (${d.reason})`, payload.time);
     debounce("hosts", 300, refreshHosts);
+  } else if (name === "rollout") {
+    const d = payload.data || {};
+    addEvent("rollout", `${d.app}: ${d.news}`, payload.time);
+    debounce("apps", 300, refreshApps);
   } else if (name === "status") {
     onStatus(payload.app, payload.status);
     addEvent("status", `${payload.app}: ${statusType(payload.status)}`

@@ -12,9 +12,10 @@ use axum::Router;
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/dashboard.js");
 const MAP_SCRIPT: &str = include_str!("../assets/map.js");
+const ROLLOUT_SCRIPT: &str = include_str!("../assets/rollout.js");
 const STYLE: &str = include_str!("../assets/dashboard.css");
 
-/// `/`, `/dashboard.js`, `/map.js` and `/dashboard.css`. They carry no data and need no token: the page
+/// `/`, `/dashboard.js`, `/map.js`, `/rollout.js` and `/dashboard.css`. They carry no data and need no token: the page
 /// asks for the token when the API answers 401.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -29,6 +30,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/map.js",
             get(|| async { asset("text/javascript; charset=utf-8", MAP_SCRIPT) }),
+        )
+        .route(
+            "/rollout.js",
+            get(|| async { asset("text/javascript; charset=utf-8", ROLLOUT_SCRIPT) }),
         )
         .route(
             "/dashboard.css",

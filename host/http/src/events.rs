@@ -4,8 +4,10 @@
 //! Four event names: `ready` once the subscriptions are in place (a client that acts after
 //! it cannot miss what its action causes), `lattice` with a CloudEvent from
 //! `wasmbus.evt.{lattice}.>`, `status` with `{"app", "status"}` from
-//! `wadm.status.{lattice}.{app}`, and `health` with the CloudEvent a controller publishes on
-//! `wadm.evt.{lattice}.host_health_changed` when a host's health changes.
+//! `wadm.status.{lattice}.{app}`, `health` with the CloudEvent a controller publishes on
+//! `wadm.evt.{lattice}.host_health_changed` when a host's health changes, and `rollout` with
+//! the one an app's owner publishes on `wadm.evt.{lattice}.rollout_changed` when its rollout
+//! takes a step, rolls back or ends.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,15 +30,17 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
     let events_subject = trellis_lattice::event::all_subjects(&lattice);
     let status_subject = g.api().status_updates(">");
     let health_subject = g.api().manifest_event("host_health_changed");
+    let rollout_subject = g.api().manifest_event("rollout_changed");
     let subscribe = async {
         let events = g.client().subscribe(events_subject.clone()).await?;
         let statuses = g.client().subscribe(status_subject.clone()).await?;
         let health = g.client().subscribe(health_subject.clone()).await?;
+        let rollouts = g.client().subscribe(rollout_subject.clone()).await?;
         // The server has the subscriptions once a round trip has passed.
         g.client().flush().await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((events, statuses, health))
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((events, statuses, health, rollouts))
     };
-    let (events, statuses, health) = match subscribe.await {
+    let (events, statuses, health, rollouts) = match subscribe.await {
         Ok(subs) => subs,
         Err(e) => {
             return error(
@@ -58,6 +62,14 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
             .unwrap_or(serde_json::Value::Null);
         Event::default()
             .event("health")
+            .json_data(event)
+            .expect("JSON values serialise")
+    });
+    let rollouts = rollouts.map(|msg| {
+        let event = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .unwrap_or(serde_json::Value::Null);
+        Event::default()
+            .event("rollout")
             .json_data(event)
             .expect("JSON values serialise")
     });
@@ -84,6 +96,7 @@ pub async fn stream(State(g): State<Arc<Gateway>>) -> Response {
             events.boxed(),
             statuses.boxed(),
             health.boxed(),
+            rollouts.boxed(),
         ]))
         .map(Ok::<_, Infallible>);
     Sse::new(all)

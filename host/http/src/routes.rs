@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use trellis_lattice::api::{
     DeleteModelRequest, DeployModelRequest, GetModelRequest, HostsRequest, ListModelsRequest,
-    PlanRequest, UndeployModelRequest,
+    PlanRequest, RolloutAction, RolloutRequest, UndeployModelRequest,
 };
 use trellis_lattice::ctl::Link;
 
@@ -69,6 +69,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             "post",
             "/api/v1/apps/{name}/rollback",
             on(M::POST, rollback),
+        ),
+        at(
+            "get",
+            "/api/v1/apps/{name}/rollout",
+            on(M::GET, rollout_get),
+        ),
+        at(
+            "post",
+            "/api/v1/apps/{name}/rollout/promote",
+            on(M::POST, rollout_promote),
+        ),
+        at(
+            "post",
+            "/api/v1/apps/{name}/rollout/abort",
+            on(M::POST, rollout_abort),
         ),
         at("get", "/api/v1/hosts", on(M::GET, hosts)),
         at("get", "/api/v1/hosts/{host}", on(M::GET, inventory)),
@@ -266,6 +281,31 @@ async fn undeploy(State(g): State<Shared>, Path(name): Path<String>, Body(body):
 
 async fn rollback(State(g): State<Shared>, Path(name): Path<String>) -> Response {
     g.forward(g.api().rollback(&name), Vec::new()).await
+}
+
+async fn rollout_get(State(g): State<Shared>, Path(name): Path<String>) -> Response {
+    g.forward(g.api().rollout(RolloutAction::Get, &name), Vec::new())
+        .await
+}
+
+async fn rollout_promote(State(g): State<Shared>, Path(name): Path<String>) -> Response {
+    g.forward(g.api().rollout(RolloutAction::Promote, &name), Vec::new())
+        .await
+}
+
+async fn rollout_abort(
+    State(g): State<Shared>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Response {
+    match checked_body::<RolloutRequest>(&body, "rollout abort (`{\"reason\": \"…\"}` or empty)")
+    {
+        Ok(body) => {
+            g.forward(g.api().rollout(RolloutAction::Abort, &name), body)
+                .await
+        }
+        Err(refused) => refused.into_response(),
+    }
 }
 
 async fn hosts(State(g): State<Shared>) -> Response {

@@ -25,7 +25,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{echo_yaml, Served};
+use common::{echo_yaml, echo_yaml_blue_green, Served};
 
 /// Where the screenshot goes: `target/browser-test/`.
 fn output_dir() -> PathBuf {
@@ -470,6 +470,61 @@ async fn the_dashboard_deploys_the_echo_example() {
         "document.querySelector('#apps td.chart-cell[data-app=\"echo\"] svg.spark polyline.instances')",
         "document.querySelector('#apps td.chart-cell[data-app=\"echo\"]')?.innerHTML",
         seconds(20),
+    )
+    .await
+    .unwrap();
+
+    // A blue-green rollout to v0.2.0 with a manual switch: the app's row shows it waiting for
+    // a person, with its weights and figures; Promote (confirmed) lets it switch and finish.
+    let http = served.http();
+    let put = http
+        .post("/api/v1/apps", echo_yaml_blue_green("v0.2.0").as_bytes())
+        .await;
+    assert!(put.status < 300, "{}", put.body);
+    let deploy = http
+        .post("/api/v1/apps/echo/deploy", br#"{"version": "v0.2.0"}"#)
+        .await;
+    assert!(
+        deploy.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rolling app echo out"),
+        "{}",
+        deploy.body
+    );
+    cdp.wait_for(
+        "the rollout waiting for a person",
+        "(() => { const r = document.querySelector('#apps tr[data-app=\"echo\"] .rollout.active'); return r && r.dataset.rolloutState === 'waiting_for_promotion' && r.querySelector('table.figures') && r.querySelector('button[data-action=\"promote\"]'); })()",
+        "document.querySelector('#apps').innerText",
+        seconds(30),
+    )
+    .await
+    .unwrap();
+    let screenshot = output_dir().join("rollout.png");
+    cdp.screenshot(&screenshot).await.unwrap();
+    println!("screenshot: {}", screenshot.display());
+    cdp.eval(
+        "document.querySelector('button[data-action=\"promote\"][data-app=\"echo\"]').click()",
+    )
+    .await
+    .unwrap();
+    cdp.wait_for(
+        "the promote confirmation",
+        "document.querySelector('#confirm').open",
+        "document.querySelector('#confirm').innerText",
+        seconds(5),
+    )
+    .await
+    .unwrap();
+    cdp.eval("document.querySelector('#confirm-ok').click()")
+        .await
+        .unwrap();
+    cdp.wait_for(
+        "the rollout done",
+        "document.querySelector('#apps tr[data-app=\"echo\"] .rollout.over')?.dataset.rolloutState === 'done' \
+         && document.querySelector('#events').innerText.includes('rolled out v0.2.0')",
+        "document.querySelector('#apps').innerText + ' | ' + document.querySelector('#events').innerText.slice(0, 1000)",
+        seconds(30),
     )
     .await
     .unwrap();

@@ -162,6 +162,11 @@ pub fn during(old: &Manifest, new: &Manifest, target: &RolloutTarget) -> Manifes
         components.push(c);
     }
     out.spec.components = components;
+    // The app is at the deployed version until the rollout is done: its status says so.
+    out.metadata.annotations.insert(
+        trellis_lattice::manifest::VERSION_ANNOTATION.into(),
+        old.version().into(),
+    );
     // The rollout's own policy is the controller's business, not a scaler's.
     out.spec.policies.retain(|p| p.name != ROLLOUT_POLICY);
     out

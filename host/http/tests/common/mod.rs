@@ -11,7 +11,13 @@ use trellis_http::{HttpConfig, HttpServer};
 use trellis_tests::TestLattice;
 
 /// The plugins the echo example needs, and the validator for diagnostics.
-pub const PLUGINS: &[&str] = &["spreadscaler", "linkscaler", "placement", "validator"];
+pub const PLUGINS: &[&str] = &[
+    "spreadscaler",
+    "linkscaler",
+    "placement",
+    "validator",
+    "bluegreen",
+];
 
 pub struct Served {
     pub lattice: TestLattice,
@@ -224,6 +230,27 @@ pub fn echo_yaml_version(version: &str) -> String {
         trellis_lattice::manifest::VERSION_ANNOTATION.into(),
         version.into(),
     );
+    serde_yaml_ng::to_string(&manifest).expect("manifest serialises")
+}
+
+/// The echo example at `version`, rolled out blue-green with a manual switch.
+pub fn echo_yaml_blue_green(version: &str) -> String {
+    let (mut manifest, _address) = trellis_tests::echo_manifest();
+    manifest.metadata.annotations.insert(
+        trellis_lattice::manifest::VERSION_ANNOTATION.into(),
+        version.into(),
+    );
+    manifest
+        .spec
+        .policies
+        .push(trellis_lattice::manifest::Policy {
+            name: trellis_lattice::api::ROLLOUT_POLICY.into(),
+            policy_type: "blue-green".into(),
+            properties: [("switch", "manual"), ("keep_old_for", "2s")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
     serde_yaml_ng::to_string(&manifest).expect("manifest serialises")
 }
 
