@@ -10,6 +10,7 @@
 #   build/examples/echo.wasm                                        the echo example component
 #   build/examples/failover.wasm                                    the example custom scaler plugin
 #   build/examples/cpu-cap.wasm                                     the example placement policy
+#   build/examples/latency-guard.wasm                               the example rollout plugin
 #   build/examples/{kvcounter,pipeline-sensor,pipeline-infer,pipeline-store}.wasm  examples
 #   build/fixtures/{name}.wasm                                      host/runtime/fixtures/{name}
 #                                                                   (guests the runtime tests load)
@@ -43,6 +44,7 @@ copies=(
     "trellis_plugin_bluegreen.wasm:build/plugins/bluegreen.wasm"
     "failover_scaler.wasm:build/examples/failover.wasm"
     "cpu_cap_placement.wasm:build/examples/cpu-cap.wasm"
+    "latency_guard_rollout.wasm:build/examples/latency-guard.wasm"
     "echo.wasm:build/examples/echo.wasm"
     "kvcounter.wasm:build/examples/kvcounter.wasm"
     "pipeline_sensor.wasm:build/examples/pipeline-sensor.wasm"
@@ -52,7 +54,7 @@ copies=(
 )
 packages=(-p trellis-plugin-spreadscaler -p trellis-plugin-linkscaler -p trellis-plugin-daemonscaler
     -p trellis-plugin-configscaler -p trellis-plugin-placement -p trellis-plugin-loadaware -p trellis-plugin-autoscaler -p trellis-plugin-validator -p trellis-plugin-canary -p trellis-plugin-bluegreen -p echo
-    -p failover-scaler -p cpu-cap-placement)
+    -p failover-scaler -p cpu-cap-placement -p latency-guard-rollout)
 packages+=(-p kvcounter -p pipeline-sensor -p pipeline-infer -p pipeline-store)
 packages+=(-p hostile)
 for name in "${fixtures[@]}"; do

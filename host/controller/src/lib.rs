@@ -230,8 +230,7 @@ impl Controller {
                 client.clone(),
                 Arc::clone(&runtime),
                 config.settings.clone(),
-                statuses,
-                status_kv,
+                (statuses, status_kv),
                 ownership,
                 store.clone(),
             );

@@ -512,6 +512,7 @@ fn stored_app() -> impl Strategy<Value = StoredApp> {
                         non_destructive: false,
                     })
                     .collect(),
+                ..StoredApp::default()
             }
         })
 }

@@ -93,7 +93,7 @@ impl Targets {
         // is coprime with it), so every run gives each target exactly its weight.
         let step = [7919u64, 7907, 7901]
             .into_iter()
-            .find(|p| total % p != 0)
+            .find(|p| !total.is_multiple_of(*p))
             .unwrap_or(1);
         let mut point = (n % total) * (step % total) % total;
         let mut chosen = 0;

@@ -87,3 +87,19 @@ fn bad_policy_properties_are_found_by_check_and_abort_a_step() {
     let decision = canary.step(&context("canary", "[1]")).unwrap();
     assert!(matches!(decision.phase, RolloutPhase::Abort(why) if why.contains("JSON")));
 }
+
+#[test]
+fn the_example_rollout_plugin_loads_and_remembers_its_baseline() {
+    let (runtime, _dir) = common::runtime_with_files(&["build/examples/latency-guard.wasm"]);
+    let plugins = runtime.plugins();
+    assert!(plugins.problems.is_empty(), "{:?}", plugins.problems);
+    let guard = plugins
+        .rollouts
+        .get("latency-guard")
+        .expect("latency-guard strategy");
+    let mut ctx = context("latency-guard", r#"{"increment":"50"}"#);
+    ctx.old.p99_ms = 12.0;
+    let first = guard.step(&ctx).unwrap();
+    assert_eq!((first.step, first.target.traffic), (1, 50));
+    assert_eq!(first.memo.as_deref(), Some("12"));
+}

@@ -1,5 +1,7 @@
 //! What the controller's integration tests share: the built plugins, and waiting for a
 //! condition on a real lattice.
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,6 @@ pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
 
 /// Asks `subject` and reads the JSON answer, naming the subject when there is none or it is
 /// unreadable.
-#[allow(dead_code)] // not every test file asks the API
 pub async fn request<T: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
     subject: String,

@@ -96,8 +96,7 @@ impl Reconciler {
         client: async_nats::Client,
         runtime: Arc<Runtime>,
         settings: LoopSettings,
-        statuses: Statuses,
-        status_kv: kv::Store,
+        (statuses, status_kv): (Statuses, kv::Store),
         ownership: Ownership,
         store: ManifestStore,
     ) -> Self {
