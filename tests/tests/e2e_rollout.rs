@@ -416,3 +416,82 @@ async fn blue_green_switches_and_rolls_back_without_a_failed_request() {
         switched.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_by_region_moves_one_region_after_another() {
+    let mut lattice = ProcessLattice::start(
+        "canary by host label: eu first, then us",
+        &["spreadscaler", "linkscaler", "placement", "canary"],
+    )
+    .unwrap();
+    lattice.add_controller().await.unwrap();
+    let eu = lattice.add_node(&[("region", "eu")]).await.unwrap();
+    let us = lattice.add_node(&[("region", "us")]).await.unwrap();
+    let (eu, us) = (
+        lattice.procs[eu].host_id.clone().unwrap(),
+        lattice.procs[us].host_id.clone().unwrap(),
+    );
+    let api = lattice.api().await.unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let echo = built_example("echo");
+    let app = |version: &str, policy: Option<(&str, &str)>| {
+        let mut text = echo_app_yaml(APP, version, "", &echo, &spread_trait(2, None))
+            + &http_server_component(APP, &address, &spread_trait(1, None));
+        if let Some((strategy, properties)) = policy {
+            text += &format!("  policies:\n    - name: rollout\n      type: {strategy}\n      properties:\n{properties}");
+        }
+        text
+    };
+    let v1 = lattice.write("v1.yaml", &app("v1", None));
+    deploy(&lattice, &v1, false).await;
+    let load = Load::start(&address, 2);
+    let by_region = "        by_label: region\n        order: \"eu,us\"\n        pause: 4s\n";
+    let v2 = lattice.write("v2.yaml", &app("v2", Some(("canary", by_region))));
+    deploy(&lattice, &v2, true).await;
+
+    // Step 1: v2 on the eu host only, v1 on the us host only.
+    let placed = wait_until("v2 in eu, v1 in us", Duration::from_secs(30), || async {
+        let (old, new) = (
+            lattice.instances(&api, "shop-echo").await,
+            lattice.instances(&api, "shop-echo-v2").await,
+        );
+        let on =
+            |m: &std::collections::BTreeMap<String, u32>, h: &str| m.get(h).copied().unwrap_or(0);
+        if on(&new, &eu) == 1 && on(&new, &us) == 0 && on(&old, &us) == 1 && on(&old, &eu) == 0 {
+            Ok((old, new))
+        } else {
+            Err(format!("v1 {old:?}, v2 {new:?}"))
+        }
+    })
+    .await;
+    let step = rollout(&api).await.unwrap();
+    assert_eq!(step.step, 1);
+    assert_eq!(
+        step.target.hosts.as_ref().map(|h| h.new_values.clone()),
+        Some(vec!["eu".to_string()])
+    );
+
+    let done = wait_for(&api, "v2", RolloutState::Done, Duration::from_secs(40)).await;
+    wait_until(
+        "v2 in both regions, v1 gone",
+        Duration::from_secs(20),
+        || async {
+            let (old, new) = (
+                instances_of(&lattice, &api, "shop-echo").await,
+                lattice.instances(&api, "shop-echo-v2").await,
+            );
+            if old == 0 && new.values().sum::<u32>() == 2 {
+                Ok(())
+            } else {
+                Err(format!("v1 {old}, v2 {new:?}"))
+            }
+        },
+    )
+    .await;
+    let (ok, failed) = load.stop();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    println!(
+        "canary by region: step 1 placed {placed:?}; done after {} steps, {ok} requests, 0 failed",
+        done.steps.len()
+    );
+}
