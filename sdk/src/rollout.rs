@@ -123,6 +123,52 @@ impl RolloutContext {
     }
 }
 
+impl RolloutContext {
+    /// The duration property `key` (`500ms`, `30s`, `2m`) in milliseconds, or `default_ms`
+    /// when absent; an unreadable one is an error naming the key.
+    pub fn duration_ms(&self, key: &str, default_ms: u64) -> Result<u64, String> {
+        match self.properties.get(key) {
+            None => Ok(default_ms),
+            Some(text) => parse_duration_ms(text).map_err(|e| format!("property `{key}`: {e}")),
+        }
+    }
+
+    /// The property `key` as one of `choices` (the first when absent); another value is an
+    /// error naming the choices.
+    pub fn choice(&self, key: &str, choices: &[&'static str]) -> Result<&'static str, String> {
+        let Some(text) = self.properties.get(key) else {
+            return Ok(choices.first().copied().unwrap_or_default());
+        };
+        choices
+            .iter()
+            .find(|c| **c == text.trim())
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "property `{key}` = `{text}`: write {}",
+                    choices.join(" or ")
+                )
+            })
+    }
+}
+
+/// What a strategy's `check` usually says: nothing when `read` accepts the properties, else
+/// its reason as an error with `hint`.
+pub fn check_with<T>(
+    properties: &BTreeMap<String, String>,
+    read: impl FnOnce(&RolloutContext) -> Result<T, String>,
+    hint: &str,
+) -> Vec<Diagnostic> {
+    let ctx = RolloutContext {
+        properties: properties.clone(),
+        ..RolloutContext::default()
+    };
+    match read(&ctx) {
+        Ok(_) => Vec::new(),
+        Err(why) => vec![Diagnostic::error("", why, hint)],
+    }
+}
+
 /// What the rollout does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolloutPhase {
@@ -306,18 +352,6 @@ impl Thresholds {
             _ => None,
         }
     }
-
-    /// Findings for the three properties, for [`Rollout::check`].
-    pub fn check(properties: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-        let ctx = RolloutContext {
-            properties: properties.clone(),
-            ..RolloutContext::default()
-        };
-        match Self::from_properties(&ctx) {
-            Ok(_) => Vec::new(),
-            Err(why) => vec![Diagnostic::error("", why, "")],
-        }
-    }
 }
 
 #[cfg(test)]
@@ -357,5 +391,30 @@ mod tests {
         assert_eq!(t.judge(&f), None);
         f.p99_ms = 150.0;
         assert!(t.judge(&f).unwrap().contains("p99 150 ms"));
+    }
+
+    #[test]
+    fn durations_and_choices_read_from_properties_name_their_key() {
+        let ctx = RolloutContext {
+            properties: [("pause", "2s"), ("switch", "later")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RolloutContext::default()
+        };
+        assert_eq!(ctx.duration_ms("pause", 5), Ok(2_000));
+        assert_eq!(ctx.duration_ms("absent", 5), Ok(5));
+        assert_eq!(ctx.choice("absent", &["auto", "manual"]), Ok("auto"));
+        let wrong = ctx.choice("switch", &["auto", "manual"]).unwrap_err();
+        assert!(
+            wrong.contains("`switch` = `later`: write auto or manual"),
+            "{wrong}"
+        );
+        let found = check_with(
+            &ctx.properties,
+            |c| c.choice("switch", &["auto"]),
+            "see the docs",
+        );
+        assert_eq!(found[0].hint, "see the docs");
     }
 }

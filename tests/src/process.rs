@@ -412,6 +412,32 @@ impl ProcessLattice {
         self.nats.restart_after(down)
     }
 
+    /// The controller that owns `app` now, as the owners bucket says.
+    pub async fn owner(&self, app: &str) -> Option<String> {
+        let client = async_nats::connect(self.nats.url()).await.ok()?;
+        let js = async_nats::jetstream::new(client);
+        let owners = js
+            .get_key_value(trellis_controller::ownership::owners_bucket(&self.lattice))
+            .await
+            .ok()?;
+        let value = owners.get(app).await.ok()??;
+        serde_json::from_slice::<trellis_controller::ownership::OwnerRecord>(&value)
+            .ok()
+            .map(|r| r.owner)
+    }
+
+    /// The index in [`ProcessLattice::procs`] of the controller whose log says it took
+    /// `app`'s ownership as `owner`.
+    pub fn controller_that_took(&self, owner: &str) -> Option<usize> {
+        self.procs.iter().position(|p| {
+            p.role == Role::Controller
+                && std::fs::read_to_string(&p.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.contains("took ownership") && l.contains(owner))
+        })
+    }
+
     /// The whole log of every process whose name starts with `prefix` (`controller`, `node-1`).
     pub fn logs_of(&self, prefix: &str) -> String {
         self.procs

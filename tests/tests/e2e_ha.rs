@@ -5,18 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_lattice::api::StatusType;
-use trellis_tests::process::{wait_until, ProcessLattice, Role};
-
-/// The owner of `app` as the owners bucket says.
-async fn owner(js: &async_nats::jetstream::Context, lattice: &str, app: &str) -> Option<String> {
-    let owners = js.get_key_value(owners_bucket(lattice)).await.ok()?;
-    let value = owners.get(app).await.ok()??;
-    serde_json::from_slice::<OwnerRecord>(&value)
-        .ok()
-        .map(|r| r.owner)
-}
+use trellis_tests::process::{wait_until, ProcessLattice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicates() {
@@ -32,7 +22,6 @@ async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicat
         lattice.add_controller().await.unwrap();
     }
     let api = lattice.api().await.unwrap();
-    let js = async_nats::jetstream::new(async_nats::connect(lattice.nats.url()).await.unwrap());
     let counter = lattice.count_commands().await.unwrap();
 
     let v1 = lattice.write_echo_app("v1", 3);
@@ -41,20 +30,10 @@ async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicat
         .await
         .unwrap();
     assert_eq!(deploy.code, 0, "{}", deploy.text());
-    let first_owner = owner(&js, &lattice.lattice, "web")
-        .await
-        .expect("web has an owner");
+    let first_owner = lattice.owner("web").await.expect("web has an owner");
     // The owner said so in its log when it took the app.
     let victim = lattice
-        .procs
-        .iter()
-        .position(|p| {
-            p.role == Role::Controller
-                && std::fs::read_to_string(&p.log)
-                    .unwrap_or_default()
-                    .lines()
-                    .any(|l| l.contains("took ownership") && l.contains(&first_owner))
-        })
+        .controller_that_took(&first_owner)
         .expect("one controller's log says it took web");
     counter.clear();
 
@@ -83,9 +62,9 @@ async fn killing_the_owner_process_mid_scale_hands_the_app_over_without_duplicat
         "another controller takes web",
         Duration::from_secs(10),
         || {
-            let (js, lattice, first_owner) = (&js, &lattice.lattice, &first_owner);
+            let (lattice, first_owner) = (&lattice, &first_owner);
             async move {
-                match owner(js, lattice, "web").await {
+                match lattice.owner("web").await {
                     Some(o) if &o != first_owner => Ok(o),
                     other => Err(format!("owner {other:?}")),
                 }

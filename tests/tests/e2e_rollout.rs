@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use trellis_cli::client::ApiClient;
 use trellis_cli::nats_server::free_port;
-use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_lattice::api::{Rollout, RolloutAction, RolloutState};
-use trellis_tests::process::{wait_until, ProcessLattice, Role};
+use trellis_tests::process::{wait_until, ProcessLattice};
 use trellis_tests::{
     built_example, built_fixture, echo_app_yaml, http_get, http_server_component, spread_trait,
 };
@@ -123,6 +122,30 @@ async fn instances_of(lattice: &ProcessLattice, api: &ApiClient, id: &str) -> u3
     lattice.instances(api, id).await.values().sum()
 }
 
+/// Waits until component `gone` runs nowhere and `kept` runs `count` instances.
+async fn wait_replaced(
+    lattice: &ProcessLattice,
+    api: &ApiClient,
+    gone: &str,
+    kept: &str,
+    count: u32,
+) {
+    wait_until(
+        &format!("{gone} removed, {kept} at {count}"),
+        Duration::from_secs(20),
+        || async {
+            match (
+                instances_of(lattice, api, gone).await,
+                instances_of(lattice, api, kept).await,
+            ) {
+                (0, n) if n == count => Ok(()),
+                other => Err(format!("{gone}, {kept} instances: {other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 /// Deploys `file` (put and deploy) and returns the CLI's output once it returned.
 async fn deploy(lattice: &ProcessLattice, file: &std::path::Path, no_wait: bool) -> String {
     let mut args = vec!["app", "deploy", file.to_str().unwrap(), "--timeout", "60"];
@@ -193,23 +216,10 @@ async fn a_canary_completes_across_a_controller_failover_and_a_failing_one_rolls
         }
     })
     .await;
-    let js = async_nats::jetstream::new(async_nats::connect(lattice.nats.url()).await.unwrap());
-    let owners = js
-        .get_key_value(owners_bucket(&lattice.lattice))
-        .await
-        .unwrap();
-    let owner: OwnerRecord =
-        serde_json::from_slice(&owners.get(APP).await.unwrap().unwrap()).unwrap();
+    let owner = lattice.owner(APP).await.expect("the app has an owner");
     let victim = lattice
-        .procs
-        .iter()
-        .position(|p| {
-            p.role == Role::Controller
-                && std::fs::read_to_string(&p.log)
-                    .unwrap_or_default()
-                    .contains(&owner.owner)
-        })
-        .expect("the owner's log names it");
+        .controller_that_took(&owner)
+        .expect("the owner's log says it took the app");
     let killed_at_step = rollout(&api).await.unwrap().step;
     lattice.kill(victim);
 
@@ -224,16 +234,7 @@ async fn a_canary_completes_across_a_controller_failover_and_a_failing_one_rolls
     );
     let traffic: Vec<u8> = done.steps.iter().map(|s| s.target.traffic).collect();
     assert_eq!(traffic, vec![34, 67, 100, 100]);
-    wait_until("v1 removed, v2 at 3", Duration::from_secs(20), || async {
-        match (
-            instances_of(&lattice, &api, "shop-echo").await,
-            instances_of(&lattice, &api, "shop-echo-v2").await,
-        ) {
-            (0, 3) => Ok(()),
-            other => Err(format!("v1, v2 instances: {other:?}")),
-        }
-    })
-    .await;
+    wait_replaced(&lattice, &api, "shop-echo", "shop-echo-v2", 3).await;
     let served_by_v2 = done.new.as_ref().map_or(0, |f| f.requests);
     assert!(
         served_by_v2 > 0,
@@ -289,16 +290,7 @@ async fn a_canary_completes_across_a_controller_failover_and_a_failing_one_rolls
         "failed requests are bounded by the canary's share (34%) and the time to notice: {failed} of {}",
         ok + failed
     );
-    wait_until("v3 removed, v2 at 3", Duration::from_secs(20), || async {
-        match (
-            instances_of(&lattice, &api, "shop-echo-v3").await,
-            instances_of(&lattice, &api, "shop-echo-v2").await,
-        ) {
-            (0, 3) => Ok(()),
-            other => Err(format!("v3, v2 instances: {other:?}")),
-        }
-    })
-    .await;
+    wait_replaced(&lattice, &api, "shop-echo-v3", "shop-echo-v2", 3).await;
     let status = lattice
         .cli(&["app", "rollout", "status", APP])
         .await
@@ -398,16 +390,17 @@ async fn blue_green_switches_and_rolls_back_without_a_failed_request() {
         "{}",
         back.message
     );
-    wait_until("v3 removed, v2 at 3", Duration::from_secs(20), || async {
-        match (
-            instances_of(&lattice, &api, "shop-echo-v3").await,
-            instances_of(&lattice, &api, "shop-echo-v2").await,
-        ) {
-            (0, 3) => Ok(()),
-            other => Err(format!("v3, v2 instances: {other:?}")),
-        }
-    })
-    .await;
+    let again = lattice
+        .cli(&["app", "rollout", "abort", APP])
+        .await
+        .unwrap();
+    assert_eq!(again.code, 3, "nothing left to abort: {}", again.text());
+    assert!(
+        again.text().contains("no rollout under way"),
+        "{}",
+        again.text()
+    );
+    wait_replaced(&lattice, &api, "shop-echo-v3", "shop-echo-v2", 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (ok, failed) = load.stop();
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);

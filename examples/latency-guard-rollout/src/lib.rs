@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use trellis_sdk::rollout::parse_duration_ms;
+use trellis_sdk::rollout::check_with;
 use trellis_sdk::{
     Diagnostic, PluginInfo, Rollout, RolloutContext, RolloutDecision, RolloutTarget,
 };
@@ -37,15 +37,9 @@ impl Guard {
                 "property `max_slowdown` = {max_slowdown}: write 1 or more"
             ));
         }
-        let interval_ms = match ctx.properties.get("interval") {
-            Some(text) => {
-                parse_duration_ms(text).map_err(|e| format!("property `interval`: {e}"))?
-            }
-            None => 10_000,
-        };
         Ok(Self {
             increment,
-            interval_ms,
+            interval_ms: ctx.duration_ms("interval", 10_000)?,
             max_slowdown,
             min_requests: ctx.property("min_requests", 20)?,
         })
@@ -128,18 +122,11 @@ impl Rollout for LatencyGuard {
     }
 
     fn check(_strategy: &str, properties: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-        let ctx = RolloutContext {
-            properties: properties.clone(),
-            ..RolloutContext::default()
-        };
-        match Guard::read(&ctx) {
-            Ok(_) => Vec::new(),
-            Err(why) => vec![Diagnostic::error(
-                "",
-                why,
-                "see examples/latency-guard-rollout/README.md",
-            )],
-        }
+        check_with(
+            properties,
+            Guard::read,
+            "see examples/latency-guard-rollout/README.md",
+        )
     }
 }
 

@@ -15,7 +15,11 @@ use trellis_lattice::Manifest;
 use trellis_runtime::{Runtime, RuntimeConfig};
 
 fn runtime(plugins: &[&str]) -> (Runtime, tempfile::TempDir) {
-    let dir = common::plugin_dir(plugins);
+    runtime_in(common::plugin_dir(plugins))
+}
+
+/// A runtime over the plugins in `dir`, loaded.
+fn runtime_in(dir: tempfile::TempDir) -> (Runtime, tempfile::TempDir) {
     let runtime = Runtime::new(RuntimeConfig {
         plugin_dir: dir.path().to_path_buf(),
         ..RuntimeConfig::default()
@@ -202,12 +206,7 @@ fn a_rollout_plugin_that_traps_holds_the_step_and_names_the_fault() {
     let trap = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../build/fixtures/rollouttrap.wasm");
     std::fs::copy(&trap, dir.path().join("rollouttrap.wasm")).unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        plugin_dir: dir.path().to_path_buf(),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    runtime.reload();
+    let (runtime, _dir) = runtime_in(dir);
     let app = rolling("trap", "        any: thing\n");
     let held = look(
         &app,

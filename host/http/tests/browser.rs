@@ -300,6 +300,26 @@ impl Cdp {
     }
 }
 
+/// Clicks `action`'s button in `app`'s row and confirms the dialog it opens.
+async fn confirmed(cdp: &Cdp, action: &str, app: &str) {
+    cdp.eval(&format!(
+        "document.querySelector('button[data-action=\"{action}\"][data-app=\"{app}\"]').click()"
+    ))
+    .await
+    .unwrap();
+    cdp.wait_for(
+        &format!("the {action} confirmation"),
+        "document.querySelector('#confirm').open",
+        "document.querySelector('#confirm').innerText",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    cdp.eval("document.querySelector('#confirm-ok').click()")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_deploys_the_echo_example() {
     let (browser, devtools) = Browser::launch().unwrap_or_else(|e| panic!("{e:#}"));
@@ -503,22 +523,7 @@ async fn the_dashboard_deploys_the_echo_example() {
     let screenshot = output_dir().join("rollout.png");
     cdp.screenshot(&screenshot).await.unwrap();
     println!("screenshot: {}", screenshot.display());
-    cdp.eval(
-        "document.querySelector('button[data-action=\"promote\"][data-app=\"echo\"]').click()",
-    )
-    .await
-    .unwrap();
-    cdp.wait_for(
-        "the promote confirmation",
-        "document.querySelector('#confirm').open",
-        "document.querySelector('#confirm').innerText",
-        seconds(5),
-    )
-    .await
-    .unwrap();
-    cdp.eval("document.querySelector('#confirm-ok').click()")
-        .await
-        .unwrap();
+    confirmed(&cdp, "promote", "echo").await;
     cdp.wait_for(
         "the rollout done",
         "document.querySelector('#apps tr[data-app=\"echo\"] .rollout.over')?.dataset.rolloutState === 'done' \
@@ -534,22 +539,7 @@ async fn the_dashboard_deploys_the_echo_example() {
     println!("screenshot: {}", screenshot.display());
 
     // Undeploy, confirmed: the status follows.
-    cdp.eval(
-        "document.querySelector('button[data-action=\"undeploy\"][data-app=\"echo\"]').click()",
-    )
-    .await
-    .unwrap();
-    cdp.wait_for(
-        "the undeploy confirmation",
-        "document.querySelector('#confirm').open",
-        "document.querySelector('#confirm').innerText",
-        seconds(5),
-    )
-    .await
-    .unwrap();
-    cdp.eval("document.querySelector('#confirm-ok').click()")
-        .await
-        .unwrap();
+    confirmed(&cdp, "undeploy", "echo").await;
     cdp.wait_for(
         "echo undeployed",
         "document.querySelector('#apps tr[data-app=\"echo\"] .badge.status')?.textContent === 'undeployed'",

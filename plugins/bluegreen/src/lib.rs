@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use trellis_sdk::rollout::{parse_duration_ms, Thresholds};
+use trellis_sdk::rollout::{check_with, Thresholds};
 use trellis_sdk::{
     Diagnostic, PluginInfo, Rollout, RolloutContext, RolloutDecision, RolloutTarget,
 };
@@ -47,25 +47,10 @@ struct Plan {
 }
 
 fn plan(ctx: &RolloutContext) -> Result<Plan, String> {
-    let duration = |key: &str, default: u64| {
-        ctx.properties
-            .get(key)
-            .map(|text| parse_duration_ms(text).map_err(|e| format!("property `{key}`: {e}")))
-            .unwrap_or(Ok(default))
-    };
-    let manual = match ctx.properties.get("switch").map(String::as_str) {
-        None | Some("auto") => false,
-        Some("manual") => true,
-        Some(other) => {
-            return Err(format!(
-                "property `switch` = `{other}`: write `auto` or `manual`"
-            ))
-        }
-    };
     Ok(Plan {
-        keep_old_ms: duration("keep_old_for", DEFAULT_KEEP_OLD_MS)?,
-        ready_within_ms: duration("ready_within", DEFAULT_READY_WITHIN_MS)?,
-        manual,
+        keep_old_ms: ctx.duration_ms("keep_old_for", DEFAULT_KEEP_OLD_MS)?,
+        ready_within_ms: ctx.duration_ms("ready_within", DEFAULT_READY_WITHIN_MS)?,
+        manual: ctx.choice("switch", &["auto", "manual"])? == "manual",
         thresholds: Thresholds::from_properties(ctx)?,
     })
 }
@@ -169,18 +154,11 @@ impl Rollout for BlueGreen {
     }
 
     fn check(_strategy: &str, properties: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-        let ctx = RolloutContext {
-            properties: properties.clone(),
-            ..RolloutContext::default()
-        };
-        match plan(&ctx) {
-            Ok(_) => Vec::new(),
-            Err(why) => vec![Diagnostic::error(
-                "",
-                why,
-                "see docs/rollouts.md for blue-green's properties",
-            )],
-        }
+        check_with(
+            properties,
+            plan,
+            "see docs/rollouts.md for blue-green's properties",
+        )
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use trellis_sdk::rollout::{parse_duration_ms, HostSplit, Thresholds};
+use trellis_sdk::rollout::{check_with, HostSplit, Thresholds};
 use trellis_sdk::{
     Diagnostic, PluginInfo, Rollout, RolloutContext, RolloutDecision, RolloutTarget,
 };
@@ -48,26 +48,11 @@ impl Plan {
             }
             (None, None) => by_weight(ctx.properties.get("steps").map(String::as_str))?,
         };
-        let duration = |key: &str, default: u64| {
-            ctx.properties
-                .get(key)
-                .map(|text| parse_duration_ms(text).map_err(|e| format!("property `{key}`: {e}")))
-                .unwrap_or(Ok(default))
-        };
-        let manual = match ctx.properties.get("promotion").map(String::as_str) {
-            None | Some("auto") => false,
-            Some("manual") => true,
-            Some(other) => {
-                return Err(format!(
-                    "property `promotion` = `{other}`: write `auto` or `manual`"
-                ))
-            }
-        };
         Ok(Self {
             steps,
-            pause_ms: duration("pause", DEFAULT_PAUSE_MS)?,
-            ready_within_ms: duration("ready_within", DEFAULT_READY_WITHIN_MS)?,
-            manual,
+            pause_ms: ctx.duration_ms("pause", DEFAULT_PAUSE_MS)?,
+            ready_within_ms: ctx.duration_ms("ready_within", DEFAULT_READY_WITHIN_MS)?,
+            manual: ctx.choice("promotion", &["auto", "manual"])? == "manual",
             thresholds: Thresholds::from_properties(ctx)?,
         })
     }
@@ -232,18 +217,11 @@ impl Rollout for Canary {
     }
 
     fn check(_strategy: &str, properties: &BTreeMap<String, String>) -> Vec<Diagnostic> {
-        let ctx = RolloutContext {
-            properties: properties.clone(),
-            ..RolloutContext::default()
-        };
-        match Plan::read(&ctx) {
-            Ok(_) => Vec::new(),
-            Err(why) => vec![Diagnostic::error(
-                "",
-                why,
-                "see docs/rollouts.md for the canary's properties",
-            )],
-        }
+        check_with(
+            properties,
+            Plan::read,
+            "see docs/rollouts.md for the canary's properties",
+        )
     }
 }
 

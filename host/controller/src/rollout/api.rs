@@ -29,7 +29,7 @@ pub async fn answer(
         },
         RolloutAction::Promote => {
             store
-                .change_rollout(name, |r| {
+                .change_rollout(name, "promote", |r| {
                     r.promoted = true;
                 })
                 .await
@@ -41,7 +41,7 @@ pub async fn answer(
                 .filter(|r| !r.trim().is_empty())
                 .unwrap_or_else(|| "no reason given".into());
             store
-                .change_rollout(name, |r| r.abort_requested = Some(why.clone()))
+                .change_rollout(name, "abort", |r| r.abort_requested = Some(why.clone()))
                 .await
         }
     };

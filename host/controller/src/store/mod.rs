@@ -53,6 +53,12 @@ pub enum StoreError {
         "app `{0}` has no rollout under way; `trellis app rollout status {0}` shows its last one"
     )]
     NoRollout(String),
+    #[error("app `{app}`'s rollout is already {state}: there is nothing left to {action}")]
+    RolloutEnding {
+        app: String,
+        state: trellis_lattice::api::RolloutState,
+        action: &'static str,
+    },
     #[error(transparent)]
     Isolation(#[from] isolation::Conflict),
     #[error("app `{app}` would take {bytes} bytes in the store, over the {max} bytes one entry may hold even with only its deployed and newest versions kept; put a smaller manifest, or raise the NATS server's max_payload")]
@@ -96,7 +102,9 @@ impl StoreError {
             | StoreError::VersionNotFound { .. }
             | StoreError::NoRollback(_)
             | StoreError::NoRollout(_) => ErrorCode::NotFound,
-            StoreError::RolloutUnderWay { .. } => ErrorCode::Conflict,
+            StoreError::RolloutUnderWay { .. } | StoreError::RolloutEnding { .. } => {
+                ErrorCode::Conflict
+            }
             StoreError::VersionExists { .. } => ErrorCode::Exists,
             StoreError::Conflict(_) | StoreError::Isolation(_) => ErrorCode::Conflict,
             StoreError::TooLarge { .. } => ErrorCode::TooLarge,
@@ -461,11 +469,13 @@ impl ManifestStore {
         self.write(name, &mut app, Some(revision)).await.map(drop)
     }
 
-    /// Changes the app's rollout under way with `change` (a promotion, an abort) and returns
-    /// it as written; retried once when someone else wrote the entry meanwhile.
+    /// Changes the app's rollout under way with `change` (a promotion, an abort: `action`)
+    /// and returns it as written; refused once the rollout is rolling back or finishing;
+    /// retried once when someone else wrote the entry meanwhile.
     pub async fn change_rollout(
         &self,
         name: &str,
+        action: &'static str,
         change: impl Fn(&mut Rollout),
     ) -> Result<Rollout, StoreError> {
         let mut attempts = 0;
@@ -477,6 +487,13 @@ impl ManifestStore {
             let Some(rollout) = app.rollout.as_mut().filter(|r| r.state.active()) else {
                 return Err(StoreError::NoRollout(name.into()));
             };
+            if !rollout.state.open_to_people() {
+                return Err(StoreError::RolloutEnding {
+                    app: name.into(),
+                    state: rollout.state,
+                    action,
+                });
+            }
             change(rollout);
             rollout.updated_at = Utc::now();
             let written = rollout.clone();

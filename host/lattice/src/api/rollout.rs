@@ -61,6 +61,14 @@ impl RolloutState {
                 | RolloutState::Finishing
         )
     }
+
+    /// Whether a person may still promote or abort it (not once it rolls back or finishes).
+    pub fn open_to_people(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Progressing | RolloutState::WaitingForPromotion
+        )
+    }
 }
 
 impl std::fmt::Display for RolloutState {
