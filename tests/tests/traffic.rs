@@ -68,4 +68,7 @@ async fn heartbeats_carry_host_resources_and_component_traffic() {
     assert_eq!(traffic.error_rate, 0.0, "{traffic:?}");
     assert_eq!(traffic.in_flight, 0, "{traffic:?}");
     assert_eq!(traffic.window_seconds, 10, "{traffic:?}");
+    // The 30 requests themselves, counted (the rate of a component younger than the window is
+    // over the seconds it has run, so rate × window would overstate them).
+    assert_eq!(traffic.requests, 30, "{traffic:?}");
 }

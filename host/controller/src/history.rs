@@ -136,6 +136,7 @@ fn add_traffic(total: &mut ComponentTraffic, t: &ComponentTraffic) {
     total.p50_ms = total.p50_ms.max(t.p50_ms);
     total.p99_ms = total.p99_ms.max(t.p99_ms);
     total.window_seconds = total.window_seconds.max(t.window_seconds);
+    total.requests += t.requests;
 }
 
 #[cfg(test)]
@@ -152,6 +153,7 @@ mod tests {
             p99_ms: 10.0,
             error_rate: 0.0,
             window_seconds: 10,
+            requests: 300,
         };
         let b = ComponentTraffic {
             in_flight: 1,

@@ -340,6 +340,11 @@ pub struct ComponentTraffic {
     /// How many seconds the figures cover.
     #[serde(default)]
     pub window_seconds: u32,
+    /// Requests answered in that window (0 from hosts that do not count them: then
+    /// `requests_per_second × window_seconds` is the estimate). Exact, where the rate of a
+    /// component younger than the window is over the time it has run.
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// What a host has and uses (trellis nodes report it in heartbeats; wasmCloud's tools ignore

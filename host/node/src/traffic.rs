@@ -148,9 +148,8 @@ impl Traffic {
             } else {
                 errors as f64 / requests as f64
             },
-            // What the figures cover: less than the window while the component is young, so
-            // that rate × seconds is the requests counted.
-            window_seconds: span.ceil() as u32,
+            window_seconds: WINDOW.as_secs() as u32,
+            requests,
         })
     }
 }
@@ -204,11 +203,8 @@ mod tests {
         assert!((2.0..=2.4).contains(&summary.p50_ms), "{summary:?}");
         assert!((100.0..=120.0).contains(&summary.p99_ms), "{summary:?}");
         assert!((summary.error_rate - 0.05).abs() < 1e-9, "{summary:?}");
-        assert_eq!(summary.window_seconds, 5, "the 5 seconds it has run");
-        let later = traffic
-            .summary_at(t0 + Duration::from_millis(12_500))
-            .unwrap();
-        assert_eq!(later.window_seconds, 10, "at most the window");
+        assert_eq!(summary.window_seconds, 10);
+        assert_eq!(summary.requests, 100, "counted, not rate × window");
         // Past the window, the old seconds no longer count.
         assert!(traffic.summary_at(t0 + Duration::from_secs(16)).is_none());
     }
