@@ -20,7 +20,6 @@ use trellis_cli::nats_server::free_port;
 use trellis_controller::ownership::{owners_bucket, OwnerRecord};
 use trellis_controller::store::{ManifestStore, StoreSettings};
 use trellis_lattice::annotations;
-use trellis_lattice::api::{self, DeployModelResponse, DeployResult};
 use trellis_lattice::ctl::{self, CtlResponse, ScaleComponentCommand};
 use trellis_tests::process::{wait_until, ProcessLattice};
 use trellis_tests::{built_example, echo_http_app};
@@ -281,19 +280,12 @@ async fn a_non_destructive_undeploy_survives_the_sweep_and_a_restart() {
     let host = lattice.host_ids().remove(0);
     deploy_echo(&lattice, &api).await;
 
-    let client = async_nats::connect(lattice.nats.url()).await.unwrap();
-    let subject = api::Subjects::new(&lattice.lattice).undeploy("echo");
-    let reply = client
-        .request(subject, r#"{"non_destructive":true}"#.into())
+    // The CLI's non-destructive undeploy (wadm's `non_destructive`).
+    let undeploy = lattice
+        .cli(&["app", "undeploy", "echo", "--keep-running"])
         .await
         .unwrap();
-    let reply: DeployModelResponse = serde_json::from_slice(&reply.payload).unwrap();
-    assert_eq!(
-        reply.result,
-        DeployResult::Acknowledged,
-        "{}",
-        reply.message
-    );
+    assert_eq!(undeploy.code, 0, "{}", undeploy.text());
 
     let left = ["echo-echo", "echo-httpserver"];
     ghost_swept(&lattice, &api, &host, "ghost-1").await;

@@ -309,10 +309,16 @@ pub enum AppCmd {
         timeout: u64,
     },
     /// Stop an app: remove what it runs (the manifest stays stored).
+    ///
+    /// With --keep-running, stop managing it instead and leave what it runs in place (wadm's
+    /// non-destructive undeploy): nothing is stopped, and nothing is repaired or moved either.
     Undeploy {
         #[command(flatten)]
         conn: Connection,
         name: String,
+        /// Leave what the app runs in place; only stop managing it.
+        #[arg(long)]
+        keep_running: bool,
     },
     /// Show an app's status, per scaler.
     Status {

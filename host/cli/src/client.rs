@@ -142,9 +142,17 @@ impl ApiClient {
         self.request(self.subjects.deploy(name), body).await
     }
 
-    pub async fn undeploy(&self, name: &str) -> anyhow::Result<DeployModelResponse> {
-        self.request(self.subjects.undeploy(name), b"{}".to_vec())
-            .await
+    /// Undeploys `name`; with `keep_running`, non-destructively: the controller stops
+    /// managing what the app runs and leaves it running.
+    pub async fn undeploy(
+        &self,
+        name: &str,
+        keep_running: bool,
+    ) -> anyhow::Result<DeployModelResponse> {
+        let body = serde_json::to_vec(&UndeployModelRequest {
+            non_destructive: keep_running,
+        })?;
+        self.request(self.subjects.undeploy(name), body).await
     }
 
     pub async fn status(&self, name: &str) -> anyhow::Result<StatusResponse> {

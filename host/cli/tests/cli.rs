@@ -670,11 +670,22 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
         "{hosts}"
     );
 
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    stop_up(child, lines, "-INT", port);
+}
+
+/// Sends `signal` to a running `trellis up` and checks that it stops cleanly: it exits 0,
+/// says `stopped`, and its nats-server is gone (nothing listens on `nats_port` any more).
+fn stop_up(
+    mut child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    signal: &str,
+    nats_port: u16,
+) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(interrupted.success());
+    assert!(sent.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -682,17 +693,74 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("`up` did not stop within 15s of SIGINT");
+            panic!("`up` did not stop within 15s of {signal}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert!(status.success(), "{status}");
+    assert!(status.success(), "{signal}: {status}");
     // The reader thread ends (and the channel closes) at the end of `up`'s output.
     let mut rest = Vec::new();
     while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(5)) {
         rest.push(line);
     }
-    assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+    assert!(rest.iter().any(|l| l == "stopped"), "{signal}: {rest:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
+        "{signal}: the nats-server `up` started still listens on {nats_port}"
+    );
+}
+
+/// `trellis up` stopped with SIGTERM (as systemd, docker and CI runners stop processes) ends
+/// what it started, nats-server included, as Ctrl-C does; so does SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stops_what_it_started_on_sigterm_and_sighup() {
+    use std::io::BufRead;
+    for signal in ["-TERM", "-HUP"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = trellis_cli::nats_server::free_port().unwrap();
+        let mut child = trellis()
+            .args([
+                "up",
+                "--nats-port",
+                &port.to_string(),
+                "--lattice",
+                "term",
+                "--no-http",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--plugins")
+            .arg(repo_root().join("build/plugins"))
+            .env_remove("TRELLIS_NATS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let _ = lines_tx.send(line.unwrap_or_default());
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut printed = String::new();
+        while !printed.contains("press Ctrl-C") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => printed.push_str(&(line + "\n")),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("`up` did not get ready within 30s; it printed:\n{printed}");
+                }
+            }
+        }
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "nats-server listens while `up` runs"
+        );
+        stop_up(child, lines, signal, port);
+    }
 }
 
 /// `plugin test` and `plugin build` run cargo on a scaffolded plugin and say where the

@@ -34,7 +34,11 @@ pub async fn run(cmd: AppCmd) -> anyhow::Result<()> {
             let timeout = Duration::from_secs(timeout);
             deploy(&conn, &app, version.as_deref(), no_wait, timeout).await
         }
-        AppCmd::Undeploy { conn, name } => undeploy(&conn, &name).await,
+        AppCmd::Undeploy {
+            conn,
+            name,
+            keep_running,
+        } => undeploy(&conn, &name, keep_running).await,
         AppCmd::Status {
             conn,
             name,
@@ -217,9 +221,9 @@ async fn deploy(
     Ok(())
 }
 
-async fn undeploy(conn: &Connection, name: &str) -> anyhow::Result<()> {
+async fn undeploy(conn: &Connection, name: &str, keep_running: bool) -> anyhow::Result<()> {
     let client = conn.client().await?;
-    let resp = client.undeploy(name).await?;
+    let resp = client.undeploy(name, keep_running).await?;
     if resp.result != DeployResult::Acknowledged {
         return Err(api_error(
             resp.code,

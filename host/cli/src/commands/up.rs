@@ -19,6 +19,9 @@ use crate::output::print_progress;
 /// `trellis up`: nats-server (unless --nats names one), a controller, the nodes and the HTTP
 /// API, and the app asked for; runs until Ctrl-C or until every node was asked to stop.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Taken over before anything starts: from here on a stop signal ends what `up` started
+    // (nats-server above all) instead of killing `up` alone and orphaning it.
+    let mut stop = StopSignals::new()?;
     let mut settings = args.conn.resolve()?;
     let lattice = settings.lattice.clone();
     if !args.no_http {
@@ -145,23 +148,38 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     };
 
+    let mut signalled = false;
     if let Some(path) = manifest {
         let client = ApiClient::connect_with(&settings).await?;
         let name = put_and_deploy(&client, &path, None).await?;
         println!("deploying {name} …");
-        client
-            .wait_deployed(&name, Duration::from_secs(60), |s| print_progress(&name, s))
-            .await?;
-        match http_address(&path) {
-            Some(address) => println!("  app {name}  deployed; try:  curl http://{address}/"),
-            None => println!("  app {name}  deployed"),
+        let deployed =
+            client.wait_deployed(&name, Duration::from_secs(60), |s| print_progress(&name, s));
+        tokio::select! {
+            deployed = deployed => {
+                deployed?;
+                match http_address(&path) {
+                    Some(address) => println!("  app {name}  deployed; try:  curl http://{address}/"),
+                    None => println!("  app {name}  deployed"),
+                }
+            }
+            signal = stop.requested() => {
+                println!("{signal} while deploying {name}");
+                signalled = true;
+            }
         }
     }
-    println!("press Ctrl-C to stop");
-    // A node asked to stop (host.stop) leaves; `up` goes on until Ctrl-C or no node is left.
-    loop {
+    if !signalled {
+        println!("press Ctrl-C to stop");
+    }
+    // A node asked to stop (host.stop) leaves; `up` goes on until Ctrl-C (or SIGTERM, SIGHUP)
+    // or no node is left.
+    while !signalled && !nodes.is_empty() {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            signal = stop.requested() => {
+                println!("{signal}");
+                break;
+            }
             i = first_stopped(&nodes) => {
                 let node = nodes.remove(i);
                 println!("node {} was asked to stop; stopping it", node.host_id());
@@ -183,6 +201,47 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     drop(nats);
     println!("stopped");
     Ok(())
+}
+
+/// The signals that stop `up`: Ctrl-C (SIGINT), SIGTERM (how systemd, docker and CI runners
+/// stop a process) and SIGHUP (its terminal closed). Each ends everything `up` started.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for one of the signals; says which.
+    async fn requested(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = self.terminate.recv() => "terminated (SIGTERM)",
+                _ = self.hangup.recv() => "hung up (SIGHUP)",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupted"
+        }
+    }
 }
 
 /// How many plugin files (`*.wasm`) `dir` holds.
