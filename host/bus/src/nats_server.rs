@@ -48,16 +48,25 @@ impl NatsServer {
 
     /// Like [`NatsServer::start`], with more `nats-server` arguments (TLS, authorization…).
     pub fn start_with_args(port: u16, data_dir: &Path, extra: Vec<String>) -> anyhow::Result<Self> {
-        let port = if port == 0 { free_port()? } else { port };
-        let mut server = Self {
-            child: spawn(port, data_dir, &extra)?,
-            port,
-            data_dir: data_dir.to_path_buf(),
-            extra,
-            _temporary: None,
-        };
-        server.wait_ready(Duration::from_secs(10))?;
-        Ok(server)
+        // A free port picked here can be taken by another process before nats-server binds
+        // it (tests start many servers and listeners at once): then try another.
+        let attempts = if port == 0 { PORT_ATTEMPTS } else { 1 };
+        let mut last = None;
+        for _ in 0..attempts {
+            let port = if port == 0 { free_port()? } else { port };
+            let mut server = Self {
+                child: spawn(port, data_dir, &extra)?,
+                port,
+                data_dir: data_dir.to_path_buf(),
+                extra: extra.clone(),
+                _temporary: None,
+            };
+            match server.wait_ready(Duration::from_secs(10)) {
+                Ok(()) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
@@ -72,7 +81,7 @@ impl NatsServer {
                     log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
                 );
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if speaks_nats(self.port) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -105,6 +114,22 @@ impl NatsServer {
         self.child = spawn(self.port, &self.data_dir, &self.extra)?;
         self.wait_ready(Duration::from_secs(10))
     }
+}
+
+/// How many free ports `start` tries when it picks them.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Whether what listens on `port` is a NATS server: it greets a new connection with `INFO`.
+/// Something else may hold the port (another process took it first), and a bare connect
+/// would take that for our server.
+fn speaks_nats(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut greeting = [0u8; 4];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO"
 }
 
 impl Drop for NatsServer {

@@ -1,10 +1,11 @@
 //! The trellis plugin runtime.
 //!
-//! It loads the scaler, placement, validator and rollout plugins of a folder (WebAssembly components of
-//! the `trellis:plugin` WIT package), checks what each exports and which contract version it was
-//! built for, and calls them each in a fresh sandbox with a deadline and a memory cap. It knows
-//! nothing of NATS or manifests: the controller hands it a [`LatticeSnapshot`] and a context, and
-//! gets commands and a status back, or a [`CallError`] that names the plugin and the fault.
+//! It loads the scaler, placement, validator and rollout plugins of a folder (WebAssembly
+//! components of the `trellis:plugin` WIT package), checks what each exports and which contract
+//! version it was built for, and calls them each in a fresh sandbox with a deadline and a
+//! memory cap. It knows nothing of NATS or manifests: the controller hands it a
+//! [`LatticeSnapshot`] and a context, and gets commands and a status back, or a [`CallError`]
+//! that names the plugin and the fault.
 
 pub mod bindings;
 mod compat;
