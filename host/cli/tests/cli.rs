@@ -585,55 +585,32 @@ async fn user_and_password_from_flags_environment_or_config_file() {
 /// was given, and SIGINT stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = trellis_cli::nats_server::free_port().unwrap();
-    let mut child = trellis()
-        .args([
-            "up",
-            "--nats-port",
-            &port.to_string(),
-            "--lattice",
-            "local",
-            "--nodes",
-            "2",
-        ])
-        .args([
-            "--node-labels",
-            "region=east",
-            "--node-labels",
-            "region=west,zone=b",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--plugins")
-        .arg(repo_root().join("build/plugins"))
-        .env_remove("TRELLIS_NATS")
-        .env("TRELLIS_USER", "local")
-        .env("TRELLIS_PASSWORD", "pw")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap_or_default());
-        }
-    });
-    let mut printed = String::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !printed.contains("press Ctrl-C") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => printed.push_str(&(line + "\n")),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("`up` did not get ready within 30s; it printed:\n{printed}");
-            }
-        }
-    }
+    let mut up = trellis();
+    up.args([
+        "up",
+        "--nats-port",
+        &port.to_string(),
+        "--lattice",
+        "local",
+        "--nodes",
+        "2",
+    ])
+    .args([
+        "--node-labels",
+        "region=east",
+        "--node-labels",
+        "region=west,zone=b",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path())
+    .arg("--plugins")
+    .arg(repo_root().join("build/plugins"))
+    .env_remove("TRELLIS_NATS")
+    .env("TRELLIS_USER", "local")
+    .env("TRELLIS_PASSWORD", "pw");
+    let (child, lines, printed) = start_up(&mut up);
     let url = format!("nats://127.0.0.1:{port}");
     assert!(printed.contains(&url), "{printed}");
     assert!(printed.contains("lattice     local"), "{printed}");
@@ -671,6 +648,43 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     );
 
     stop_up(child, lines, "-INT", port);
+}
+
+/// Starts `up` (a `trellis up` command) with its output read line by line, and waits until it
+/// says it is ready; returns the process, the lines to come, and what it printed so far.
+fn start_up(
+    up: &mut Command,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = up
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap_or_default());
+        }
+    });
+    let mut printed = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !printed.contains("press Ctrl-C") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => printed.push_str(&(line + "\n")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("`up` did not get ready within 30s; it printed:\n{printed}");
+            }
+        }
+    }
+    (child, lines, printed)
 }
 
 /// Sends `signal` to a running `trellis up` and checks that it stops cleanly: it exits 0,
@@ -714,47 +728,24 @@ fn stop_up(
 /// what it started, nats-server included, as Ctrl-C does; so does SIGHUP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_stops_what_it_started_on_sigterm_and_sighup() {
-    use std::io::BufRead;
     for signal in ["-TERM", "-HUP"] {
         let dir = tempfile::tempdir().unwrap();
         let port = trellis_cli::nats_server::free_port().unwrap();
-        let mut child = trellis()
-            .args([
-                "up",
-                "--nats-port",
-                &port.to_string(),
-                "--lattice",
-                "term",
-                "--no-http",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--plugins")
-            .arg(repo_root().join("build/plugins"))
-            .env_remove("TRELLIS_NATS")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let _ = lines_tx.send(line.unwrap_or_default());
-            }
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut printed = String::new();
-        while !printed.contains("press Ctrl-C") {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => printed.push_str(&(line + "\n")),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("`up` did not get ready within 30s; it printed:\n{printed}");
-                }
-            }
-        }
+        let mut up = trellis();
+        up.args([
+            "up",
+            "--nats-port",
+            &port.to_string(),
+            "--lattice",
+            "term",
+            "--no-http",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--plugins")
+        .arg(repo_root().join("build/plugins"))
+        .env_remove("TRELLIS_NATS");
+        let (child, lines, _printed) = start_up(&mut up);
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
             "nats-server listens while `up` runs"
