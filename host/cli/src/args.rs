@@ -30,6 +30,35 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// Where compiled plugins are kept (`trellis_runtime`'s compile cache).
+#[derive(Args, Clone, Debug, Default)]
+pub struct PluginCacheArgs {
+    /// Folder where compiled plugins are kept, so that a plugin seen before loads without
+    /// compiling (a JavaScript or Python plugin carries its interpreter and compiles for
+    /// seconds). Default: $XDG_CACHE_HOME/trellis/plugins, or ~/.cache/trellis/plugins.
+    #[arg(long, env = "TRELLIS_PLUGIN_CACHE", value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
+    /// Compile every plugin on every load; keep nothing.
+    #[arg(long)]
+    pub no_plugin_cache: bool,
+}
+
+impl PluginCacheArgs {
+    /// The cache folder to use, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_plugin_cache {
+            return None;
+        }
+        self.plugin_cache.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("trellis").join("plugins"))
+        })
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct Connection {
     /// Output format: tables for people, JSON for scripts.
@@ -101,6 +130,13 @@ pub enum GetCmd {
         #[command(flatten)]
         conn: Connection,
     },
+    /// The lattice as the controller's plugins see it now: hosts with labels, health and
+    /// resources, instances, links, configs and traffic. `-o json` writes the state file
+    /// `trellis plugin run --state` replays.
+    Snapshot {
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// A named config's keys and values; without a name, the names of every config.
     Config {
         #[command(flatten)]
@@ -147,6 +183,36 @@ pub enum PluginCmd {
         /// The plugin crate's folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },    /// Run a plugin (.wasm, any language) on a lattice state, in the sandbox the controller
+    /// uses, and print what it decides: a scaler's status and commands for each trait of its
+    /// types in the manifest, a placement plugin's verdicts and scores for each component, the
+    /// manifest's findings (every validator and check, this plugin's included), and the cost of
+    /// its calls. Exits non-zero if a call of the plugin failed (trap, deadline, memory).
+    ///
+    ///   trellis get snapshot -o json > state.json        # the state of a running lattice
+    ///   trellis plugin run dist/myscaler.wasm --manifest app.yaml --state state.json
+    ///   trellis plugin run dist/myscaler.wasm --manifest app.yaml --from-lattice
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// The application manifest (YAML or JSON) whose traits the plugin is run for.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The lattice state to run on (the JSON of `trellis get snapshot -o json`). Named
+        /// `--state` because `--lattice` names a lattice, here as in every command.
+        #[arg(long, required_unless_present = "from_lattice", conflicts_with = "from_lattice")]
+        state: Option<PathBuf>,
+        /// Take the state of the running lattice (asks its controller, as `get snapshot`).
+        #[arg(long)]
+        from_lattice: bool,
+        /// Folder of the other plugins to load beside it (a scaler's rankings call the
+        /// placement plugins). Default: build/plugins when it exists.
+        #[arg(long, env = "TRELLIS_PLUGINS")]
+        plugins: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,        #[command(flatten)]
+        cache: PluginCacheArgs,
     },
 }
 
@@ -171,6 +237,8 @@ pub struct UpArgs {
     /// Folder of plugins (*.wasm); watched for changes.
     #[arg(long, env = "TRELLIS_PLUGINS", default_value = "build/plugins")]
     pub plugins: PathBuf,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
     /// Also put and deploy an example from examples/ (e.g. `echo`).
     #[arg(long)]
     pub example: Option<String>,
@@ -211,6 +279,8 @@ pub struct ControllerArgs {
     /// Folder of plugins (*.wasm); watched for changes.
     #[arg(long, env = "TRELLIS_PLUGINS", default_value = "build/plugins")]
     pub plugins: PathBuf,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
     /// Manage these lattices too (repeat for several).
     #[arg(long = "also-lattice")]
     pub also: Vec<String>,
@@ -402,14 +472,20 @@ pub enum AppCmd {
     ///   trellis app rollout abort shop           # every request back to the old version
     #[command(subcommand)]
     Rollout(RolloutCmd),
-    /// Check a manifest without storing it, with the plugins the controller has loaded: prints
-    /// each finding with its place in the manifest and a hint, like a compiler; exits non-zero
-    /// when there is an error (`put` would refuse the manifest).
+    /// Check a manifest without storing it, with the plugins the controller has loaded (or,
+    /// offline, those of --plugins DIR): prints each finding with its place in the manifest and
+    /// a hint, like a compiler; exits non-zero when there is an error (`put` would refuse the
+    /// manifest). In an app repository's CI:  trellis app validate app.yaml --plugins plugins/
     Validate {
         #[command(flatten)]
         conn: Connection,
         /// The manifest file (YAML or JSON).
         file: PathBuf,
+        /// Validate offline with the plugins of this folder (the controller's checks, run
+        /// here): no NATS, no controller. Without it, the running controller validates.
+        #[arg(long)]
+        plugins: Option<PathBuf>,        #[command(flatten)]
+        cache: PluginCacheArgs,
     },
 }
 

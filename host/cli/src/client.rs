@@ -214,6 +214,17 @@ impl ApiClient {
         self.request(self.subjects.hosts(), body).await
     }
 
+    /// The lattice as the controller's plugins see it now (a trellis extension).
+    pub async fn snapshot(&self) -> anyhow::Result<trellis_runtime::LatticeDocument> {
+        let response: trellis_lattice::api::SnapshotResponse =
+            self.request(self.subjects.snapshot(), Vec::new()).await?;
+        match response.snapshot {
+            Some(doc) => serde_json::from_value(doc)
+                .context("the controller's snapshot is not a lattice state this trellis reads"),
+            None => bail!("the controller has no snapshot: {}", response.message),
+        }
+    }
+
     /// Deploys the version that was deployed before the current one (a trellis extension).
     pub async fn rollback(&self, name: &str) -> anyhow::Result<DeployModelResponse> {
         self.request(self.subjects.rollback(name), Vec::new()).await

@@ -10,5 +10,6 @@ pub mod store_flags;
 /// Where `trellis up` and the tests get their `nats-server` (it lives with the other NATS
 /// plumbing, so crates below the CLI can start one too).
 pub use trellis_bus::nats_server;
+pub mod plugin_run;
 pub mod scaffold;
 pub mod validate;

@@ -16,16 +16,21 @@ use args::{Cli, Cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Cmd::App(_) | Cmd::Plugin(_) | Cmd::Get(_)) {
+    let client = matches!(cli.command, Cmd::App(_) | Cmd::Plugin(_) | Cmd::Get(_));
+    if client {
         quiet_on_closed_pipe();
     }
+    // Client commands print their answers; what the plugin runtime logs while they load plugins
+    // (each plugin loaded) is the servers' news, not theirs: warnings and errors only.
+    let default_filter = if client {
+        "warn"
+    } else {
+        "info,async_nats=warn,cranelift=warn,wasmtime=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "info,async_nats=warn,cranelift=warn,wasmtime=warn",
-                )
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

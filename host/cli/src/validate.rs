@@ -1,9 +1,47 @@
 //! `trellis app validate`: findings printed like a compiler's, most severe first.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context};
 use trellis_lattice::api::{Severity, ValidateResponse};
+use trellis_runtime::{Runtime, RuntimeConfig};
+
+/// Validates manifest text with the plugins of `dir`, in this process: the controller's own
+/// validation (`trellis_controller::validate`), with the runtime a controller of that folder
+/// would have, so the findings are the ones `put` would give. Also returns the files of `dir`
+/// that are not plugins a controller would load, with why.
+pub fn offline(
+    dir: &Path,
+    text: &str,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<(ValidateResponse, Vec<(PathBuf, String)>)> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a folder of plugins: give the folder holding the .wasm files a controller loads (its --plugins)",
+            dir.display()
+        );
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        plugin_dir: dir.to_path_buf(),
+        cache_dir,
+        ..RuntimeConfig::default()
+    })
+    .context("cannot start the plugin runtime")?;
+    runtime.reload();
+    let refused = runtime
+        .plugins()
+        .problems
+        .iter()
+        .map(|(file, why)| (file.clone(), why.to_string()))
+        .collect();
+    let found = trellis_controller::validate::validate_text(&runtime, text);
+    let response = ValidateResponse {
+        valid: !trellis_controller::validate::has_errors(&found),
+        diagnostics: found,
+    };
+    Ok((response, refused))
+}
 
 /// The findings as text for people:
 ///

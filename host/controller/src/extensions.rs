@@ -1,12 +1,13 @@
 //! The API extensions on trellis's own subjects (wadm's stay untouched):
 //! `trellis.api.{lattice}.model.plan.{name}`, `trellis.api.{lattice}.model.rollback.{name}` and
-//! `trellis.api.{lattice}.hosts.get` and `trellis.api.{lattice}.rollout.{get,promote,abort}.{name}`.
+//! `trellis.api.{lattice}.hosts.get`, `trellis.api.{lattice}.snapshot.get` and
+//! `trellis.api.{lattice}.rollout.{get,promote,abort}.{name}`.
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use trellis_lattice::api::{
     DeployModelResponse, DeployResult, GetResult, HostsRequest, HostsResponse, PlanRequest,
-    PlanResponse, RolloutAction, Subjects,
+    PlanResponse, RolloutAction, SnapshotResponse, Subjects,
 };
 
 use crate::bodies::parse_body;
@@ -50,6 +51,7 @@ impl ExtensionServer {
         let subjects = Subjects::new(&self.lattice);
         let (plan_prefix, rollback_prefix) = (subjects.plan(""), subjects.rollback(""));
         let hosts_subject = subjects.hosts();
+        let snapshot_subject = subjects.snapshot();
         let rollout_prefix = subjects.rollout_prefix();
         while let Some(msg) = requests.next().await {
             let Some(reply) = msg.reply.clone() else {
@@ -58,6 +60,8 @@ impl ExtensionServer {
             let subject = msg.subject.as_str();
             let body = if subject == hosts_subject {
                 serde_json::to_vec(&self.hosts(&msg.payload).await)
+            } else if subject == snapshot_subject {
+                serde_json::to_vec(&self.snapshot().await)
             } else if let Some(name) = subject.strip_prefix(&plan_prefix) {
                 serde_json::to_vec(&self.plan(name, &msg.payload).await)
             } else if let Some(name) = subject.strip_prefix(&rollback_prefix) {
@@ -109,6 +113,25 @@ impl ExtensionServer {
             message: "the reconcile loop dropped the hosts request".into(),
             ..HostsResponse::default()
         })
+    }
+
+    async fn snapshot(&self) -> SnapshotResponse {
+        let failed = |message: &str| SnapshotResponse {
+            message: message.into(),
+            snapshot: None,
+        };
+        let (reply, answer) = oneshot::channel();
+        if self.queries.send(Query::Snapshot { reply }).await.is_err() {
+            return failed("the reconcile loop of this lattice is not running");
+        }
+        match answer.await.map(|doc| serde_json::to_value(doc)) {
+            Ok(Ok(doc)) => SnapshotResponse {
+                message: String::new(),
+                snapshot: Some(doc),
+            },
+            Ok(Err(e)) => failed(&format!("cannot write the snapshot: {e}")),
+            Err(_) => failed("the reconcile loop dropped the snapshot request"),
+        }
     }
 
     async fn plan(&self, name: &str, payload: &[u8]) -> PlanResponse {

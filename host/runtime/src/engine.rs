@@ -1,8 +1,13 @@
 //! The one wasmtime engine of a process, with every default in one place and the reason beside it.
 
+use std::path::Path;
 use std::time::Duration;
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use anyhow::Context;
+use wasmtime::{
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
+};
 
 /// How often the epoch advances. Deadlines are counted in ticks, so this is their resolution;
 /// a millisecond costs one wake-up of one thread per millisecond and nothing on the call path.
@@ -27,9 +32,16 @@ const POOL_INSTANCES: u32 = 256;
 /// Bytes of each memory and table slot kept resident between calls (see `new_engine`).
 const KEEP_RESIDENT: usize = 1 << 20;
 
-/// Builds the engine and starts its epoch ticker.
-pub fn new_engine() -> anyhow::Result<Engine> {
+/// Builds the engine and starts its epoch ticker. With `cache_dir`, compiled plugins are kept
+/// there and a plugin seen before (by any process of the same trellis build) loads without
+/// compiling: a Rust plugin compiles in well under a second, but a JavaScript or Python one
+/// carries its interpreter, tens of MB of wasm, and takes seconds to tens of seconds
+/// (docs/decisions/0015-plugin-compile-cache.md).
+pub fn new_engine(cache_dir: Option<&Path>) -> anyhow::Result<Engine> {
     let mut config = Config::new();
+    if let Some(dir) = cache_dir {
+        config.cache(Some(compile_cache(dir)?));
+    }
     // Epoch interruption is the cheap way to bound a call's time: a load and compare at
     // loop heads, versus fuel's counter updates on every block.
     config.epoch_interruption(true);
@@ -68,6 +80,30 @@ pub fn new_engine() -> anyhow::Result<Engine> {
     let engine = Engine::new(&config)?;
     start_ticker(engine.weak());
     Ok(engine)
+}
+
+/// The compile cache in `dir`, a folder only this user may read or write: what is in it is
+/// loaded as machine code without compiling, so nobody else may put anything there.
+fn compile_cache(dir: &Path) -> anyhow::Result<Cache> {
+    let dir = std::path::absolute(dir)
+        .with_context(|| format!("the plugin compile cache {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the plugin compile cache {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || format!("cannot make the plugin compile cache {} private", dir.display()),
+        )?;
+    }
+    let mut config = CacheConfig::new();
+    config.with_directory(&dir);
+    Cache::new(config).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot use the plugin compile cache {}: {e:#}",
+            dir.display()
+        )
+    })
 }
 
 /// Advances the epoch until the engine is dropped.

@@ -28,6 +28,7 @@ pub use plugin::{
 pub use registry::{PluginSet, Runtime, RuntimeConfig};
 pub use sandbox::Limits;
 pub use snapshot::{
-    host_matches, Health, HostDirectory, HostVitals, LatticeHandle, LatticeSnapshot, Traffic,
-    Vitals,
+    host_matches, ComponentEntry, DocumentError, Health, HostDirectory, HostEntry, HostVitals,
+    LatticeDocument, LatticeHandle, LatticeSnapshot, LinkEntry, ProviderEntry, Resources,
+    Traffic, TrafficEntry, Vitals, DOCUMENT_FORMAT, MAX_DOCUMENT_BYTES,
 };

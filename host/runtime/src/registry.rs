@@ -32,6 +32,8 @@ pub struct RuntimeConfig {
     pub shortlist: Shortlist,
     /// The placement policy of apps that name none (`None`: the always-on plugins only).
     pub default_policy: Option<String>,
+    /// Where compiled plugins are kept between loads and processes (`None`: compile each load).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The plugins in service, by role.
@@ -111,7 +113,7 @@ type Fingerprint = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = crate::engine::new_engine()?;
+        let engine = crate::engine::new_engine(config.cache_dir.as_deref())?;
         let linkers = Linkers {
             scaler: sandbox::scaler_linker(&engine)?,
             placement: sandbox::placement_linker(&engine)?,

@@ -4,7 +4,7 @@
 mod plan;
 mod rollout;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -21,7 +21,12 @@ use crate::output::{print_json, print_progress, Output};
 
 pub async fn run(cmd: AppCmd) -> anyhow::Result<()> {
     match cmd {
-        AppCmd::Validate { conn, file } => validate(&conn, &file).await,
+        AppCmd::Validate {
+            conn,
+            file,
+            plugins,
+            cache,
+        } => validate(&conn, &file, plugins.as_deref(), cache.dir()).await,
         AppCmd::Rollout(cmd) => rollout::run(cmd).await,
         AppCmd::Put { conn, file } => put(&conn, &file).await,
         AppCmd::Deploy {
@@ -81,11 +86,26 @@ pub async fn run(cmd: AppCmd) -> anyhow::Result<()> {
 
 /// The controller's findings about a manifest, like a compiler's; an error if `put` would
 /// refuse it.
-async fn validate(conn: &Connection, file: &Path) -> anyhow::Result<()> {
+async fn validate(
+    conn: &Connection,
+    file: &Path,
+    plugins: Option<&Path>,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read manifest {}", file.display()))?;
-    let client = conn.client().await?;
-    let response = client.validate(&text).await?;
+    let response = match plugins {
+        Some(dir) => {
+            let (response, refused) = trellis_cli::validate::offline(dir, &text, cache_dir)?;
+            for (file, why) in refused {
+                eprintln!("warning: plugin {} not loaded (a controller would not load it either): {why}", file.display());
+            }
+            response
+        }
+        None => conn.client().await.map_err(|e| {
+            e.context("no controller to validate with: give the plugin folder to validate offline (`--plugins DIR`)")
+        })?.validate(&text).await?,
+    };
     if conn.output == Output::Json {
         print_json(&response)?;
     } else {

@@ -36,6 +36,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     }
     config.settings.sweep_interval = Duration::from_secs(args.sweep_interval);
     apply_plugin_settings(&mut config, &args.conn.nats)?;
+    config.runtime.cache_dir = args.cache.dir();
     let http = match args.http {
         Some(address) => {
             let token = args.http_token.clone();

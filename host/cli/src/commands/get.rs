@@ -1,5 +1,6 @@
-//! `trellis get hosts|inventory|links|config`: what the lattice runs and holds, as its hosts
-//! and the control interface tell it.
+//! `trellis get hosts|inventory|links|config|snapshot`: what the lattice runs and holds, as its
+//! hosts and the control interface tell it (and, for `snapshot`, as its controller's plugins see
+//! it).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,29 @@ pub async fn run(cmd: GetCmd) -> anyhow::Result<()> {
         GetCmd::Inventory { conn, host } => inventory(&conn, &host).await,
         GetCmd::Links { conn } => links(&conn).await,
         GetCmd::Config { conn, name } => config(&conn, name.as_deref()).await,
+        GetCmd::Snapshot { conn } => snapshot(&conn).await,
     }
+}
+
+/// The lattice as plugins see it: the state file with `-o json`, a summary for people.
+async fn snapshot(conn: &Connection) -> anyhow::Result<()> {
+    let doc = conn.client().await?.snapshot().await?;
+    if conn.output == Output::Json {
+        return print_json(&doc);
+    }
+    let instances: u64 = doc.components.iter().map(|c| u64::from(c.count)).sum();
+    println!(
+        "{} hosts, {} component instances ({} components), {} providers, {} links, {} configs, traffic of {} components",
+        doc.hosts.len(),
+        instances,
+        doc.components.iter().map(|c| &c.component_id).collect::<std::collections::BTreeSet<_>>().len(),
+        doc.providers.len(),
+        doc.links.len(),
+        doc.configs.len(),
+        doc.traffic.iter().map(|t| &t.component_id).collect::<std::collections::BTreeSet<_>>().len(),
+    );
+    println!("write it for `trellis plugin run --lattice FILE` with:  trellis get snapshot -o json > state.json");
+    Ok(())
 }
 
 const GIB: f64 = (1u64 << 30) as f64;

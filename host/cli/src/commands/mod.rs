@@ -8,6 +8,7 @@ pub mod controller;
 pub mod get;
 pub mod node;
 pub mod plugin;
+pub mod plugin_run;
 pub mod up;
 
 pub use trellis_cli::failure::api_error;

@@ -1,4 +1,4 @@
-//! `trellis plugin list|new|build|test`: what a controller has loaded, and the plugin author's
+//! `trellis plugin list|new|build|test` (and `run`, in `plugin_run`): what a controller has loaded, and the plugin author's
 //! loop. `build` and `test` run cargo the way the plugin guide says, with errors that name the
 //! missing tool and the command that installs it.
 
@@ -17,6 +17,25 @@ pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::New { name, kind, dir } => new(&dir, &name, &kind),
         PluginCmd::Build { dir, output } => build(&dir, output),
         PluginCmd::Test { dir } => test(&dir),
+        PluginCmd::Run {
+            plugin,
+            manifest,
+            state,
+            from_lattice: _,
+            plugins,
+            conn,
+            cache,
+        } => {
+            super::plugin_run::run(super::plugin_run::RunArgs {
+                plugin,
+                manifest,
+                state,
+                plugins,
+                conn,
+                cache_dir: cache.dir(),
+            })
+            .await
+        }
     }
 }
 

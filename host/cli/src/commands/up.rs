@@ -83,6 +83,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ..ControllerConfig::default()
     };
     apply_plugin_settings(&mut config, &args.conn)?;
+    config.runtime.cache_dir = args.cache.dir();
     let controller = Controller::start_with_options(config, settings.options().await?).await?;
     let many = node_labels.len() > 1;
     let mut nodes = Vec::new();

@@ -254,6 +254,10 @@ pub enum Query {
         request: HostsRequest,
         reply: oneshot::Sender<HostsResponse>,
     },
+    /// `snapshot.get`: the lattice as a plugin would see it now.
+    Snapshot {
+        reply: oneshot::Sender<trellis_runtime::LatticeDocument>,
+    },
 }
 
 #[cfg(test)]

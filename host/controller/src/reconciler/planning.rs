@@ -306,6 +306,26 @@ pub fn plan_app(
         .collect()
 }
 
+/// What deploying `manifest` into lattice `lattice` would issue first on `snapshot`: the `plan`
+/// of a version with nothing deployed before it, no memo and nothing in flight. The same calls
+/// as a pass, without a controller: `trellis plugin run` replays a lattice's state through it.
+pub fn plan_fresh(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    snapshot: &Arc<LatticeSnapshot>,
+    lattice: &str,
+) -> PlanResponse {
+    let scalers = plan_app(runtime, manifest, snapshot, &Memos::default());
+    plan_response(
+        manifest.name().to_string(),
+        manifest.version().to_string(),
+        &scalers,
+        &[],
+        &ctl::Subjects::new(lattice),
+        |_| false,
+    )
+}
+
 /// Scalers to clean up: `scalers` of `manifest`, a version of `app` that ran.
 pub(crate) struct Cleanup {
     pub app: String,

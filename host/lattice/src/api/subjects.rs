@@ -130,6 +130,11 @@ impl Subjects {
     pub fn hosts(&self) -> String {
         format!("trellis.api.{}.hosts.get", self.lattice)
     }
+    /// `trellis.api.{lattice}.snapshot.get`: the lattice as a plugin would see it now (an
+    /// extension; empty request, answer [`super::SnapshotResponse`]).
+    pub fn snapshot(&self) -> String {
+        format!("trellis.api.{}.snapshot.get", self.lattice)
+    }
     /// `trellis.api.{lattice}.model.plan.{name}`: the commands deploying a version would issue
     /// now, computed by the same plugin calls as a deploy, without issuing them (an extension;
     /// request [`PlanRequest`], answer [`PlanResponse`]).
@@ -155,12 +160,13 @@ impl Subjects {
         format!("trellis.api.{}.rollout.", self.lattice)
     }
     /// The extension subjects the controllers answer: `trellis.api.{lattice}.model.{plan,rollback}.*`,
-    /// `rollout.*.*` and `hosts.get`.
-    pub fn extension_wildcards(&self) -> [String; 4] {
+    /// `rollout.*.*`, `hosts.get` and `snapshot.get`.
+    pub fn extension_wildcards(&self) -> [String; 5] {
         [
             self.plan("*"),
             self.rollback("*"),
             self.hosts(),
+            self.snapshot(),
             format!("{}*.*", self.rollout_prefix()),
         ]
     }

@@ -37,6 +37,18 @@ pub struct HostsRequest {
     pub history: bool,
 }
 
+/// The answer of `snapshot.get`: the lattice as the controller's plugins would see it now,
+/// as the document `trellis plugin run --lattice` reads (the runtime's `LatticeDocument`; kept
+/// as JSON here, since this crate knows nothing of plugins).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    /// Why there is no snapshot.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<serde_json::Value>,
+}
+
 /// The answer of `hosts.get`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HostsResponse {

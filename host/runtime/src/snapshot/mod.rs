@@ -5,6 +5,7 @@
 //! from an index ([`HostDirectory`]), instances are kept by component, and the instances per
 //! host are kept up to date with every change rather than counted on each call.
 
+mod document;
 mod hosts;
 mod packed;
 mod vitals;
@@ -17,6 +18,10 @@ use std::sync::Arc;
 #[cfg(test)]
 pub(crate) use hosts::tests::host as test_host;
 pub use hosts::HostDirectory;
+pub use document::{
+    ComponentEntry, DocumentError, HostEntry, LatticeDocument, LinkEntry, ProviderEntry, Resources,
+    TrafficEntry, DOCUMENT_FORMAT, MAX_DOCUMENT_BYTES,
+};
 pub use vitals::{Health, HostVitals, Traffic, Vitals};
 
 use crate::bindings::{ComponentCount, ComponentInstance, HostInfo, Link, Pair, ProviderInstance};

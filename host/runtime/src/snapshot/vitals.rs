@@ -106,6 +106,14 @@ impl Vitals {
         self.unhealthy > 0
     }
 
+    /// Every component's traffic on every host, by component id, then host id.
+    pub fn all_traffic(&self) -> impl Iterator<Item = (&str, &Traffic)> {
+        let mut ids: Vec<&String> = self.traffic.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .flat_map(|id| self.traffic[id].iter().map(move |t| (id.as_str(), t)))
+    }
+
     /// Where a component has traffic figures, ordered by host id.
     pub fn traffic(&self, component_id: &str) -> &[Traffic] {
         self.traffic

@@ -213,6 +213,10 @@ impl Reconciler {
                     Query::Hosts { request, reply } => {
                         let _ = reply.send(self.hosts_report(&request, Instant::now()));
                     }
+                    Query::Snapshot { reply } => {
+                        let snapshot = self.snapshot(Instant::now());
+                        let _ = reply.send(trellis_runtime::LatticeDocument::of(&snapshot));
+                    }
                 },
                 Some(outcome) = self.outcomes.recv() => {
                     let failed = outcome.result.is_err();
