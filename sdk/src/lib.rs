@@ -86,7 +86,7 @@ pub const WIT_VERSION: &str = "0.2.0";
 pub mod bindings {
     pub mod scaler {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "scaler",
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::scaler",
@@ -96,7 +96,7 @@ pub mod bindings {
     // The other worlds share the scaler world's types, so one set of conversions serves all.
     pub mod placement {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "placement",
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::placement",
@@ -110,7 +110,7 @@ pub mod bindings {
 
     pub mod rollout {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "rollout",
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::rollout",
@@ -123,7 +123,7 @@ pub mod bindings {
 
     pub mod validator {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "validator",
             pub_export_macro: true,
             default_bindings_module: "trellis_sdk::bindings::validator",
