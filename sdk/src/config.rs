@@ -14,7 +14,10 @@ use crate::types::{Command, Labels};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigProperty {
+    /// The config's name on the lattice, by which components and links refer to it.
     pub name: String,
+    /// The entries the manifest defines for the config. Present: the app owns the config and
+    /// puts it; absent: someone else provides it, and it is only checked for.
     #[serde(default)]
     pub properties: Option<BTreeMap<String, ConfigValue>>,
 }
@@ -23,8 +26,11 @@ pub struct ConfigProperty {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum ConfigValue {
+    /// A value written as text, kept as it is.
     Text(String),
+    /// A value YAML reads as a whole number (`port: 8080`), stored as its decimal text.
     Integer(i64),
+    /// A value YAML reads as a boolean (`tls: false`), stored as `true` or `false`.
     Bool(bool),
 }
 

@@ -33,6 +33,8 @@
 //! trellis_sdk::export_scaler!(Nothing);
 //! ```
 
+#![deny(missing_docs)]
+
 // Lets the generated bindings name this crate by the path plugins use.
 extern crate self as trellis_sdk;
 
@@ -82,8 +84,14 @@ pub const WIT_VERSION: &str = "0.2.0";
 
 /// Bindings generated from `wit/plugin.wit`, one module per world. Plugins use them through
 /// the export macros; reach in only for what the SDK does not wrap.
+// Generated code, documented in the WIT: `wit_bindgen::generate!` copies `wit/plugin.wit`'s doc
+// comments onto the items it makes, and cannot take ours for the fields and cases the WIT leaves
+// undocumented, so `missing_docs` is allowed here.
 #[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)]
 pub mod bindings {
+    /// The `scaler` world: imports `lattice`, `placement-ranking` and `log`, exports
+    /// `scaler-api`. Its `trellis::plugin` types are the ones every world shares.
     pub mod scaler {
         wit_bindgen::generate!({
             path: "wit",
@@ -94,6 +102,7 @@ pub mod bindings {
     }
 
     // The other worlds share the scaler world's types, so one set of conversions serves all.
+    /// The `placement` world: imports `lattice` and `log`, exports `placement-api`.
     pub mod placement {
         wit_bindgen::generate!({
             path: "wit",
@@ -108,6 +117,7 @@ pub mod bindings {
         });
     }
 
+    /// The `rollout` world: imports only `log`, exports `rollout-api`.
     pub mod rollout {
         wit_bindgen::generate!({
             path: "wit",
@@ -121,6 +131,7 @@ pub mod bindings {
         });
     }
 
+    /// The `validator` world: imports only `log`, exports `validator-api`.
     pub mod validator {
         wit_bindgen::generate!({
             path: "wit",

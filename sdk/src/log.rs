@@ -4,10 +4,16 @@
 /// How important a log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Step-by-step detail, for following a plugin's reasoning while debugging it.
     Trace,
+    /// Detail that helps explain a decision.
     Debug,
+    /// Worth knowing in normal operation; lines the plugin prints to stdout arrive at this level.
     Info,
+    /// Something unexpected that the plugin worked around.
     Warn,
+    /// Something went wrong; lines the plugin prints to stderr, a panic message among them,
+    /// arrive at this level.
     Error,
 }
 

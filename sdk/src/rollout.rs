@@ -15,13 +15,18 @@ use crate::types::{Diagnostic, PluginInfo};
 /// How one version of the app does now, over its components and the hosts' last 10 s.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VersionFigures {
+    /// The app version these figures are for (the manifest's `version`).
     pub version: String,
-    /// Instances running, and how many the current step asks for.
+    /// Instances of this version running now.
     pub instances: u32,
+    /// Instances of this version the current step asks for; fewer running means the step has
+    /// not fully taken effect.
     pub wanted: u32,
+    /// Requests per second, summed over the version's components.
     pub requests_per_second: f64,
-    /// Requests answered over the window, and how many failed (5xx or a trap).
+    /// Requests the version's components answered over the hosts' window (about 10 s).
     pub requests: u64,
+    /// How many of `requests` failed: a server error (5xx) or a trap.
     pub failed: u64,
     /// The worst p99 latency of the version's components, in milliseconds.
     pub p99_ms: f64,
@@ -48,19 +53,25 @@ impl VersionFigures {
 /// Which hosts each version runs on when a step splits by a host label.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostSplit {
+    /// The host label the hosts are split by (e.g. `region`); every host that runs the app
+    /// should carry it.
     pub label: String,
+    /// Values of `label` whose hosts run the new version.
     pub new_values: Vec<String>,
+    /// Values of `label` whose hosts run the old version.
     pub old_values: Vec<String>,
 }
 
 /// What each version gets at one step. Percentages run from 0 to 100.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RolloutTarget {
-    /// Share of HTTP requests sent to the new version where both serve one listener.
+    /// Percent (0..=100) of HTTP requests sent to the new version where both serve one listener.
     pub traffic: u8,
-    /// Share of the instances its manifest asks for that each version runs.
+    /// Percent (0..=100) of the instances its manifest asks for that the new version runs.
     pub new_instances: u8,
+    /// Percent (0..=100) of the instances its manifest asks for that the old version runs.
     pub old_instances: u8,
+    /// Which hosts each version runs on when the step splits by a host label; `None`: no split.
     pub hosts: Option<HostSplit>,
 }
 
@@ -90,15 +101,27 @@ impl RolloutTarget {
 /// Where a rollout stands, as the controller stored it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RolloutContext {
+    /// The name of the app being rolled out.
     pub app: String,
+    /// How the version rolled from is doing.
     pub old: VersionFigures,
+    /// How the version rolled to is doing.
     pub new: VersionFigures,
-    /// The strategy (the type of the new version's `rollout` policy) and its properties.
+    /// The strategy asked for: the `type` of the new version's `rollout` policy, one of the
+    /// plugin's `trait_types`.
     pub strategy: String,
+    /// The `rollout` policy's properties, as text by key; read them with [`property`],
+    /// [`duration_ms`] and [`choice`].
+    ///
+    /// [`property`]: Self::property
+    /// [`duration_ms`]: Self::duration_ms
+    /// [`choice`]: Self::choice
     pub properties: BTreeMap<String, String>,
-    /// The step reached so far (0: none yet), its target and how long it has held.
+    /// The step reached so far (0: none yet).
     pub step: u32,
+    /// What the current step gives each version.
     pub target: RolloutTarget,
+    /// How long the current step has held, in milliseconds.
     pub step_elapsed_ms: u64,
     /// Whether a person promoted the rollout past the current step.
     pub promoted: bool,
@@ -185,8 +208,11 @@ pub enum RolloutPhase {
 /// One decision of a rollout plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutDecision {
+    /// Whether the rollout moves on, waits for a person, is done or aborts.
     pub phase: RolloutPhase,
+    /// The step to be at (ignored for done and abort).
     pub step: u32,
+    /// What that step gives each version (ignored for done and abort).
     pub target: RolloutTarget,
     /// What the analysis found, for people.
     pub message: String,

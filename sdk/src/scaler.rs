@@ -8,7 +8,10 @@ use crate::types::{Command, Diagnostic, PluginInfo, ScalerContext, Status};
 /// to be called again even if nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciled {
+    /// The commands that move the lattice toward what the trait asks for. Return the same ones on
+    /// every pass until they take effect: the controller skips those still in flight.
     pub commands: Vec<Command>,
+    /// Where the trait stands, as the app's status shows it.
     pub status: Status,
     /// Call `reconcile` again after this many milliseconds even if nothing changes: for
     /// policies that act on time (cooldowns, stabilisation windows, schedules). `None`: when

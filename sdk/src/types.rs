@@ -12,8 +12,11 @@ pub type Labels = BTreeMap<String, String>;
 /// A host of the lattice.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Host {
+    /// The host's lattice-wide id, by which commands and queries name it.
     pub id: String,
+    /// A name for people, for messages; hosts are told apart by `id`.
     pub friendly_name: String,
+    /// The host's labels (`region=east`), which placement requirements and spreads match.
     pub labels: Labels,
     /// Seconds since the host started.
     pub uptime_seconds: u64,
@@ -23,41 +26,66 @@ pub struct Host {
 /// [`Lattice::component_counts`](crate::Lattice::component_counts) answers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ComponentCount {
+    /// The host the instances run on.
     pub host_id: String,
+    /// The image the host reports running (empty when it does not say); compare it with the
+    /// manifest's through [`crate::image`], not as strings.
     pub image: String,
+    /// The host's maximum concurrent instances of the component.
     pub count: u32,
 }
 
 /// A component running on one host; `count` is the host's maximum concurrent instances.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ComponentInstance {
+    /// The host the instances run on.
     pub host_id: String,
+    /// The component's lattice-wide id ([`ComponentSpec::id`]).
     pub component_id: String,
+    /// The image the host reports running (empty when it does not say); compare it with the
+    /// manifest's through [`crate::image`], not as strings.
     pub image: String,
+    /// The host's maximum concurrent instances of the component.
     pub count: u32,
+    /// The annotations the instances were started with, among them the app that started them
+    /// ([`diff::APP_ANNOTATION`](crate::diff::APP_ANNOTATION)).
     pub annotations: Labels,
 }
 
 /// A capability provider running on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProviderInstance {
+    /// The host the provider runs on.
     pub host_id: String,
+    /// The provider's lattice-wide id ([`ComponentSpec::id`]).
     pub provider_id: String,
+    /// The image the host reports running (empty when it does not say); compare it with the
+    /// manifest's through [`crate::image`], not as strings.
     pub image: String,
+    /// The annotations the provider was started with, among them the app that started it
+    /// ([`diff::APP_ANNOTATION`](crate::diff::APP_ANNOTATION)): a provider may be shared.
     pub annotations: Labels,
 }
 
 /// A link from a source to a target over one WIT package's interfaces.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Link {
+    /// The lattice-wide id of the link's source.
     pub source_id: String,
     /// The target's lattice-wide id.
     pub target: String,
+    /// The link's name, which tells apart several links of one source over the same package
+    /// (usually `default`).
     pub name: String,
+    /// The namespace of the WIT package the link carries (`wasi` of `wasi:http`).
     pub wit_namespace: String,
+    /// The WIT package the link carries (`http` of `wasi:http`).
     pub wit_package: String,
+    /// The package's interfaces the link carries (e.g. `incoming-handler`).
     pub interfaces: Vec<String>,
+    /// Names of the configs the source gets for this link.
     pub source_config: Vec<String>,
+    /// Names of the configs the target gets for this link.
     pub target_config: Vec<String>,
 }
 
@@ -78,50 +106,81 @@ impl Link {
 pub enum Command {
     /// Set the instance count of a component on a host (0 stops it).
     ScaleComponent {
+        /// The host to scale on.
         host_id: String,
+        /// The component's lattice-wide id.
         component_id: String,
+        /// The image to run; a host running another swaps it in place.
         image: String,
+        /// How many instances the host should run, not a change to it; 0 stops them all.
         count: u32,
+        /// Names of the configs the component is started with.
         config: Vec<String>,
     },
+    /// Start a provider on a host; a host runs at most one provider of each id.
     StartProvider {
+        /// The host to start it on.
         host_id: String,
+        /// The provider's lattice-wide id.
         provider_id: String,
+        /// The image to start.
         image: String,
+        /// Names of the configs the provider is started with.
         config: Vec<String>,
     },
+    /// Stop a provider on a host.
     StopProvider {
+        /// The host to stop it on.
         host_id: String,
+        /// The provider's lattice-wide id.
         provider_id: String,
     },
+    /// Create a link, replacing the one in the same slot (see [`Link::same_slot`]).
     PutLink(Link),
+    /// Delete a source's link in one slot: namespace, package and name.
     DeleteLink {
+        /// The lattice-wide id of the link's source.
         source_id: String,
+        /// The link's name.
         name: String,
+        /// The namespace of the link's WIT package (`wasi` of `wasi:http`).
         wit_namespace: String,
+        /// The link's WIT package (`http` of `wasi:http`).
         wit_package: String,
     },
+    /// Create or replace a named config.
     PutConfig {
+        /// The config's name.
         name: String,
+        /// Its entries: the config's whole content once the command takes effect.
         entries: Labels,
     },
+    /// Delete the config of this name.
     DeleteConfig(String),
 }
 
 /// Where a scaler stands after a reconcile call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
+    /// The lattice already matches what the trait asks for.
     Deployed,
+    /// The returned commands are under way toward what the trait asks for; the text says what
+    /// is happening.
     Reconciling(String),
+    /// The trait cannot be satisfied as written; the text says why.
     Failed(String),
+    /// Nothing to do until something outside the scaler changes (e.g. fewer hosts qualify than
+    /// it needs); the text says what it waits for.
     Waiting(String),
 }
 
 /// Whether a manifest component is a component or a capability provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComponentKind {
+    /// A WebAssembly component: runs a count of instances per host.
     #[default]
     Component,
+    /// A capability provider: at most one per host, started and stopped rather than scaled.
     Provider,
 }
 
@@ -130,6 +189,7 @@ pub enum ComponentKind {
 pub struct ComponentSpec {
     /// The name in the manifest (`spec.components[].name`).
     pub name: String,
+    /// Component or provider, which decides the commands that run it.
     pub kind: ComponentKind,
     /// Where the code comes from (`file://…`, an OCI reference, or a built-in provider).
     pub image: String,
@@ -142,7 +202,9 @@ pub struct ComponentSpec {
 /// What a scaler is asked to reconcile: one trait of one component of one application.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScalerContext {
+    /// The application's name.
     pub app: String,
+    /// The application's version, as its manifest gives it.
     pub version: String,
     /// The component the trait is attached to.
     pub component: ComponentSpec,
@@ -151,6 +213,8 @@ pub struct ScalerContext {
     /// strings in its properties (so a call costs the trait's size, not the app's).
     /// [`ScalerContext::component_named`] finds a link target either way.
     pub components: Vec<ComponentSpec>,
+    /// The trait's type (`spreadscaler`, `link`, …): one of those this scaler's
+    /// [`describe`](crate::Scaler::describe) lists.
     pub trait_type: String,
     /// The trait's properties as JSON text; read them with [`ScalerContext::properties`].
     pub properties: String,
@@ -165,9 +229,11 @@ pub struct ScalerContext {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid properties of trait `{trait_type}` at `{path}`: {message}")]
 pub struct PropertyError {
+    /// The type of the trait whose properties were refused.
     pub trait_type: String,
     /// Where in the properties the problem is, e.g. `spread[1].weight` (`.` for the whole).
     pub path: String,
+    /// What is wrong there, as the deserialiser put it.
     pub message: String,
 }
 
@@ -225,23 +291,29 @@ pub struct PluginInfo {
 /// Severity of a validator diagnostic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
+    /// Refuses the manifest when it is put or validated.
     Error,
+    /// Shown to people; the manifest is still accepted.
     Warning,
+    /// A remark for people; the manifest is accepted.
     Info,
 }
 
 /// One finding of a validator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// How serious the finding is: only an error refuses the manifest.
     pub severity: Severity,
     /// Path into the manifest, e.g. `spec.components[1].traits[0].properties.instances`.
     pub path: String,
+    /// What is wrong, in a sentence for people.
     pub message: String,
     /// What to do about it; empty when there is nothing to add.
     pub hint: String,
 }
 
 impl Diagnostic {
+    /// An error at `path`, which refuses the manifest; `hint` may be empty.
     pub fn error(
         path: impl Into<String>,
         message: impl Into<String>,
@@ -255,6 +327,7 @@ impl Diagnostic {
         }
     }
 
+    /// A warning at `path`: shown to people, but the manifest is accepted; `hint` may be empty.
     pub fn warning(
         path: impl Into<String>,
         message: impl Into<String>,
@@ -289,6 +362,7 @@ impl PropertyError {
 /// A request to place one more instance of a component or provider.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlacementRequest {
+    /// The lattice-wide id of the component or provider to place.
     pub component_id: String,
     /// Labels a host must carry.
     pub requirements: Labels,

@@ -8,6 +8,7 @@
 /// A host's health as the controller judges it from its heartbeats, with hysteresis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Health {
+    /// Heartbeats arrive as expected.
     #[default]
     Healthy,
     /// Missed heartbeats lately, or came back lately after being unreachable: it keeps what it
@@ -19,8 +20,12 @@ pub enum Health {
 /// false: wasmCloud hosts).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostVitals {
+    /// The host these vitals are for.
     pub host_id: String,
+    /// The controller's judgement of the host from its heartbeats.
     pub health: Health,
+    /// Whether the host reports its resources; when false (wasmCloud hosts) the resource
+    /// figures are zero and mean nothing.
     pub reported: bool,
     /// CPUs the host's process may use.
     pub cpus: u32,
@@ -29,6 +34,7 @@ pub struct HostVitals {
     /// Share of the machine's CPU time the host's own process used (its components' work),
     /// 0–1: tells hosts apart where several share a machine.
     pub process_cpu_use: f64,
+    /// Total memory of the host's machine, in bytes.
     pub memory_total_bytes: u64,
     /// Memory available for new work without swapping.
     pub memory_available_bytes: u64,
@@ -73,14 +79,19 @@ impl HostVitals {
 /// A component's requests on one host over the host's recent window (10 s on trellis nodes).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Traffic {
+    /// The host that measured these figures.
     pub host_id: String,
     /// Requests being served or waiting for an instance now.
     pub in_flight: u32,
+    /// Requests per second over the window.
     pub requests_per_second: f64,
+    /// Median time to an answer, in milliseconds.
     pub p50_ms: f64,
+    /// 99th-percentile time to an answer, in milliseconds.
     pub p99_ms: f64,
     /// Share of requests answered with a server error (5xx), 0–1.
     pub error_rate: f64,
+    /// How many seconds the figures cover (10 on trellis nodes).
     pub window_seconds: u32,
 }
 

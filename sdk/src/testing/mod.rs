@@ -62,6 +62,7 @@ impl Default for TestLattice {
 }
 
 impl TestLattice {
+    /// An empty lattice (no hosts, logical time 0) belonging to application `app`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -102,6 +103,7 @@ impl TestLattice {
         })
     }
 
+    /// Adds (or replaces, by id) a host given in full: friendly name, labels and uptime.
     pub fn with_host_info(mut self, host: Host) -> Self {
         self.hosts.insert(host.id.clone(), host);
         self
@@ -119,6 +121,8 @@ impl TestLattice {
         })
     }
 
+    /// Adds a component instance exactly as given, image and annotations included: for an
+    /// outdated image, or an instance another app started.
     pub fn with_component_instance(mut self, instance: ComponentInstance) -> Self {
         self.components.push(instance);
         self
@@ -135,6 +139,8 @@ impl TestLattice {
         })
     }
 
+    /// Adds a provider instance exactly as given, image and annotations included: for an
+    /// outdated image, or a provider another app started.
     pub fn with_provider_instance(mut self, instance: ProviderInstance) -> Self {
         self.providers.push(instance);
         self
@@ -146,6 +152,7 @@ impl TestLattice {
         self
     }
 
+    /// Adds (or replaces) a named config with these entries.
     pub fn with_config(mut self, name: &str, entries: &[(&str, &str)]) -> Self {
         self.configs
             .insert(name.into(), crate::types::label_map(entries));
