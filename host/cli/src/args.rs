@@ -154,19 +154,33 @@ pub enum PluginCmd {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Create a plugin crate: a trait impl and its unit tests, ready to build for wasm32-wasip2.
+    /// Create a plugin project with its tests, ready to build to a component: in Rust (a crate
+    /// on trellis-sdk), JavaScript (componentize-js, from npm) or Python (componentize-py,
+    /// from PyPI).
     ///
     ///   trellis plugin new myscaler --kind scaler
     ///   cd myscaler && cargo test && cargo build --target wasm32-wasip2 --release
+    ///   trellis plugin new mypolicy --kind placement --lang js
+    ///   cd mypolicy && npm install && npm test
+    ///   trellis plugin new mycheck --kind validator --lang python
+    ///   cd mycheck && python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest
+    #[command(verbatim_doc_comment)]
     New {
         /// The plugin's name; for a scaler it is also the trait type it handles.
         name: String,
         /// What the plugin decides: scaler (how many, where), placement (which host), validator.
         #[arg(long, default_value = "scaler")]
         kind: String,
+        /// The language: rust, js or python.
+        #[arg(long, default_value = "rust")]
+        lang: String,
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Rust: depend on the SDK crate in this folder (a trellis checkout's sdk/) instead of
+        /// the registry's trellis-sdk of this trellis's version.
+        #[arg(long, value_name = "DIR")]
+        sdk_path: Option<PathBuf>,
     },
     /// Build a plugin crate to a component (cargo build --target wasm32-wasip2 --release) and
     /// say where the .wasm is; copy it into the controller's plugin folder to load it.

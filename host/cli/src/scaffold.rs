@@ -1,44 +1,79 @@
-//! `trellis plugin new`: a plugin crate that tests natively and builds to wasm32-wasip2 as it is.
+//! `trellis plugin new`: a plugin project in Rust, JavaScript or Python that tests and builds to
+//! a component as it is, from the templates embedded at build time (`templates/{lang}/`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-/// The SDK the generated crate depends on: this repository's, found where this binary was
-/// built from (the SDK is not on crates.io yet).
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
+include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 
-/// The files of a new plugin crate of one kind, from `templates/{kind}/`.
-macro_rules! templates {
-    ($kind:literal) => {
-        &[
-            (
-                "Cargo.toml",
-                include_str!(concat!("../templates/", $kind, "/Cargo.toml.tmpl")),
-            ),
-            (
-                ".cargo/config.toml",
-                include_str!(concat!("../templates/", $kind, "/cargo-config.toml.tmpl")),
-            ),
-            (
-                "src/lib.rs",
-                include_str!(concat!("../templates/", $kind, "/src/lib.rs.tmpl")),
-            ),
-            (
-                "README.md",
-                include_str!(concat!("../templates/", $kind, "/README.md.tmpl")),
-            ),
-            (".gitignore", "/target\n"),
-        ]
-    };
+/// The contract, written into JavaScript and Python projects (their tools build from WIT; a
+/// Rust project gets it inside the SDK crate).
+const CONTRACT: &str = include_str!("../../../sdk/wit/plugin.wit");
+
+/// The SDK version a new Rust plugin depends on: the one this trellis was built with.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a plugin decides.
+pub const KINDS: &[&str] = &["scaler", "placement", "validator"];
+
+/// The languages a plugin can be written in.
+pub const LANGS: &[&str] = &["rust", "js", "python"];
+
+/// Where a new Rust plugin gets the SDK from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sdk {
+    /// The registry, at this version (the default).
+    Version(String),
+    /// A folder holding the SDK crate: for people working on trellis itself.
+    Path(PathBuf),
 }
 
-const SCALER: &[(&str, &str)] = templates!("scaler");
-const PLACEMENT: &[(&str, &str)] = templates!("placement");
-const VALIDATOR: &[(&str, &str)] = templates!("validator");
+impl Default for Sdk {
+    fn default() -> Self {
+        Sdk::Version(SDK_VERSION.into())
+    }
+}
 
-/// Creates `dir/name` holding a new plugin of `kind`. Returns the folder.
-pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf> {
+impl Sdk {
+    /// The dependency as Cargo.toml writes it.
+    fn dependency(&self) -> anyhow::Result<String> {
+        match self {
+            Sdk::Version(v) => Ok(format!("\"{v}\"")),
+            Sdk::Path(dir) => {
+                let dir = std::fs::canonicalize(dir).with_context(|| {
+                    format!("--sdk-path {}: no such folder", dir.display())
+                })?;
+                if !dir.join("Cargo.toml").is_file() {
+                    bail!(
+                        "--sdk-path {} holds no Cargo.toml: give the SDK crate's folder (`sdk/` of a trellis checkout)",
+                        dir.display()
+                    );
+                }
+                let path = dir.display().to_string();
+                Ok(format!("{{ path = {path:?} }}"))
+            }
+        }
+    }
+}
+
+/// What each language's project keeps out of version control.
+fn gitignore(lang: &str) -> &'static str {
+    match lang {
+        "rust" => "/target\n",
+        "js" => "/node_modules\n/dist\n",
+        _ => "/.venv\n/dist\n/bindings\n__pycache__/\n.pytest_cache/\n",
+    }
+}
+
+/// Creates `dir/name` holding a new `kind` plugin in `lang`. Returns the folder.
+pub fn new_plugin(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    lang: &str,
+    sdk: &Sdk,
+) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
@@ -47,12 +82,18 @@ pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf>
     if !valid {
         bail!("`{name}` cannot name a plugin: use lower-case letters, digits and `-`, starting with a letter (for a scaler it becomes the trait type)");
     }
-    let files = match kind {
-        "scaler" => SCALER,
-        "placement" => PLACEMENT,
-        "validator" => VALIDATOR,
-        other => bail!("unknown plugin kind `{other}`: use scaler, placement or validator"),
-    };
+    if !KINDS.contains(&kind) {
+        bail!(
+            "unknown plugin kind `{kind}`: use {}",
+            KINDS.join(", ")
+        );
+    }
+    if !LANGS.contains(&lang) {
+        bail!(
+            "unknown language `{lang}`: use {} (rust builds with cargo, js with componentize-js from npm, python with componentize-py from PyPI)",
+            LANGS.join(", ")
+        );
+    }
     let root = dir.join(name);
     if root.exists() {
         bail!(
@@ -60,15 +101,29 @@ pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf>
             root.display()
         );
     }
-    let sdk = std::fs::canonicalize(SDK_DIR).with_context(|| {
-        format!("the trellis SDK is not at {SDK_DIR}: run this trellis binary from the repository it was built in")
-    })?;
-    for (path, template) in files {
-        let text = template
-            .replace("{{name}}", name)
-            .replace("{{file}}", &name.replace('-', "_"))
-            .replace("{{sdk}}", &sdk.display().to_string());
-        let target = root.join(path);
+    let sdk = if lang == "rust" {
+        sdk.dependency()?
+    } else {
+        String::new()
+    };
+    let mut files: Vec<(String, String)> = Vec::new();
+    for prefix in [format!("{lang}/shared/"), format!("{lang}/{kind}/")] {
+        for (path, template) in TEMPLATES {
+            if let Some(relative) = path.strip_prefix(&prefix) {
+                let text = template
+                    .replace("{{name}}", name)
+                    .replace("{{file}}", &name.replace('-', "_"))
+                    .replace("{{sdk}}", &sdk);
+                files.push((relative.to_string(), text));
+            }
+        }
+    }
+    files.push((".gitignore".into(), gitignore(lang).into()));
+    if lang != "rust" {
+        files.push(("wit/plugin.wit".into(), CONTRACT.into()));
+    }
+    for (path, text) in files {
+        let target = root.join(&path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -77,4 +132,101 @@ pub fn new_plugin(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf>
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     Ok(root)
+}
+
+/// What to run next in a new project of `lang`, folder `root`.
+pub fn next_steps(lang: &str, root: &Path) -> String {
+    let root = root.display();
+    match lang {
+        "rust" => format!(
+            "cd {root} && cargo test && cargo build --target wasm32-wasip2 --release"
+        ),
+        "js" => format!("cd {root} && npm install && npm test   (npm run build makes dist/*.wasm)"),
+        _ => format!(
+            "cd {root} && python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest   (.venv/bin/python build.py makes dist/*.wasm)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_has_every_kind() {
+        for lang in LANGS {
+            for kind in KINDS {
+                let prefix = format!("{lang}/{kind}/");
+                assert!(
+                    TEMPLATES.iter().any(|(p, _)| p.starts_with(&prefix)),
+                    "no template for {lang} {kind}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_rust_plugin_depends_on_the_sdk_by_version_unless_given_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_plugin(dir.path(), "pin", "scaler", "rust", &Sdk::default()).unwrap();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("trellis-sdk = \"{SDK_VERSION}\"")),
+            "{manifest}"
+        );
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
+        let root = new_plugin(dir.path(), "pin2", "scaler", "rust", &Sdk::Path(sdk)).unwrap();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("trellis-sdk = { path = \""), "{manifest}");
+        let err = new_plugin(
+            dir.path(),
+            "pin3",
+            "scaler",
+            "rust",
+            &Sdk::Path(dir.path().to_path_buf()),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("holds no Cargo.toml"), "{err}");
+    }
+
+    #[test]
+    fn js_and_python_projects_carry_the_contract_and_no_placeholder() {
+        let dir = tempfile::tempdir().unwrap();
+        for lang in ["js", "python"] {
+            for kind in KINDS {
+                let name = format!("{lang}-{kind}");
+                let root = new_plugin(dir.path(), &name, kind, lang, &Sdk::default()).unwrap();
+                assert_eq!(
+                    std::fs::read_to_string(root.join("wit/plugin.wit")).unwrap(),
+                    CONTRACT
+                );
+                for entry in walk(&root) {
+                    let text = std::fs::read_to_string(&entry).unwrap();
+                    assert!(!text.contains("{{"), "{} keeps a placeholder", entry.display());
+                }
+            }
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn unknown_kinds_and_languages_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = new_plugin(dir.path(), "x", "scaler", "go", &Sdk::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown language `go`"), "{err}");
+        let err = new_plugin(dir.path(), "x", "router", "js", &Sdk::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown plugin kind `router`"), "{err}");
+    }
 }

@@ -30,7 +30,8 @@ fn plugin_new(dir: &Path, name: &str, kind: Option<&str>) -> Command {
     if let Some(kind) = kind {
         command.args(["--kind", kind]);
     }
-    command.arg("--dir").arg(dir);
+    // Nothing is published from here: the tests build against this checkout's SDK.
+    command.arg("--dir").arg(dir).arg("--sdk-path").arg(repo_root().join("sdk"));
     command
 }
 

@@ -14,7 +14,13 @@ use crate::output::{print_json, Output};
 pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::List { conn } => list(&conn).await,
-        PluginCmd::New { name, kind, dir } => new(&dir, &name, &kind),
+        PluginCmd::New {
+            name,
+            kind,
+            lang,
+            dir,
+            sdk_path,
+        } => new(&dir, &name, &kind, &lang, sdk_path),
         PluginCmd::Build { dir, output } => build(&dir, output),
         PluginCmd::Test { dir } => test(&dir),
         PluginCmd::Run {
@@ -77,14 +83,20 @@ async fn list(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `trellis plugin new NAME --kind KIND --dir DIR`: a plugin crate, and what to run next.
-fn new(dir: &Path, name: &str, kind: &str) -> anyhow::Result<()> {
-    let root = trellis_cli::scaffold::new_plugin(dir, name, kind)?;
-    println!("created {kind} plugin `{name}` in {}", root.display());
-    println!(
-        "next:  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
-        root.display()
-    );
+/// `trellis plugin new NAME --kind KIND --lang LANG --dir DIR`: a plugin project, and what to
+/// run next.
+fn new(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    lang: &str,
+    sdk_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use trellis_cli::scaffold::{new_plugin, next_steps, Sdk};
+    let sdk = sdk_path.map(Sdk::Path).unwrap_or_default();
+    let root = new_plugin(dir, name, kind, lang, &sdk)?;
+    println!("created {kind} plugin `{name}` ({lang}) in {}", root.display());
+    println!("next:  {}", next_steps(lang, &root));
     Ok(())
 }
 
