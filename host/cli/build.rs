@@ -16,10 +16,14 @@ fn main() {
         let relative = file.strip_prefix(&root).expect("under templates/");
         let key = relative.to_string_lossy().replace('\\', "/");
         let key = key.strip_suffix(".tmpl").unwrap_or(&key).to_string();
-        out.push_str(&format!("    ({key:?}, include_str!({:?})),\n", file.display().to_string()));
+        out.push_str(&format!(
+            "    ({key:?}, include_str!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("templates.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("templates.rs");
     std::fs::write(dest, out).expect("write templates.rs");
 }
 

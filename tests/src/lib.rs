@@ -225,6 +225,14 @@ pub struct TestLattice {
 impl TestLattice {
     /// Starts nats-server and a controller whose plugin folder holds the named built plugins.
     pub async fn start(plugins: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(plugins, |_| {}).await
+    }
+
+    /// As [`TestLattice::start`], with the controller's config changed by `change` first.
+    pub async fn start_with(
+        plugins: &[&str],
+        change: impl FnOnce(&mut ControllerConfig),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let nats = NatsServer::start(0, &dir.path().join("nats"))?;
         let plugin_dir = dir.path().join("plugins");
@@ -233,14 +241,15 @@ impl TestLattice {
             std::fs::copy(built_plugin(name), plugin_dir.join(format!("{name}.wasm")))?;
         }
         let lattice = "test".to_string();
-        let controller = Controller::start(ControllerConfig {
+        let mut config = ControllerConfig {
             nats_url: nats.url(),
             lattices: vec![lattice.clone()],
             plugin_dir,
             settings: fast_settings(),
             ..ControllerConfig::default()
-        })
-        .await?;
+        };
+        change(&mut config);
+        let controller = Controller::start(config).await?;
         Ok(Self {
             dir,
             nats,

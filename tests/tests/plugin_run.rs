@@ -22,7 +22,10 @@ const PLUGINS: &[&str] = &[
 fn trellis(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(trellis_bin())
         .args(args)
-        .env("TRELLIS_PLUGIN_CACHE", std::env::temp_dir().join("trellis-test-plugin-cache"))
+        .env(
+            "TRELLIS_PLUGIN_CACHE",
+            std::env::temp_dir().join("trellis-test-plugin-cache"),
+        )
         .output()
         .expect("run trellis");
     (
@@ -83,18 +86,37 @@ async fn plugin_run_decides_as_the_controller_plans() {
     let manifest_file = write(dir.path(), "shop.yaml", &text);
     let plugins = lattice.plugin_dir();
     let nats = lattice.nats.url();
-    let connection = ["--nats", nats.as_str(), "--lattice", lattice.lattice.as_str()];
-    let (code, snapshot, err) = trellis(&[&["get", "snapshot", "-o", "json"], &connection[..]].concat());
+    let connection = [
+        "--nats",
+        nats.as_str(),
+        "--lattice",
+        lattice.lattice.as_str(),
+    ];
+    let (code, snapshot, err) =
+        trellis(&[&["get", "snapshot", "-o", "json"], &connection[..]].concat());
     assert_eq!(code, 0, "{err}");
     let state_file = write(dir.path(), "state.json", &snapshot);
 
-    for (plugin, trait_type) in [("spreadscaler", "spreadscaler"), ("daemonscaler", "daemonscaler")] {
+    for (plugin, trait_type) in [
+        ("spreadscaler", "spreadscaler"),
+        ("daemonscaler", "daemonscaler"),
+    ] {
         let wasm = plugins.join(format!("{plugin}.wasm")).display().to_string();
         let base = [
-            "plugin", "run", wasm.as_str(), "--manifest", manifest_file.as_str(), "--plugins",
-            plugins.to_str().unwrap(), "-o", "json",
+            "plugin",
+            "run",
+            wasm.as_str(),
+            "--manifest",
+            manifest_file.as_str(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "-o",
+            "json",
         ];
-        for source in [&["--from-lattice"][..], &["--state", state_file.as_str()][..]] {
+        for source in [
+            &["--from-lattice"][..],
+            &["--state", state_file.as_str()][..],
+        ] {
             let (code, out, err) = trellis(&[&base[..], source, &connection[..]].concat());
             assert_eq!(code, 0, "{plugin} {source:?}: {err}");
             let run: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -104,7 +126,11 @@ async fn plugin_run_decides_as_the_controller_plans() {
                 .filter(|s| s.kind == trait_type)
                 .map(|s| serde_json::to_value(s).unwrap())
                 .collect();
-            assert_eq!(run["scalers"].as_array().unwrap(), &expected, "{plugin} {source:?}");
+            assert_eq!(
+                run["scalers"].as_array().unwrap(),
+                &expected,
+                "{plugin} {source:?}"
+            );
             let ids: Vec<&str> = plan
                 .scalers
                 .iter()
@@ -121,9 +147,17 @@ async fn plugin_run_decides_as_the_controller_plans() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|c| (c["subject"].as_str().unwrap().to_string(), c["body"].clone()))
+                .map(|c| {
+                    (
+                        c["subject"].as_str().unwrap().to_string(),
+                        c["body"].clone(),
+                    )
+                })
                 .collect();
-            assert!(!expected.is_empty(), "{plugin}: the plan has commands to compare");
+            assert!(
+                !expected.is_empty(),
+                "{plugin}: the plan has commands to compare"
+            );
             assert_eq!(got, expected, "{plugin} {source:?}");
             assert!(run["calls"]["count"].as_u64().unwrap() >= 1, "{run}");
             assert_eq!(run["plugin"]["name"], plugin);
@@ -137,17 +171,38 @@ async fn plugin_run_decides_as_the_controller_plans() {
 fn a_bad_state_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write(dir.path(), "shop.yaml", &spread_app("shop", 2));
-    let wasm = trellis_tests::built_plugin("spreadscaler").display().to_string();
+    let wasm = trellis_tests::built_plugin("spreadscaler")
+        .display()
+        .to_string();
     let cases = [
-        ("typo.json", r#"{"format": "trellis.lattice/v1", "hosts": [{"id": "A", "lables": {}}]}"#, "unknown field `lables`"),
-        ("orphan.json", r#"{"format": "trellis.lattice/v1", "hosts": [{"id": "A"}], "components": [{"host_id": "B", "component_id": "x", "count": 1}]}"#, "names host `B`, which is not in `hosts`"),
-        ("future.json", r#"{"format": "trellis.lattice/v7", "hosts": []}"#, "`trellis.lattice/v7`"),
+        (
+            "typo.json",
+            r#"{"format": "trellis.lattice/v1", "hosts": [{"id": "A", "lables": {}}]}"#,
+            "unknown field `lables`",
+        ),
+        (
+            "orphan.json",
+            r#"{"format": "trellis.lattice/v1", "hosts": [{"id": "A"}], "components": [{"host_id": "B", "component_id": "x", "count": 1}]}"#,
+            "names host `B`, which is not in `hosts`",
+        ),
+        (
+            "future.json",
+            r#"{"format": "trellis.lattice/v7", "hosts": []}"#,
+            "`trellis.lattice/v7`",
+        ),
         ("yaml.json", "hosts: [a]", "is not a lattice state"),
     ];
     for (name, text, says) in cases {
         let state = write(dir.path(), name, text);
         let (code, out, err) = trellis(&[
-            "plugin", "run", &wasm, "--manifest", &manifest, "--state", &state, "--plugins",
+            "plugin",
+            "run",
+            &wasm,
+            "--manifest",
+            &manifest,
+            "--state",
+            &state,
+            "--plugins",
             dir.path().to_str().unwrap(),
         ]);
         assert_ne!(code, 0, "{name}: {out}");
@@ -185,12 +240,19 @@ async fn offline_validation_judges_as_the_controller() {
         let file = write(dir.path(), &format!("{name}.yaml"), &text);
         let online: ValidateResponse = api.validate(&text).await.unwrap();
         let (code, out, err) = trellis(&[
-            "app", "validate", &file, "--plugins", plugins.to_str().unwrap(), "-o", "json",
+            "app",
+            "validate",
+            &file,
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "-o",
+            "json",
             // Nothing listens there: offline means offline.
-            "--nats", "nats://127.0.0.1:1",
+            "--nats",
+            "nats://127.0.0.1:1",
         ]);
-        let offline: ValidateResponse = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("{name}: {e}: {out} {err}"));
+        let offline: ValidateResponse =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: {e}: {out} {err}"));
         assert_eq!(offline.diagnostics, online.diagnostics, "{name}");
         assert_eq!(offline.valid, online.valid, "{name}");
         assert_eq!(code == 0, online.valid, "{name}: exit {code}, {err}");
@@ -200,5 +262,9 @@ async fn offline_validation_judges_as_the_controller() {
             invalid += 1;
         }
     }
-    assert_eq!((valid, invalid), (2, 7), "the set covers good and bad manifests");
+    assert_eq!(
+        (valid, invalid),
+        (2, 7),
+        "the set covers good and bad manifests"
+    );
 }

@@ -197,7 +197,8 @@ pub enum PluginCmd {
         /// The plugin crate's folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
-    },    /// Run a plugin (.wasm, any language) on a lattice state, in the sandbox the controller
+    },
+    /// Run a plugin (.wasm, any language) on a lattice state, in the sandbox the controller
     /// uses, and print what it decides: a scaler's status and commands for each trait of its
     /// types in the manifest, a placement plugin's verdicts and scores for each component, the
     /// manifest's findings (every validator and check, this plugin's included), and the cost of
@@ -215,7 +216,11 @@ pub enum PluginCmd {
         manifest: PathBuf,
         /// The lattice state to run on (the JSON of `trellis get snapshot -o json`). Named
         /// `--state` because `--lattice` names a lattice, here as in every command.
-        #[arg(long, required_unless_present = "from_lattice", conflicts_with = "from_lattice")]
+        #[arg(
+            long,
+            required_unless_present = "from_lattice",
+            conflicts_with = "from_lattice"
+        )]
         state: Option<PathBuf>,
         /// Take the state of the running lattice (asks its controller, as `get snapshot`).
         #[arg(long)]
@@ -224,8 +229,13 @@ pub enum PluginCmd {
         /// placement plugins). Default: build/plugins when it exists.
         #[arg(long, env = "TRELLIS_PLUGINS")]
         plugins: Option<PathBuf>,
+        /// Run the pass (or ranking) this many times on the same state, to measure the
+        /// plugin's calls (p50, p99); the answer is the same each time.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        repeat: u32,
         #[command(flatten)]
-        conn: Connection,        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
         cache: PluginCacheArgs,
     },
 }
@@ -498,7 +508,8 @@ pub enum AppCmd {
         /// Validate offline with the plugins of this folder (the controller's checks, run
         /// here): no NATS, no controller. Without it, the running controller validates.
         #[arg(long)]
-        plugins: Option<PathBuf>,        #[command(flatten)]
+        plugins: Option<PathBuf>,
+        #[command(flatten)]
         cache: PluginCacheArgs,
     },
 }

@@ -119,10 +119,8 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "trellis-plugin-run-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("trellis-plugin-run-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Scratch(dir))
@@ -141,7 +139,8 @@ impl Drop for Scratch {
 const UNDER_TEST: &str = "0-under-test.wasm";
 
 /// Runs `plugin` on `manifest` and `snapshot`, as a controller of lattice `lattice` with the
-/// plugins of `others` (if any) would, compiling through the cache in `cache_dir` (if any).
+/// plugins of `others` (if any) would, compiling through the cache in `cache_dir` (if any);
+/// a scaler's pass or a placement's ranking `repeat` times (at least once).
 pub fn run(
     plugin: &Path,
     others: Option<&Path>,
@@ -149,6 +148,7 @@ pub fn run(
     snapshot: LatticeSnapshot,
     lattice: &str,
     cache_dir: Option<PathBuf>,
+    repeat: u32,
 ) -> anyhow::Result<PluginRun> {
     let scratch = Scratch::new()?;
     std::fs::copy(plugin, scratch.0.join(UNDER_TEST))
@@ -180,7 +180,9 @@ pub fn run(
             Some(problem) => bail!(
                 "{} cannot be loaded: {}",
                 plugin.display(),
-                problem.to_string().replace(&file.display().to_string(), &plugin.display().to_string())
+                problem
+                    .to_string()
+                    .replace(&file.display().to_string(), &plugin.display().to_string())
             ),
             None => bail!("{} was not loaded", plugin.display()),
         }
@@ -202,9 +204,17 @@ pub fn run(
     let (mut scalers, mut commands, mut placements) = (Vec::new(), Vec::new(), Vec::new());
     match under_test.kind {
         PluginKind::Scaler => {
-            let plan = trellis_controller::reconciler::planning::plan_fresh(
-                &runtime, manifest, &snapshot, lattice,
-            );
+            // Each repetition is the same pass on the same state: what changes is only the
+            // sample of call latencies (for measuring a plugin, `--repeat`).
+            let plan_once = || {
+                trellis_controller::reconciler::planning::plan_fresh(
+                    &runtime, manifest, &snapshot, lattice,
+                )
+            };
+            let mut plan = plan_once();
+            for _ in 1..repeat {
+                plan = plan_once();
+            }
             let ours = |kind: &str| under_test.info.trait_types.iter().any(|t| t == kind);
             scalers = plan.scalers.into_iter().filter(|s| ours(&s.kind)).collect();
             let ids: Vec<&str> = scalers.iter().map(|s| s.id.as_str()).collect();
@@ -214,7 +224,11 @@ pub fn run(
                 .filter(|c| ids.contains(&c.scaler.as_str()))
                 .collect();
         }
-        PluginKind::Placement => placements = place(&under_test, manifest, &snapshot)?,
+        PluginKind::Placement => {
+            for _ in 0..repeat.max(1) {
+                placements = place(&under_test, manifest, &snapshot)?;
+            }
+        }
         PluginKind::Validator | PluginKind::Rollout => {}
     }
     let summary = under_test.summary();

@@ -41,9 +41,8 @@ impl Sdk {
         match self {
             Sdk::Version(v) => Ok(format!("\"{v}\"")),
             Sdk::Path(dir) => {
-                let dir = std::fs::canonicalize(dir).with_context(|| {
-                    format!("--sdk-path {}: no such folder", dir.display())
-                })?;
+                let dir = std::fs::canonicalize(dir)
+                    .with_context(|| format!("--sdk-path {}: no such folder", dir.display()))?;
                 if !dir.join("Cargo.toml").is_file() {
                     bail!(
                         "--sdk-path {} holds no Cargo.toml: give the SDK crate's folder (`sdk/` of a trellis checkout)",
@@ -83,10 +82,7 @@ pub fn new_plugin(
         bail!("`{name}` cannot name a plugin: use lower-case letters, digits and `-`, starting with a letter (for a scaler it becomes the trait type)");
     }
     if !KINDS.contains(&kind) {
-        bail!(
-            "unknown plugin kind `{kind}`: use {}",
-            KINDS.join(", ")
-        );
+        bail!("unknown plugin kind `{kind}`: use {}", KINDS.join(", "));
     }
     if !LANGS.contains(&lang) {
         bail!(
@@ -202,7 +198,11 @@ mod tests {
                 );
                 for entry in walk(&root) {
                     let text = std::fs::read_to_string(&entry).unwrap();
-                    assert!(!text.contains("{{"), "{} keeps a placeholder", entry.display());
+                    assert!(
+                        !text.contains("{{"),
+                        "{} keeps a placeholder",
+                        entry.display()
+                    );
                 }
             }
         }
@@ -227,6 +227,9 @@ mod tests {
         let err = new_plugin(dir.path(), "x", "scaler", "go", &Sdk::default()).unwrap_err();
         assert!(err.to_string().contains("unknown language `go`"), "{err}");
         let err = new_plugin(dir.path(), "x", "router", "js", &Sdk::default()).unwrap_err();
-        assert!(err.to_string().contains("unknown plugin kind `router`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown plugin kind `router`"),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,11 @@ fn plugin_new(dir: &Path, name: &str, kind: Option<&str>) -> Command {
         command.args(["--kind", kind]);
     }
     // Nothing is published from here: the tests build against this checkout's SDK.
-    command.arg("--dir").arg(dir).arg("--sdk-path").arg(repo_root().join("sdk"));
+    command
+        .arg("--dir")
+        .arg(dir)
+        .arg("--sdk-path")
+        .arg(repo_root().join("sdk"));
     command
 }
 

@@ -124,7 +124,7 @@ impl ExtensionServer {
         if self.queries.send(Query::Snapshot { reply }).await.is_err() {
             return failed("the reconcile loop of this lattice is not running");
         }
-        match answer.await.map(|doc| serde_json::to_value(doc)) {
+        match answer.await.map(serde_json::to_value) {
             Ok(Ok(doc)) => SnapshotResponse {
                 message: String::new(),
                 snapshot: Some(doc),

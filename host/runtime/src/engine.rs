@@ -93,7 +93,12 @@ fn compile_cache(dir: &Path) -> anyhow::Result<Cache> {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).with_context(
-            || format!("cannot make the plugin compile cache {} private", dir.display()),
+            || {
+                format!(
+                    "cannot make the plugin compile cache {} private",
+                    dir.display()
+                )
+            },
         )?;
     }
     let mut config = CacheConfig::new();

@@ -29,6 +29,6 @@ pub use registry::{PluginSet, Runtime, RuntimeConfig};
 pub use sandbox::Limits;
 pub use snapshot::{
     host_matches, ComponentEntry, DocumentError, Health, HostDirectory, HostEntry, HostVitals,
-    LatticeDocument, LatticeHandle, LatticeSnapshot, LinkEntry, ProviderEntry, Resources,
-    Traffic, TrafficEntry, Vitals, DOCUMENT_FORMAT, MAX_DOCUMENT_BYTES,
+    LatticeDocument, LatticeHandle, LatticeSnapshot, LinkEntry, ProviderEntry, Resources, Traffic,
+    TrafficEntry, Vitals, DOCUMENT_FORMAT, MAX_DOCUMENT_BYTES,
 };

@@ -31,6 +31,7 @@ pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
             plugins,
             conn,
             cache,
+            repeat,
         } => {
             super::plugin_run::run(super::plugin_run::RunArgs {
                 plugin,
@@ -39,6 +40,7 @@ pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
                 plugins,
                 conn,
                 cache_dir: cache.dir(),
+                repeat,
             })
             .await
         }
@@ -95,7 +97,10 @@ fn new(
     use trellis_cli::scaffold::{new_plugin, next_steps, Sdk};
     let sdk = sdk_path.map(Sdk::Path).unwrap_or_default();
     let root = new_plugin(dir, name, kind, lang, &sdk)?;
-    println!("created {kind} plugin `{name}` ({lang}) in {}", root.display());
+    println!(
+        "created {kind} plugin `{name}` ({lang}) in {}",
+        root.display()
+    );
     println!("next:  {}", next_steps(lang, &root));
     Ok(())
 }

@@ -17,6 +17,7 @@ pub struct RunArgs {
     pub plugins: Option<PathBuf>,
     pub conn: Connection,
     pub cache_dir: Option<PathBuf>,
+    pub repeat: u32,
 }
 
 /// Where the other plugins come from when no folder is given: the controller's default folder,
@@ -38,10 +39,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .or_else(|| Some(PathBuf::from(DEFAULT_PLUGINS)).filter(|d| d.is_dir()));
     let lattice = args.conn.nats.resolve()?.lattice;
     let (plugin, manifest_file) = (args.plugin.clone(), args.manifest.clone());
-    let cache_dir = args.cache_dir.clone();
+    let (cache_dir, repeat) = (args.cache_dir.clone(), args.repeat);
     let run = tokio::task::spawn_blocking(move || {
         let others = others.as_deref();
-        plugin_run::run(&plugin, others, &manifest, snapshot, &lattice, cache_dir)
+        plugin_run::run(
+            &plugin, others, &manifest, snapshot, &lattice, cache_dir, repeat,
+        )
     })
     .await??;
     if args.conn.output == Output::Json {
@@ -91,7 +94,10 @@ fn print_run(run: &PluginRun, manifest: &Path) {
         } else {
             format!(": {}", s.info.message)
         };
-        println!("\nscaler {} ({}): {:?}{message}", s.id, s.name, s.info.status_type);
+        println!(
+            "\nscaler {} ({}): {:?}{message}",
+            s.id, s.name, s.info.status_type
+        );
         for c in run.commands.iter().filter(|c| c.scaler == s.id) {
             println!("  {} {}", c.subject, c.body);
         }
@@ -105,7 +111,11 @@ fn print_run(run: &PluginRun, manifest: &Path) {
                 .find(|s| s.host_id == v.host_id)
                 .map(|s| s.value.to_string())
                 .unwrap_or_else(|| "-".into());
-            let why = if v.fits { String::new() } else { format!("  ({})", v.reason) };
+            let why = if v.fits {
+                String::new()
+            } else {
+                format!("  ({})", v.reason)
+            };
             println!(
                 "  {:<24} {:<8} score {score}{why}",
                 v.host_id,
@@ -116,7 +126,10 @@ fn print_run(run: &PluginRun, manifest: &Path) {
     if !run.diagnostics.is_empty() {
         println!();
         let response = trellis_lattice::api::ValidateResponse {
-            valid: !run.diagnostics.iter().any(|d| d.severity == Severity::Error),
+            valid: !run
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error),
             diagnostics: run.diagnostics.clone(),
         };
         print!("{}", trellis_cli::validate::render(manifest, &response));

@@ -159,7 +159,9 @@ pub enum DocumentError {
     Format(String),
     #[error("host `{0}` is listed twice in `hosts`")]
     DuplicateHost(String),
-    #[error("{what} names host `{host}`, which is not in `hosts`: add the host or remove the entry")]
+    #[error(
+        "{what} names host `{host}`, which is not in `hosts`: add the host or remove the entry"
+    )]
     UnknownHost { what: String, host: String },
     #[error("host `{0}` is `unreachable`: a snapshot holds only `healthy` and `suspect` hosts (the controller forgets unreachable ones)")]
     Unreachable(String),

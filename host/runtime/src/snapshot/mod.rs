@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A host with these labels, for unit tests.
-#[cfg(test)]
-pub(crate) use hosts::tests::host as test_host;
-pub use hosts::HostDirectory;
 pub use document::{
     ComponentEntry, DocumentError, HostEntry, LatticeDocument, LinkEntry, ProviderEntry, Resources,
     TrafficEntry, DOCUMENT_FORMAT, MAX_DOCUMENT_BYTES,
 };
+/// A host with these labels, for unit tests.
+#[cfg(test)]
+pub(crate) use hosts::tests::host as test_host;
+pub use hosts::HostDirectory;
 pub use vitals::{Health, HostVitals, Traffic, Vitals};
 
 use crate::bindings::{ComponentCount, ComponentInstance, HostInfo, Link, Pair, ProviderInstance};
