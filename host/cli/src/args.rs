@@ -284,6 +284,10 @@ pub struct UpArgs {
     /// Serve no HTTP API and dashboard.
     #[arg(long, conflicts_with = "http")]
     pub no_http: bool,
+    /// Print the log (controller, nodes, plugins) here as it happens, instead of into
+    /// DATA_DIR/up.log (whose path `up` prints).
+    #[arg(long)]
+    pub show_logs: bool,
     /// The token every HTTP API request must carry (`Authorization: Bearer …`); required when
     /// --http is not a loopback address.
     #[arg(long, env = "TRELLIS_HTTP_TOKEN", hide_env_values = true)]

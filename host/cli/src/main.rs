@@ -27,13 +27,21 @@ fn main() -> ExitCode {
     } else {
         "info,async_nats=warn,cranelift=warn,wasmtime=warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logger = tracing_subscriber::fmt().with_env_filter(filter);
+    // `up` keeps its log in a file, so that its status lines are all a newcomer reads.
+    match up_log_file(&cli) {
+        Ok(Some(file)) => logger
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        Ok(None) => logger.with_writer(std::io::stderr).init(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,6 +56,24 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The file `trellis up` logs into (this run's log: `DATA_DIR/up.log`, emptied at start), or
+/// none when it shows its log live (`--show-logs`) or the command is not `up`.
+fn up_log_file(cli: &Cli) -> anyhow::Result<Option<std::fs::File>> {
+    use anyhow::Context;
+    let Cmd::Up(args) = &cli.command else {
+        return Ok(None);
+    };
+    if args.show_logs {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let path = commands::up::log_path(&args.data_dir);
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot write the log {}", path.display()))?;
+    Ok(Some(file))
 }
 
 /// Ends the process quietly when its output is closed (`trellis get hosts | head`), as Unix

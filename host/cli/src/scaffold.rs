@@ -1,5 +1,6 @@
 //! `trellis plugin new`: a plugin project in Rust, JavaScript or Python that tests and builds to
-//! a component as it is, from the templates embedded at build time (`templates/{lang}/`).
+//! a component as it is, from the templates embedded at build time (`templates/{lang}/shared/`
+//! and `templates/{lang}/{kind}/`, plus `templates/fixtures/{kind}/` for JS and Python).
 
 use std::path::{Path, PathBuf};
 
@@ -103,14 +104,29 @@ pub fn new_plugin(
         String::new()
     };
     let mut files: Vec<(String, String)> = Vec::new();
-    for prefix in [format!("{lang}/shared/"), format!("{lang}/{kind}/")] {
+    // The fixture lattices and manifests are the same in every language but Rust (whose
+    // tests build theirs in code); each test runner has its own folder name.
+    let fixtures = match lang {
+        "js" => Some("test/fixtures/"),
+        "python" => Some("tests/fixtures/"),
+        _ => None,
+    };
+    let mut sources = vec![
+        (format!("{lang}/shared/"), String::new()),
+        (format!("{lang}/{kind}/"), String::new()),
+    ];
+    if let Some(into) = fixtures {
+        sources.push((format!("fixtures/{kind}/"), into.to_string()));
+    }
+    for (prefix, into) in sources {
         for (path, template) in TEMPLATES {
             if let Some(relative) = path.strip_prefix(&prefix) {
+                let relative = format!("{into}{relative}");
                 let text = template
                     .replace("{{name}}", name)
                     .replace("{{file}}", &name.replace('-', "_"))
                     .replace("{{sdk}}", &sdk);
-                files.push((relative.to_string(), text));
+                files.push((relative, text));
             }
         }
     }
@@ -219,6 +235,22 @@ mod tests {
             }
         }
         files
+    }
+
+    #[test]
+    fn js_and_python_tests_get_the_fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        for (lang, folder) in [("js", "test/fixtures"), ("python", "tests/fixtures")] {
+            let root = new_plugin(
+                dir.path(),
+                &format!("f{lang}"),
+                "scaler",
+                lang,
+                &Sdk::default(),
+            )
+            .unwrap();
+            assert!(root.join(folder).join("app.yaml").is_file(), "{lang}");
+        }
     }
 
     #[test]

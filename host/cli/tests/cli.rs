@@ -615,9 +615,17 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     .env_remove("TRELLIS_NATS")
     .env("TRELLIS_USER", "local")
     .env("TRELLIS_PASSWORD", "pw");
+    let stderr_file = dir.path().join("stderr.txt");
+    up.stderr(std::fs::File::create(&stderr_file).unwrap());
     let (child, lines, printed) = start_up(&mut up);
     let url = format!("nats://127.0.0.1:{port}");
     assert!(printed.contains(&url), "{printed}");
+    // The log goes to a file whose path `up` prints, not between its status lines.
+    let log = dir.path().join("up.log");
+    assert!(
+        printed.contains(&format!("log         {}", log.display())),
+        "{printed}"
+    );
     assert!(printed.contains("lattice     local"), "{printed}");
     assert!(printed.contains("node=2,region=west,zone=b"), "{printed}");
     assert!(printed.contains("user local"), "{printed}");
@@ -653,6 +661,13 @@ async fn up_starts_labelled_nodes_and_stops_on_ctrl_c() {
     );
 
     stop_up(child, lines, "-INT", port);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("controller serving lattice"), "{log}");
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    assert!(
+        !stderr.contains("INFO"),
+        "the log stays out of the terminal: {stderr}"
+    );
 }
 
 /// Starts `up` (a `trellis up` command) with its output read line by line, and waits until it
@@ -665,11 +680,7 @@ fn start_up(
     String,
 ) {
     use std::io::BufRead;
-    let mut child = up
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = up.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -749,7 +760,8 @@ async fn up_stops_what_it_started_on_sigterm_and_sighup() {
         .arg(dir.path())
         .arg("--plugins")
         .arg(repo_root().join("build/plugins"))
-        .env_remove("TRELLIS_NATS");
+        .env_remove("TRELLIS_NATS")
+        .stderr(std::process::Stdio::null());
         let (child, lines, _printed) = start_up(&mut up);
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),

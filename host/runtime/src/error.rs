@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum LoadError {
     #[error("cannot read plugin {file}: {reason}")]
     Read { file: PathBuf, reason: String },
-    #[error("plugin {file} is not a valid WebAssembly component: {reason}. Build it with `cargo build --target wasm32-wasip2 --release`")]
+    #[error("plugin {file} is not a valid WebAssembly component: {reason}. Build it as its project says (Rust: `cargo build --target wasm32-wasip2 --release`; JavaScript: componentize-js; Python: componentize-py)")]
     Compile { file: PathBuf, reason: String },
     #[error("plugin {file} exports no trellis world (it exports: {exports}). A plugin must export one of trellis:plugin/scaler-api, placement-api or validator-api, of contract version {supported}")]
     NoKnownWorld {

@@ -16,6 +16,11 @@ use super::controller::{apply_plugin_settings, serve_http};
 use crate::args::UpArgs;
 use crate::output::print_progress;
 
+/// Where `up` logs, unless it shows its log live (`--show-logs`).
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("up.log")
+}
+
 /// `trellis up`: nats-server (unless --nats names one), a controller, the nodes and the HTTP
 /// API, and the app asked for; runs until Ctrl-C or until every node was asked to stop.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -112,6 +117,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => println!("  nats        {nats_url} ({})", settings.auth_summary()),
     }
     println!("  lattice     {lattice}");
+    if !args.show_logs {
+        println!(
+            "  log         {} (--show-logs prints it here)",
+            log_path(&args.data_dir).display()
+        );
+    }
     println!(
         "  controller  plugins from {} ({} loaded: {})",
         args.plugins.display(),
