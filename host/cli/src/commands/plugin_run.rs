@@ -52,6 +52,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         print_run(&run, &manifest_file);
     }
+    if run.plugin.kind == "scaler" && run.scalers.is_empty() {
+        bail!(
+            "{} uses no trait of the plugin's types ({}), so nothing of it ran: add one to a component's traits (`- type: {}`)",
+            manifest_file.display(),
+            run.plugin.trait_types.join(", "),
+            run.plugin.trait_types.first().map(String::as_str).unwrap_or("TYPE")
+        );
+    }
     if !run.calls.failures.is_empty() {
         let failures: Vec<String> = run
             .calls
@@ -94,10 +102,12 @@ fn print_run(run: &PluginRun, manifest: &Path) {
         } else {
             format!(": {}", s.info.message)
         };
-        println!(
-            "\nscaler {} ({}): {:?}{message}",
-            s.id, s.name, s.info.status_type
-        );
+        // As the API and `app status` spell it (`reconciling`), not as Rust does.
+        let status = serde_json::to_value(s.info.status_type)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        println!("\nscaler {} ({}): {status}{message}", s.id, s.name);
         for c in run.commands.iter().filter(|c| c.scaler == s.id) {
             println!("  {} {}", c.subject, c.body);
         }
