@@ -283,19 +283,36 @@ fn a_run_with_nothing_to_show_or_a_failing_plugin_exits_non_zero() {
     std::fs::create_dir_all(&no_plugins).unwrap();
     let run = |wasm: &Path, manifest: &str| {
         trellis(&[
-            "plugin", "run", wasm.to_str().unwrap(), "--manifest", manifest, "--state", &state,
-            "--plugins", no_plugins.to_str().unwrap(),
+            "plugin",
+            "run",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest,
+            "--state",
+            &state,
+            "--plugins",
+            no_plugins.to_str().unwrap(),
         ])
     };
     let spread = write(dir.path(), "spread.yaml", &spread_app("shop", 1));
-    let (code, _, err) = run(&trellis_tests::built_plugin("daemonscaler"), &spread);
+    let (code, _, err) = run(&trellis_tests::built_plugin("linkscaler"), &spread);
     assert_ne!(code, 0);
-    assert!(err.contains("uses no trait of the plugin's types (daemonscaler)"), "{err}");
+    assert!(
+        err.contains("uses no trait of the plugin's types (link)"),
+        "{err}"
+    );
 
     let trap = trellis_tests::built_fixture("trap");
-    let manifest = write(dir.path(), "trap.yaml", &spread_app("shop", 1).replace("type: spreadscaler", "type: trap"));
+    let manifest = write(
+        dir.path(),
+        "trap.yaml",
+        &spread_app("shop", 1).replace("type: spreadscaler", "type: trap"),
+    );
     let (code, out, err) = run(&trap, &manifest);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("failed: plugin fixture-trap trapped"), "{out}");
-    assert!(err.contains("calls of fixture-trap failed (1 trap)"), "{err}");
+    assert!(
+        err.contains("calls of fixture-trap failed (1 trap)"),
+        "{err}"
+    );
 }
