@@ -150,21 +150,7 @@ pub fn run(
     cache_dir: Option<PathBuf>,
     repeat: u32,
 ) -> anyhow::Result<PluginRun> {
-    let scratch = Scratch::new()?;
-    std::fs::copy(plugin, scratch.0.join(UNDER_TEST))
-        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
-    if let Some(dir) = others {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the plugin folder {}", dir.display()))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let same = std::fs::canonicalize(&path).ok() == std::fs::canonicalize(plugin).ok();
-            if path.extension().is_some_and(|e| e == "wasm") && !same {
-                std::fs::copy(&path, scratch.0.join(entry.file_name()))
-                    .with_context(|| format!("cannot copy {}", path.display()))?;
-            }
-        }
-    }
+    let scratch = stage(plugin, others)?;
     let runtime = Runtime::new(RuntimeConfig {
         plugin_dir: scratch.0.clone(),
         cache_dir,
@@ -204,25 +190,8 @@ pub fn run(
     let (mut scalers, mut commands, mut placements) = (Vec::new(), Vec::new(), Vec::new());
     match under_test.kind {
         PluginKind::Scaler => {
-            // Each repetition is the same pass on the same state: what changes is only the
-            // sample of call latencies (for measuring a plugin, `--repeat`).
-            let plan_once = || {
-                trellis_controller::reconciler::planning::plan_fresh(
-                    &runtime, manifest, &snapshot, lattice,
-                )
-            };
-            let mut plan = plan_once();
-            for _ in 1..repeat {
-                plan = plan_once();
-            }
-            let ours = |kind: &str| under_test.info.trait_types.iter().any(|t| t == kind);
-            scalers = plan.scalers.into_iter().filter(|s| ours(&s.kind)).collect();
-            let ids: Vec<&str> = scalers.iter().map(|s| s.id.as_str()).collect();
-            commands = plan
-                .commands
-                .into_iter()
-                .filter(|c| ids.contains(&c.scaler.as_str()))
-                .collect();
+            let trait_types = &under_test.info.trait_types;
+            (scalers, commands) = plan(&runtime, manifest, &snapshot, lattice, trait_types, repeat);
         }
         PluginKind::Placement => {
             for _ in 0..repeat.max(1) {
@@ -260,6 +229,55 @@ pub fn run(
         },
         others,
     })
+}
+
+/// A scratch folder holding `plugin` (as [`UNDER_TEST`]) and the `.wasm` files of `others`.
+fn stage(plugin: &Path, others: Option<&Path>) -> anyhow::Result<Scratch> {
+    let scratch = Scratch::new()?;
+    std::fs::copy(plugin, scratch.0.join(UNDER_TEST))
+        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    if let Some(dir) = others {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the plugin folder {}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let same = std::fs::canonicalize(&path).ok() == std::fs::canonicalize(plugin).ok();
+            if path.extension().is_some_and(|e| e == "wasm") && !same {
+                std::fs::copy(&path, scratch.0.join(entry.file_name()))
+                    .with_context(|| format!("cannot copy {}", path.display()))?;
+            }
+        }
+    }
+    Ok(scratch)
+}
+
+/// The statuses and commands of the traits of `trait_types` in a first deploy of `manifest`,
+/// planned `repeat` times (each repetition is the same pass on the same state: only the sample
+/// of call latencies grows, for measuring a plugin).
+fn plan(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    snapshot: &Arc<LatticeSnapshot>,
+    lattice: &str,
+    trait_types: &[String],
+    repeat: u32,
+) -> (Vec<ScalerStatus>, Vec<PlannedCommand>) {
+    let plan_once = || {
+        trellis_controller::reconciler::planning::plan_fresh(runtime, manifest, snapshot, lattice)
+    };
+    let mut plan = plan_once();
+    for _ in 1..repeat {
+        plan = plan_once();
+    }
+    let ours = |kind: &str| trait_types.iter().any(|t| t == kind);
+    let scalers: Vec<ScalerStatus> = plan.scalers.into_iter().filter(|s| ours(&s.kind)).collect();
+    let ids: Vec<&str> = scalers.iter().map(|s| s.id.as_str()).collect();
+    let commands = plan
+        .commands
+        .into_iter()
+        .filter(|c| ids.contains(&c.scaler.as_str()))
+        .collect();
+    (scalers, commands)
 }
 
 /// A placement plugin's filter and score for each component of the manifest.
