@@ -239,9 +239,10 @@ fn stage(plugin: &Path, others: Option<&Path>) -> anyhow::Result<Scratch> {
     if let Some(dir) = others {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read the plugin folder {}", dir.display()))?;
+        let under_test = std::fs::canonicalize(plugin).ok();
         for entry in entries.flatten() {
             let path = entry.path();
-            let same = std::fs::canonicalize(&path).ok() == std::fs::canonicalize(plugin).ok();
+            let same = std::fs::canonicalize(&path).ok() == under_test;
             if path.extension().is_some_and(|e| e == "wasm") && !same {
                 std::fs::copy(&path, scratch.0.join(entry.file_name()))
                     .with_context(|| format!("cannot copy {}", path.display()))?;
